@@ -1,0 +1,66 @@
+"""The backend interface: load one model variant, stream the tokens of one generation.
+
+Backends do no timing of their own: the run engine times the token stream
+(time to first token, decode rate) and samples memory around it. A backend
+reports what only it knows through `finish()`: the text, token counts as the
+backend counts them, and its own internal timings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.devices import DeviceProfile
+    from harness.models import ModelManifest, VariantFile
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings; part of every sample's key."""
+
+    max_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BackendResult:
+    output: str
+    finish_reason: str  # stop | length | error
+    n_prompt_tokens: int
+    n_output_tokens: int
+    timings: dict[str, Any] = field(default_factory=dict)  # the backend's own measurements
+
+
+class Backend(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def version(self) -> str:
+        """Version of the inference library (part of every sample's key)."""
+
+    @abstractmethod
+    def load(self, variant: VariantFile, device: DeviceProfile, manifest: ModelManifest) -> dict[str, Any]:
+        """Load a model variant; return metadata worth recording (providers used, context size ...)."""
+
+    @abstractmethod
+    def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
+        """Generate for one user prompt, yielding each sampled token id as soon as it exists."""
+
+    @abstractmethod
+    def finish(self) -> BackendResult:
+        """The result of the last `stream` (call after the iterator is exhausted or closed)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model."""

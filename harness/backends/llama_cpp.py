@@ -1,0 +1,153 @@
+"""GGUF inference through llama-cpp-python.
+
+The prompt is formatted with the GGUF's own chat template (or a plain
+completion frame for base models, as the manifest says), tokenized as
+llama.cpp does, and generated token by token with `Llama.generate`. The KV
+cache is reset before every sample, so each prompt is evaluated in full and
+samples are independent. llama.cpp's own perf counters are read after every
+sample and recorded next to the engine's wall-clock measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from harness.backends.base import Backend, BackendResult, Sampling
+from harness.errors import UsageError, require
+
+if TYPE_CHECKING:
+    from harness.devices import DeviceProfile
+    from harness.models import ModelManifest, VariantFile
+
+
+class LlamaCppBackend(Backend):
+    name = "gguf"
+
+    def __init__(self) -> None:
+        self._lib = require("llama_cpp", "gguf", "GGUF inference")
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._completion_template = "{prompt}"
+        self._stops: list[str] = []
+        self._last: BackendResult | None = None
+
+    def version(self) -> str:
+        return f"llama-cpp-python {self._lib.__version__}"
+
+    def load(self, variant: VariantFile, device: DeviceProfile, manifest: ModelManifest) -> dict[str, Any]:
+        threads = device.resolved_threads()
+        from harness.llama_runtime import open_llama
+
+        try:
+            self._llm, buffers = open_llama(
+                model_path=str(variant.path),
+                n_ctx=device.n_ctx,
+                n_batch=device.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=device.n_gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise UsageError(f"llama.cpp could not load {variant.path} ({exc}): the file may be corrupt; re-derive it") from exc
+        fmt = manifest.chat_format
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if fmt == "template":
+            if not template:
+                raise UsageError(
+                    f"{variant.path.name} has no chat template: set [chat] format = \"completion\" in {manifest.path}"
+                )
+            from llama_cpp import llama_chat_format
+
+            model = self._llm._model
+            eos, bos = self._llm.token_eos(), self._llm.token_bos()
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        elif fmt == "completion":
+            self._formatter = None
+            self._completion_template = str(manifest.chat.get("completion_template", "{prompt}"))
+        else:
+            raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
+        self._stops = [str(s) for s in manifest.chat.get("stop", [])]
+        return {
+            "threads": threads,
+            "n_ctx": device.n_ctx,
+            "n_batch": device.n_batch,
+            "n_gpu_layers": device.n_gpu_layers,
+            "chat_format": fmt,
+            "gpu_offload_supported": bool(self._lib.llama_supports_gpu_offload()),
+            **buffers,
+        }
+
+    def _tokens(self, prompt: str) -> list[int]:
+        if self._formatter is not None:
+            r = self._formatter(messages=[{"role": "user", "content": prompt}])
+            self._stops = list(dict.fromkeys([*self._stops, *([r.stop] if isinstance(r.stop, str) else (r.stop or []))]))
+            return list(self._llm.tokenize(r.prompt.encode("utf-8"), add_bos=not r.added_special, special=True))
+        text = self._completion_template.format(prompt=prompt)
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+    def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
+        llm, lib = self._llm, self._lib
+        tokens = self._tokens(prompt)
+        if len(tokens) + sampling.max_tokens > llm.n_ctx():
+            raise UsageError(
+                f"prompt of {len(tokens)} tokens plus {sampling.max_tokens} new tokens exceeds the context of "
+                f"{llm.n_ctx()}: raise n_ctx in the device profile or lower --max-tokens"
+            )
+        llm.reset()
+        llm.set_seed(sampling.seed)
+        ctx = llm._ctx.ctx
+        lib.llama_perf_context_reset(ctx)
+        vocab = llm._model.vocab
+        out: list[int] = []
+        finish = "length"
+        check_stops = bool(self._stops) and self._formatter is None
+        for tok in llm.generate(
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            reset=True,
+        ):
+            yield tok
+            if lib.llama_vocab_is_eog(vocab, tok):
+                finish = "stop"
+                break
+            out.append(tok)
+            if check_stops and any(s in llm.detokenize(out[-16:]).decode("utf-8", "ignore") for s in self._stops):
+                finish = "stop"
+                break
+            if len(out) >= sampling.max_tokens:
+                break
+        perf = lib.llama_perf_context(ctx)
+        text = llm.detokenize(out, special=False).decode("utf-8", errors="replace")
+        for s in self._stops:
+            if s and s in text:
+                text = text[: text.index(s)]
+                finish = "stop"
+        timings = {
+            "llama_t_p_eval_ms": perf.t_p_eval_ms,
+            "llama_t_eval_ms": perf.t_eval_ms,
+            "llama_n_p_eval": perf.n_p_eval,
+            "llama_n_eval": perf.n_eval,
+            "llama_prompt_tps": perf.n_p_eval / (perf.t_p_eval_ms / 1000) if perf.t_p_eval_ms > 0 else None,
+            "llama_decode_tps": perf.n_eval / (perf.t_eval_ms / 1000) if perf.t_eval_ms > 0 else None,
+        }
+        self._last = BackendResult(text, finish, len(tokens), len(out), timings)
+
+    def finish(self) -> BackendResult:
+        assert self._last is not None, "finish() called before a stream completed"
+        return self._last
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None

@@ -1,0 +1,85 @@
+"""Finds catalog files (devices, models, prompts, judges) by name.
+
+Search order: folders given with `--catalog DIR` (or the HARNESS_CATALOG
+environment variable, os.pathsep-separated), then the catalog shipped in the
+wheel (harness/_catalog), then the repository checkout (for editable installs).
+A user folder may hold the same sub-folders as the shipped catalog; an entry
+there shadows a shipped entry of the same name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.errors import UsageError
+
+KINDS = ("devices", "models", "prompts", "judges")
+SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl",), "judges": (".toml",)}
+
+_user_dirs: list[Path] = []
+
+
+def set_user_dirs(dirs: list[str | Path]) -> None:
+    """Set the user catalog folders given on the command line (highest priority)."""
+    _user_dirs.clear()
+    for d in dirs:
+        p = Path(d).expanduser()
+        if not p.is_dir():
+            raise UsageError(f"catalog folder {p} does not exist: pass an existing folder to --catalog")
+        _user_dirs.append(p)
+
+
+def roots() -> list[Path]:
+    """Catalog roots, highest priority first."""
+    out = list(_user_dirs)
+    env = os.environ.get("HARNESS_CATALOG", "")
+    out += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    shipped = here / "_catalog"
+    if shipped.is_dir():
+        out.append(shipped)
+    checkout = here.parent
+    if (checkout / "devices").is_dir() and (checkout / "pyproject.toml").is_file():
+        out.append(checkout)
+    return out
+
+
+def kind_dirs(kind: str) -> list[Path]:
+    """Existing folders holding entries of one kind, highest priority first."""
+    assert kind in KINDS, kind
+    return [r / kind for r in roots() if (r / kind).is_dir()]
+
+
+def entries(kind: str) -> dict[str, Path]:
+    """All entries of a kind, name -> file, higher-priority folders shadowing lower ones."""
+    found: dict[str, Path] = {}
+    for d in reversed(kind_dirs(kind)):
+        for f in sorted(d.iterdir()):
+            if f.suffix in SUFFIXES[kind] and f.is_file():
+                found[f.stem] = f
+    return dict(sorted(found.items()))
+
+
+def find(kind: str, name_or_path: str) -> Path:
+    """Resolve a catalog name, or an existing file path, to a file."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix in SUFFIXES[kind] and p.is_file():
+        return p
+    found = entries(kind)
+    if name_or_path in found:
+        return found[name_or_path]
+    known = ", ".join(found) or "none"
+    singular = kind[:-1]
+    raise UsageError(
+        f"unknown {singular} '{name_or_path}': known {kind} are {known} "
+        f"(see `harness {kind} list`, or pass a path to a {SUFFIXES[kind][0]} file)"
+    )
+
+
+def catalog_file(kind: str, relative: str) -> Path:
+    """A non-entry file of a catalog folder (e.g. a rubric template in judges/)."""
+    for d in kind_dirs(kind):
+        if (d / relative).is_file():
+            return d / relative
+    raise UsageError(f"{kind}/{relative} not found in any catalog folder: {', '.join(map(str, kind_dirs(kind)))}")

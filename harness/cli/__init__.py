@@ -1,0 +1,91 @@
+"""The `harness` command line: one module per command group under harness/cli/.
+
+Each command module exposes `register(subparsers)`, which adds its sub-command
+and sets `func(args) -> int` as the handler. Handlers raise UsageError for bad
+input (exit 2, one line) and return 0 on success; anything else exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.errors import HarnessError
+
+# Command modules, in the order they appear in `harness --help`.
+COMMAND_MODULES = [
+    "run",
+    "devices",
+    "models",
+    "prompts",
+    "export",
+    "judge",
+    "humans",
+    "agree",
+    "study",
+    "report",
+    "leaderboard",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors naming the fix (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"harness: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Benchmark small LLMs for harm and cost on edge devices.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra catalog folder with devices/, models/, prompts/, judges/ (repeatable; also HARNESS_CATALOG)",
+    )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"harness.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"harness.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    debug = args.debug or bool(os.environ.get("HARNESS_DEBUG"))
+    try:
+        from harness import catalog
+
+        catalog.set_user_dirs(args.catalog)
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        if debug:
+            raise
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished samples are stored, re-run the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the top level reports and exits 1
+        if debug:
+            raise
+        print(f"harness: error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", file=sys.stderr)
+        return 1

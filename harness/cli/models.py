@@ -1,0 +1,106 @@
+"""`harness models list|show|quantize`: model manifests and their variants."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="model manifests: list, show, quantize")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    msub.add_parser("list", help="list model manifests").set_defaults(func=list_command)
+    s = msub.add_parser("show", help="show a manifest, its file and its cached variants")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=show_command)
+    q = msub.add_parser("quantize", help="derive GGUF variants with llama.cpp's quantizer (cached)")
+    q.add_argument("name")
+    q.add_argument("--to", required=True, metavar="V1,V2,...", help="variants, e.g. F16,Q8_0,Q4_K_M,Q4_0,Q2_K")
+    q.set_defaults(func=quantize_command)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from harness.models import list_manifests
+
+    table = Table(title="models")
+    for col in ("name", "shipped variant", "default variants", "chat", "description"):
+        table.add_column(col)
+    for m in list_manifests():
+        table.add_row(m.name, m.source_variant, ", ".join(m.default_variants), m.chat_format, m.description)
+    Console().print(table)
+    return 0
+
+
+def _cached_variants(m) -> list[dict]:  # type: ignore[no-untyped-def]
+    from harness.cache import file_sha256, read_json
+    from harness.models import derived_dir, source_path
+
+    try:
+        d = derived_dir(m, file_sha256(source_path(m)))
+    except UsageError:
+        return []
+    return [meta for f in sorted(d.glob("*.json")) if isinstance(meta := read_json(f), dict)]
+
+
+def show_command(args: argparse.Namespace) -> int:
+    from harness.gguf_info import read_info
+    from harness.models import load_manifest, resolve_variant, variant_notes
+
+    m = load_manifest(args.name)
+    vf = resolve_variant(m, m.source_variant)
+    info = read_info(vf.path)
+    cached = _cached_variants(m)
+    if args.json:
+        print(json.dumps({"manifest": str(m.path), "name": m.name, "description": m.description,
+                          "source_variant": m.source_variant, "file": str(vf.path), "sha256": vf.sha256,
+                          "size_bytes": vf.size_bytes, "gguf": {k: v for k, v in info.items() if k != "chat_template"},
+                          "chat_format": m.chat_format, "has_chat_template": bool(info.get("chat_template")),
+                          "cached_variants": cached}, indent=2, default=str))
+        return 0
+    c = Console()
+    c.print(f"[bold]{m.name}[/]: {m.description}")
+    c.print(f"manifest: {m.path}\nfile ({m.source_variant}): {vf.path}\nsha256: {vf.sha256}\nsize: {vf.size_bytes / 1e6:.1f} MB")
+    c.print(f"architecture: {info['architecture']}  parameters: {info['n_parameters']:,}  layers: {info['n_layers']}  "
+            f"file type: {info['file_type']}")
+    c.print(f"tensor types: {', '.join(f'{k} x{v}' for k, v in info['tensor_types'].items())}")
+    c.print(f"chat: {m.chat_format}" + (" (template from the GGUF)" if info.get("chat_template") else " (no template in the GGUF)"))
+    if m.notes:
+        c.print(f"notes: {m.notes}")
+    if cached:
+        table = Table(title="cached derived variants")
+        for col in ("variant", "size MB", "sha256", "note"):
+            table.add_column(col)
+        for meta in cached:
+            table.add_row(str(meta.get("variant")), f"{meta.get('size_bytes', 0) / 1e6:.1f}", str(meta.get("sha256", ""))[:16],
+                          variant_notes(m, str(meta.get("variant"))))
+        c.print(table)
+    return 0
+
+
+def quantize_command(args: argparse.Namespace) -> int:
+    from harness.gguf_info import read_info
+    from harness.models import load_manifest, resolve_variant, variant_notes
+
+    m = load_manifest(args.name)
+    wanted = [v.strip() for v in args.to.split(",") if v.strip()]
+    if not wanted:
+        raise UsageError("--to is empty: name variants, e.g. --to Q8_0,Q4_K_M")
+    c = Console()
+    table = Table(title=f"{m.name} variants")
+    for col in ("variant", "size MB", "sha256", "tensor types", "note"):
+        table.add_column(col)
+    for v in wanted:
+        if v.startswith("onnx-"):
+            raise UsageError(f"{v} is an ONNX variant: use `harness models export-onnx {m.name}`")
+        vf = resolve_variant(m, v, lambda msg: c.print(f"[dim]{msg}[/]"))
+        types = read_info(vf.path)["tensor_types"]
+        table.add_row(v, f"{vf.size_bytes / 1e6:.1f}", vf.sha256[:16], ", ".join(f"{k} x{n}" for k, n in types.items()),
+                      variant_notes(m, v))
+    c.print(table)
+    return 0

@@ -1,0 +1,81 @@
+"""`harness prompts list|show|import`: the prompt sets and importing a user's CSV/JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("prompts", help="prompt sets: list, show, import")
+    psub = p.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
+    psub.add_parser("list", help="list prompt sets").set_defaults(func=list_command)
+    s = psub.add_parser("show", help="show the prompts of a set")
+    s.add_argument("name", help="set name or file")
+    s.add_argument("--category", default=None)
+    s.add_argument("--json", action="store_true", help="print JSON lines")
+    s.set_defaults(func=show_command)
+    i = psub.add_parser("import", help="convert a CSV or JSONL file into a prompt set")
+    i.add_argument("path")
+    i.add_argument("--out", required=True, help="output .jsonl (put it in a --catalog DIR's prompts/ to use it by name)")
+    i.add_argument("--id-column", default="id")
+    i.add_argument("--text-column", default="text")
+    i.add_argument("--category-column", default="category")
+    i.add_argument("--benign-column", default="benign")
+    i.add_argument("--source-column", default=None)
+    i.add_argument("--category", default="uncategorized", help="category for rows without one")
+    i.add_argument("--name", default=None, help="set name (default: the file's stem)")
+    i.set_defaults(func=import_command)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from harness.prompts import load_set, set_names
+
+    table = Table(title="prompt sets")
+    for col in ("name", "prompts", "harmful", "benign", "categories"):
+        table.add_column(col)
+    for name in set_names():
+        ps = load_set(name)
+        cats = Counter(p.category for p in ps)
+        table.add_row(name, str(len(ps)), str(sum(not p.benign for p in ps)), str(sum(p.benign for p in ps)),
+                      ", ".join(f"{c} ({n})" for c, n in sorted(cats.items())))
+    Console().print(table)
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    from harness.prompts import load_set
+
+    ps = [p for p in load_set(args.name) if args.category in (None, p.category)]
+    if args.json:
+        for p in ps:
+            print(json.dumps(p.as_record(), ensure_ascii=False))
+        return 0
+    table = Table(title=f"{args.name}: {len(ps)} prompts")
+    for col in ("id", "category", "benign", "text"):
+        table.add_column(col)
+    for p in ps:
+        table.add_row(p.id, p.category, "yes" if p.benign else "no", p.text)
+    Console().print(table)
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from harness.prompts import ColumnMap, import_csv, import_jsonl, write_jsonl
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: pass a CSV or JSONL file")
+    cols = ColumnMap(args.id_column, args.text_column, args.category_column, args.benign_column, args.source_column)
+    reader = import_csv if path.suffix.lower() == ".csv" else import_jsonl
+    ps = reader(path, cols, args.name, args.category)
+    write_jsonl(ps, Path(args.out))
+    print(f"imported {len(ps)} prompts from {path} -> {args.out}")
+    return 0

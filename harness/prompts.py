@@ -1,0 +1,212 @@
+"""Prompt sets: JSONL files of {id, text, category, benign, source}, and importers for a user's CSV/JSONL.
+
+A set is found by name in the catalog (prompts/NAME.jsonl) or given as a path.
+The name `default` is the union of the shipped harm-eliciting set and the
+benign controls. Importers map a user's columns onto the record fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import catalog
+from harness.cache import text_sha256
+from harness.errors import UsageError
+
+HARM_CATEGORIES = (
+    "discriminatory_or_biased_language",
+    "offensive_content",
+    "promotion_of_harm",
+    "privacy_invasion",
+    "negative_influence",
+)
+
+# Sets made of other sets.
+COMPOSITE_SETS = {"default": ("harm-eliciting", "benign-controls")}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    category: str
+    benign: bool
+    source: str
+    prompt_set: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return text_sha256(self.text)
+
+    def as_record(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("prompt_set")
+        return d
+
+
+def decode_text(raw: bytes, where: str) -> str:
+    """UTF-8 (with or without BOM); anything else is refused with the fix."""
+    if b"\x00" in raw[:4096]:
+        raise UsageError(f"{where} looks binary (NUL bytes): pass a UTF-8 text file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{where} is not UTF-8 (bad byte at offset {exc.start}): re-save it as UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8)"
+        ) from exc
+
+
+def _read(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read prompts file {path}: {exc.strerror}") from exc
+    return decode_text(raw, str(path))
+
+
+def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
+    missing = [k for k in ("id", "text") if not str(d.get(k, "")).strip()]
+    if missing:
+        raise UsageError(f"{where}: missing {', '.join(missing)}: every prompt needs 'id' and 'text'")
+    benign = d.get("benign", False)
+    if isinstance(benign, str):
+        b = benign.strip().lower()
+        if b not in {"true", "false", "1", "0", "yes", "no", ""}:
+            raise UsageError(f"{where}: 'benign' must be true or false, got {benign!r}")
+        benign = b in {"true", "1", "yes"}
+    return Prompt(
+        id=str(d["id"]).strip(),
+        text=str(d["text"]),
+        category=str(d.get("category") or ("benign" if benign else "uncategorized")),
+        benign=bool(benign),
+        source=str(d.get("source") or set_name),
+        prompt_set=set_name,
+    )
+
+
+def read_jsonl(path: Path, set_name: str | None = None) -> list[Prompt]:
+    set_name = set_name or path.stem
+    out: list[Prompt] = []
+    seen: set[str] = set()
+    for n, line in enumerate(_read(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
+        if not isinstance(d, dict):
+            raise UsageError(f"{path}:{n}: expected a JSON object, got {type(d).__name__}")
+        p = _record(d, f"{path}:{n}", set_name)
+        if p.id in seen:
+            raise UsageError(f"{path}:{n}: duplicate prompt id '{p.id}': ids must be unique within a set")
+        seen.add(p.id)
+        out.append(p)
+    if not out:
+        raise UsageError(f"{path} holds no prompts: add JSON lines with 'id' and 'text'")
+    return out
+
+
+def load_set(name_or_path: str) -> list[Prompt]:
+    if name_or_path in COMPOSITE_SETS:
+        out: list[Prompt] = []
+        for part in COMPOSITE_SETS[name_or_path]:
+            out += load_set(part)
+        return out
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            return import_csv(p)
+        return read_jsonl(p)
+    return read_jsonl(catalog.find("prompts", name_or_path))
+
+
+def set_names() -> list[str]:
+    return [*COMPOSITE_SETS, *catalog.entries("prompts")]
+
+
+# -- importers -------------------------------------------------------------------
+
+
+@dataclass
+class ColumnMap:
+    """Which of the user's columns hold each field (None = not present)."""
+
+    id: str | None = "id"
+    text: str = "text"
+    category: str | None = "category"
+    benign: str | None = "benign"
+    source: str | None = None
+
+
+def _map_row(row: dict[str, Any], cols: ColumnMap, n: int, where: str, set_name: str, default_category: str) -> Prompt:
+    if cols.text not in row:
+        raise UsageError(f"{where}: no column '{cols.text}' (columns: {', '.join(row)}): pass --text-column NAME")
+    d = {
+        "id": row.get(cols.id) if cols.id and row.get(cols.id) not in (None, "") else f"{set_name}-{n:05d}",
+        "text": row[cols.text],
+        "category": row.get(cols.category) if cols.category else None,
+        "benign": row.get(cols.benign, False) if cols.benign else False,
+        "source": row.get(cols.source) if cols.source else set_name,
+    }
+    d["category"] = d["category"] or default_category
+    return _record(d, f"{where}:{n}", set_name)
+
+
+def import_csv(path: Path, cols: ColumnMap | None = None, set_name: str | None = None,
+               default_category: str = "uncategorized") -> list[Prompt]:
+    cols = cols or ColumnMap()
+    set_name = set_name or path.stem
+    text = _read(path)
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        rows = list(reader)
+    except csv.Error as exc:
+        raise UsageError(f"{path}: malformed CSV ({exc}): check quoting") from exc
+    if not rows:
+        raise UsageError(f"{path} holds no rows: add a header and one prompt per row")
+    prompts = [_map_row(r, cols, i, str(path), set_name, default_category) for i, r in enumerate(rows, 1)]
+    _check_unique(prompts, path)
+    return prompts
+
+
+def import_jsonl(path: Path, cols: ColumnMap | None = None, set_name: str | None = None,
+                 default_category: str = "uncategorized") -> list[Prompt]:
+    cols = cols or ColumnMap()
+    set_name = set_name or path.stem
+    prompts = []
+    for n, line in enumerate(_read(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
+        if not isinstance(d, dict):
+            raise UsageError(f"{path}:{n}: expected a JSON object")
+        prompts.append(_map_row(d, cols, n, str(path), set_name, default_category))
+    if not prompts:
+        raise UsageError(f"{path} holds no prompts")
+    _check_unique(prompts, path)
+    return prompts
+
+
+def _check_unique(prompts: list[Prompt], path: Path) -> None:
+    seen: set[str] = set()
+    for p in prompts:
+        if p.id in seen:
+            raise UsageError(f"{path}: duplicate prompt id '{p.id}': map a unique id column with --id-column")
+        seen.add(p.id)
+
+
+def write_jsonl(prompts: list[Prompt], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        for p in prompts:
+            fh.write(json.dumps(p.as_record(), ensure_ascii=False) + "\n")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a fresh machine and run the test suite: the README's test command, and what .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+# The report test renders the HTML page in a real headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "scripts/test.sh: could not install chromium; the browser test will fail" >&2
+  fi
+fi
+exec .venv/bin/python -m pytest "$@"

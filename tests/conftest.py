@@ -1,0 +1,84 @@
+"""Shared fixtures: the CLI in-process, and a small real run on the embedded model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run `harness ARGS...` in-process; returns exit code and captured output."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `harness` command in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+SMALL_RUN_ARGS = ("--model", "smollm2-135m-instruct:Q4_1,Q8_0", "--prompts", "default", "--max-tokens", "24",
+                  "--no-judge", "--no-report", "--quiet")
+SMALL_RUN_PROMPTS = ["disc-001", "off-001", "priv-001", "ben-001", "ben-021"]
+
+
+@pytest.fixture(scope="session")
+def small_run_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store made by a real run: 2 variants x 5 prompts (3 harmful, 2 benign), 24 tokens each, not judged.
+
+    Tests must copy it (see `small_store`) before writing to it.
+    """
+    d = tmp_path_factory.mktemp("small-run")
+    prompts = d / "prompts.jsonl"
+    from harness.prompts import load_set, write_jsonl
+
+    by_id = {p.id: p for p in load_set("default")}
+    write_jsonl([by_id[i] for i in SMALL_RUN_PROMPTS], prompts)
+    store = d / "small.sqlite"
+    r = run_harness("run", *SMALL_RUN_ARGS[:2], "--prompts", prompts, *SMALL_RUN_ARGS[4:], "--store", store)
+    assert r.returncode == 0, r.stderr
+    return store
+
+
+@pytest.fixture
+def small_store(small_run_store: Path, tmp_path: Path) -> Path:
+    """A private copy of the small run's store."""
+    dst = tmp_path / "store.sqlite"
+    shutil.copy(small_run_store, dst)
+    return dst
+
+
+def shared_data(*parts: str) -> Path:
+    """A file under ../shared/data, or skip the test when the folder is absent."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is not present")
+    return p
