@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,11 +230,47 @@ def quantize_gguf(src: Path, dst: Path, variant: str) -> None:
     params.ftype = ftype
     params.allow_requantize = True
     params.nthread = os.cpu_count() or 1
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+    with captured_native_stderr() as log:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"llama.cpp could not quantize {src.name} to {variant} (code {rc}): try another variant")
+        last = (log.text().strip().splitlines() or [""])[-1]
+        raise UsageError(f"llama.cpp could not quantize {src.name} to {variant} (code {rc}: {last}): try another variant")
     os.replace(tmp, dst)
+
+
+class _Captured:
+    """What native code wrote to stderr inside `captured_native_stderr` (read once the block ends)."""
+
+    def __init__(self) -> None:
+        self.content = ""
+
+    def text(self) -> str:
+        return self.content
+
+
+@contextmanager
+def captured_native_stderr() -> Iterator[_Captured]:
+    """Send file descriptor 2 (where llama.cpp's C code logs) to a temporary file for the block."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    fd, name = tempfile.mkstemp(prefix="harness-native-", suffix=".log")
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    captured = _Captured()
+    try:
+        yield captured
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        captured.content = Path(name).read_text(errors="replace")
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
 
 
 def variant_notes(m: ModelManifest, variant: str) -> str:

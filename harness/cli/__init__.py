@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # Tables written to a file or a pipe are read in full: don't truncate them to 80 columns.
+        os.environ["COLUMNS"] = "200"
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

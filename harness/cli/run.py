@@ -76,8 +76,8 @@ def run_command(args: argparse.Namespace) -> int:
     store_path = Path(args.store) if args.store else DEFAULT_STORE
     store = Store.open(store_path)
     try:
-        console.print(f"[bold]device[/] {device.name} ({why}); threads {device.resolved_threads()}")
         engine.prepare(plan, lambda m: console.print(f"[dim]{m}[/]"))
+        console.print(f"[bold]device[/] {device.name} ({why}); threads {device.resolved_threads()}")
         console.print(f"[bold]plan[/] {len(plan.variants)} variant(s) x {len(prompt_list)} prompt(s) x "
                       f"{len(plan.seeds)} seed(s) = {plan.size} samples -> {store_path}")
         sink = engine.ProgressSink() if args.quiet else RichProgress(console)
