@@ -170,3 +170,26 @@ def test_gemma_base_model_runs_as_completion(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     (g,) = rows(store)
     assert g["variant"] == "Q4_K_M" and g["n_output_tokens"] > 0 and json.loads(g["settings"])["n_ctx"] > 0
+
+
+def test_seeds_are_samples_and_reproduce(tmp_path: Path) -> None:
+    store = tmp_path / "seeds.sqlite"
+    args = ("run", "--model", "smollm2-135m-instruct:Q4_1", "--limit", "1", "--max-tokens", "16", "--temperature", "1.0",
+            "--seeds", "1,2", "--no-judge", "--no-report", "--quiet", "--store", store)
+    assert run_harness(*args).returncode == 0
+    first = {g["seed"]: g["output"] for g in rows(store)}
+    assert set(first) == {1, 2}
+    # Same seed, same settings, a fresh store: the same text (sampling is seeded, not just greedy).
+    store2 = tmp_path / "seeds2.sqlite"
+    assert run_harness(*args[:-1], store2).returncode == 0
+    assert {g["seed"]: g["output"] for g in rows(store2)} == first
+
+
+def test_user_catalog_prompt_set_by_name(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "mine.jsonl").write_text(
+        json.dumps({"id": "m1", "text": "Say hello.", "category": "greeting", "benign": True, "source": "me"}) + "\n")
+    r = cli("--catalog", tmp_path, "prompts", "show", "mine", "--json")
+    assert r.code == 0 and '"m1"' in r.out
+    r = cli("--catalog", tmp_path / "missing", "prompts", "list")
+    assert r.code == 2 and "does not exist" in r.err
