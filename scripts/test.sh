@@ -6,6 +6,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+# The agreement tests cross-check our RBO against the rbo package; its metadata pins numpy<2 (it runs fine on 2.x).
+.venv/bin/python -m pip install --quiet --no-deps rbo==0.1.3
 # The report test renders the HTML page in a real headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,0 +1,64 @@
+"""`harness agree`: agreement between every pair of raters (RBO, Krippendorff's alpha, tau-b, kappa...) with CIs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness.errors import UsageError
+
+HELP = """Metrics (see harness.agreement.metrics): rbo = extrapolated Rank-Biased Overlap (Webber et al. 2010,
+eq. 32) of the harmful outputs, most harmful first, mean over items; alpha_* = Krippendorff's alpha;
+kendall_tau_b / spearman per item, averaged where defined; exact_match; cohen_kappa; fleiss_kappa
+among one rater's annotators (rows with a == b). CIs: 95% percentile bootstrap over items."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("agree", help="agreement between raters (humans, experts, judges) with bootstrap CIs",
+                       description=HELP)
+    p.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
+    p.add_argument("--raters", default=None, metavar="A,B,...",
+                   help="raters to compare (default: all); rater:annotator names one annotator, e.g. human:group-1")
+    p.add_argument("--task", default=None, help="only this task (rank, score, label, refusal, pairwise)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples of items (0 = no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--by-category", action="store_true", help="also one row set per item category")
+    p.add_argument("--rbo-p", type=float, default=0.9, help="RBO persistence p (default 0.9)")
+    p.add_argument("--rbo-both-empty", choices=["1", "skip"], default="1",
+                   help="RBO when both raters find nothing harmful: 1 (agree, default) or skip the item")
+    p.add_argument("--rbo-one-empty", choices=["0", "skip"], default="0",
+                   help="RBO when only one rater finds something harmful: 0 (default) or skip the item")
+    p.add_argument("--json", action="store_true", help="print rows {a, b, metric, value, ci_low, ci_high, n, task}")
+    p.set_defaults(func=agree_command)
+
+
+def agree_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harness.agreement import agreement_table
+    from harness.agreement.render import agreement_rich
+    from harness.agreement.table import RboOptions
+    from harness.store import DEFAULT_STORE, Store
+
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap {args.bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    if not 0 < args.rbo_p < 1:
+        raise UsageError(f"--rbo-p {args.rbo_p} is outside (0, 1): use e.g. --rbo-p 0.9")
+    raters = [r.strip() for r in args.raters.split(",") if r.strip()] if args.raters else None
+    if raters is not None and len(raters) < 2:
+        raise UsageError("--raters needs at least two raters separated by commas, e.g. --raters human,gpt4o")
+    rbo = RboOptions(p=args.rbo_p, both_empty=None if args.rbo_both_empty == "skip" else 1.0,
+                     one_empty=None if args.rbo_one_empty == "skip" else 0.0)
+    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, create=False) as store:
+        rows = agreement_table(store, raters=raters, bootstrap=args.bootstrap, seed=args.seed, task=args.task,
+                               by_category=args.by_category, rbo=rbo)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    console = Console()
+    if not rows:
+        console.print("no two raters rated the same outputs: nothing to compare")
+        return 0
+    console.print(agreement_rich(rows, title=f"agreement (RBO p={args.rbo_p}, {args.bootstrap} bootstrap resamples)"))
+    return 0

@@ -1,0 +1,79 @@
+"""Import human (and third-party judge) ratings into the store: one importer per file format.
+
+`import_path(store, fmt, path, **options)` parses the file(s) completely first (a bad file raises a
+UsageError before anything is written), then writes generations and ratings with INSERT OR IGNORE
+on deterministic keys, so importing twice adds nothing. It returns an ImportReport: rows read,
+ratings and generations written, repairs (encoding, ranking spellings, renumbering) and rejected
+rows with their row numbers and reasons.
+
+Formats (see each module's docstring):
+  llm-harm        the study's release: group rankings, expert rankings, judge predictions
+  rankings-csv    generic long (one row per output) or wide (one row per item) rankings / scores
+  rankings-jsonl  the same as JSON Lines
+  pairwise-jsonl  chosen / rejected preference pairs (HH-RLHF harmless-base format)
+  labels-csv      per-response labels by several annotators and judges (JailbreakBench judge
+                  comparison; XSTest compliance labels)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.humans.report import ImportReport
+
+FORMATS = ["llm-harm", "rankings-csv", "rankings-jsonl", "pairwise-jsonl", "labels-csv"]
+
+Parsed = tuple[list[dict[str, Any]], list[dict[str, Any]], ImportReport]
+
+
+def _parser(fmt: str) -> Callable[..., Parsed]:
+    if fmt == "llm-harm":
+        from harness.humans.llm_harm import parse_release
+
+        return parse_release
+    if fmt in ("rankings-csv", "rankings-jsonl"):
+        from harness.humans.generic import parse_rankings
+
+        return lambda path, store=None, **kw: parse_rankings(path, fmt, store=store, **kw)
+    if fmt == "pairwise-jsonl":
+        from harness.humans.pairwise import parse_pairwise
+
+        return parse_pairwise
+    if fmt == "labels-csv":
+        from harness.humans.labels import parse_labels
+
+        return parse_labels
+    raise UsageError(f"unknown import format '{fmt}': use one of {', '.join(FORMATS)}")
+
+
+def write_parsed(store: Any, generations: list[dict[str, Any]], ratings: list[dict[str, Any]],
+                 report: ImportReport) -> ImportReport:
+    """Write parsed rows (existing keys are kept) and fill the written counts of the report."""
+    unique_ratings = {r["rating_key"]: r for r in ratings}
+    unique_generations = {g["sample_key"]: g for g in generations}
+    report.ratings_built = len(unique_ratings)
+    report.generations_built = len(unique_generations)
+    report.generations_written = store.insert_many("generations", unique_generations.values())
+    report.ratings_written = store.insert_many("ratings", unique_ratings.values())
+    return report
+
+
+def parse_path(fmt: str, path: str | Path, store: Any = None, **options: Any) -> Parsed:
+    """Parse one file or folder without writing: (generations, ratings, report). `store` is only read."""
+    parse = _parser(fmt)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"{p} does not exist: pass the path of the {fmt} file or folder")
+    return parse(p, store=store, **options)
+
+
+def import_path(store: Any, fmt: str, path: str | Path, **options: Any) -> ImportReport:
+    """Import one file or folder in format `fmt` into an open Store; see the module docstring."""
+    generations, ratings, report = parse_path(fmt, path, store=store, **options)
+    return write_parsed(store, generations, ratings, report)
+
+
+__all__ = ["FORMATS", "ImportReport", "import_path", "parse_path", "write_parsed"]

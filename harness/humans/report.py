@@ -1,0 +1,81 @@
+"""What an import read, wrote, repaired and rejected: returned by every importer and printed by the CLI."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_LISTED = 50  # rejections printed in full; the rest are counted (all are in the JSON report)
+
+
+@dataclass
+class Rejection:
+    file: str
+    row: int  # row number in the file, the header being row 1 (JSONL: line number)
+    reason: str
+    stored_invalid: bool = False  # True: kept as invalid ratings (never counted as harmless)
+
+    def text(self) -> str:
+        kept = " (kept as invalid ratings)" if self.stored_invalid else ""
+        return f"{self.file} row {self.row}: {self.reason}{kept}"
+
+
+@dataclass
+class ImportReport:
+    format: str
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    generations_built: int = 0
+    ratings_built: int = 0
+    invalid_ratings: int = 0
+    generations_written: int = 0
+    ratings_written: int = 0
+    repaired: Counter[str] = field(default_factory=Counter)
+    rejected: list[Rejection] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def repair(self, what: str, n: int = 1) -> None:
+        self.repaired[what] += n
+
+    def reject(self, file: str, row: int, reason: str, stored_invalid: bool = False) -> None:
+        self.rejected.append(Rejection(file, row, reason, stored_invalid))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "files": list(self.files),
+            "rows_read": self.rows_read,
+            "generations_built": self.generations_built,
+            "ratings_built": self.ratings_built,
+            "invalid_ratings": self.invalid_ratings,
+            "generations_written": self.generations_written,
+            "ratings_written": self.ratings_written,
+            "already_present": (self.ratings_built - self.ratings_written)
+            + (self.generations_built - self.generations_written),
+            "repaired": dict(sorted(self.repaired.items())),
+            "rejected": [r.__dict__ for r in self.rejected],
+            "notes": list(self.notes),
+        }
+
+    def lines(self) -> list[str]:
+        out = [
+            f"import {self.format}: read {self.rows_read} rows from {len(self.files)} file(s)",
+            f"  wrote {self.ratings_written} of {self.ratings_built} ratings ({self.invalid_ratings} invalid) "
+            f"and {self.generations_written} of {self.generations_built} generations",
+        ]
+        if self.ratings_built and not self.ratings_written and not self.generations_written:
+            out.append("  nothing new: every rating and generation was already in the store")
+        elif self.ratings_written < self.ratings_built or self.generations_written < self.generations_built:
+            out.append("  the rest were already in the store")
+        if self.repaired:
+            out.append("  repaired:")
+            out.extend(f"    {n:>6}  {what}" for what, n in sorted(self.repaired.items()))
+        else:
+            out.append("  repaired: nothing")
+        out.append(f"  rejected: {len(self.rejected)} row(s)")
+        out.extend(f"    {r.text()}" for r in self.rejected[:MAX_LISTED])
+        if len(self.rejected) > MAX_LISTED:
+            out.append(f"    ... and {len(self.rejected) - MAX_LISTED} more (see --json)")
+        out.extend(f"  note: {n}" for n in self.notes)
+        return out

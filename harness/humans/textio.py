@@ -1,0 +1,124 @@
+"""Read third-party CSV and JSONL files: encoding fallback, binary detection, column checks.
+
+Files are decoded as UTF-8 (a byte-order mark is dropped); when that fails, as Windows-1252 and
+then Latin-1, which is counted as a repair. A file with NUL bytes is binary, and a CSV without the
+expected columns is refused: both are UsageErrors naming the expected input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+REPAIR_DECODED = "file decoded as {encoding} (not UTF-8)"
+
+
+@dataclass
+class TextFile:
+    path: Path
+    text: str
+    encoding: str  # utf-8, utf-8-sig, cp1252 or latin-1
+
+    @property
+    def repaired_encoding(self) -> str | None:
+        return None if self.encoding.startswith("utf-8") else REPAIR_DECODED.format(encoding=self.encoding)
+
+
+def read_text(path: Path, what: str) -> TextFile:
+    """Decode a text file; UsageError for a missing, unreadable or binary file. `what` names the format."""
+    if not path.exists():
+        raise UsageError(f"{path} does not exist: pass the path of a {what} file")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: pass the path of a {what} file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror}): check the path and its permissions") from exc
+    if b"\x00" in data:
+        raise UsageError(f"{path} is a binary file, not text: pass a {what} file")
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding == "utf-8-sig":
+            encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
+        return TextFile(path, text, encoding)
+    raise AssertionError("latin-1 decodes every byte string")  # pragma: no cover
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"\s+", " ", name.replace("\ufeff", "")).strip().casefold()
+
+
+@dataclass
+class CsvTable:
+    file: TextFile
+    header: list[str]
+    rows: list[tuple[int, dict[str, str]]]  # (row number counting the header as row 1, values by header)
+
+    def column(self, wanted: str) -> str | None:
+        """The header spelled as in the file that matches `wanted` (case and spacing ignored)."""
+        target = _norm(wanted)
+        for h in self.header:
+            if _norm(h) == target:
+                return h
+        return None
+
+
+def read_csv(path: Path, what: str, required: Sequence[str] = ()) -> CsvTable:
+    """Parse a CSV with a header row; UsageError when a required column is missing."""
+    tf = read_text(path, what)
+    try:
+        reader = csv.reader(io.StringIO(tf.text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise UsageError(f"{path} is empty: pass a {what} file with a header row ({', '.join(required)})")
+        header = [h.replace("\ufeff", "").strip() for h in header]
+        rows: list[tuple[int, dict[str, str]]] = []
+        for i, values in enumerate(reader, start=2):
+            if not values or all(not v.strip() for v in values):
+                continue
+            rows.append((i, {h: (values[j] if j < len(values) else "") for j, h in enumerate(header)}))
+    except csv.Error as exc:
+        raise UsageError(f"{path} is not a readable CSV ({exc}): pass a {what} file") from exc
+    table = CsvTable(tf, header, rows)
+    missing = [c for c in required if table.column(c) is None]
+    if missing:
+        raise UsageError(
+            f"{path} lacks the column(s) {', '.join(repr(c) for c in missing)} of a {what} file "
+            f"(expected columns: {', '.join(required)}; found: {', '.join(header) or 'none'})")
+    return table
+
+
+def read_jsonl(path: Path, what: str) -> tuple[TextFile, list[tuple[int, Any]], list[tuple[int, str]]]:
+    """JSON Lines: (file, [(line number, object)], [(line number, error)]) for lines that are not JSON objects."""
+    tf = read_text(path, what)
+    objects: list[tuple[int, Any]] = []
+    bad: list[tuple[int, str]] = []
+    for i, line in enumerate(tf.text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append((i, f"not JSON ({exc.msg})"))
+            continue
+        if not isinstance(obj, dict):
+            bad.append((i, "not a JSON object"))
+            continue
+        objects.append((i, obj))
+    if not objects and bad:
+        raise UsageError(f"{path} has no JSON object on any line (line {bad[0][0]}: {bad[0][1]}): pass a {what} file")
+    return tf, objects, bad
