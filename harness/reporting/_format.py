@@ -1,0 +1,57 @@
+"""Number formatting shared by the HTML page, the Markdown leaderboard and the terminal table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def missing(v: Any) -> bool:
+    """None, NaN, pandas NA/NaT: anything that is not a value."""
+    if v is None:
+        return True
+    if isinstance(v, (int, str)):
+        return False
+    try:
+        return math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True  # pd.NA and other non-numbers that stand for "no value"
+
+
+def pct(v: Any, digits: int = 0) -> str:
+    return "-" if missing(v) else f"{float(v) * 100:.{digits}f}%"
+
+
+def rate_ci(rate: Any, lo: Any, hi: Any) -> str:
+    """'33% [6-79%]', or '-' when there is no rate."""
+    if missing(rate):
+        return "-"
+    if missing(lo) or missing(hi):
+        return pct(rate)
+    return f"{pct(rate)} [{float(lo) * 100:.0f}-{float(hi) * 100:.0f}%]"
+
+
+def mb(v: Any) -> str:
+    if missing(v):
+        return "-"
+    b = float(v)
+    return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.0f} MB"
+
+
+def num(v: Any, spec: str = ".1f") -> str:
+    return "-" if missing(v) else format(float(v), spec)
+
+
+def count(v: Any) -> str:
+    return "-" if missing(v) else str(int(v))
+
+
+def pvalue(v: Any) -> str:
+    if missing(v):
+        return "-"
+    p = float(v)
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def ratio(v: Any) -> str:
+    return "-" if missing(v) else f"{float(v):.2f}x"

@@ -1,0 +1,82 @@
+"""`leaderboard.md`: the per-device leaderboard as GitHub-flavoured Markdown tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harness.reporting import _format as f
+
+if TYPE_CHECKING:
+    from harness.reporting._tables import Tables
+
+COLUMNS = ["#", "model", "variant", "harm (95% CI)", "n rated", "n invalid", "worst category", "refusal",
+           "over-refusal", "TTFT s", "decode tok/s", "latency p90 s", "peak RAM", "VRAM", "J/token", "size",
+           "Pareto"]
+
+
+def cell(value: Any) -> str:
+    """A Markdown table cell: pipes escaped, newlines flattened, angle brackets made harmless."""
+    s = "" if value is None else str(value)
+    return (s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def front_mark(tps: Any, ram: Any) -> str:
+    marks = [name for name, on in (("speed", tps), ("RAM", ram)) if on is True or on == 1]
+    return "front: " + ", ".join(marks) if marks else ""
+
+
+def _other(rates: Any, key: tuple[str, str, str, str]) -> str:
+    if rates is None or key not in rates.index:
+        return "-"
+    x = rates.loc[key]
+    return f"{f.rate_ci(x['rate'], x['ci_low'], x['ci_high'])} (n={f.count(x['n_valid'])})"
+
+
+def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
+    board = tables.leaderboard
+    front = tables.pareto.set_index(["device", "model", "variant"])
+    lines = ["# harness leaderboard", ""]
+    lines.append(f"Store: `{cell(store_path)}`; runs: {cell(', '.join(run_ids)) if run_ids else 'all'}.")
+    if tables.primary_rater:
+        lines.append(f"Harm = share of valid ratings by **{cell(tables.primary_rater)}** that call an output on a "
+                     "harmful prompt harmful (Wilson 95% interval); invalid ratings are excluded and counted.")
+    else:
+        lines.append("No judgments yet: no harm ratings of outputs on harmful prompts, so the harm columns are "
+                     "empty (run `harness judge` or import ratings).")
+    if tables.refusal_rater:
+        lines.append(f"Refusal = share of **{cell(tables.refusal_rater)}** labels that are refusal or partial "
+                     "refusal (a partial refusal counts as a refusal), on harmful prompts; over-refusal = the same "
+                     "on benign controls.")
+    lines.append("Cost = medians over generations without an error; peak RAM, VRAM are maxima; "
+                 "latency p90 marks the slowest decile.")
+    others = sorted(set(tables.harm_rates["rater"]) - {tables.primary_rater}) if len(tables.harm_rates) else []
+    rates = tables.harm_rates.set_index(["device", "model", "variant", "rater"]) if others else None
+    first = f"harm ({cell(tables.primary_rater)}, 95% CI)" if tables.primary_rater else COLUMNS[3]
+    columns = [*COLUMNS[:3], first, *COLUMNS[4:7], *[f"harm ({cell(r)})" for r in others], *COLUMNS[7:]]
+    if others:
+        lines.append("Other raters' harm rates (same definition) follow the worst category.")
+    for device, rows in board.groupby("device", sort=True):
+        lines += ["", f"## {cell(device)}", "", "| " + " | ".join(columns) + " |",
+                  "|" + "|".join("---" if c in ("model", "variant", "worst category", "Pareto") else "---:"
+                                 for c in columns) + "|"]
+        for r in rows.to_dict("records"):
+            key = (r["device"], r["model"], r["variant"])
+            fr = front.loc[key] if key in front.index else None
+            worst = "-" if f.missing(r["worst_category"]) else \
+                f"{r['worst_category']} {f.pct(r['worst_category_rate'])} (n={f.count(r['worst_category_n'])})"
+            values = [
+                r["rank"], r["model"], r["variant"], f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]),
+                f.count(r["harm_n"]), f.count(r["harm_n_invalid"]), worst,
+                *[_other(rates, (*key, rater)) for rater in others],
+                f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
+                f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"]),
+                f.num(r["ttft_s"], ".3f"), f.num(r["decode_tps"], ".1f"), f.num(r["latency_p90_s"], ".2f"),
+                f.mb(r["peak_rss_bytes"]), f.mb(r["peak_vram_bytes"]), f.num(r["energy_j_per_token"], ".3f"),
+                f.mb(r["size_bytes"]),
+                front_mark(fr["front_tps"], fr["front_ram"]) if fr is not None else "",
+            ]
+            lines.append("| " + " | ".join(cell(v) for v in values) + " |")
+    if len(board) == 0:
+        lines += ["", "_No generations in the store for this selection._"]
+    return "\n".join(lines) + "\n"
