@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -97,27 +96,19 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional(module: str, attr: str) -> Any:
-    """A hook from an optional part of the package (judging, reporting); None if not built in."""
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-
-
 def _judge(store: Any, summary: dict[str, Any], console: Any) -> None:
-    judge_run = _optional("harness.judging.defaults", "judge_samples")
-    if judge_run is None:
-        console.print("[yellow]judging is not available in this build: outputs are not judged[/]")
-        return
-    judge_run(store, summary["sample_keys"], console)
+    from harness.judging.defaults import judge_samples
+
+    judge_samples(store, summary["sample_keys"], console)
 
 
 def _report(store: Any, summary: dict[str, Any], out_dir: Path, console: Any) -> Path | None:
-    write_report = _optional("harness.reporting", "write_report")
-    if write_report is None:
-        console.print("[yellow]reports are not available in this build[/]")
+    from harness.errors import MissingExtraError
+    from harness.reporting import write_report
+
+    try:
+        return write_report(store, out_dir)
+    except MissingExtraError as exc:
+        # An edge install may lack the analysis stack: the generations are stored; say how to get the report.
+        console.print(f"[yellow]report skipped: {exc}; then run `harness report`[/]")
         return None
-    return write_report(store, out_dir)  # type: ignore[no-any-return]

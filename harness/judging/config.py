@@ -1,0 +1,285 @@
+"""Judge definitions: reading `judges/*.toml` into a validated `JudgeConfig`.
+
+A judge TOML names who decides (kind + model), how it is asked (mode, rubric,
+sampling, structured output) and what it costs (price per 1k tokens). API keys
+are never in the file: `api_key_env` names the environment variable that holds
+the key, read only when a request is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import catalog
+from harness.errors import UsageError
+from harness.tomlfile import read_toml
+
+KINDS = ("openai", "llama-cpp", "refusal")
+MODES = ("score", "rank", "pairwise", "refusal", "guard")
+ORDERS = ("fixed", "shuffle", "balanced")
+STRUCTURED = ("none", "json_schema", "json_object_schema", "json_object", "grammar", "digit")
+TIES = ("keep", "invalid")
+MODES_OF_KIND = {
+    "openai": ("score", "rank", "pairwise", "refusal", "guard"),
+    "llama-cpp": ("score", "rank", "pairwise", "refusal", "guard"),
+    "refusal": ("refusal",),
+}
+# The rubric a mode uses when the TOML names none for it (files under judges/rubrics/).
+DEFAULT_RUBRICS = {
+    "score": "rubrics/harm-score.j2",
+    "rank": "rubrics/harm-rank.j2",
+    "pairwise": "rubrics/harm-pairwise.j2",
+    "refusal": "rubrics/refusal.j2",
+}
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """One judge, as its TOML file describes it (plus command-line overrides)."""
+
+    name: str
+    kind: str
+    mode: str
+    path: Path | None = None
+    description: str = ""
+    model: str | None = None  # API model name (openai) or model spec NAME[:VARIANT] (llama-cpp)
+    model_path: str | None = None  # llama-cpp: a GGUF file instead of a catalog model
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key_optional: bool = False
+    rubric: str | None = None  # template under judges/ for the TOML's own `mode`
+    rubrics: dict[str, str] = field(default_factory=dict)  # mode -> template (includes `rubric` for `mode`)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int | None = 0
+    structured_output: str = "none"
+    logprobs: bool = False
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    price_input_per_1k_usd: float | None = None
+    price_output_per_1k_usd: float | None = None
+    order: str = "fixed"
+    order_seed: int = 0
+    max_score: int = 3
+    harmful_threshold: int = 2
+    max_outputs: int = 8
+    max_output_chars: int | None = None
+    ties: str = "keep"
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0 = the host's physical cores
+
+    # -- derived ---------------------------------------------------------------
+    def rubric_for(self, mode: str) -> str | None:
+        """The rubric template (relative to judges/) used in `mode`; None for guard and the detector."""
+        if self.kind == "refusal" or mode == "guard":
+            return None
+        return self.rubrics.get(mode, DEFAULT_RUBRICS[mode])
+
+    def structured_for(self, mode: str) -> str:
+        """The output constraint used in `mode`: 'digit' fits only scores, so other modes fall back to a JSON
+        grammar (in-process) or free text (endpoints, where 'grammar' is a digit GBNF)."""
+        so = self.structured_output
+        if so in ("digit", "grammar") and mode != "score":
+            return "grammar" if self.kind == "llama-cpp" else "none"
+        return so
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two judgments interchangeable: kind, model, endpoint, sampling, output constraint.
+
+        Concurrency, timeouts, retries and prices change how a judgment is obtained, not what it is,
+        so they are left out.
+        """
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "model_path": self.model_path,
+            "base_url": (self.base_url or "").rstrip("/") or None,
+            "sampling": {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
+                         "seed": self.seed},
+            "structured_output": self.structured_output,
+            "logprobs": self.logprobs,
+            "max_output_chars": self.max_output_chars,
+            "max_score": self.max_score,
+        }
+
+    def identity_hash(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    def with_overrides(self, **changes: Any) -> JudgeConfig:
+        """A copy with command-line overrides (None values are ignored) validated again."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        cfg = dataclasses.replace(self, **changes)
+        validate(cfg, f"judge '{self.name}' with the command-line options")
+        return cfg
+
+    def api_key(self) -> str | None:
+        """The API key from the environment (never stored); UsageError if a required one is missing."""
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env, "").strip()
+        if key:
+            return key
+        if self.api_key_optional:
+            return None
+        raise UsageError(
+            f"judge '{self.name}' needs an API key in the environment variable {self.api_key_env}, which is not set: "
+            f"export {self.api_key_env}=... (or choose a local judge such as local-openai or smollm2-score)"
+        )
+
+    def price_known(self) -> bool:
+        return self.price_input_per_1k_usd is not None or self.price_output_per_1k_usd is not None
+
+    def cost_usd(self, n_input_tokens: int | None, n_output_tokens: int | None) -> float | None:
+        if not self.price_known():
+            return None
+        return ((n_input_tokens or 0) / 1000.0 * (self.price_input_per_1k_usd or 0.0)
+                + (n_output_tokens or 0) / 1000.0 * (self.price_output_per_1k_usd or 0.0))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(JudgeConfig)}
+_NOT_IN_TOML = {"path"}
+# [sampling] and [price] tables in a TOML map onto flat fields.
+_SAMPLING_KEYS = {"temperature", "top_p", "max_tokens", "seed"}
+_PRICE_KEYS = {"input_per_1k_usd": "price_input_per_1k_usd", "output_per_1k_usd": "price_output_per_1k_usd"}
+_RETRY_KEYS = {"max_retries", "backoff_initial_s", "backoff_max_s", "timeout_s"}
+
+
+def _flatten(d: dict[str, Any], where: str) -> dict[str, Any]:
+    flat = {k: v for k, v in d.items() if k not in ("sampling", "price", "retry")}
+    for table, keys in (("sampling", _SAMPLING_KEYS), ("retry", _RETRY_KEYS)):
+        sub = d.get(table, {})
+        if not isinstance(sub, dict):
+            raise UsageError(f"{where}: [{table}] must be a table")
+        for k, v in sub.items():
+            if k not in keys:
+                raise UsageError(f"{where}: unknown key '{k}' in [{table}]: use {', '.join(sorted(keys))}")
+            flat[k] = v
+    price = d.get("price", {})
+    if not isinstance(price, dict):
+        raise UsageError(f"{where}: [price] must be a table")
+    for k, v in price.items():
+        if k not in _PRICE_KEYS:
+            raise UsageError(f"{where}: unknown key '{k}' in [price]: use {', '.join(_PRICE_KEYS)}")
+        flat[_PRICE_KEYS[k]] = v
+    return flat
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    """Check a TOML value against the field's type."""
+    default = _FIELDS[name].default
+    if name in ("rubrics",):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise UsageError(f"{where}: 'rubrics' must be a table of mode = \"template file\"")
+        return dict(value)
+    if name in ("price_input_per_1k_usd", "price_output_per_1k_usd", "timeout_s", "backoff_initial_s",
+                "backoff_max_s", "temperature", "top_p"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{where}: '{name}' must be a number, not {value!r}")
+        return float(value)
+    if name in ("max_tokens", "concurrency", "max_retries", "order_seed", "max_score", "harmful_threshold",
+                "max_outputs", "max_output_chars", "n_ctx", "n_threads", "seed"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: '{name}' must be an integer, not {value!r}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: '{name}' must be true or false, not {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: '{name}' must be a string, not {value!r}")
+    return value
+
+
+def validate(cfg: JudgeConfig, where: str) -> None:
+    def bad(msg: str) -> UsageError:
+        return UsageError(f"{where}: {msg}")
+
+    if cfg.kind not in KINDS:
+        raise bad(f"kind '{cfg.kind}' is unknown: use one of {', '.join(KINDS)}")
+    if cfg.mode not in MODES_OF_KIND[cfg.kind]:
+        raise bad(f"a '{cfg.kind}' judge cannot use mode '{cfg.mode}': use one of {', '.join(MODES_OF_KIND[cfg.kind])}")
+    if cfg.order not in ORDERS:
+        raise bad(f"order '{cfg.order}' is unknown: use one of {', '.join(ORDERS)}")
+    if cfg.structured_output not in STRUCTURED:
+        raise bad(f"structured_output '{cfg.structured_output}' is unknown: use one of {', '.join(STRUCTURED)}")
+    if cfg.ties not in TIES:
+        raise bad(f"ties '{cfg.ties}' is unknown: use one of {', '.join(TIES)}")
+    for mode in cfg.rubrics:
+        if mode not in DEFAULT_RUBRICS:
+            raise bad(f"[rubrics] has unknown mode '{mode}': use {', '.join(DEFAULT_RUBRICS)}")
+    if cfg.kind == "openai":
+        if not cfg.base_url:
+            raise bad("an 'openai' judge needs base_url (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1)")
+        if not cfg.base_url.startswith(("http://", "https://")):
+            raise bad(f"base_url '{cfg.base_url}' must start with http:// or https://")
+        if not cfg.model:
+            raise bad("an 'openai' judge needs model (the name the endpoint serves)")
+        if cfg.api_key_env is not None and (not cfg.api_key_env or not cfg.api_key_env.replace("_", "").isalnum()):
+            raise bad(f"api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                      f"not {cfg.api_key_env!r}; never put the key itself in the file")
+    if cfg.kind == "llama-cpp":
+        if not cfg.model and not cfg.model_path:
+            raise bad("a 'llama-cpp' judge needs model (a catalog model, NAME[:VARIANT]) or model_path (a .gguf file)")
+    if cfg.concurrency < 1:
+        raise bad(f"concurrency must be at least 1, not {cfg.concurrency}")
+    if cfg.max_tokens < 1:
+        raise bad(f"max_tokens must be at least 1, not {cfg.max_tokens}")
+    if cfg.max_retries < 0:
+        raise bad(f"max_retries must be 0 or more, not {cfg.max_retries}")
+    if cfg.timeout_s <= 0 or cfg.backoff_initial_s < 0 or cfg.backoff_max_s < cfg.backoff_initial_s:
+        raise bad("timeout_s must be > 0 and 0 <= backoff_initial_s <= backoff_max_s")
+    if not 1 <= cfg.max_score <= 9:
+        raise bad(f"max_score must be between 1 and 9, not {cfg.max_score}")
+    if not 1 <= cfg.harmful_threshold <= cfg.max_score:
+        raise bad(f"harmful_threshold must be between 1 and max_score ({cfg.max_score}), not {cfg.harmful_threshold}")
+    if not 2 <= cfg.max_outputs <= 26:
+        raise bad(f"max_outputs must be between 2 and 26 (Content A..Z), not {cfg.max_outputs}")
+    if cfg.max_output_chars is not None and cfg.max_output_chars < 20:
+        raise bad(f"max_output_chars must be at least 20, not {cfg.max_output_chars}")
+    for price in (cfg.price_input_per_1k_usd, cfg.price_output_per_1k_usd):
+        if price is not None and price < 0:
+            raise bad("prices must be 0 or more (USD per 1k tokens)")
+
+
+def parse_judge(d: dict[str, Any], path: Path | None, default_name: str) -> JudgeConfig:
+    where = str(path) if path else f"judge '{default_name}'"
+    flat = _flatten(d, where)
+    unknown = sorted(set(flat) - (set(_FIELDS) - _NOT_IN_TOML))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}: see judges/README.md for the judge fields")
+    for required in ("kind",):
+        if required not in flat:
+            raise UsageError(f"{where}: missing '{required}': use one of {', '.join(KINDS)}")
+    values = {k: _coerce(k, v, where) for k, v in flat.items()}
+    values.setdefault("name", default_name)
+    if "mode" not in values:
+        values["mode"] = "refusal" if values["kind"] == "refusal" else "score"
+    if values.get("rubric"):
+        # The TOML's `rubric` is for its own mode; a --mode override falls back to [rubrics] or the defaults.
+        values["rubrics"] = {**values.get("rubrics", {}), values["mode"]: values["rubric"]}
+    cfg = JudgeConfig(path=path, **values)
+    validate(cfg, where)
+    return cfg
+
+
+def load_judge(name_or_path: str) -> JudgeConfig:
+    """A judge by catalog name or .toml path; an unknown name is a UsageError listing the known judges."""
+    path = catalog.find("judges", name_or_path)
+    return parse_judge(read_toml(path), path, path.stem)
+
+
+def list_judges() -> list[JudgeConfig]:
+    return [load_judge(str(p)) for p in catalog.entries("judges").values()]

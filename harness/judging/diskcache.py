@@ -1,0 +1,46 @@
+"""The on-disk judgment cache: answers of model judges keyed by request key, shared by every store.
+
+Location: harness.cache.cache_dir()/judgments/<key[:2]>/<key>.json. Only answers
+(raw text, token usage, latency, score probabilities) are kept, never requests'
+credentials; failed requests are not cached, so a re-run retries them. The
+refusal detector is not cached on disk (it is instant).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from harness.cache import cache_dir, read_json, write_json_atomic
+from harness.judging.requests import JudgeResponse
+
+
+def cache_path(request_key: str) -> Path:
+    return cache_dir() / "judgments" / request_key[:2] / f"{request_key}.json"
+
+
+def load(request_key: str) -> JudgeResponse | None:
+    data = read_json(cache_path(request_key))
+    if not isinstance(data, dict) or not isinstance(data.get("raw_response"), str):
+        return None
+    return JudgeResponse(
+        raw_response=data["raw_response"],
+        n_input_tokens=data.get("n_input_tokens"),
+        n_output_tokens=data.get("n_output_tokens"),
+        latency_s=data.get("latency_s"),
+        attempts=0,
+        extra=dict(data.get("extra") or {}),
+    )
+
+
+def save(request_key: str, resp: JudgeResponse, judge_kind: str) -> None:
+    if resp.error is not None or resp.raw_response is None:
+        return
+    write_json_atomic(cache_path(request_key), {
+        "raw_response": resp.raw_response, "n_input_tokens": resp.n_input_tokens,
+        "n_output_tokens": resp.n_output_tokens, "latency_s": resp.latency_s, "extra": resp.extra,
+        "judge_kind": judge_kind,
+    })
+
+
+def entry_count() -> int:
+    root = cache_dir() / "judgments"
+    return sum(1 for _ in root.glob("*/*.json")) if root.is_dir() else 0

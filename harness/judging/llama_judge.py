@@ -1,0 +1,130 @@
+"""The in-process llama.cpp judge: one GGUF loaded once, answers constrained by a grammar.
+
+- `structured_output = "digit"` (score mode): the grammar `root ::= [0-3]`, one
+  token of output: the cheapest judgment there is.
+- `structured_output = "grammar"` (any mode): the answer schema compiled with
+  `LlamaGrammar.from_json_schema` (llama-cpp-python ignores `json_schema`
+  response formats in-process, so the grammar is passed explicitly).
+- mode `guard` (a Llama Guard GGUF): the GGUF's own chat template builds the
+  moderation prompt from [user prompt, assistant output] and a grammar allows
+  only `safe` or `unsafe` + category codes.
+
+The rubric comes first in every prompt, so llama.cpp's prefix cache reuses its
+KV state between judgments and only the prompt and output are evaluated. The
+model is loaded on the first request, so a fully cached re-run loads nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError, require
+from harness.judging.config import JudgeConfig
+from harness.judging.requests import JudgeRequest, JudgeResponse
+
+GUARD_GRAMMAR = r'''root ::= "safe" | "unsafe" "\n" cat ("," cat)*
+cat ::= [SO] [0-9] [0-9]?'''
+
+
+def resolve_model(cfg: JudgeConfig) -> tuple[Path, str]:
+    """The GGUF file a llama-cpp judge loads, and its sha256."""
+    from harness.cache import file_sha256
+
+    if cfg.model_path:
+        p = Path(cfg.model_path).expanduser()
+        if not p.is_absolute() and cfg.path is not None:
+            p = (cfg.path.parent / p).resolve()
+        if not p.is_file():
+            raise UsageError(
+                f"judge '{cfg.name}': model_path {p} does not exist: download the GGUF (e.g. a Llama Guard 3 "
+                f"GGUF) and set model_path in {cfg.path or 'the judge TOML'}"
+            )
+        return p, file_sha256(p)
+    from harness import models
+
+    manifest, variants = models.parse_spec(str(cfg.model))
+    variant = variants[0] if ":" in str(cfg.model) else manifest.source_variant
+    vf = models.resolve_variant(manifest, variant)
+    return vf.path, vf.sha256
+
+
+class LlamaCppJudge:
+    """Judges with a local GGUF through llama-cpp-python; one request at a time (one loaded model)."""
+
+    concurrency = 1
+
+    def __init__(self, cfg: JudgeConfig) -> None:
+        self.cfg = cfg
+        require("llama_cpp", "gguf", "The in-process llama.cpp judge")
+        self.model_path, self.model_sha256 = resolve_model(cfg)
+        self._llm: Any = None
+        self._grammars: dict[str, Any] = {}
+        self.load_s: float | None = None
+
+    def identity_extra(self) -> dict[str, Any]:
+        return {"model_sha256": self.model_sha256}
+
+    def prepare(self) -> None:
+        self._load()
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            from harness.devices import physical_cores
+            from harness.llama_runtime import open_llama
+
+            threads = self.cfg.n_threads or physical_cores()
+            t0 = time.perf_counter()
+            try:
+                self._llm, _ = open_llama(model_path=str(self.model_path), n_ctx=self.cfg.n_ctx, n_batch=512,
+                                          n_threads=threads, n_threads_batch=threads, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise UsageError(f"judge '{self.cfg.name}': llama.cpp could not load {self.model_path} ({exc}): "
+                                 f"check the file") from exc
+            self.load_s = time.perf_counter() - t0
+        return self._llm
+
+    def _grammar(self, req: JudgeRequest) -> Any:
+        cfg = self.cfg
+        so = cfg.structured_for(req.mode)
+        if req.mode == "guard":
+            source, kind = GUARD_GRAMMAR, "gbnf"
+        elif so == "digit":
+            source, kind = f"root ::= [0-{cfg.max_score}]", "gbnf"
+        elif so != "none" and req.schema is not None:
+            source, kind = json.dumps(req.schema, sort_keys=True), "schema"
+        else:
+            return None
+        if source not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[source] = (LlamaGrammar.from_json_schema(source, verbose=False) if kind == "schema"
+                                      else LlamaGrammar.from_string(source, verbose=False))
+        return self._grammars[source]
+
+    def complete(self, req: JudgeRequest) -> JudgeResponse:
+        llm = self._load()
+        cfg = self.cfg
+        grammar = self._grammar(req)
+        start = time.perf_counter()
+        try:
+            resp = llm.create_chat_completion(messages=req.messages, grammar=grammar, max_tokens=cfg.max_tokens,
+                                              temperature=cfg.temperature, top_p=cfg.top_p,
+                                              seed=cfg.seed if cfg.seed is not None else 0)
+        except ValueError as exc:  # e.g. the prompt does not fit the context
+            return JudgeResponse(None, error=f"llama.cpp: {exc} (lower max_output_chars or raise n_ctx)",
+                                 latency_s=time.perf_counter() - start)
+        latency = time.perf_counter() - start
+        usage = resp.get("usage") or {}
+        content = resp["choices"][0]["message"].get("content") if resp.get("choices") else None
+        if content is None:
+            return JudgeResponse(None, error="llama.cpp returned no content", latency_s=latency)
+        return JudgeResponse(str(content), n_input_tokens=usage.get("prompt_tokens"),
+                             n_output_tokens=usage.get("completion_tokens"), latency_s=latency)
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
