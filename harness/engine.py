@@ -123,7 +123,24 @@ def run_metadata(plan: Plan, telemetry_missing: dict[str, str]) -> dict[str, Any
                     "path": str(vf.path), **vf.metadata} for m, vf in plan.variants],
         "prompt_sets": sorted({p.prompt_set for p in plan.prompts}),
         "telemetry_unavailable": telemetry_missing,
+        **_host_dependencies(plan),
     }
+
+
+def _host_dependencies(plan: Plan) -> dict[str, Any]:
+    """Power mode, thermal state, CPU governors and onnxruntime providers: what else a result depends on.
+
+    For ONNX variants this also checks the device's execution providers (UsageError when none is
+    installed); it runs before the run's row is written, so bad input leaves the store untouched.
+    """
+    from harness.telemetry.host_state import host_state
+
+    out: dict[str, Any] = {"host_state": host_state()}
+    if any(vf.backend == "onnx" for _, vf in plan.variants):
+        from harness.backends.onnx import check_providers
+
+        out["onnx_providers"] = check_providers(plan.device)
+    return out
 
 
 class ProgressSink:
@@ -139,8 +156,9 @@ def _bandwidth_fraction(vf: VariantFile, decode_tps: float | None, device: Devic
     """Achieved weight-read bandwidth during decode over the device's peak (roofline)."""
     if not decode_tps or not device.peak_bandwidth_gbps:
         return None
-    weight_bytes = vf.metadata.get("gguf", {}).get("tensor_bytes") or vf.size_bytes
-    return decode_tps * weight_bytes / (device.peak_bandwidth_gbps * 1e9)
+    from harness.roofline import bytes_per_token, fraction_of_bound
+
+    return fraction_of_bound(decode_tps, bytes_per_token(vf), device.peak_bandwidth_gbps)
 
 
 def measure(backend: Backend, sample: Sample, device: DeviceProfile, sources: list[TelemetrySource]) -> dict[str, Any]:

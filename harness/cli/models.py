@@ -1,4 +1,4 @@
-"""`harness models list|show|quantize`: model manifests and their variants."""
+"""`harness models list|show|quantize|export-onnx`: model manifests and their variants."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("name")
     q.add_argument("--to", required=True, metavar="V1,V2,...", help="variants, e.g. F16,Q8_0,Q4_K_M,Q4_0,Q2_K")
     q.set_defaults(func=quantize_command)
+    e = msub.add_parser("export-onnx", help="export a model to ONNX with KV cache (onnx-fp32; cached), "
+                                            "optionally int8 / fp16 (needs harness[export])")
+    e.add_argument("name")
+    e.add_argument("--int8", action="store_true", help="also derive onnx-int8 (block-wise int8 MatMuls)")
+    e.add_argument("--fp16", action="store_true", help="also derive onnx-fp16 (for GPU providers)")
+    e.add_argument("--force", action="store_true", help="export again even if cached")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=export_onnx_command)
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -61,7 +69,7 @@ def show_command(args: argparse.Namespace) -> int:
                           "source_variant": m.source_variant, "file": str(vf.path), "sha256": vf.sha256,
                           "size_bytes": vf.size_bytes, "gguf": {k: v for k, v in info.items() if k != "chat_template"},
                           "chat_format": m.chat_format, "has_chat_template": bool(info.get("chat_template")),
-                          "cached_variants": cached}, indent=2, default=str))
+                          "cached_variants": cached, "onnx_variants": _onnx_cached(m)}, indent=2, default=str))
         return 0
     c = Console()
     c.print(f"[bold]{m.name}[/]: {m.description}")
@@ -80,6 +88,56 @@ def show_command(args: argparse.Namespace) -> int:
             table.add_row(str(meta.get("variant")), f"{meta.get('size_bytes', 0) / 1e6:.1f}", str(meta.get("sha256", ""))[:16],
                           variant_notes(m, str(meta.get("variant"))))
         c.print(table)
+    _print_onnx_variants(m, c)
+    return 0
+
+
+def _onnx_cached(m) -> list[dict]:  # type: ignore[no-untyped-def]
+    try:
+        from harness.onnx_export import cached_variants
+    except ModuleNotFoundError:
+        return []
+    return cached_variants(m)
+
+
+def _print_onnx_variants(m, c) -> None:  # type: ignore[no-untyped-def]
+    found = _onnx_cached(m)
+    if not found:
+        return
+    table = Table(title="cached ONNX variants")
+    for col in ("variant", "size MB", "sha256", "weights"):
+        table.add_column(col)
+    for meta in found:
+        table.add_row(str(meta["variant"]), f"{meta['size_bytes'] / 1e6:.1f}", str(meta["sha256"])[:16],
+                      str(meta.get("weights_note", "")))
+    c.print(table)
+
+
+def export_onnx_command(args: argparse.Namespace) -> int:
+    from harness.models import load_manifest
+    from harness.onnx_export import ensure_onnx_variant
+
+    m = load_manifest(args.name)
+    wanted = ["onnx-fp32"] + (["onnx-int8"] if args.int8 else []) + (["onnx-fp16"] if args.fp16 else [])
+    c = Console(stderr=True)
+    done = []
+    for i, v in enumerate(wanted):
+        force = args.force and (i == 0 or v != "onnx-fp32")
+        done.append(ensure_onnx_variant(m, v, lambda msg: c.print(f"[dim]{msg}[/]"), force=force))
+    if args.json:
+        print(json.dumps([{"variant": vf.variant, "path": str(vf.path), "sha256": vf.sha256,
+                           "size_bytes": vf.size_bytes, **vf.metadata["onnx"]} for vf in done], indent=2, default=str))
+        return 0
+    table = Table(title=f"{m.name} ONNX variants")
+    for col in ("variant", "size MB", "sha256", "settings", "path"):
+        table.add_column(col)
+    for vf in done:
+        settings = vf.metadata["onnx"].get("settings") or {}
+        brief = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("exporter", "op_types"))
+        table.add_row(vf.variant, f"{vf.size_bytes / 1e6:.1f}", vf.sha256[:16], brief, str(vf.path.parent))
+    out = Console()
+    out.print(table)
+    out.print(f"weights: {done[0].metadata['onnx'].get('weights_note')}")
     return 0
 
 

@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 # Source factories, tried in order: "module:class". Each class has
 # `probe(device) -> str | None` (None if usable, else the reason) and is a TelemetrySource.
-SOURCES: list[str] = []
+# Whole-board sources first: merge_readings takes energy from the first source that measured it.
+SOURCES: list[str] = [
+    "harness.telemetry.tegrastats:TegrastatsSource",
+    "harness.telemetry.nvml:NvmlSource",
+    "harness.telemetry.rapl:RaplSource",
+]
 
 
 def open_sources(device: DeviceProfile) -> tuple[list[TelemetrySource], dict[str, str]]:
