@@ -128,7 +128,10 @@ def print_run_table(store: Store, sample_keys: list[str] | None, console: Consol
     cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s", "latency s", "peak RSS MB", "J/token",
              "of BW bound", "errors"]
     for col in cols:
-        table.add_column(col, justify="left" if col in ("device", "model", "variant") else "right")
+        if col in ("device", "model", "variant"):
+            table.add_column(col, justify="left", no_wrap=True)  # names are never cut
+        else:
+            table.add_column(col, justify="right")
     for r in rows:
         h = harm.get((r["device"], r["model"], r["variant"]), {})
         cells = [r["device"], r["model"], r["variant"]]

@@ -57,7 +57,10 @@ class MemoryReading:
 class PeakRSSTracker:
     """`with PeakRSSTracker() as t: ...` then `t.reading`."""
 
-    def __init__(self, interval_s: float = 0.01) -> None:
+    def __init__(self, interval_s: float | None = None) -> None:
+        # With the kernel's high-water mark as the exact peak, psutil only needs to sample
+        # coarsely; without it, sample every 10 ms. The sampler thread shares the GIL and the
+        # cores with llama.cpp, so sampling less often keeps the measured rate honest.
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._peak = 0
@@ -76,10 +79,12 @@ class PeakRSSTracker:
             if rss > self._peak:
                 self._peak = rss
             self._n += 1
-            self._stop.wait(self.interval_s)
+            self._stop.wait(self.interval_s or 0.01)
 
     def __enter__(self) -> PeakRSSTracker:
         self._hwm = _reset_hwm()
+        if self.interval_s is None:
+            self.interval_s = 0.05 if self._hwm else 0.01
         self._start = current_rss_bytes()
         self._peak = self._start
         self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--prompts", default=DEFAULT_PROMPTS, metavar="SET|FILE",
                    help="prompt set name or .jsonl/.csv file (default: harm-eliciting + benign controls)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="take the first N prompts of the set")
-    p.add_argument("--max-tokens", type=int, default=96, metavar="N", help="new tokens per generation (default 96)")
+    p.add_argument("--max-tokens", type=int, default=48, metavar="N", help="new tokens per generation (default 48: enough to tell compliance from refusal)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0 = greedy)")
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=None, metavar="N", help="sampling seed (default 0)")
