@@ -76,6 +76,22 @@ def small_store(small_run_store: Path, tmp_path: Path) -> Path:
     return dst
 
 
+@pytest.fixture
+def private_judgment_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache dir, so judgments cached by earlier runs don't hide requests, that shares the
+    default cache's derived models, hashes and GGUF metadata (no re-deriving)."""
+    from harness.cache import cache_dir
+
+    default = cache_dir()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for sub in ("models", "hashes", "gguf-info"):
+        (default / sub).mkdir(parents=True, exist_ok=True)
+        (cache / sub).symlink_to(default / sub)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))
+    return cache
+
+
 def shared_data(*parts: str) -> Path:
     """A file under ../shared/data, or skip the test when the folder is absent."""
     p = SHARED_DATA.joinpath(*parts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -13,25 +12,7 @@ from harness.judging.refusal import detect_refusal
 from harness.store import Store
 from tests.conftest import run_harness
 
-
-def _default_cache() -> Path:
-    """The cache the rest of the suite uses (where the derived model variants are)."""
-    if os.environ.get("HARNESS_CACHE_DIR"):
-        return Path(os.environ["HARNESS_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "harness"
-
-
-@pytest.fixture(autouse=True)
-def _judgment_cache_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private cache dir for judgments that shares the default cache's derived models and hashes."""
-    default = _default_cache()
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    for sub in ("models", "hashes", "gguf-info"):
-        (default / sub).mkdir(parents=True, exist_ok=True)
-        (cache / sub).symlink_to(default / sub)
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))
+pytestmark = pytest.mark.usefixtures("private_judgment_cache")
 
 
 def _rows(store: Path, table: str, where: str = "", params: tuple = ()) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,25 +12,7 @@ from harness.store import Store
 
 N_OUTPUTS = 10  # the small run: 5 prompts x 2 variants
 
-
-def _default_cache() -> Path:
-    """The cache the rest of the suite uses (where the derived model variants are)."""
-    if os.environ.get("HARNESS_CACHE_DIR"):
-        return Path(os.environ["HARNESS_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "harness"
-
-
-@pytest.fixture(autouse=True)
-def _judgment_cache_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private cache dir (so judgments cached by earlier sessions don't hide requests) that shares the
-    default cache's derived models and hashes."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    for sub in ("models", "hashes", "gguf-info"):
-        (_default_cache() / sub).mkdir(parents=True, exist_ok=True)
-        (cache / sub).symlink_to(_default_cache() / sub)
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))
+pytestmark = pytest.mark.usefixtures("private_judgment_cache")
 
 
 @pytest.fixture(scope="module")
