@@ -205,7 +205,8 @@ def _check_unique(prompts: list[Prompt], path: Path) -> None:
         seen.add(p.id)
 
 
-def write_jsonl(prompts: list[Prompt], out: Path) -> None:
+def write_jsonl(prompts: list[Prompt], out: str | Path) -> None:
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
         for p in prompts:
