@@ -71,9 +71,10 @@ def find(kind: str, name_or_path: str) -> Path:
         return found[name_or_path]
     known = ", ".join(found) or "none"
     singular = kind[:-1]
+    listing = "harness judge --list" if kind == "judges" else f"harness {kind} list"
     raise UsageError(
         f"unknown {singular} '{name_or_path}': known {kind} are {known} "
-        f"(see `harness {kind} list`, or pass a path to a {SUFFIXES[kind][0]} file)"
+        f"(see `{listing}`, or pass a path to a {SUFFIXES[kind][0]} file)"
     )
 
 
