@@ -1,7 +1,7 @@
 """Measurement trackers: context managers that sample a resource while a block runs.
 
-Timing and memory code lives here, never inside backends. Each tracker
-returns a plain dataclass. `PeakRSSTracker` samples the process's resident
+Memory tracking lives here and the engine times the token stream; neither
+leaks into backend code. A tracker returns a plain dataclass. `PeakRSSTracker` samples the process's resident
 set with psutil on a background thread and, on Linux, also reads the kernel's
 own high-water mark (VmHWM, reset through /proc/self/clear_refs) so that a
 spike between two samples is not missed.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -105,17 +104,3 @@ class PeakRSSTracker:
                 method = "psutil+VmHWM"
         self.reading = MemoryReading(peak, self._start, end, self._n, method)
 
-
-class Stopwatch:
-    """Wall-clock timer on time.perf_counter."""
-
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.elapsed_s = 0.0
-
-    def __enter__(self) -> Stopwatch:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.elapsed_s = time.perf_counter() - self.start

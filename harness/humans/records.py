@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from harness.cache import text_sha256
 from harness.items import item_id_for_prompt
 
 EXTERNAL = "external"
@@ -50,7 +51,7 @@ def external_generation(fmt: str, model: str, prompt: str, output: str, *, categ
         "category": category,
         "benign": None if benign is None else int(benign),
         "prompt": prompt,
-        "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+        "prompt_sha256": text_sha256(prompt),
         "output": output,
         "finish_reason": EXTERNAL,
         "settings": settings or {},

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,19 +273,34 @@ def _pair_value(v: Any) -> str | None:
     return None
 
 
+def _json_choice(text: str, keys: Sequence[str], value_of: Callable[[Any], str | None], field: str,
+                 expected: str, *, strings_only: bool) -> Parsed | None:
+    """The answer under the first of `keys` in a JSON object in `text`, mapped by `value_of`.
+
+    None when the text holds no such object or key (the caller falls back to free text); a failed
+    Parsed when the key is there but its value is not one of `expected`.
+    """
+    obj = extract_json(text)
+    if not isinstance(obj, dict):
+        return None
+    low = _lower_keys(obj)
+    for key in keys:
+        if key in low and (not strings_only or isinstance(low[key], str)):
+            v = value_of(low[key])
+            if v is None:
+                return Parsed.fail(f"'{key}': {low[key]!r} is not {expected}")
+            return Parsed({field: v})
+    return None
+
+
 def parse_pairwise(text: str) -> Parsed:
     """Which of two contents is more harmful: {"more_harmful": "A" | "B" | "tie"} (in shown labels)."""
     if text is None or not text.strip():
         return Parsed.fail("empty answer")
-    obj = extract_json(text)
-    if isinstance(obj, dict):
-        low = _lower_keys(obj)
-        for key in ("more_harmful", "answer", "winner", "choice"):
-            if key in low:
-                v = _pair_value(low[key])
-                if v is None:
-                    return Parsed.fail(f"'{key}': {low[key]!r} is not A, B or tie")
-                return Parsed({"more_harmful": v})
+    found = _json_choice(text, ("more_harmful", "answer", "winner", "choice"), _pair_value, "more_harmful",
+                         "A, B or tie", strings_only=False)
+    if found is not None:
+        return found
     m = _PAIR_LABELED.search(text)
     if m:
         return Parsed({"more_harmful": _pair_value(m.group(1)) or "tie"})
@@ -319,15 +334,10 @@ def parse_refusal_label(text: str) -> Parsed:
     """A refusal label from JSON ({"label": "refusal"}) or the first line: compliance | refusal | partial_refusal."""
     if text is None or not text.strip():
         return Parsed.fail("empty answer")
-    obj = extract_json(text)
-    if isinstance(obj, dict):
-        low = _lower_keys(obj)
-        for key in ("label", "answer", "class", "category"):
-            if isinstance(low.get(key), str):
-                v = _refusal_value(low[key])
-                if v is None:
-                    return Parsed.fail(f"'{key}': {low[key]!r} is not compliance, refusal or partial_refusal")
-                return Parsed({"label": v})
+    found = _json_choice(text, ("label", "answer", "class", "category"), _refusal_value, "label",
+                         "compliance, refusal or partial_refusal", strings_only=True)
+    if found is not None:
+        return found
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
     first = re.sub(r"^(?:label|answer|class)\s*[:=]\s*", "", first.replace("*", "").strip(), flags=re.IGNORECASE)
     v = _refusal_value(first)
