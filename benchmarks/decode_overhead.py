@@ -27,8 +27,8 @@ from harness.backends.llama_cpp import LlamaCppBackend
 from harness.devices import resolve_device
 from harness.engine import Sample, measure
 from harness.llama_runtime import open_llama
-from harness.models import load_manifest, resolve_variant
 from harness.prompts import load_set
+from harness.variants import load_manifest, resolve_variant
 
 
 def bare_decode_tps(llm, tokens: list[int], max_tokens: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
@@ -75,18 +75,18 @@ def main() -> None:
     print(f"{vf.model}:{vf.variant} on {device.name}, {threads} threads, {len(prompts)} prompts x {args.repeats} "
           f"repeats, greedy, up to {args.max_tokens} tokens")
     for p in prompts:
-        sample = Sample("bench", vf, manifest, p, sampling)
+        sample = Sample("bench", vf, manifest, p, sampling, backend.version())
         tokens = backend._tokens(p.text)
         h, lc, b = [], [], []
         for _ in range(args.repeats):
-            row = measure(backend, sample, device, [])
-            h.append(row["decode_tps"])
-            lc.append(row["backend_timings"]["llama_decode_tps"])
+            row = measure(backend, sample, device, [], "bench")
+            h.append(row.decode_tps)
+            lc.append((row.backend_timings or {})["llama_decode_tps"])
             tps, _n = bare_decode_tps(bare, tokens, args.max_tokens)
             b.append(tps)
         per_prompt.append((statistics.median(h), statistics.median(lc), statistics.median(b)))
         print(f"  {p.id:10s} harness {per_prompt[-1][0]:7.1f}  llama {per_prompt[-1][1]:7.1f}  bare {per_prompt[-1][2]:7.1f} tok/s"
-              f"  ({row['n_output_tokens']} tokens)")
+              f"  ({row.n_output_tokens} tokens)")
     harness_tps = statistics.median(x[0] for x in per_prompt)
     llama_tps = statistics.median(x[1] for x in per_prompt)
     bare_tps = statistics.median(x[2] for x in per_prompt)

@@ -23,6 +23,7 @@ onnx-fp32 (same prompts, greedy, end-to-end tokens/s).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -71,9 +72,9 @@ def child(args: argparse.Namespace) -> int:
     from harness import engine
     from harness.backends import Sampling, get_backend
     from harness.devices import load_profile
-    from harness.models import load_manifest, resolve_variant
     from harness.roofline import bytes_per_token
     from harness.trackers import _read_hwm_bytes, current_rss_bytes
+    from harness.variants import load_manifest, resolve_variant
 
     manifest = load_manifest(args.model)
     device = load_profile(args.device)
@@ -90,8 +91,8 @@ def child(args: argparse.Namespace) -> int:
     list(backend.stream(prompts[0].text, sampling))  # warm-up
     rows, outputs = [], []
     for p in prompts:
-        sample = engine.Sample("bench", vf, manifest, p, sampling)
-        rows.append(engine.measure(rec, sample, device, []))  # type: ignore[arg-type]
+        sample = engine.Sample("bench", vf, manifest, p, sampling, backend.version())
+        rows.append(dataclasses.asdict(engine.measure(rec, sample, device, [], "bench")))  # type: ignore[arg-type]
         outputs.append(rec.tokens)
     backend.close()
     # VmHWM: the high-water mark of this process image (ru_maxrss would include the parent's at fork)
@@ -122,8 +123,8 @@ def prefix_agreement(ref: list[int], other: list[int]) -> float:
 
 def ladder(args: argparse.Namespace) -> list[dict[str, Any]]:
     from harness.devices import physical_cores
-    from harness.models import load_manifest, resolve_variant
     from harness.roofline import measure_bandwidth
+    from harness.variants import load_manifest, resolve_variant
 
     manifest = load_manifest(args.model)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -148,7 +149,7 @@ def ladder(args: argparse.Namespace) -> list[dict[str, Any]]:
     print(f"host bandwidth (numpy, {bandwidth[0]['threads']} threads, best over rounds): "
           + ", ".join(f"{k} {v:.1f}" for k, v in kernels.items()) + f" GB/s -> bound {bound:.1f} GB/s")
     results = []
-    for v, rs in runs.items():
+    for _v, rs in runs.items():
         if not rs:
             continue
         first = rs[0]
@@ -207,8 +208,8 @@ def int8_study(args: argparse.Namespace) -> None:
     from harness.backends import Sampling
     from harness.backends.onnx import OnnxBackend
     from harness.devices import load_profile
-    from harness.models import load_manifest, resolve_variant
-    from harness.onnx_export import _fold_initializer_transposes
+    from harness.variants import load_manifest, resolve_variant
+    from harness.variants.onnx import _fold_initializer_transposes
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizers log every node
     logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.ERROR)
@@ -298,7 +299,7 @@ def loop_study(args: argparse.Namespace) -> None:
     from harness.backends import Sampling
     from harness.backends.onnx import OnnxBackend
     from harness.devices import load_profile
-    from harness.models import load_manifest, resolve_variant
+    from harness.variants import load_manifest, resolve_variant
 
     manifest = load_manifest(args.model)
     device = load_profile(args.device)

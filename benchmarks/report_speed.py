@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.items import item_id_for_prompt
-from harness.store import GENERATION_COLUMNS, JUDGMENT_COLUMNS, RATING_COLUMNS, Store
+from harness.keys import item_id as item_id_for_prompt
+from harness.records import Generation, Judgment, Rating
+from harness.store import Store
 
 DEVICES = ["laptop-cpu", "raspberry-pi-5"]
 MODELS = {"smollm2-135m-instruct": 0.30, "gemma3-270m": 0.20, "tiny-llm-1b": 0.10}  # base harm rate
@@ -32,12 +33,8 @@ CATEGORIES = ["discriminatory_or_biased_language", "offensive_content", "promoti
               "negative_influence"]
 
 
-def _insert(store: Store, table: str, columns: dict[str, str], rows: list[dict]) -> None:  # type: ignore[type-arg]
-    present = set().union(*(r.keys() for r in rows))
-    names = [c for c in columns if c in present]
-    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-    with store.transaction() as conn:
-        conn.executemany(sql, [tuple(r.get(n) for n in names) for r in rows])
+def _insert(store: Store, cls: type, rows: list[dict]) -> None:  # type: ignore[type-arg]
+    store.add(cls(**r) for r in rows)
 
 
 def build_store(path: Path, n_generations: int, seed: int = 0) -> dict[str, int]:
@@ -78,7 +75,7 @@ def build_store(path: Path, n_generations: int, seed: int = 0) -> dict[str, int]
                 judgments.append({
                     "judgment_key": jkey, "created_at": now, "judge": judge,
                     "judge_kind": "external-judge" if judge == "gpt-4o-mini" else "judge", "judge_model": judge,
-                    "mode": mode, "item_id": item, "sample_keys": f'["{key}"]', "raw_response": "Score: 2. Because ...",
+                    "mode": mode, "item_id": item, "sample_keys": [key], "raw_response": "Score: 2. Because ...",
                     "n_input_tokens": 180, "n_output_tokens": 12, "latency_s": rnd.uniform(0.2, 0.8),
                     "cost_usd": 0.0001 if judge == "gpt-4o-mini" else None,
                 })
@@ -115,9 +112,9 @@ def build_store(path: Path, n_generations: int, seed: int = 0) -> dict[str, int]
                             "rater": "human", "rater_kind": "human", "annotator": f"g{i % 3}", "task": "rank",
                             "item_id": item, "model": model, "variant": None, "code": float(code),
                             "harmful": int(code > 0), "valid": 1})
-    _insert(store, "generations", GENERATION_COLUMNS, gens)
-    _insert(store, "judgments", JUDGMENT_COLUMNS, judgments)
-    _insert(store, "ratings", RATING_COLUMNS, ratings)
+    _insert(store, Generation, gens)
+    _insert(store, Judgment, judgments)
+    _insert(store, Rating, ratings)
     counts = {"generations": store.count("generations"), "judgments": store.count("judgments"),
               "ratings": store.count("ratings")}
     store.close()
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             tables = build(data)
             stages["tables"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            build_panel(store, data.selection, tables.harm_rates, args.bootstrap)
+            build_panel(store, data.selection, tables.rate_tables.harm if tables.rate_tables else [], args.bootstrap)
             stages["judge panel"].append(time.perf_counter() - t)
             t = time.perf_counter()
             html = _report.write_report(store, folder / "report", bootstrap=args.bootstrap)

@@ -1,6 +1,11 @@
 """The on-disk cache: derived model variants, file hashes and GGUF metadata.
 
 Location: $HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else ~/.cache/harness.
+
+File hashes are memoised by (real path, size, mtime) together with a fingerprint of sampled
+blocks, so a file changed in place is hashed again even when its size and mtime were kept.
+`verified_sha256` hashes a file in full the first time a process uses it: cached derived
+variants are checked against their recorded sha256 before any sample is recorded under it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+SAMPLED_BLOCKS = 16
+BLOCK_BYTES = 4096
+_VERIFIED: dict[tuple[str, int, int, int], str] = {}  # (real path, size, mtime_ns, inode) -> sha256, this process
 
 
 def cache_dir() -> Path:
@@ -35,27 +44,55 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised in the cache by (real path, size, mtime)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
-    memo = cache_dir() / "hashes" / f"{key}.json"
-    cached = read_json(memo)
-    if isinstance(cached, dict) and cached.get("sha256"):
-        return str(cached["sha256"])
+def _full_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    digest = h.hexdigest()
-    write_json_atomic(memo, {"path": str(path), "size": st.st_size, "sha256": digest})
+    return h.hexdigest()
+
+
+def sampled_fingerprint(path: Path) -> str:
+    """sha256 of SAMPLED_BLOCKS blocks spread evenly over the file (cheap; not a content hash)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        for i in range(SAMPLED_BLOCKS):
+            fh.seek(max(0, (size - BLOCK_BYTES) * i // max(1, SAMPLED_BLOCKS - 1)))
+            h.update(fh.read(BLOCK_BYTES))
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised in the cache by (real path, size, mtime, sampled blocks)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    vkey = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if vkey in _VERIFIED:
+        return _VERIFIED[vkey]
+    key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = cache_dir() / "hashes" / f"{key}.json"
+    cached = read_json(memo)
+    fingerprint = sampled_fingerprint(path)
+    if isinstance(cached, dict) and cached.get("sha256") and cached.get("fingerprint") == fingerprint:
+        return str(cached["sha256"])
+    digest = _full_sha256(path)
+    _VERIFIED[vkey] = digest
+    write_json_atomic(memo, {"path": str(path), "size": st.st_size, "sha256": digest, "fingerprint": fingerprint})
     return digest
 
 
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def verified_sha256(path: Path, expected: str) -> bool:
+    """Whether the file's content hashes to `expected`, hashed in full once per process (then memoised)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    vkey = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _VERIFIED.get(vkey)
+    if digest is None:
+        digest = _full_sha256(path)
+        _VERIFIED[vkey] = digest
+    return digest == expected

@@ -10,6 +10,9 @@ there shadows a shipped entry of the same name.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -17,22 +20,29 @@ from harness.errors import UsageError
 KINDS = ("devices", "models", "prompts", "judges")
 SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl",), "judges": (".toml",)}
 
-_user_dirs: list[Path] = []
+# The folders given with --catalog, for the command (or `with user_dirs(...)` block) in progress.
+_USER_DIRS: ContextVar[tuple[Path, ...]] = ContextVar("harness_user_catalog_dirs", default=())
 
 
-def set_user_dirs(dirs: list[str | Path]) -> None:
-    """Set the user catalog folders given on the command line (highest priority)."""
-    _user_dirs.clear()
+@contextmanager
+def user_dirs(dirs: Sequence[str | Path]) -> Iterator[None]:
+    """Within the block, these folders come first when looking catalog entries up."""
+    paths = []
     for d in dirs:
         p = Path(d).expanduser()
         if not p.is_dir():
             raise UsageError(f"catalog folder {p} does not exist: pass an existing folder to --catalog")
-        _user_dirs.append(p)
+        paths.append(p)
+    token = _USER_DIRS.set(tuple(paths))
+    try:
+        yield
+    finally:
+        _USER_DIRS.reset(token)
 
 
 def roots() -> list[Path]:
     """Catalog roots, highest priority first."""
-    out = list(_user_dirs)
+    out = list(_USER_DIRS.get())
     env = os.environ.get("HARNESS_CATALOG", "")
     out += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
     here = Path(__file__).resolve().parent

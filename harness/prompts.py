@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import catalog
-from harness.cache import text_sha256
 from harness.errors import UsageError
+from harness.keys import text_sha256
 
 HARM_CATEGORIES = (
     "discriminatory_or_biased_language",

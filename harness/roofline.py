@@ -16,17 +16,14 @@ context lengths), so the fraction is a slight underestimate.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cache import cache_dir, read_json, write_json_atomic
-
 if TYPE_CHECKING:
-    from harness.models import VariantFile
+    from harness.variants import VariantFile
 
 KERNELS = ("read", "copy", "triad")
 
@@ -77,7 +74,7 @@ def measure_bandwidth(threads: int = 1, array_bytes: int = 128 * 1024 * 1024, re
     best: dict[str, float] = {}
     for name, (fn, _) in kernels.items():
         fn(0)  # touch the pages once before timing
-        times = [_run_parallel([lambda i=i, fn=fn: fn(i) for i in range(threads)]) for _ in range(repeats)]
+        times = [_run_parallel([functools.partial(fn, i) for i in range(threads)]) for _ in range(repeats)]
         best[name] = moved[name] / min(times) / 1e9
     return {
         "threads": threads,
@@ -97,40 +94,16 @@ def fraction_of_bound(decode_tps: float | None, bytes_per_token: int | None,
     return decode_tps * bytes_per_token / (bandwidth_gbps * 1e9)
 
 
-def gguf_bytes_per_token(path: Path, sha256: str) -> int:
-    """Weight bytes one decode step reads from a GGUF file (cached by sha256).
-
-    All tensors, except `token_embd.weight` when a separate `output.weight` exists (then the
-    embedding is only looked up, one row per token). A tied embedding is the output matrix too.
-    """
-    memo = cache_dir() / "roofline" / f"{sha256}.json"
-    cached = read_json(memo)
-    if isinstance(cached, dict) and isinstance(cached.get("bytes_per_token"), int):
-        return int(cached["bytes_per_token"])
-    import gguf
-
-    reader = gguf.GGUFReader(str(path), "r")
-    sizes = {t.name: int(t.n_bytes) for t in reader.tensors}
-    total = sum(sizes.values())
-    if "output.weight" in sizes and "token_embd.weight" in sizes:
-        total -= sizes["token_embd.weight"]
-    write_json_atomic(memo, {"path": str(path), "bytes_per_token": total, "tensor_bytes": sum(sizes.values())})
-    return total
-
-
-@lru_cache(maxsize=64)
-def _gguf_bytes_cached(path: str, sha256: str) -> int:
-    return gguf_bytes_per_token(Path(path), sha256)
-
-
 def bytes_per_token(vf: VariantFile) -> int | None:
     """Weight bytes read per decoded token for a model variant (None if unknown)."""
     onnx_meta = vf.metadata.get("onnx") if isinstance(vf.metadata, dict) else None
     if vf.backend == "onnx":
         value = (onnx_meta or {}).get("weight_bytes_per_token")
         return int(value) if value else vf.size_bytes
+    from harness.variants.gguf import bytes_per_token as gguf_bytes_per_token
+
     try:
-        return _gguf_bytes_cached(str(vf.path), vf.sha256)
+        return gguf_bytes_per_token(vf.path, vf.sha256)
     except (OSError, ValueError, ImportError):
         gg = vf.metadata.get("gguf", {}) if isinstance(vf.metadata, dict) else {}
         return gg.get("tensor_bytes") or vf.size_bytes

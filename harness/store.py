@@ -1,234 +1,155 @@
-"""The results store: one SQLite file (WAL) holding runs, generations, judgments and ratings.
+"""The results store: one SQLite file (WAL) holding runs, model loads, generations, judgments and ratings.
 
-The store is the only shared state of the tool. Every finished sample is
-committed at once, so a crash loses at most the sample in flight, and rows
-are keyed deterministically so re-running a command skips what is done.
+The store is the only shared state of the tool and the only module that speaks SQL. Its tables
+are derived from the record classes in harness.records; every method takes or returns those
+records (or plain aggregates of them). Every finished sample is committed at once, so a crash
+loses at most the sample in flight, and rows are keyed deterministically (harness.keys) so
+re-running a command skips what is done.
 
-Tables
-------
-runs          one row per `harness run` invocation (metadata as JSON)
-model_loads   one row per model variant loaded in a run (load time, RSS)
-generations   one row per generation: prompt, output, model, variant, device, cost
-judgments     one row per judge call (raw response, parsed result or parse error)
-ratings       one row per (rater, item, model output): the unit agreement and
-              reports read. Humans, experts, external judges and our judges all
-              write here. `code` follows the study: 0 = not harmful (N/A),
-              1..k = least..most harmful within the item; `harmful` is 1/0, or
-              NULL when the rating is invalid (never counted as harmless).
+Identity: a harness store carries SQLite's `application_id` (HARNESS_APP_ID) and its schema
+version in `user_version`. Opening refuses a foreign SQLite file and a store written by a newer
+harness; an older store is migrated forward in one transaction when opened for writing. Stores
+opened read-only (`readonly=True`: export, report, leaderboard, agree, judge cards) use SQLite's
+`mode=ro` and never change the file's bytes.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from harness import records as rec
 from harness.errors import UsageError
+from harness.records import Generation, Judgment, ModelLoad, Rating, Run
 
-SCHEMA_VERSION = 1
-
-GENERATION_COLUMNS: dict[str, str] = {
-    "sample_key": "TEXT PRIMARY KEY",
-    "run_id": "TEXT NOT NULL",
-    "created_at": "REAL NOT NULL",
-    "device": "TEXT NOT NULL",
-    "model": "TEXT NOT NULL",
-    "variant": "TEXT NOT NULL",
-    "backend": "TEXT NOT NULL",
-    "backend_version": "TEXT",
-    "model_sha256": "TEXT",
-    "model_size_bytes": "INTEGER",
-    "prompt_set": "TEXT",
-    "prompt_id": "TEXT NOT NULL",
-    "category": "TEXT",
-    "benign": "INTEGER",
-    "prompt": "TEXT NOT NULL",
-    "prompt_sha256": "TEXT",
-    "seed": "INTEGER",
-    "temperature": "REAL",
-    "max_tokens": "INTEGER",
-    "output": "TEXT",
-    "finish_reason": "TEXT",
-    "n_prompt_tokens": "INTEGER",
-    "n_output_tokens": "INTEGER",
-    "ttft_s": "REAL",
-    "prompt_tps": "REAL",
-    "decode_tps": "REAL",
-    "latency_s": "REAL",
-    "peak_rss_bytes": "INTEGER",
-    "peak_vram_bytes": "INTEGER",
-    "energy_j": "REAL",
-    "energy_source": "TEXT",
-    "bandwidth_fraction": "REAL",
-    "backend_timings": "TEXT",  # JSON: the backend's own internal timings
-    "settings": "TEXT",  # JSON: full sampling and device settings
-    "error": "TEXT",
-}
-
-JUDGMENT_COLUMNS: dict[str, str] = {
-    "judgment_key": "TEXT PRIMARY KEY",  # judge + rubric version + inputs + shown order
-    "created_at": "REAL NOT NULL",
-    "judge": "TEXT NOT NULL",
-    "judge_kind": "TEXT NOT NULL",
-    "judge_model": "TEXT",
-    "mode": "TEXT NOT NULL",  # score | rank | pairwise | refusal | guard
-    "rubric": "TEXT",
-    "rubric_version": "TEXT",
-    "item_id": "TEXT NOT NULL",  # what was judged together (see ratings.item_id)
-    "sample_keys": "TEXT NOT NULL",  # JSON list, in canonical order
-    "shown_order": "TEXT",  # JSON list of indices into sample_keys, as shown
-    "request": "TEXT",  # JSON of the messages sent (never an API key)
-    "raw_response": "TEXT",
-    "parsed": "TEXT",  # JSON, mapped back to canonical order
-    "parse_error": "TEXT",
-    "error": "TEXT",
-    "n_input_tokens": "INTEGER",
-    "n_output_tokens": "INTEGER",
-    "cost_usd": "REAL",
-    "latency_s": "REAL",
-    "attempts": "INTEGER",
-}
-
-RATING_COLUMNS: dict[str, str] = {
-    "rating_key": "TEXT PRIMARY KEY",  # deterministic: re-importing adds nothing
-    "created_at": "REAL NOT NULL",
-    "source": "TEXT NOT NULL",  # e.g. import:llm-harm, judge:refusal-detector
-    "rater": "TEXT NOT NULL",  # human, expert, gpt4o, a judge name ...
-    "rater_kind": "TEXT NOT NULL",  # human | expert | judge | external-judge
-    "annotator": "TEXT",  # an individual annotator id within a rater, if known
-    "task": "TEXT NOT NULL",  # rank | score | label | refusal | pairwise
-    "item_id": "TEXT NOT NULL",  # the unit rated together, usually one prompt
-    "prompt_id": "TEXT",
-    "category": "TEXT",
-    "model": "TEXT",
-    "variant": "TEXT",
-    "sample_key": "TEXT",  # the generation rated, when it is in this store
-    "code": "REAL",  # rank code (0 = N/A, 1..k least..most harmful) or score
-    "label": "TEXT",  # label tasks: e.g. refusal | compliance | partial_refusal
-    "harmful": "INTEGER",  # 1 / 0 / NULL when invalid
-    "valid": "INTEGER NOT NULL",
-    "error": "TEXT",
-    "judgment_key": "TEXT",
-    "extra": "TEXT",  # JSON
-}
-
-RUN_COLUMNS: dict[str, str] = {
-    "run_id": "TEXT PRIMARY KEY",
-    "started_at": "REAL NOT NULL",
-    "finished_at": "REAL",
-    "status": "TEXT NOT NULL",  # running | finished | interrupted | failed
-    "command": "TEXT",
-    "device": "TEXT",
-    "planned": "INTEGER",
-    "metadata": "TEXT",  # JSON: versions, host, telemetry availability ...
-}
-
-MODEL_LOAD_COLUMNS: dict[str, str] = {
-    "run_id": "TEXT NOT NULL",
-    "model": "TEXT NOT NULL",
-    "variant": "TEXT NOT NULL",
-    "backend": "TEXT NOT NULL",
-    "device": "TEXT NOT NULL",
-    "model_path": "TEXT",
-    "model_sha256": "TEXT",
-    "model_size_bytes": "INTEGER",
-    "load_s": "REAL",
-    "rss_before_bytes": "INTEGER",
-    "rss_after_load_bytes": "INTEGER",
-    "metadata": "TEXT",  # JSON
-    "created_at": "REAL NOT NULL",
-}
-
-TABLES: dict[str, dict[str, str]] = {
-    "runs": RUN_COLUMNS,
-    "model_loads": MODEL_LOAD_COLUMNS,
-    "generations": GENERATION_COLUMNS,
-    "judgments": JUDGMENT_COLUMNS,
-    "ratings": RATING_COLUMNS,
-}
+SCHEMA_VERSION = 2
+HARNESS_APP_ID = 0x48524E53  # "HRNS"
+DEFAULT_STORE = Path("results") / "harness.sqlite"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+CHUNK = 500  # parameters per IN (...) query
 
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS generations_model ON generations(model, variant, device)",
     "CREATE INDEX IF NOT EXISTS generations_prompt ON generations(prompt_sha256)",
+    "CREATE INDEX IF NOT EXISTS generations_run ON generations(run_id)",
     "CREATE INDEX IF NOT EXISTS ratings_rater ON ratings(rater, task)",
     "CREATE INDEX IF NOT EXISTS ratings_item ON ratings(item_id)",
     "CREATE INDEX IF NOT EXISTS ratings_sample ON ratings(sample_key)",
     "CREATE INDEX IF NOT EXISTS judgments_judge ON judgments(judge, mode)",
 ]
 
-JSON_COLUMNS = {"backend_timings", "settings", "metadata", "sample_keys", "shown_order", "parsed", "extra", "request"}
+R = TypeVar("R")
 
 
-def _ddl(table: str, columns: Mapping[str, str]) -> str:
-    cols = ", ".join(f"{name} {decl}" for name, decl in columns.items())
-    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+def _ddl(table: str) -> str:
+    cols = []
+    for c in rec.table_columns(table):
+        decl = c.sql_type + (" PRIMARY KEY" if c.key else "") + ("" if c.nullable or c.key else " NOT NULL")
+        cols.append(f"{c.name} {decl}")
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)})"
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True, default=str)
-    if isinstance(value, bool):
-        return int(value)
-    return value
+def is_sqlite_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == SQLITE_MAGIC
+    except OSError:
+        return False
 
 
 class Store:
     """An open results store. Use `Store.open(path)`; close it or use it as a context manager."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool) -> None:
         self.path = path
-        self.conn = conn
+        self._conn = conn
+        self.readonly = readonly
+        self._tables: set[str] = set()
+        self._columns: dict[str, set[str]] = {}
+        self._read_schema()
 
-    # -- opening ---------------------------------------------------------------
+    # -- opening ---------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True) -> Store:
+    def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+        """Open (and create, unless `create` is False or `readonly`) a store; UsageError naming the fix."""
         p = Path(path).expanduser()
-        if p.exists() and p.is_dir():
+        if p.is_dir():
             raise UsageError(f"store path {p} is a folder: pass a file path such as {p / 'harness.sqlite'}")
         if not p.exists():
-            if not create:
+            if readonly or not create:
                 raise UsageError(f"store {p} does not exist: run `harness run --store {p}` first or check the path")
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UsageError(f"cannot create the folder for store {p} ({exc.strerror}): choose a writable --store path") from exc
-        elif p.stat().st_size >= 16:
-            with open(p, "rb") as fh:
-                if fh.read(16) != b"SQLite format 3\x00":
-                    raise UsageError(f"{p} is not a harness store (not an SQLite file): pass another --store path")
+                raise UsageError(f"cannot create the folder for store {p} ({exc.strerror}): "
+                                 "choose a writable --store path") from exc
+        elif p.stat().st_size > 0 and not is_sqlite_file(p):
+            raise UsageError(f"{p} is not a harness store (not an SQLite file): pass another --store path")
         try:
-            conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            store = cls(p, conn)
-            store._migrate()
+            conn = _connect(p, readonly)
+            store = cls(p, conn, readonly)
+            store._check_identity()
+            if not readonly:
+                _configure_for_writing(conn)
+                store._migrate()
+                store._reconcile_runs()
         except sqlite3.OperationalError as exc:
-            raise UsageError(f"cannot open store {p} ({exc}): choose a writable --store path") from exc
+            raise UsageError(f"cannot open store {p} ({exc}): choose a writable --store path, "
+                             "or check the file's permissions") from exc
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{p} is not a usable harness store ({exc}): pass another --store path") from exc
         return store
 
+    def _pragma(self, name: str) -> int:
+        return int(self._conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    def _read_schema(self) -> None:
+        self._tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        self._columns = {t: {r[1] for r in self._conn.execute(f"PRAGMA table_info({t})")} for t in self._tables
+                         if t in rec.TABLES}
+
+    def _check_identity(self) -> None:
+        app_id, version = self._pragma("application_id"), self._pragma("user_version")
+        if app_id == HARNESS_APP_ID:
+            if version > SCHEMA_VERSION:
+                raise UsageError(f"{self.path} was written by a newer harness (store schema {version}; this one "
+                                 f"reads up to {SCHEMA_VERSION}): upgrade harness (pip install -U harness)")
+            return
+        if app_id != 0 or (self._tables and not self._looks_like_legacy_store(version)):
+            what = f"application id {app_id:#x}" if app_id else f"tables {', '.join(sorted(self._tables))}"
+            raise UsageError(f"{self.path} is an SQLite file of another application ({what}), not a harness "
+                             "store: pass another --store path")
+
+    def _looks_like_legacy_store(self, version: int) -> bool:
+        """A store written before stores carried an application id: schema 1 with our tables."""
+        return version in (0, 1) and self._tables <= set(rec.TABLES) and {"generations", "runs"} <= self._tables \
+            and {"sample_key", "prompt"} <= self._columns.get("generations", set())
+
     def _migrate(self) -> None:
-        with self.transaction():
-            for table, columns in TABLES.items():
-                self.conn.execute(_ddl(table, columns))
-                have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
-                for name, decl in columns.items():
-                    if name not in have:
-                        decl = decl.replace("PRIMARY KEY", "").replace("NOT NULL", "")
-                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        """Create the tables, or bring an older store forward, in one transaction."""
+        if self._pragma("application_id") == HARNESS_APP_ID and self._pragma("user_version") == SCHEMA_VERSION \
+                and set(rec.TABLES) <= self._tables:
+            return
+        with self.transaction() as conn:
+            for table in rec.TABLES:
+                conn.execute(_ddl(table))
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                for c in rec.table_columns(table):
+                    if c.name not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {c.name} {c.sql_type}")
             for stmt in INDEXES:
-                self.conn.execute(stmt)
-            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA application_id={HARNESS_APP_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._read_schema()
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -238,72 +159,343 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self.readonly:
+            raise UsageError(f"store {self.path} is open read-only: this command cannot write to it")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            yield self._conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
 
-    # -- writing ---------------------------------------------------------------
-    def insert(self, table: str, row: Mapping[str, Any], *, replace: bool = False) -> bool:
-        """Insert one row and commit. Returns False if the key already existed (and replace is False)."""
-        return self.insert_many(table, [row], replace=replace) == 1
-
-    def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> int:
-        """Insert rows in one transaction; existing keys are kept (or replaced). Returns rows written."""
-        columns = TABLES[table]
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    # -- generic writing -------------------------------------------------------------------------------
+    def add(self, records: Iterable[Any], *, replace: bool = False) -> int:
+        """Write records of one or more record types in one transaction. Existing keys are kept (or replaced
+        with `replace`). Returns the rows written."""
         written = 0
+        now = time.time()
         with self.transaction() as conn:
-            for row in rows:
-                unknown = set(row) - set(columns)
-                if unknown:
-                    raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
-                data = dict(row)
-                if "created_at" in columns and data.get("created_at") is None:
-                    data["created_at"] = time.time()
-                names = list(data)
+            for record in records:
+                table = rec.TABLE_OF[type(record)]
+                row = rec.to_row(record)
+                for c in rec.table_columns(table):
+                    if c.stamped and row.get(c.name) is None:
+                        row[c.name] = now
+                names = list(row)
+                verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
                 sql = f"{verb} INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-                cur = conn.execute(sql, [_encode(data[n]) for n in names])
-                written += cur.rowcount
+                written += conn.execute(sql, [row[n] for n in names]).rowcount
         return written
 
-    def update(self, table: str, key_column: str, key: Any, values: Mapping[str, Any]) -> None:
-        sets = ", ".join(f"{k} = ?" for k in values)
+    def put(self, record: Any, *, replace: bool = True) -> bool:
+        """Write one record (replacing by default); False if it existed and `replace` is False."""
+        return self.add([record], replace=replace) == 1
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def finish_run(self, run_id: str, status: str, finished_at: float | None = None) -> None:
         with self.transaction() as conn:
-            conn.execute(f"UPDATE {table} SET {sets} WHERE {key_column} = ?", [*map(_encode, values.values()), key])
+            conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                         [status, finished_at if finished_at is not None else time.time(), run_id])
 
-    # -- reading ---------------------------------------------------------------
-    def keys(self, table: str, key_column: str) -> set[str]:
-        return {r[0] for r in self.conn.execute(f"SELECT {key_column} FROM {table}")}
+    def _reconcile_runs(self) -> None:
+        """A run left `running` by a process of this host that is gone (killed, crashed) is `interrupted`."""
+        stale = [r for r in self._select(Run, "runs", "status = 'running'") if not _process_alive(r.metadata)]
+        if stale:
+            with self.transaction() as conn:
+                for r in stale:
+                    conn.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
+                                 [r.run_id])
 
-    def count(self, table: str, where: str = "", params: Iterable[Any] = ()) -> int:
-        sql = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {where}" if where else "")
-        return int(self.conn.execute(sql, list(params)).fetchone()[0])
+    def runs(self) -> list[Run]:
+        return self._select(Run, "runs", order="started_at")
 
-    def rows(self, table: str, where: str = "", params: Iterable[Any] = (), order: str = "") -> list[dict[str, Any]]:
-        """Rows as dicts, JSON columns decoded."""
-        if table not in TABLES:
-            raise UsageError(f"unknown table '{table}': tables are {', '.join(TABLES)}")
-        sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")
-        return [decode_row(r) for r in self.conn.execute(sql, list(params))]
+    def model_loads(self, run_id: str | None = None) -> list[ModelLoad]:
+        if run_id is None:
+            return self._select(ModelLoad, "model_loads")
+        return self._select(ModelLoad, "model_loads", "run_id = ?", [run_id])
 
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute(sql, list(params))]
+    # -- generations ------------------------------------------------------------------------------------
+    def done_sample_keys(self) -> set[str]:
+        """Keys of generations that finished without an error (a resumed run skips them)."""
+        if "generations" not in self._tables:
+            return set()
+        return {r[0] for r in self._conn.execute("SELECT sample_key FROM generations WHERE error IS NULL")}
+
+    def generations(self, *, sample_keys: Sequence[str] | None = None, run_ids: Sequence[str] | None = None,
+                    run_id_prefix: str | None = None, with_texts: bool = True) -> list[Generation]:
+        """Generations in insertion order: all, those with the given keys, or those of the given runs.
+
+        `with_texts=False` leaves prompt and output empty (the reports read costs of many rows)."""
+        if "generations" not in self._tables:
+            return []
+        cols = "*" if with_texts else ", ".join(
+            c.name if c.name not in ("prompt", "output", "backend_timings", "settings")
+            else f"NULL AS {c.name}" if c.name != "prompt" else "'' AS prompt"
+            for c in rec.table_columns("generations") if c.name in self._columns["generations"])
+        if sample_keys is not None:
+            return self._by_keys(Generation, "generations", cols, "sample_key", sample_keys)
+        where, params = "1=1", []
+        if run_ids:
+            where = f"run_id IN ({', '.join('?' for _ in run_ids)})"
+            params = list(run_ids)
+        elif run_id_prefix is not None:
+            where, params = "run_id LIKE ? ESCAPE '\\'", [_like_prefix(run_id_prefix)]
+        return self._records(Generation, f"SELECT {cols} FROM generations WHERE {where} ORDER BY rowid", params)
+
+    def generation_run_ids(self) -> list[str]:
+        if "generations" not in self._tables:
+            return []
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT run_id FROM generations ORDER BY run_id")]
+
+    # -- judgments -------------------------------------------------------------------------------------
+    def judgments(self, keys: Iterable[str]) -> dict[str, Judgment]:
+        found = self._by_keys(Judgment, "judgments", "*", "judgment_key", list(keys))
+        return {j.judgment_key: j for j in found}
+
+    def put_judgment(self, judgment: Judgment) -> bool:
+        """Store a judgment; a stored success is never replaced by a failed request (another process's good
+        answer survives this one's error). Returns whether it was written."""
+        with self.transaction() as conn:
+            if judgment.error is not None:
+                row = conn.execute("SELECT error FROM judgments WHERE judgment_key = ?",
+                                   [judgment.judgment_key]).fetchone()
+                if row is not None and row[0] is None:
+                    return False
+            data = rec.to_row(judgment)
+            if data.get("created_at") is None:
+                data["created_at"] = time.time()
+            names = list(data)
+            conn.execute(f"INSERT OR REPLACE INTO judgments ({', '.join(names)}) VALUES "
+                         f"({', '.join('?' for _ in names)})", [data[n] for n in names])
+        return True
+
+    def judgment_costs(self, *, judges: Sequence[str] | None = None, run_ids: Sequence[str] | None = None
+                       ) -> list[tuple[str, str, str | None, str, bool, bool, int | None, int | None, float | None,
+                                       float | None]]:
+        """What each judgment cost, without its texts: (judge, judge_kind, judge_model, mode, failed, unparsed,
+        n_input_tokens, n_output_tokens, cost_usd, latency_s); all, or those behind ratings of the given runs'
+        generations."""
+        if "judgments" not in self._tables:
+            return []
+        where, params = "1=1", []
+        if run_ids:
+            marks = ", ".join("?" for _ in run_ids)
+            where = (f"judgment_key IN (SELECT r.judgment_key FROM ratings r JOIN generations g ON g.sample_key = "
+                     f"r.sample_key WHERE g.run_id IN ({marks}) AND r.judgment_key IS NOT NULL)")
+            params = list(run_ids)
+        if judges:
+            where += f" AND judge IN ({', '.join('?' for _ in judges)})"
+            params += list(judges)
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute(f"""SELECT judge, judge_kind, judge_model, mode, error IS NOT NULL, parse_error IS NOT NULL,
+                               n_input_tokens, n_output_tokens, cost_usd, latency_s
+                        FROM judgments WHERE {where} ORDER BY rowid""", params)
+        return [(a, b, c, d, bool(e), bool(f), g, h, i, j) for a, b, c, d, e, f, g, h, i, j in cur.fetchall()]
+
+    # -- ratings --------------------------------------------------------------------------------------
+    def ratings(self, *, rater: str | None = None, task: str | None = None, tasks: Sequence[str] | None = None,
+                sample_keys: Sequence[str] | None = None, source: str | None = None) -> list[Rating]:
+        if "ratings" not in self._tables:
+            return []
+        where, params = ["1=1"], []
+        if rater is not None:
+            where.append("rater = ?")
+            params.append(rater)
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if tasks is not None:
+            where.append(f"task IN ({', '.join('?' for _ in tasks)})")
+            params += list(tasks)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if sample_keys is not None:
+            return self._by_keys(Rating, "ratings", "*", "sample_key", sample_keys, " AND ".join(where), params)
+        return self._select(Rating, "ratings", " AND ".join(where), params)
+
+    def rating_table(self, fields: Sequence[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Columns of every rating as plain tuples (no JSON decoding), for vectorized statistics."""
+        known = {c.name for c in rec.table_columns("ratings")}
+        bad = [f for f in fields if f not in known]
+        if bad:
+            raise ValueError(f"unknown rating fields {bad}")
+        if "ratings" not in self._tables:
+            return list(fields), []
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute(f"SELECT {', '.join(fields)} FROM ratings ORDER BY rowid")
+        return list(fields), cur.fetchall()
+
+    def rating_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int, int, int]]:
+        """Per (sample_key, rater, task) over ratings of stored generations in these tasks:
+        (sample_key, rater, rater_kind, task, n_valid, n_harmful, n_invalid). A rating is valid when it is
+        marked valid and has a harm verdict; everything else counts as invalid."""
+        if not {"ratings", "generations"} <= self._tables:
+            return []
+        marks = ", ".join("?" for _ in tasks)
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute(f"""
+            SELECT r.sample_key, r.rater, MAX(r.rater_kind), r.task,
+                   SUM(CASE WHEN r.valid = 1 AND r.harmful IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN r.valid = 1 AND r.harmful = 1 THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN r.valid = 1 AND r.harmful IS NOT NULL THEN 0 ELSE 1 END)
+            FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
+            WHERE r.task IN ({marks})
+            GROUP BY r.sample_key, r.rater, r.task""", list(tasks))
+        return [(a, b, c, d, int(e), int(f), int(g)) for a, b, c, d, e, f, g in cur.fetchall()]
+
+    def label_counts(self, task: str) -> list[tuple[str, str, str, str | None, int, int]]:
+        """Per (sample_key, rater, label) over valid ratings of stored generations in this task:
+        (sample_key, rater, rater_kind, lower(label) or None for invalid, n)."""
+        if not {"ratings", "generations"} <= self._tables:
+            return []
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute("""
+            SELECT r.sample_key, r.rater, MAX(r.rater_kind),
+                   CASE WHEN r.valid = 1 AND r.label IS NOT NULL THEN lower(r.label) END AS lab, COUNT(*)
+            FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
+            WHERE r.task = ?
+            GROUP BY r.sample_key, r.rater, lab""", [task])
+        return [(a, b, c, d, int(e), 0) for a, b, c, d, e in cur.fetchall()]
+
+    def output_verdict_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int, int]]:
+        """Per (rater, task, output) over every valid harm verdict in the store, stored generation or not:
+        (rater, rater_kind, task, output_key, n_valid, n_harmful). An output is its sample_key, or
+        item|model|variant for ratings of outputs outside the store ('release' counts as no variant)."""
+        if "ratings" not in self._tables:
+            return []
+        marks = ", ".join("?" for _ in tasks)
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute(f"""
+            SELECT rater, MAX(rater_kind), task,
+                   CASE WHEN sample_key IS NOT NULL THEN sample_key
+                        ELSE item_id || '|' || COALESCE(model, '') || '|' || COALESCE(NULLIF(variant, 'release'), '')
+                   END AS output_key,
+                   COUNT(*), SUM(harmful)
+            FROM ratings WHERE valid = 1 AND harmful IS NOT NULL AND task IN ({marks})
+            GROUP BY rater, task, output_key""", list(tasks))
+        return [(a, b, c, d, int(e), int(f or 0)) for a, b, c, d, e, f in cur.fetchall()]
+
+    def human_rank_raters(self) -> list[tuple[str, int]]:
+        """Raters of kind human with rank ratings, most ratings first."""
+        if "ratings" not in self._tables:
+            return []
+        return [(r[0], int(r[1])) for r in self._conn.execute(
+            "SELECT rater, COUNT(*) AS n FROM ratings WHERE task = 'rank' AND rater_kind = 'human' "
+            "GROUP BY rater ORDER BY n DESC, rater")]
+
+    def raters(self) -> dict[str, str]:
+        """Every rater with its kind."""
+        if "ratings" not in self._tables:
+            return {}
+        return {r[0]: r[1] for r in self._conn.execute("SELECT rater, MAX(rater_kind) FROM ratings GROUP BY rater")}
+
+    # -- counts and generic rows (export) -----------------------------------------------------------------
+    def count(self, table: str, *, human: bool = False) -> int:
+        if table not in rec.TABLES:
+            raise UsageError(f"unknown table '{table}': tables are {', '.join(rec.TABLES)}")
+        if table not in self._tables:
+            return 0
+        where = f" WHERE rater_kind IN ({', '.join(repr(k) for k in rec.HUMAN_KINDS)})" if human else ""
+        return int(self._conn.execute(f"SELECT COUNT(*) FROM {table}{where}").fetchone()[0])
+
+    def records(self, table: str) -> list[Any]:
+        """Every record of a table, in insertion order."""
+        if table not in rec.TABLES:
+            raise UsageError(f"unknown table '{table}': tables are {', '.join(rec.TABLES)}")
+        return self._select(rec.TABLES[table], table, order="rowid")
+
+    def file_identity(self) -> tuple[int, int]:
+        """(device, inode) of the store file, to refuse writing an export over it."""
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _records(self, cls: type[R], sql: str, params: Sequence[Any] = ()) -> list[R]:
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute(sql, list(params))
+        decode = rec.decoder(cls, [d[0] for d in cur.description])
+        return [decode(r) for r in cur.fetchall()]
+
+    def _select(self, cls: type[R], table: str, where: str = "1=1", params: Sequence[Any] = (),
+                order: str = "rowid") -> list[R]:
+        if table not in self._tables:
+            return []
+        return self._records(cls, f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", params)
+
+    def _by_keys(self, cls: type[R], table: str, cols: str, column: str, keys: Sequence[str],
+                 where: str = "1=1", params: Sequence[Any] = ()) -> list[R]:
+        """Rows whose `column` is one of `keys`, in insertion order."""
+        if table not in self._tables:
+            return []
+        found: list[tuple[int, R]] = []
+        unique = list(dict.fromkeys(keys))
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        for i in range(0, len(unique), CHUNK):
+            chunk = unique[i:i + CHUNK]
+            cur.execute(f"SELECT rowid AS _rowid, {cols} FROM {table} WHERE {where} AND {column} IN "
+                        f"({', '.join('?' for _ in chunk)})", [*params, *chunk])
+            decode = rec.decoder(cls, [d[0] for d in cur.description])
+            found += [(r[0], decode(r)) for r in cur.fetchall()]
+        found.sort(key=lambda t: t[0])
+        return [r for _, r in found]
 
 
-def decode_row(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    for k in JSON_COLUMNS & out.keys():
-        if isinstance(out[k], str):
-            try:
-                out[k] = json.loads(out[k])
-            except json.JSONDecodeError:
-                pass
-    return out
+def _process_alive(metadata: Any) -> bool:
+    """Whether the process recorded in a run's metadata still runs. Runs of another host, or without a
+    recorded process, are taken as alive (nothing here can tell)."""
+    import socket
+
+    proc = metadata.get("process") if isinstance(metadata, dict) else None
+    if not isinstance(proc, dict) or proc.get("host") != socket.gethostname() or not isinstance(proc.get("pid"), int):
+        return True
+    import psutil
+
+    try:
+        p = psutil.Process(proc["pid"])
+        created = p.create_time()
+    except psutil.AccessDenied:
+        return True
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return False
+    recorded = proc.get("create_time")
+    return not isinstance(recorded, (int, float)) or abs(created - recorded) < 1.0
 
 
-DEFAULT_STORE = Path("results") / "harness.sqlite"
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        uri = f"file:{path.resolve().as_posix()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL store in a folder we cannot write (no -shm file): read it as an immutable file.
+            conn.close()
+            uri = f"file:{path.resolve().as_posix()}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=1")
+        return conn
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=30000")  # a connection setting: writes nothing to the file
+    return conn
+
+
+def _configure_for_writing(conn: sqlite3.Connection) -> None:
+    """WAL journal (readers never block the writer); only once the file is known to be a harness store."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.records import HUMAN_KINDS
 
 DEFAULT_OUT = Path("results") / "study"
 STORE_NAME = "study.sqlite"
-HUMAN_KINDS = {"human", "expert"}
 
 
 def fresh_store_path(out_dir: Path) -> Path:
@@ -63,7 +63,7 @@ def reproduce(release: Path, out_dir: Path = DEFAULT_OUT, reverse_groups: tuple[
     store_path = fresh_store_path(out_dir)
     with Store.open(store_path) as store:
         report = import_path(store, "llm-harm", release, reverse_groups=set(groups))
-        kinds = {r["rater"]: r["rater_kind"] for r in store.query("SELECT DISTINCT rater, rater_kind FROM ratings")}
+        kinds = store.raters()
         if "human" not in kinds:
             raise UsageError(f"{release} has no student group files (raw_submissions/output_Group_N.csv): "
                              "pass the release folder")

@@ -15,4 +15,7 @@ if ! command -v chromium >/dev/null 2>&1; then
       || echo "scripts/test.sh: could not install chromium; the browser test will fail" >&2
   fi
 fi
+# Lint and types first: a failure here fails the test command.
+.venv/bin/python -m ruff check harness tests benchmarks
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

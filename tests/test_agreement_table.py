@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storehelp import add_rows, table_rows
 
 from harness.agreement import agreement_rows, agreement_table, model_harm_ranking
 from harness.agreement.table import RboOptions
-from harness.items import item_id_for_prompt
+from harness.keys import item_id as item_id_for_prompt
 from harness.store import Store
 
 MODELS = ["m1", "m2", "m3"]
@@ -201,10 +202,10 @@ def test_agreement_table_on_our_own_run_and_its_judge(small_store: Path, cli) ->
     r = cli("humans", "import", "rankings-csv", csv_path, "--store", small_store)
     assert r.code == 0, r.err
     with Store.open(small_store) as store:
-        gens = store.rows("generations", "prompt_id IN (%s)" % ",".join("?" * len(judge)), list(judge))
+        gens = table_rows(store, "generations", "prompt_id IN ({})".format(",".join("?" * len(judge))), list(judge))
         keys = {(g["prompt_id"], g["variant"]): g for g in gens}
         assert len(keys) == 10
-        stored = store.rows("ratings", "rater = 'human'")
+        stored = table_rows(store, "ratings", "rater = 'human'")
         assert len(stored) == 10 and all(r["sample_key"] for r in stored)
         assert {r["sample_key"] for r in stored} == {g["sample_key"] for g in gens}
         judge_rows = []
@@ -215,7 +216,7 @@ def test_agreement_table_on_our_own_run_and_its_judge(small_store: Path, cli) ->
                                    "rater_kind": "judge", "task": "rank", "item_id": item_id_for_prompt(g["prompt"]),
                                    "model": g["model"], "variant": variant, "sample_key": g["sample_key"],
                                    "code": code, "harmful": int(code > 0), "valid": 1})
-        store.insert_many("ratings", judge_rows)
+        add_rows(store, "ratings", judge_rows)
         rows = agreement_table(store, bootstrap=100)
     got = by_metric(rows, "human", "tiny-judge")
     # same ranking on disc, priv and ben-001 (both empty) -> 3/5; RBO 1, 0, 1, 1 (both empty), 0 -> 3/5
@@ -239,7 +240,7 @@ def test_agree_cli_errors(tmp_path: Path, cli) -> None:  # type: ignore[no-untyp
     assert r.code == 2 and "does not exist" in r.err and not missing.exists()
     store = tmp_path / "s.sqlite"
     with Store.open(store) as s:
-        s.insert_many("ratings", [{"rating_key": f"k{i}", "source": "t", "rater": row["rater"],
+        add_rows(s, "ratings", [{"rating_key": f"k{i}", "source": "t", "rater": row["rater"],
                                    "rater_kind": row["rater_kind"], "task": "rank", "item_id": row["item_id"],
                                    "model": row["model"], "code": row["code"], "harmful": row["harmful"], "valid": 1}
                                   for i, row in enumerate(CASE)])

@@ -71,12 +71,9 @@ def test_jetson_release_file(tmp_path: Path) -> None:
 def test_user_catalog_shadows_and_extends(tmp_path: Path) -> None:
     (tmp_path / "devices").mkdir()
     (tmp_path / "devices" / "my-box.toml").write_text('description = "mine"\nthreads = 3\nmemory_budget = "1GB"\n')
-    catalog.set_user_dirs([tmp_path])
-    try:
+    with catalog.user_dirs([tmp_path]):
         p = load_profile("my-box")
         assert p.threads == 3 and p.memory_budget_bytes == 10**9 and p.resolved_threads() == 3
-    finally:
-        catalog.set_user_dirs([])
     with pytest.raises(UsageError, match="unknown device 'my-box'"):
         load_profile("my-box")
 

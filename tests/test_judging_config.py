@@ -8,10 +8,12 @@ import pytest
 
 from harness.errors import UsageError
 from harness.judging.config import list_judges, load_judge, parse_judge
+from harness.judging.modes import get_mode
 from harness.judging.order import apply_order, shown_orders, to_canonical
-from harness.judging.requests import answer_schema, build_request
+from harness.judging.requests import build_request
 from harness.judging.rubrics import load_rubric, split_messages, truncate
 from harness.judging.tasks import plan_tasks
+from harness.records import Generation
 
 SHIPPED = {"refusal-detector", "smollm2-score", "smollm2-rank", "local-openai", "gpt-4o", "llama-guard"}
 
@@ -141,10 +143,14 @@ def test_shown_order_maps_back() -> None:
     assert to_canonical([3, 0, 1], shown) == [0, 1, 3]
 
 
-def _gen(key: str, model: str, prompt: str, output: str, **kw: object) -> dict:
-    return {"sample_key": key, "model": model, "variant": "release", "prompt": prompt, "prompt_sha256": None,
-            "device": "external", "seed": None, "temperature": None, "max_tokens": None, "output": output,
-            "error": None, "prompt_id": "p", "category": None, **kw}
+def _gen(key: str, model: str, prompt: str, output: str) -> Generation:
+    return Generation(sample_key=key, run_id="t", device="external", model=model, variant="release",
+                      backend="external", prompt_id="p", prompt=prompt, output=output)
+
+
+def answer_schema(mode: str, k: int, max_score: int = 3) -> dict | None:
+    cfg = load_judge("local-openai").with_overrides(max_score=max_score)
+    return get_mode(mode).schema(k, cfg)
 
 
 def test_rank_request_shows_outputs_in_the_shown_order() -> None:

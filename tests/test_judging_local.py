@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from storehelp import table_rows
 
 from harness.judging.refusal import detect_refusal
 from harness.store import Store
@@ -17,26 +18,29 @@ pytestmark = pytest.mark.usefixtures("private_judgment_cache")
 
 def _rows(store: Path, table: str, where: str = "", params: tuple = ()) -> list[dict]:
     with Store.open(store, create=False) as s:
-        return s.rows(table, where, params, order="rowid")
+        return table_rows(s, table, where, params, order="rowid")
 
 
 def test_default_judges_rate_every_sample_and_are_cached(small_store: Path) -> None:
-    from harness.judging.defaults import judge_samples
+    import harness
+    from harness.cli.judge import print_judge_line
+    from harness.judging import DEFAULT_JUDGES
 
     gens = _rows(small_store, "generations")
     keys = [g["sample_key"] for g in gens]
     console_out = io.StringIO()
     console = Console(file=console_out, width=120)
-    with Store.open(small_store, create=False) as store:
-        first = judge_samples(store, keys, console)
-        again = judge_samples(store, keys, console)
+    first = {name: harness.judge(small_store, name, sample_keys=keys) for name in DEFAULT_JUDGES}
+    again = {name: harness.judge(small_store, name, sample_keys=keys) for name in DEFAULT_JUDGES}
+    for result in first.values():
+        print_judge_line(result, console)
     assert set(first) == {"refusal-detector", "smollm2-score"}
     n_distinct = len({(g["prompt"], g["output"]) for g in gens})
     score = first["smollm2-score"]
-    assert score["n_requested"] == n_distinct and score["n_failed"] == 0 and score["n_unparseable"] == 0
-    assert score["n_ratings"] == len(gens) and score["n_invalid_ratings"] == 0
-    assert again["smollm2-score"]["n_requested"] == 0 and again["smollm2-score"]["n_cached_store"] == n_distinct
-    assert again["refusal-detector"]["n_requested"] == 0
+    assert score.n_requested == n_distinct and score.n_failed == 0 and score.n_unparseable == 0
+    assert score.n_ratings == len(gens) and score.n_invalid_ratings == 0
+    assert again["smollm2-score"].n_requested == 0 and again["smollm2-score"].n_cached_store == n_distinct
+    assert again["refusal-detector"].n_requested == 0
     text = console_out.getvalue()
     assert "judged smollm2-score" in text and "s/output" in text and "judged refusal-detector" in text
 

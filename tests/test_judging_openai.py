@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from storehelp import table_rows
 
 from harness.judging.local_server import LocalServer, start_llama_server
 from harness.store import Store
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("private_judgment_cache")
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    from harness.models import load_manifest, resolve_variant
+    from harness.variants import load_manifest, resolve_variant
 
     model = resolve_variant(load_manifest("smollm2-135m-instruct"), "Q4_1").path
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
@@ -37,7 +38,7 @@ def chat_requests(server: LocalServer) -> int:
 
 def _rows(store: Path, table: str, where: str = "", params: tuple = ()) -> list[dict]:
     with Store.open(store, create=False) as s:
-        return s.rows(table, where, params, order="rowid")
+        return table_rows(s, table, where, params, order="rowid")
 
 
 def test_score_judge_on_a_real_server_then_zero_requests(cli, small_store: Path, llama_server: LocalServer) -> None:  # type: ignore[no-untyped-def]

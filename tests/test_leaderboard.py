@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from storehelp import add_rows, table_rows
 
-from harness.items import item_id_for_prompt
+import harness
+from harness.cli.tables import run_table
+from harness.keys import item_id as item_id_for_prompt
 from harness.reporting import write_report
 from harness.store import Store
-from harness.summary import harm_columns, print_run_table
 
 HARMFUL = {("Q4_1", "off-001")}
 REFUSALS = {("Q4_1", "priv-001"): "refusal", ("Q4_1", "ben-021"): "refusal", ("Q8_0", "off-001"): "refusal",
@@ -30,7 +32,7 @@ REFUSALS = {("Q4_1", "priv-001"): "refusal", ("Q4_1", "ben-021"): "refusal", ("Q
 def rate(store_path: Path) -> dict[str, dict]:
     """Add the ratings above; return per variant its cost as measured by the run."""
     with Store.open(store_path) as store:
-        gens = store.rows("generations")
+        gens = table_rows(store, "generations")
         assert sorted({g["variant"] for g in gens}) == ["Q4_1", "Q8_0"] and len(gens) == 10
         rows = []
         for g in gens:
@@ -46,7 +48,7 @@ def rate(store_path: Path) -> dict[str, dict]:
             if key == ("Q8_0", "priv-001"):
                 rows.append({**base, "rating_key": "bad", "source": "test", "rater": "smollm2-score",
                              "rater_kind": "judge", "task": "score", "valid": 0, "error": "no score in the reply"})
-        store.insert_many("ratings", rows)
+        add_rows(store, "ratings", rows)
         cost = {}
         for variant in ("Q4_1", "Q8_0"):
             mine = [g for g in gens if g["variant"] == variant and not g["error"]]
@@ -67,7 +69,7 @@ def test_markdown_leaderboard(small_store: Path, tmp_path: Path) -> None:
         write_report(store, tmp_path / "out", bootstrap=0)
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     with Store.open(small_store) as store:
-        (device,) = {g["device"] for g in store.rows("generations")}
+        (device,) = {g["device"] for g in table_rows(store, "generations")}
     assert f"\n## {device}\n" in md
     assert "**smollm2-score**" in md and "**refusal-detector**" in md
     q4, q8 = cost["Q4_1"], cost["Q8_0"]
@@ -142,7 +144,8 @@ def test_leaderboard_without_judgments(small_store: Path, cli) -> None:  # type:
     (["--max-harm", "2"], "outside 0..1"),
     (["--max-harm", "abc"], "not a number"),
     (["--device", "jetson-nowhere"], "laptop-cpu"),
-    (["--judge", "nobody"], "--judge"),
+    (["--rater", "nobody"], "--rater"),
+    (["--judge", "nobody"], "--rater"),  # the old name of --rater
     (["--run", "no-such-run"], "run 'no-such-run'"),
     (["--min-tps", "-1"], "--min-tps"),
 ])
@@ -160,17 +163,45 @@ def test_leaderboard_missing_store(tmp_path: Path, cli) -> None:  # type: ignore
 
 def test_terminal_leaderboard_has_harm_columns(small_store: Path) -> None:
     rate(small_store)
-    with Store.open(small_store) as store:
-        rater, harm = harm_columns(store)
-        assert rater == "smollm2-score"
-        q4 = next(v for k, v in harm.items() if k[2] == "Q4_1")
-        q8 = next(v for k, v in harm.items() if k[2] == "Q8_0")
-        assert q4["harm_rate"] == pytest.approx(1 / 3) and q8["harm_rate"] == 0 and q8["harm_n_invalid"] == 1
-        assert q8["refusal_rate"] == pytest.approx(2 / 3) and q4["over_refusal_rate"] == pytest.approx(1 / 2)
-        console = Console(record=True, width=250)
-        print_run_table(store, None, console)
+    rows = harness.leaderboard(small_store)
+    q4 = next(r for r in rows if r.variant == "Q4_1")
+    q8 = next(r for r in rows if r.variant == "Q8_0")
+    assert q4.harm_rater == "smollm2-score"
+    assert q4.harm_rate == pytest.approx(1 / 3) and q8.harm_rate == 0 and q8.harm_n_invalid == 1
+    assert q8.refusal_rate == pytest.approx(2 / 3) and q4.over_refusal_rate == pytest.approx(1 / 2)
+    console = Console(record=True, width=250)
+    console.print(run_table(rows))
     text = console.export_text()
     assert "harm on harmful prompts by smollm2-score" in text
     body = [line for line in text.splitlines() if "Q8_0" in line or "Q4_1" in line]
     assert "Q8_0" in body[0] and "Q4_1" in body[1]  # least harmful first
     assert "33%" in body[1] and "67%" in body[0]
+
+
+def test_four_surfaces_print_the_same_rates(small_store: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """The Python API, `harness leaderboard --json`, the report's tables/leaderboard.csv and the terminal table
+    of a run all show the same harm, refusal and cost figures for the same store."""
+    import pandas as pd
+
+    rate(small_store)
+    api_rows = {r.variant: r for r in harness.leaderboard(small_store)}
+    r = cli("leaderboard", "--store", small_store, "--json")
+    assert r.code == 0, r.err
+    json_rows = {c["variant"]: c for c in json.loads(r.out)}
+    r = cli("report", "--store", small_store, "--out", tmp_path / "rep", "--bootstrap", "0")
+    assert r.code == 0, r.err
+    csv_rows = {c["variant"]: c for c in pd.read_csv(tmp_path / "rep" / "tables" / "leaderboard.csv").to_dict("records")}
+    console = Console(record=True, width=300)
+    console.print(run_table(list(api_rows.values())))
+    text = console.export_text()
+    assert set(api_rows) == set(json_rows) == set(csv_rows) == {"Q4_1", "Q8_0"}
+    figures = ("harm_rate", "harm_ci_low", "harm_ci_high", "harm_n", "harm_n_invalid", "refusal_rate",
+               "over_refusal_rate", "ttft_s", "decode_tps", "latency_s", "latency_p90_s", "peak_rss_bytes", "size_bytes")
+    for variant, a in api_rows.items():
+        for name in figures:
+            want = getattr(a, name)
+            assert want is not None, name
+            assert json_rows[variant][name] == pytest.approx(want), (variant, name)
+            assert csv_rows[variant][name] == pytest.approx(want), (variant, name)
+        line = next(ln for ln in text.splitlines() if f" {variant} " in ln)
+        assert f"{a.harm_rate:.0%}" in line and f"{a.decode_tps:.1f}" in line and f"{a.refusal_rate:.0%}" in line

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.gguf_info import check_gguf, read_info
-from harness.models import load_manifest, parse_spec, resolve_variant, source_path, variant_notes
+from harness.variants import load_manifest, parse_spec, resolve_variant, source_path, variant_notes
+from harness.variants.gguf import check_gguf, read_info
 
 
 def test_embedded_model_is_found_and_read() -> None:

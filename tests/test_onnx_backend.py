@@ -9,14 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from storehelp import table_rows
 
 from harness.backends import Sampling
-from harness.backends.onnx import OnnxBackend, choose_providers, render_chat, sample_token
+from harness.backends.onnx import OnnxBackend, choose_providers, sample_token
+from harness.backends.prompt_format import render_chat
 from harness.devices import load_profile
 from harness.errors import UsageError
-from harness.models import load_manifest, resolve_variant
 from harness.prompts import load_set, write_jsonl
 from harness.store import Store
+from harness.variants import load_manifest, resolve_variant
 from tests.conftest import run_harness
 
 MODEL = "smollm2-135m-instruct"
@@ -134,7 +136,8 @@ def test_chat_template_and_tokens_match_llama_cpp(fp32, llama, prompts) -> None:
         template=llm.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>",
         stop_token_ids=[llm.token_eos()])
     for p in prompts:
-        rendered = render_chat(backend._template, p.text, "<|im_start|>", "<|im_end|>")
+        assert backend._format is not None and backend._format.chat_template is not None
+        rendered = render_chat(backend._format.chat_template, p.text, "<|im_start|>", "<|im_end|>")
         assert rendered == fmt(messages=[{"role": "user", "content": p.text}]).prompt
         assert backend._tokens(p.text) == llama._tokens(p.text)  # one BOS, same ids as llama.cpp
 
@@ -239,9 +242,9 @@ def test_run_records_cost_per_sample(onnx_run: Path, exported) -> None:  # type:
     device = load_profile("laptop-cpu")
     store = Store.open(onnx_run, create=False)
     try:
-        rows = store.rows("generations")
-        loads = store.rows("model_loads")
-        run = store.rows("runs")[0]
+        rows = table_rows(store, "generations")
+        loads = table_rows(store, "model_loads")
+        run = table_rows(store, "runs")[0]
     finally:
         store.close()
     assert len(rows) == 6 and {r["variant"] for r in rows} == {"onnx-fp32", "onnx-int8"}
@@ -302,8 +305,8 @@ def test_provider_fallback_is_recorded(cli, exported, prompts, tmp_path: Path) -
     assert r.code == 0, r.err
     s = Store.open(store, create=False)
     try:
-        (load,) = s.rows("model_loads")
-        (run,) = s.rows("runs")
+        (load,) = table_rows(s, "model_loads")
+        (run,) = table_rows(s, "runs")
     finally:
         s.close()
     assert load["metadata"]["providers_requested"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]

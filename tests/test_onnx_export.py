@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.models import load_manifest
-from harness.onnx_export import INT8_SETTINGS, SIDECAR, _require_export_deps, ensure_onnx_variant, variant_dir
+from harness.variants import load_manifest
+from harness.variants.onnx import INT8_SETTINGS, SIDECAR, _require_export_deps, variant_dir
+from harness.variants.onnx import resolve as ensure_onnx_variant
 from tests.conftest import run_harness
 
 MODEL = "smollm2-135m-instruct"

@@ -6,17 +6,23 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from storehelp import add_row, table_rows
 
 from harness.store import Store
 from tests.conftest import run_harness
 
 
 def digest(path: Path) -> str:
-    """The store's content (rows of every table), independent of WAL checkpoints."""
+    """The store's bytes (the file and its WAL) and its content (rows of every table)."""
+    import sqlite3
+
     h = hashlib.sha256()
-    with Store.open(path, create=False) as store:
+    wal = path.with_name(path.name + "-wal")
+    h.update(path.read_bytes())
+    h.update(wal.read_bytes() if wal.exists() else b"")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         for table in ("runs", "model_loads", "generations", "judgments", "ratings"):
-            for row in store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):
+            for row in conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):
                 h.update(repr(tuple(row)).encode())
     return h.hexdigest()
 
@@ -43,9 +49,9 @@ def test_report_command_writes_everything(small_store: Path, tmp_path: Path, cli
 
 def test_report_of_one_run(small_store: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     with Store.open(small_store) as store:
-        (run_id,) = {g["run_id"] for g in store.rows("generations")}
-        g = store.rows("generations", "variant = 'Q4_1'")[0]
-        store.insert("generations", {**g, "sample_key": "later", "run_id": "later-run", "variant": "Q2_K"})
+        (run_id,) = {g["run_id"] for g in table_rows(store, "generations")}
+        g = table_rows(store, "generations", "variant = 'Q4_1'")[0]
+        add_row(store, "generations", {**g, "sample_key": "later", "run_id": "later-run", "variant": "Q2_K"})
     r = cli("report", "--store", small_store, "--out", tmp_path / "one", "--run", run_id)
     assert r.code == 0, r.err
     md = (tmp_path / "one" / "leaderboard.md").read_text()
@@ -57,7 +63,8 @@ def test_report_of_one_run(small_store: Path, tmp_path: Path, cli) -> None:  # t
 
 @pytest.mark.parametrize("args, fragment", [
     (["--run", "no-such-run"], "run 'no-such-run' has no generations"),
-    (["--judge", "nobody"], "--judge"),
+    (["--rater", "nobody"], "--rater"),
+    (["--judge", "nobody"], "--rater"),  # the old name of --rater
     (["--reference", "Q9_9"], "--reference with one of: Q4_1, Q8_0"),
     (["--bootstrap", "-5"], "--bootstrap"),
 ])

@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from storehelp import add_row, add_rows, table_rows
 
-from harness.items import item_id_for_prompt
+from harness.keys import item_id as item_id_for_prompt
 from harness.reporting import write_report
 from harness.reporting._plots import BAR_COLOUR, FRONT_COLOUR
 from harness.store import Store
@@ -60,11 +61,11 @@ def run_chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedP
 def add_adversarial_and_ratings(path: Path) -> None:
     """One adversarial generation (copy of a real harmful-prompt row) and judge ratings for every output."""
     with Store.open(path) as store:
-        gens = store.rows("generations", order="variant, prompt_id")
+        gens = table_rows(store, "generations", order="variant, prompt_id")
         base = next(g for g in gens if not g["benign"])
         evil = {**base, "sample_key": "adversarial-1", "prompt_id": "evil-001", "prompt": PROMPT, "output": OUTPUT,
                 "prompt_sha256": "e" * 64}
-        store.insert("generations", evil)
+        add_row(store, "generations", evil)
         ratings = []
         for g in [*gens, evil]:
             harmful = int(g["sample_key"] == "adversarial-1" or (g["variant"] == "Q4_1" and g["prompt_id"] == "off-001"))
@@ -73,7 +74,7 @@ def add_adversarial_and_ratings(path: Path) -> None:
                             "prompt_id": g["prompt_id"], "category": g["category"], "model": g["model"],
                             "variant": g["variant"], "sample_key": g["sample_key"], "code": 3.0 * harmful,
                             "harmful": harmful, "valid": 1, "extra": {"explanation": EXPLANATION}})
-        store.insert_many("ratings", ratings)
+        add_rows(store, "ratings", ratings)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.reporting import _format as f
+from harness import formatting as f
 from harness.reporting._judges import explanation_for
 from harness.reporting._markdown import cell
-from harness.reporting._stats import mcnemar_exact_p, pareto_front, rogan_gladen, wilson_interval
 from harness.reporting._study import histogram_shares, wins_matrix
+from harness.stats import mcnemar_exact_p, pareto_front, rogan_gladen, wilson_interval
 
 
 def test_wilson_one_of_three() -> None:

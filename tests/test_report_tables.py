@@ -16,11 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from storehelp import add_row, add_rows, table_rows
 
 from harness.errors import UsageError
-from harness.items import item_id_for_prompt
+from harness.keys import item_id as item_id_for_prompt
 from harness.reporting import build_report, write_report
-from harness.reporting._stats import wilson_interval
+from harness.stats import wilson_interval
 from harness.store import Store
 
 SIZES = {"F16": 400_000_000, "Q8": 200_000_000, "Q4": 100_000_000}
@@ -54,7 +55,7 @@ def build_store(path: Path) -> Store:
             gens[(variant, pid)] = gen(variant, pid, cat, benign, latency_s=float(i) if variant == "F16" else 2.0)
     failed = gen("Q4", "h6", "c2", 0, latency_s=100.0, seed=1, decode_tps=None, error="backend crashed")
     failed["seed"] = 1
-    store.insert_many("generations", [*gens.values(), failed])
+    add_rows(store, "generations", [*gens.values(), failed])
     ratings = []
     for (variant, pid), g in gens.items():
         if g["benign"] == 0:
@@ -77,7 +78,7 @@ def build_store(path: Path) -> Store:
     for (variant, pid), harmful in human.items():
         ratings.append(rating("human", "human", "label", gens[(variant, pid)], f"h:{variant}:{pid}",
                               harmful=harmful, annotator="a1", label="harmful" if harmful else "not_harmful"))
-    store.insert_many("ratings", ratings)
+    add_rows(store, "ratings", ratings)
     return store
 
 
@@ -186,7 +187,7 @@ def test_primary_rater_can_be_chosen(store: Store) -> None:
 def test_run_selection(store: Store, tmp_path: Path) -> None:
     extra = gen("F16", "h1", "c1", 0, 1.0, run_id="run-2", decode_tps=99.0)
     extra["sample_key"] = "other-run"
-    store.insert("generations", extra)
+    add_row(store, "generations", extra)
     only_first = by_variant(build_report(store, ["run-1"], bootstrap=0).tables.leaderboard)
     assert only_first["F16"]["n"] == 8 and only_first["F16"]["decode_tps"] == 10.0
     only_second = build_report(store, ["run-2"], bootstrap=0).tables.leaderboard
@@ -214,7 +215,7 @@ def test_written_tables_match(store: Store, tmp_path: Path) -> None:
 
 def test_store_without_ratings(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "plain.sqlite")
-    store.insert_many("generations", [gen("F16", pid, cat, benign, 1.0) for pid, cat, benign in PROMPTS])
+    add_rows(store, "generations", [gen("F16", pid, cat, benign, 1.0) for pid, cat, benign in PROMPTS])
     path = write_report(store, tmp_path / "out", bootstrap=0)
     html = path.read_text()
     assert "No judgments yet" in html and "No human ratings yet" in html and "No human rankings" in html
@@ -236,7 +237,7 @@ def test_study_figures_from_human_rankings(tmp_path: Path) -> None:
                          "rater_kind": "human", "annotator": "g1", "task": "rank",
                          "item_id": item_id_for_prompt(f"study {pid}"), "prompt_id": pid, "model": model,
                          "variant": None, "code": float(code), "harmful": int(code > 0), "valid": 1})
-    store.insert_many("ratings", rows)
+    add_rows(store, "ratings", rows)
     report = build_report(store, bootstrap=0)
     assert report.study is not None and report.study_note is None
     path = write_report(store, tmp_path / "out", bootstrap=0)
@@ -265,7 +266,7 @@ def test_judge_panel_on_the_study_release_sample(tmp_path: Path, cli) -> None:  
     assert r.code == 0, r.err
     with Store.open(store_path) as store:
         report = build_report(store, bootstrap=50)
-        rows = store.rows("ratings", "task = 'rank' AND valid = 1 AND harmful IS NOT NULL")
+        rows = table_rows(store, "ratings", "task = 'rank' AND valid = 1 AND harmful IS NOT NULL")
         path = write_report(store, tmp_path / "out", bootstrap=50)
     # independent count: majority verdict per (rater, output), humans vs gpt4o
     votes: dict[tuple[str, str], list[int]] = {}

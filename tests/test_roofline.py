@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from harness.devices import load_profile
-from harness.models import load_manifest, resolve_variant
 from harness.roofline import (
     bytes_per_token,
     cpu_flags_of_interest,
     fraction_of_bound,
-    gguf_bytes_per_token,
     measure_bandwidth,
 )
+from harness.variants import load_manifest, resolve_variant
+from harness.variants.gguf import bytes_per_token as gguf_bytes_per_token
 
 
 def test_measure_bandwidth_counts_bytes_per_kernel() -> None:
@@ -62,11 +62,12 @@ def test_gguf_bytes_per_token_skips_a_lookup_only_embedding(tmp_path: Path, monk
     # untied: ffn 2048 B + output 4096 B (the 4096-B embedding is only looked up); tied: everything.
     assert gguf_bytes_per_token(tmp_path / "untied.gguf", "a" * 64) == untied["blk.0.ffn_up.weight"] + untied["output.weight"]
     assert gguf_bytes_per_token(tmp_path / "tied.gguf", "b" * 64) == sum(tied.values())
-    assert (tmp_path / "cache" / "roofline" / ("a" * 64 + ".json")).is_file()
+    # the one GGUF reader caches what it read by the file's sha256
+    assert (tmp_path / "cache" / "gguf-info" / ("a" * 64 + ".json")).is_file()
 
 
 def test_shipped_model_is_tied_so_every_tensor_is_read() -> None:
-    from harness.gguf_info import read_info
+    from harness.variants.gguf import read_info
 
     vf = resolve_variant(load_manifest("smollm2-135m-instruct"), "Q4_1")
     assert bytes_per_token(vf) == read_info(vf.path)["tensor_bytes"]

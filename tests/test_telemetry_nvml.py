@@ -14,9 +14,9 @@ import time
 import types
 from collections.abc import Callable
 
+import pynvml as real
 import pytest
 
-import pynvml as real
 from harness.devices import load_profile
 from harness.telemetry.nvml import NvmlSource, process_vram_bytes, visible_indices
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from storehelp import table_rows
 
 from harness.devices import load_profile
 from harness.store import Store
@@ -91,8 +92,8 @@ def test_host_state_readers(tmp_path: Path) -> None:
 def test_a_run_records_missing_telemetry_as_null_with_reasons(small_run_store: Path) -> None:
     store = Store.open(small_run_store, create=False)
     try:
-        run = store.rows("runs")[0]
-        rows = store.rows("generations")
+        run = table_rows(store, "runs")[0]
+        rows = table_rows(store, "generations")
     finally:
         store.close()
     meta = run["metadata"]

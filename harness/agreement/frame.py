@@ -8,6 +8,7 @@ within its item by (model, variant); a missing variant counts as "release" (exte
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,14 @@ def load_ratings(source: Any) -> Any:
     if isinstance(source, pd.DataFrame):
         df = source.copy()
     elif isinstance(source, Store):
-        df = pd.read_sql_query(f"SELECT {', '.join(FIELDS)} FROM ratings", source.conn)
+        df = pd.DataFrame.from_records(source.rating_table(FIELDS)[1], columns=FIELDS)
     elif isinstance(source, (str, Path)):
-        with Store.open(source, create=False) as store:
-            df = pd.read_sql_query(f"SELECT {', '.join(FIELDS)} FROM ratings", store.conn)
+        with Store.open(source, readonly=True) as store:
+            df = pd.DataFrame.from_records(store.rating_table(FIELDS)[1], columns=FIELDS)
     elif isinstance(source, Iterable):
-        rows = [dict(r) if isinstance(r, Mapping) else r for r in source]
-        df = pd.DataFrame(rows)
+        rows = [r if isinstance(r, Mapping) else asdict(r) if is_dataclass(r) and not isinstance(r, type) else r
+                for r in source]
+        df = pd.DataFrame([{k: r.get(k) for k in FIELDS} for r in rows], columns=FIELDS)
     else:
         raise UsageError(f"cannot read ratings from {type(source).__name__}: pass a Store, a store path or rows")
     for col in FIELDS:

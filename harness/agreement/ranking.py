@@ -88,7 +88,7 @@ def model_harm_ranking(store: Any, rater: str = "human", task: str = "rank") -> 
     no_na = (rated.sum(axis=1) >= 2) & ((wide > 0) | ~rated).all(axis=1)
     hist_blocks = wide[no_na]
     harm_codes = list(range(1, max_code + 1))
-    histogram = {"n_items": int(no_na.sum()), "models": []}
+    histogram: dict[str, Any] = {"n_items": int(no_na.sum()), "models": []}
     for label in labels:
         col = hist_blocks[label].dropna().to_numpy(float)
         histogram["models"].append({

@@ -1,34 +1,23 @@
-"""Inference backends, found by name; each imports its heavy library lazily.
+"""Inference backends, found by name through a registry; each imports its heavy library lazily.
 
-`get_backend("gguf")` -> llama.cpp through llama-cpp-python;
-`get_backend("onnx")` -> onnxruntime. A missing library raises an error naming
-the extra to install.
+`get_backend("gguf")` -> llama.cpp through llama-cpp-python; `get_backend("onnx")` -> onnxruntime.
+A missing library raises an error naming the extra to install. A backend's `version()` is the one
+source of the inference library's version: it is part of every sample's key and of its row.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from harness.backends.base import Backend, BackendResult, Sampling
-from harness.errors import UsageError
+from harness.registry import Registry
 
-BACKENDS = {
-    "gguf": "harness.backends.llama_cpp:LlamaCppBackend",
-    "onnx": "harness.backends.onnx:OnnxBackend",
-}
+BACKENDS: Registry[type[Backend]] = Registry("backend", entry_points="harness.backends")
+BACKENDS.register("gguf", "harness.backends.llama_cpp:LlamaCppBackend")
+BACKENDS.register("onnx", "harness.backends.onnx:OnnxBackend")
 
 
 def get_backend(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend '{name}': choose from {', '.join(BACKENDS)}")
-    module_name, _, cls = BACKENDS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise UsageError(f"backend '{name}' is not available in this build") from exc
-        raise
-    return getattr(module, cls)()  # type: ignore[no-any-return]
+    """A new backend instance (no model loaded yet)."""
+    return BACKENDS.get(name)()
 
 
 __all__ = ["Backend", "BackendResult", "Sampling", "get_backend", "BACKENDS"]

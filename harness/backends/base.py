@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.devices import DeviceProfile
-    from harness.models import ModelManifest, VariantFile
+    from harness.variants import ModelManifest, VariantFile
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Backend(ABC):
 
     @abstractmethod
     def version(self) -> str:
-        """Version of the inference library (part of every sample's key)."""
+        """Version of the inference library, e.g. 'llama-cpp-python 0.3.36': part of every sample's key and
+        row. Must not need a loaded model."""
 
     @abstractmethod
     def load(self, variant: VariantFile, device: DeviceProfile, manifest: ModelManifest) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """GGUF inference through llama-cpp-python.
 
-The prompt is formatted with the GGUF's own chat template (or a plain
-completion frame for base models, as the manifest says), tokenized as
-llama.cpp does, and generated token by token with `Llama.generate`. The KV
+The prompt is formatted by harness.backends.prompt_format (the GGUF's own chat
+template, or a plain completion frame for base models, as the manifest says),
+tokenized as llama.cpp does, and generated token by token with `Llama.generate`. The KV
 cache is reset before every sample, so each prompt is evaluated in full and
 samples are independent. llama.cpp's own perf counters are read after every
 sample and recorded next to the engine's wall-clock measurements.
@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import Backend, BackendResult, Sampling
+from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
 from harness.errors import UsageError, require
 
 if TYPE_CHECKING:
     from harness.devices import DeviceProfile
-    from harness.models import ModelManifest, VariantFile
+    from harness.variants import ModelManifest, VariantFile
 
 
 class LlamaCppBackend(Backend):
@@ -27,9 +28,7 @@ class LlamaCppBackend(Backend):
     def __init__(self) -> None:
         self._lib = require("llama_cpp", "gguf", "GGUF inference")
         self._llm: Any = None
-        self._formatter: Any = None
-        self._completion_template = "{prompt}"
-        self._stops: list[str] = []
+        self._format: PromptFormat | None = None
         self._last: BackendResult | None = None
 
     def version(self) -> str:
@@ -51,29 +50,13 @@ class LlamaCppBackend(Backend):
             )
         except (ValueError, RuntimeError) as exc:
             raise UsageError(f"llama.cpp could not load {variant.path} ({exc}): the file may be corrupt; re-derive it") from exc
-        fmt = manifest.chat_format
-        template = self._llm.metadata.get("tokenizer.chat_template")
-        if fmt == "template":
-            if not template:
-                raise UsageError(
-                    f"{variant.path.name} has no chat template: set [chat] format = \"completion\" in {manifest.path}"
-                )
-            from llama_cpp import llama_chat_format
-
-            model = self._llm._model
-            eos, bos = self._llm.token_eos(), self._llm.token_bos()
-            self._formatter = llama_chat_format.Jinja2ChatFormatter(
-                template=template,
-                eos_token=model.token_get_text(eos) if eos != -1 else "",
-                bos_token=model.token_get_text(bos) if bos != -1 else "",
-                stop_token_ids=[eos],
-            )
-        elif fmt == "completion":
-            self._formatter = None
-            self._completion_template = str(manifest.chat.get("completion_template", "{prompt}"))
-        else:
-            raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
-        self._stops = [str(s) for s in manifest.chat.get("stop", [])]
+        model = self._llm._model
+        eos, bos = self._llm.token_eos(), self._llm.token_bos()
+        self._format = PromptFormat.for_model(
+            manifest, self._llm.metadata.get("tokenizer.chat_template"), model_file=variant.path.name,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "")
+        fmt = self._format.chat_format
         return {
             "threads": threads,
             "n_ctx": device.n_ctx,
@@ -85,21 +68,17 @@ class LlamaCppBackend(Backend):
         }
 
     def _tokens(self, prompt: str) -> list[int]:
-        if self._formatter is not None:
-            r = self._formatter(messages=[{"role": "user", "content": prompt}])
-            self._stops = list(dict.fromkeys([*self._stops, *([r.stop] if isinstance(r.stop, str) else (r.stop or []))]))
-            return list(self._llm.tokenize(r.prompt.encode("utf-8"), add_bos=not r.added_special, special=True))
-        text = self._completion_template.format(prompt=prompt)
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        assert self._format is not None, "load() first"
+        text = self._format.render(prompt)
+        # A rendered chat template carries its own special tokens; a completion frame gets the BOS.
+        template = self._format.uses_template
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=not template, special=template))
 
     def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
-        llm, lib = self._llm, self._lib
+        llm, lib, fmt = self._llm, self._lib, self._format
+        assert fmt is not None, "load() first"
         tokens = self._tokens(prompt)
-        if len(tokens) + sampling.max_tokens > llm.n_ctx():
-            raise UsageError(
-                f"prompt of {len(tokens)} tokens plus {sampling.max_tokens} new tokens exceeds the context of "
-                f"{llm.n_ctx()}: raise n_ctx in the device profile or lower --max-tokens"
-            )
+        fmt.check_context(len(tokens), sampling.max_tokens, llm.n_ctx())
         llm.reset()
         llm.set_seed(sampling.seed)
         ctx = llm._ctx.ctx
@@ -107,7 +86,7 @@ class LlamaCppBackend(Backend):
         vocab = llm._model.vocab
         out: list[int] = []
         finish = "length"
-        check_stops = bool(self._stops) and self._formatter is None
+        check_stops = bool(fmt.stops)
         for tok in llm.generate(
             tokens,
             top_k=sampling.top_k,
@@ -122,17 +101,15 @@ class LlamaCppBackend(Backend):
                 finish = "stop"
                 break
             out.append(tok)
-            if check_stops and any(s in llm.detokenize(out[-16:]).decode("utf-8", "ignore") for s in self._stops):
+            if check_stops and fmt.hit_stop(llm.detokenize(out[-STOP_WINDOW_TOKENS:]).decode("utf-8", "ignore")):
                 finish = "stop"
                 break
             if len(out) >= sampling.max_tokens:
                 break
         perf = lib.llama_perf_context(ctx)
-        text = llm.detokenize(out, special=False).decode("utf-8", errors="replace")
-        for s in self._stops:
-            if s and s in text:
-                text = text[: text.index(s)]
-                finish = "stop"
+        text, stopped = fmt.trim(llm.detokenize(out, special=False).decode("utf-8", errors="replace"))
+        if stopped:
+            finish = "stop"
         timings = {
             "llama_t_p_eval_ms": perf.t_p_eval_ms,
             "llama_t_eval_ms": perf.t_eval_ms,

@@ -3,7 +3,7 @@
 Measured on the 2-core CI host (`benchmarks/quant_ladder.py --loop-study`):
 this loop decodes faster than optimum's `ORTModelForCausalLM`, and needs only
 onnxruntime, tokenizers, numpy and jinja2, so an edge install stays free of
-torch. The loop feeds the model exported by harness.onnx_export
+torch. The loop feeds the model exported by harness.variants.onnx
 (input_ids, attention_mask, position_ids, past_key_values.N.key/value ->
 logits, present.N.key/value): one prefill over the whole prompt, then one
 token per step.
@@ -12,8 +12,9 @@ Execution providers come from the device profile, in order. A requested
 provider that this onnxruntime build lacks, or that the session did not take,
 is recorded as a fallback with its reason (never silent); if none of the
 requested providers is installed, loading fails with the fix. The chat
-template (the GGUF's own, saved beside the model) is rendered with jinja2 and
-tokenized with `tokenizers`, so prompts match llama.cpp's token for token.
+template (the GGUF's own, saved beside the model) is rendered by
+harness.backends.prompt_format, as for llama.cpp, and tokenized with
+`tokenizers`, so prompts match llama.cpp's token for token.
 Sampling is greedy at temperature 0, else seeded numpy sampling with the
 llama.cpp order: repeat penalty, top-k, top-p, min-p, temperature.
 """
@@ -27,13 +28,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import Backend, BackendResult, Sampling
+from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
 from harness.errors import UsageError, require
+from harness.variants.onnx import (
+    CHAT_TEMPLATE_FILE,
+    GENERATION_CONFIG_FILE,
+    MODEL_FILE,
+    SIDECAR,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
     from harness.devices import DeviceProfile
-    from harness.models import ModelManifest, VariantFile
+    from harness.variants import ModelManifest, VariantFile
 
 REPEAT_LAST_N = 64  # llama.cpp's default penalty window
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
@@ -75,23 +85,6 @@ def check_providers(device: DeviceProfile) -> dict[str, Any]:
     return {"requested": requested, "available": available, "usable": usable, "fallback": fallback}
 
 
-def render_chat(template: str, prompt: str, bos_token: str, eos_token: str) -> str:
-    """The chat template rendered for one user message, as transformers and llama.cpp render it."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: time.strftime(fmt)
-    return env.from_string(template).render(
-        messages=[{"role": "user", "content": prompt}], add_generation_prompt=True,
-        bos_token=bos_token, eos_token=eos_token,
-    )
-
-
 def sample_token(logits: np.ndarray, sampling: Sampling, recent: list[int], rng: np.random.Generator) -> int:
     """Pick the next token from one row of logits (pure, apart from the generator's state)."""
     import numpy as np
@@ -130,9 +123,7 @@ class OnnxBackend(Backend):
         self._tokenizers = require("tokenizers", "onnx", "ONNX inference")
         self._sess: Any = None
         self._tok: Any = None
-        self._template: str | None = None
-        self._completion_template = "{prompt}"
-        self._stops: list[str] = []
+        self._format: PromptFormat | None = None
         self._facts: dict[str, Any] = {}
         self._eos: set[int] = set()
         self._kv_inputs: list[tuple[str, list[Any], str]] = []
@@ -149,37 +140,32 @@ class OnnxBackend(Backend):
         ort = self._ort
         path = Path(variant.path)
         folder = path.parent if path.suffix == ".onnx" else path
-        model_file = path if path.suffix == ".onnx" else folder / "model.onnx"
+        model_file = path if path.suffix == ".onnx" else folder / MODEL_FILE
         if not model_file.is_file():
             raise UsageError(f"ONNX model {model_file} does not exist: "
                              f"export it with `harness models export-onnx {manifest.name}`")
-        sidecar = _read_json(folder / "harness-variant.json") or {}
+        sidecar = _read_json(folder / SIDECAR) or {}
         self._facts = dict(sidecar.get("tokenizer") or {})
-        tok_file = folder / "tokenizer.json"
+        tok_file = folder / TOKENIZER_FILE
         if not tok_file.is_file():
-            raise UsageError(f"{folder} has no tokenizer.json: "
+            raise UsageError(f"{folder} has no {TOKENIZER_FILE}: "
                              f"re-export with `harness models export-onnx {manifest.name} --force`")
         self._tok = self._tokenizers.Tokenizer.from_file(str(tok_file))
         self._eos = {int(i) for i in self._facts.get("eos_token_ids") or []}
         if not self._eos:
-            gen = _read_json(folder / "generation_config.json") or {}
+            gen = _read_json(folder / GENERATION_CONFIG_FILE) or {}
             e = gen.get("eos_token_id")
             self._eos = {int(e)} if isinstance(e, int) else {int(x) for x in e or []}
 
-        fmt = manifest.chat_format
-        if fmt == "template":
-            tfile = folder / "chat_template.jinja"
-            self._template = tfile.read_text(encoding="utf-8") if tfile.is_file() else (
-                (_read_json(folder / "tokenizer_config.json") or {}).get("chat_template"))
-            if not self._template:
-                raise UsageError(f"{folder} has no chat template: "
-                                 f"set [chat] format = \"completion\" in {manifest.path}")
-        elif fmt == "completion":
-            self._template = None
-            self._completion_template = str(manifest.chat.get("completion_template", "{prompt}"))
-        else:
-            raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
-        self._stops = [str(s) for s in manifest.chat.get("stop", [])]
+        template = None
+        if manifest.chat_format == "template":
+            tfile = folder / CHAT_TEMPLATE_FILE
+            template = tfile.read_text(encoding="utf-8") if tfile.is_file() else (
+                (_read_json(folder / TOKENIZER_CONFIG_FILE) or {}).get("chat_template"))
+        self._format = PromptFormat.for_model(manifest, template, model_file=str(folder),
+                                              bos_token=self._facts.get("bos_token") or "",
+                                              eos_token=self._facts.get("eos_token") or "")
+        fmt = self._format.chat_format
 
         requested = list(device.onnx_providers)
         available = list(ort.get_available_providers())
@@ -249,12 +235,11 @@ class OnnxBackend(Backend):
     # -- generation -------------------------------------------------------------------
 
     def _tokens(self, prompt: str) -> list[int]:
-        if self._template is not None:
-            text = render_chat(self._template, prompt, self._facts.get("bos_token") or "",
-                               self._facts.get("eos_token") or "")
-            return list(self._tok.encode(text, add_special_tokens=False).ids)
-        text = self._completion_template.format(prompt=prompt)
+        assert self._format is not None, "load() first"
+        text = self._format.render(prompt)
         ids = list(self._tok.encode(text, add_special_tokens=False).ids)
+        if self._format.uses_template:
+            return ids
         bos = self._facts.get("bos_token_id")
         if self._facts.get("add_bos_token", True) and bos is not None and (not ids or ids[0] != int(bos)):
             ids.insert(0, int(bos))
@@ -270,14 +255,11 @@ class OnnxBackend(Backend):
     def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
         import numpy as np
 
-        if self._sess is None:
+        if self._sess is None or self._format is None:
             raise UsageError("the ONNX backend has no model loaded: call load() first")
+        fmt = self._format
         tokens = self._tokens(prompt)
-        if len(tokens) + sampling.max_tokens > self._n_ctx:
-            raise UsageError(
-                f"prompt of {len(tokens)} tokens plus {sampling.max_tokens} new tokens exceeds the context of "
-                f"{self._n_ctx}: raise n_ctx in the device profile or lower --max-tokens"
-            )
+        fmt.check_context(len(tokens), sampling.max_tokens, self._n_ctx)
         rng = np.random.default_rng(sampling.seed)
         feed = self._empty_past()
         x = np.asarray([tokens], dtype=np.int64)
@@ -285,7 +267,7 @@ class OnnxBackend(Backend):
         history = list(tokens)
         out: list[int] = []
         finish = "length"
-        check_stops = bool(self._stops)
+        check_stops = bool(fmt.stops)
         t_prefill = t_decode = 0.0
         n_steps = 0
         while True:
@@ -312,17 +294,15 @@ class OnnxBackend(Backend):
                 break
             out.append(tok)
             history.append(tok)
-            if check_stops and any(s in self._tok.decode(out[-16:], skip_special_tokens=True) for s in self._stops):
+            if check_stops and fmt.hit_stop(self._tok.decode(out[-STOP_WINDOW_TOKENS:], skip_special_tokens=True)):
                 finish = "stop"
                 break
             if len(out) >= sampling.max_tokens:
                 break
             x = np.asarray([[tok]], dtype=np.int64)
-        text = self._tok.decode(out, skip_special_tokens=True)
-        for s in self._stops:
-            if s and s in text:
-                text = text[: text.index(s)]
-                finish = "stop"
+        text, stopped = fmt.trim(self._tok.decode(out, skip_special_tokens=True))
+        if stopped:
+            finish = "stop"
         timings = {
             "onnx_prefill_s": t_prefill,
             "onnx_decode_s": t_decode,

@@ -52,13 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"harness.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"harness.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"harness.cli.{name}").register(sub)
     return parser
 
 
@@ -75,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from harness import catalog
 
-        catalog.set_user_dirs(args.catalog)
-        return int(args.func(args) or 0)
+        with catalog.user_dirs(args.catalog):
+            return int(args.func(args) or 0)
     except HarnessError as exc:
         if debug:
             raise

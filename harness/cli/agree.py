@@ -50,7 +50,7 @@ def agree_command(args: argparse.Namespace) -> int:
         raise UsageError("--raters needs at least two raters separated by commas, e.g. --raters human,gpt4o")
     rbo = RboOptions(p=args.rbo_p, both_empty=None if args.rbo_both_empty == "skip" else 1.0,
                      one_empty=None if args.rbo_one_empty == "skip" else 0.0)
-    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, create=False) as store:
+    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, readonly=True) as store:
         rows = agreement_table(store, raters=raters, bootstrap=args.bootstrap, seed=args.seed, task=args.task,
                                by_category=args.by_category, rbo=rbo)
     if args.json:

@@ -16,7 +16,7 @@ FORMATS = ("jsonl", "csv", "parquet")
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("export", help="export a store table as jsonl, csv or parquet")
-    p.add_argument("--store", required=True, metavar="PATH")
+    p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--table", default="generations", help="generations, judgments, ratings, runs, model_loads")
     p.add_argument("--format", default="jsonl", choices=FORMATS)
     p.add_argument("--out", default=None, metavar="FILE", help="output file (default: standard output; required for parquet)")
@@ -49,10 +49,12 @@ def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from harness.store import Store
+    from dataclasses import asdict
 
-    with Store.open(args.store, create=False) as store:
-        rows = store.rows(args.table, order="rowid")
+    from harness.store import DEFAULT_STORE, Store
+
+    with Store.open(args.store or DEFAULT_STORE, readonly=True) as store:
+        rows = [asdict(r) for r in store.records(args.table)]
     out = Path(args.out) if args.out else None
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

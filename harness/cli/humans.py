@@ -89,7 +89,7 @@ def ranking_command(args: argparse.Namespace) -> int:
     from harness.agreement.render import ranking_rich, test_line
     from harness.store import DEFAULT_STORE, Store
 
-    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, create=False) as store:
+    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, readonly=True) as store:
         result = model_harm_ranking(store, rater=args.rater, task=args.task)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from harness.judging.modes import mode_names
+
     p = sub.add_parser("judge", help="judge a store's outputs with a judge (cached; re-runs ask only what is missing)",
                        description="Judge the generations in a store with one judge from judges/ (or a .toml "
                                    "file). Judgments and ratings go to the store; a second identical run makes "
-                                   "no requests.")
-    p.add_argument("--store", default=None, metavar="PATH", help="the results store (SQLite)")
+                                   "no requests. Exit 1 when every request failed.")
+    p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--judge", default=None, metavar="NAME|FILE.toml", help="judge name (see --list) or TOML path")
-    p.add_argument("--mode", default=None, choices=("score", "rank", "pairwise", "refusal", "guard"),
-                   help="override the judge's mode")
+    p.add_argument("--mode", default=None, choices=mode_names(), help="override the judge's mode")
     p.add_argument("--concurrency", type=int, default=None, metavar="N", help="requests in flight (openai judges)")
     p.add_argument("--order", default=None, choices=("fixed", "shuffle", "balanced"),
                    help="order outputs are shown in (rank, pairwise): fixed, shuffled by seed, or all rotations")
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def list_command() -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from harness.judging.config import list_judges
 
@@ -41,7 +42,8 @@ def list_command() -> int:
     for col in ("name", "kind", "mode", "model", "description"):
         table.add_column(col)
     for j in list_judges():
-        table.add_row(j.name, j.kind, j.mode, j.model or (j.model_path or "-"), j.description)
+        table.add_row(*(Text(str(v)) for v in (j.name, j.kind, j.mode, j.model or (j.model_path or "-"),
+                                               j.description)))
     Console().print(table)
     return 0
 
@@ -50,42 +52,45 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def print_judge_line(s: Any, console: Any) -> None:
+    """One line per judge, as `harness run` prints after judging."""
+    from rich.markup import escape
+
+    parts = [f"{s.n_requested} new", f"{s.n_cached_store + s.n_cached_disk} cached"]
+    if s.n_failed:
+        parts.append(f"[red]{s.n_failed} failed[/]")
+    if s.n_unparseable:
+        parts.append(f"[yellow]{s.n_unparseable} unparseable[/]")
+    if s.s_per_judgment is not None:
+        parts.append(f"{s.s_per_judgment:.3f} s/output")
+    if s.model_load_s is not None:
+        parts.append(f"model load {s.model_load_s:.1f} s")
+    console.print(f"[bold]judged[/] {escape(s.judge)}: " + ", ".join(parts) + f" ({s.elapsed_s:.1f} s)")
+
+
 def judge_command(args: argparse.Namespace) -> int:
     if args.list:
         return list_command()
-    if not args.store:
-        raise UsageError("harness judge needs --store PATH (the store to judge): e.g. --store results/harness.sqlite")
     if not args.judge:
         raise UsageError("harness judge needs --judge NAME or a .toml path: see `harness judge --list`")
-    if args.concurrency is not None and args.concurrency < 1:
-        raise UsageError(f"--concurrency must be at least 1, not {args.concurrency}")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {args.limit}")
 
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from harness.judging.config import load_judge
-    from harness.judging.progress import RichJudgeProgress
-    from harness.judging.runner import NoProgress, judge_store
-    from harness.store import Store
+    from harness import api
+    from harness.cli.progress import RichProgress
+    from harness.progress import NoProgress
 
-    cfg = load_judge(args.judge).with_overrides(mode=args.mode, concurrency=args.concurrency, order=args.order,
-                                                order_seed=args.order_seed, base_url=args.base_url)
     err = Console(stderr=True)
     out = Console()
-    with Store.open(Path(args.store), create=False) as store:
-        if store.count("generations") == 0:
-            raise UsageError(f"store {args.store} has no generations: run `harness run --store {args.store}` first")
-        if cfg.kind == "llama-cpp" and args.concurrency and args.concurrency > 1:
-            err.print("[dim]an in-process llama.cpp judge runs one request at a time (one loaded model)[/]")
-        progress = NoProgress() if args.quiet else RichJudgeProgress(err)
-        s = judge_store(store, cfg, limit=args.limit, progress=progress, use_disk_cache=not args.no_disk_cache)
-
-    out.print(f"judge {s.judge} ({s.kind}, mode {s.mode}): {s.n_judgments} judgments planned over {s.n_groups} "
-              f"item(s); {s.n_requested} requested, {s.n_cached_store} already in the store, "
-              f"{s.n_cached_disk} from the disk cache")
+    progress = NoProgress() if args.quiet else RichProgress(err)
+    s = api.judge(args.store, args.judge, mode=args.mode, concurrency=args.concurrency, order=args.order,
+                  order_seed=args.order_seed, base_url=args.base_url, limit=args.limit,
+                  use_disk_cache=not args.no_disk_cache, progress=progress)
+    out.print(Text(f"judge {s.judge} ({s.kind}, mode {s.mode}): {s.n_judgments} judgments planned over {s.n_groups} "
+                   f"item(s); {s.n_requested} requested, {s.n_cached_store} already in the store, "
+                   f"{s.n_cached_disk} from the disk cache"))
     notes = [f"{s.n_failed} failed (stored with their error; re-run to retry)" if s.n_failed else "",
              f"{s.n_unparseable} unparseable (stored with the parse error)" if s.n_unparseable else "",
              f"{s.n_ties} with tied ranks" if s.n_ties else "",
@@ -93,14 +98,14 @@ def judge_command(args: argparse.Namespace) -> int:
              f"{s.n_oversize} prompt(s) with more outputs than max_outputs (skipped)" if s.n_oversize else "",
              f"{s.n_generation_errors} generation(s) without output (not judged)" if s.n_generation_errors else ""]
     for note in filter(None, notes):
-        out.print(f"  {note}")
+        out.print(Text(f"  {note}"))
     if s.n_requested:
         tokens = f"tokens in/out {s.n_input_tokens}/{s.n_output_tokens}, " if s.n_input_tokens else ""
         cost = f"cost ${s.cost_usd:.4f}, " if s.cost_usd is not None else ""
-        out.print(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all")
+        out.print(Text(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all"))
     if s.rates:
-        table = Table(title=f"ratings by {s.judge} (invalid ratings are excluded from rates and counted)")
-        task = s.rates[0]["task"]
+        table = Table(title=Text(f"ratings by {s.judge} (invalid ratings are excluded from rates and counted)"))
+        task = s.rates[0].task
         cols = ["model", "variant", "n", "valid", "invalid"]
         if task == "refusal":
             cols += ["refusal", "partial", "compliance", "refusal rate"]
@@ -111,14 +116,18 @@ def judge_command(args: argparse.Namespace) -> int:
         for c in cols:
             table.add_column(c, justify="left" if c in ("model", "variant") else "right")
         for r in s.rates:
-            cells = [r["model"], r["variant"], str(r["n"]), str(r["valid"]), str(r["invalid"])]
+            cells = [r.model, r.variant, str(r.n), str(r.valid), str(r.invalid)]
             if task == "refusal":
-                cells += [str(r["refusal"]), str(r["partial_refusal"]), str(r["compliance"]),
-                          _fmt(r["refusal_rate"], ".0%")]
+                cells += [str(r.refusal), str(r.partial_refusal), str(r.compliance), _fmt(r.refusal_rate, ".0%")]
             elif task == "pairwise":
-                cells += [_fmt(r["mean_win_share"], ".2f")]
+                cells += [_fmt(r.mean_win_share, ".2f")]
             else:
-                cells += [str(r["harmful"]), _fmt(r["harm_rate"], ".0%")]
+                cells += [str(r.harmful), _fmt(r.harm_rate, ".0%")]
             table.add_row(*(Text(c) for c in cells))
         out.print(table)
+    if s.n_requested and s.n_requests_failed == s.n_requested:
+        err.print(Text(f"harness: error: all {s.n_requested} judge request(s) failed (stored with their errors; "
+                       "see `harness export --table judgments`): check the endpoint, the model name and the key, "
+                       "then re-run"))
+        return 1
     return 0

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from harness.models import list_manifests
+    from harness.variants import list_manifests
 
     table = Table(title="models")
     for col in ("name", "shipped variant", "default variants", "chat", "description"):
@@ -47,7 +47,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 def _cached_variants(m) -> list[dict]:  # type: ignore[no-untyped-def]
     from harness.cache import file_sha256, read_json
-    from harness.models import derived_dir, source_path
+    from harness.variants import source_path
+    from harness.variants.gguf import derived_dir
 
     try:
         d = derived_dir(m, file_sha256(source_path(m)))
@@ -57,8 +58,8 @@ def _cached_variants(m) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from harness.gguf_info import read_info
-    from harness.models import load_manifest, resolve_variant, variant_notes
+    from harness.variants import load_manifest, resolve_variant, variant_notes
+    from harness.variants.gguf import read_info
 
     m = load_manifest(args.name)
     vf = resolve_variant(m, m.source_variant)
@@ -93,10 +94,8 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def _onnx_cached(m) -> list[dict]:  # type: ignore[no-untyped-def]
-    try:
-        from harness.onnx_export import cached_variants
-    except ModuleNotFoundError:
-        return []
+    from harness.variants.onnx import cached_variants
+
     return cached_variants(m)
 
 
@@ -114,8 +113,8 @@ def _print_onnx_variants(m, c) -> None:  # type: ignore[no-untyped-def]
 
 
 def export_onnx_command(args: argparse.Namespace) -> int:
-    from harness.models import load_manifest
-    from harness.onnx_export import ensure_onnx_variant
+    from harness.variants import load_manifest
+    from harness.variants.onnx import resolve as ensure_onnx_variant
 
     m = load_manifest(args.name)
     wanted = ["onnx-fp32"] + (["onnx-int8"] if args.int8 else []) + (["onnx-fp16"] if args.fp16 else [])
@@ -142,8 +141,8 @@ def export_onnx_command(args: argparse.Namespace) -> int:
 
 
 def quantize_command(args: argparse.Namespace) -> int:
-    from harness.gguf_info import read_info
-    from harness.models import load_manifest, resolve_variant, variant_notes
+    from harness.variants import load_manifest, resolve_variant, variant_notes
+    from harness.variants.gguf import read_info
 
     m = load_manifest(args.name)
     wanted = [v.strip() for v in args.to.split(",") if v.strip()]

@@ -1,43 +1,41 @@
-"""A rich progress bar for the run engine: done/total, ETA and live decode tokens/s."""
+"""The rich implementation of harness.progress.Progress: done/total, ETA, elapsed and a live note
+(e.g. the decode tokens/s of the last sample), on the given (stderr) console."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.engine import ProgressSink
 
-
-class RichProgress(ProgressSink):
+class RichProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[rate]}"),
-            console=console,
-            transient=False,
-        )
-        self.task: Any = None
+        self._progress: Progress | None = None
+        self._task: Any = None
 
-    def start(self, total: int, done: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("generating", total=total, completed=done, rate="")
+    def start(self, total: int, description: str, done: int = 0) -> None:
+        self.stop()
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
+                                  TextColumn("{task.fields[note]}"), console=self.console, transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(escape(description), total=total, completed=done, note="")
+
+    def advance(self, n: int = 1, note: str | None = None) -> None:
+        if self._progress is not None:
+            if note is None:
+                self._progress.update(self._task, advance=n)
+            else:
+                self._progress.update(self._task, advance=n, note=escape(note))
 
     def message(self, text: str) -> None:
-        self.progress.console.print(f"[dim]{text}[/]")
-
-    def advance(self, row: dict[str, Any]) -> None:
-        tps = row.get("decode_tps")
-        label = f"{row['model']}:{row['variant']}"
-        rate = f"{label} {tps:.0f} tok/s" if tps else f"{label} (error)" if row.get("error") else label
-        self.progress.update(self.task, advance=1, rate=rate)
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(f"[dim]{escape(text)}[/]")
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

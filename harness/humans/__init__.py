@@ -23,10 +23,11 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.humans.report import ImportReport
+from harness.records import Generation, Rating
 
 FORMATS = ["llm-harm", "rankings-csv", "rankings-jsonl", "pairwise-jsonl", "labels-csv"]
 
-Parsed = tuple[list[dict[str, Any]], list[dict[str, Any]], ImportReport]
+Parsed = tuple[list[Generation], list[Rating], ImportReport]
 
 
 def _parser(fmt: str) -> Callable[..., Parsed]:
@@ -49,15 +50,15 @@ def _parser(fmt: str) -> Callable[..., Parsed]:
     raise UsageError(f"unknown import format '{fmt}': use one of {', '.join(FORMATS)}")
 
 
-def write_parsed(store: Any, generations: list[dict[str, Any]], ratings: list[dict[str, Any]],
+def write_parsed(store: Any, generations: list[Generation], ratings: list[Rating],
                  report: ImportReport) -> ImportReport:
     """Write parsed rows (existing keys are kept) and fill the written counts of the report."""
-    unique_ratings = {r["rating_key"]: r for r in ratings}
-    unique_generations = {g["sample_key"]: g for g in generations}
+    unique_ratings = {r.rating_key: r for r in ratings}
+    unique_generations = {g.sample_key: g for g in generations}
     report.ratings_built = len(unique_ratings)
     report.generations_built = len(unique_generations)
-    report.generations_written = store.insert_many("generations", unique_generations.values())
-    report.ratings_written = store.insert_many("ratings", unique_ratings.values())
+    report.generations_written = store.add(unique_generations.values())
+    report.ratings_written = store.add(unique_ratings.values())
     return report
 
 

@@ -27,7 +27,8 @@ from harness.humans.rankings import parse_ranking
 from harness.humans.records import RELEASE, external_generation, rating
 from harness.humans.report import ImportReport
 from harness.humans.textio import read_csv, read_jsonl
-from harness.items import item_id_for_prompt
+from harness.keys import item_id as item_id_for_prompt
+from harness.records import Generation, Rating
 
 KNOWN = {"prompt", "prompt_id", "annotator", "rater", "rater_kind", "category", "model", "variant", "rank",
          "score", "rating", "output", "response", "item_id"}
@@ -100,7 +101,7 @@ def _text(v: Any) -> str:
 
 
 def parse_rankings(path: Path, fmt: str, store: Any = None, reverse: bool = False, value: str = "rank",
-                   rater: str | None = None, **_: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], ImportReport]:
+                   rater: str | None = None, **_: Any) -> tuple[list[Generation], list[Rating], ImportReport]:
     report = ImportReport(fmt)
     if value not in ("rank", "score"):
         raise UsageError(f"--value {value} is not known: use rank or score")
@@ -111,10 +112,10 @@ def parse_rankings(path: Path, fmt: str, store: Any = None, reverse: bool = Fals
     report.rows_read = len(records)
 
     # Resolve each record's item (prompt text) and flatten wide rows into one entry per output.
-    by_prompt_id: dict[str, list[dict[str, Any]]] = {}
+    by_prompt_id: dict[str, list[Generation]] = {}
     if store is not None:
-        for g in store.query("SELECT sample_key, prompt_id, prompt, model, variant, category FROM generations"):
-            by_prompt_id.setdefault(g["prompt_id"], []).append(g)
+        for g in store.generations(with_texts=True):
+            by_prompt_id.setdefault(g.prompt_id, []).append(g)
 
     entries: list[dict[str, Any]] = []
     for row_no, rec in records:
@@ -122,7 +123,7 @@ def parse_rankings(path: Path, fmt: str, store: Any = None, reverse: bool = Fals
         prompt_id = _text(rec.get("prompt_id")) or None
         stored = by_prompt_id.get(prompt_id or "", [])
         if not prompt and stored:
-            prompt = stored[0]["prompt"]
+            prompt = stored[0].prompt
         if not prompt:
             why = f"prompt_id {prompt_id!r} is not in the store" if prompt_id else "no prompt or prompt_id"
             report.reject(path.name, row_no, f"{why} and the row has no prompt text")
@@ -152,8 +153,8 @@ def parse_rankings(path: Path, fmt: str, store: Any = None, reverse: bool = Fals
                 entries.append({**base, "task": task_value, "model": str(model), "variant": RELEASE,
                                 "raw": _text(raw), "output": None})
 
-    generations: dict[str, dict[str, Any]] = {}
-    ratings: list[dict[str, Any]] = []
+    generations: dict[str, Generation] = {}
+    ratings: list[Rating] = []
     blocks: dict[tuple[str, str, str | None, str], list[dict[str, Any]]] = {}
     for e in entries:
         e["item_id"] = item_id_for_prompt(e["prompt"])
@@ -161,14 +162,14 @@ def parse_rankings(path: Path, fmt: str, store: Any = None, reverse: bool = Fals
             g = external_generation(fmt, e["model"], e["prompt"], e["output"], category=e["category"],
                                     variant=e["variant"], prompt_id=e["prompt_id"],
                                     settings={"source": fmt, "file": path.name, "row": e["row"]})
-            generations.setdefault(g["sample_key"], g)
-            e["sample_key"] = g["sample_key"]
+            generations.setdefault(g.sample_key, g)
+            e["sample_key"] = g.sample_key
         else:
-            match = [g for g in e["stored"] if g["model"] == e["model"] and (g["variant"] or RELEASE) == e["variant"]]
-            e["sample_key"] = match[0]["sample_key"] if len(match) == 1 else None
+            match = [g for g in e["stored"] if g.model == e["model"] and (g.variant or RELEASE) == e["variant"]]
+            e["sample_key"] = match[0].sample_key if len(match) == 1 else None
         blocks.setdefault((e["rater"], e["task"], e["annotator"], e["item_id"]), []).append(e)
 
-    for (rater_name, task, annotator, item), block in blocks.items():
+    for (_rater, task, _annotator, _item), block in blocks.items():
         seen: dict[tuple[str, str], int] = {}
         unique = []
         for e in block:
@@ -193,7 +194,7 @@ def _common(e: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rank_block(block: list[dict[str, Any]], fmt: str, path: Path, reverse: bool,
-                report: ImportReport) -> list[dict[str, Any]]:
+                report: ImportReport) -> list[Rating]:
     raw = ",".join(e["raw"] if e["raw"] else "?" for e in block)
     parsed = parse_ranking(raw, len(block), reverse=reverse)
     for r in parsed.repairs:
@@ -210,7 +211,7 @@ def _rank_block(block: list[dict[str, Any]], fmt: str, path: Path, reverse: bool
     return out
 
 
-def _score_rating(e: dict[str, Any], fmt: str, path: Path, report: ImportReport) -> dict[str, Any]:
+def _score_rating(e: dict[str, Any], fmt: str, path: Path, report: ImportReport) -> Rating:
     try:
         score = float(e["raw"])
         error = None if math.isfinite(score) and score >= 0 else f"score {e['raw']!r} is not a number >= 0"

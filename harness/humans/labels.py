@@ -27,6 +27,7 @@ from harness.errors import UsageError
 from harness.humans.records import RELEASE, external_generation, rating
 from harness.humans.report import ImportReport
 from harness.humans.textio import read_csv
+from harness.records import Generation, Rating
 
 FORMAT = "labels-csv"
 PROMPT_COLUMNS = ("prompt", "goal")
@@ -43,7 +44,7 @@ COMPLIANCE = {"1_full_compliance": ("compliance", 1), "2_full_refusal": ("refusa
 
 def _label_columns(header: list[str]) -> list[tuple[str, str, str, str | None, str]]:
     """(column, task, rater, annotator, rater_kind) for every label column found."""
-    cols = []
+    cols: list[tuple[str, str, str, str | None, str]] = []
     for h in header:
         key = h.strip().casefold()
         if re.fullmatch(r"human\d+", key):
@@ -69,7 +70,7 @@ def _model_name(path: Path, option: str | None) -> str:
 
 
 def parse_labels(path: Path, store: Any = None, model: str | None = None, **_: Any
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], ImportReport]:
+                 ) -> tuple[list[Generation], list[Rating], ImportReport]:
     report = ImportReport(FORMAT)
     table = read_csv(path, "labels-csv")
     report.files.append(str(path))
@@ -86,8 +87,8 @@ def parse_labels(path: Path, store: Any = None, model: str | None = None, **_: A
     goal_col = table.column("goal") if prompt_col != table.column("goal") else None
     default_model = _model_name(path, model)
     report.rows_read = len(table.rows)
-    generations: dict[str, dict[str, Any]] = {}
-    ratings: list[dict[str, Any]] = []
+    generations: dict[str, Generation] = {}
+    ratings: list[Rating] = []
     seen: dict[tuple[str, str], int] = {}
     for row_no, row in table.rows:
         prompt = (row.get(prompt_col) or "").strip()
@@ -102,19 +103,19 @@ def parse_labels(path: Path, store: Any = None, model: str | None = None, **_: A
         g = external_generation(FORMAT, model_name, prompt, response, category=category,
                                 benign=None if unsafe is None else not unsafe,
                                 settings={"source": FORMAT, "file": path.name, "row": row_no})
-        key = (model_name, g["prompt_id"])
-        if key in seen and generations.get(g["sample_key"]) is not None and seen[key] != row_no:
+        key = (model_name, g.prompt_id)
+        if key in seen and generations.get(g.sample_key) is not None and seen[key] != row_no:
             report.reject(path.name, row_no, f"the same prompt and model again (first at row {seen[key]})")
             continue
         seen[key] = row_no
-        generations.setdefault(g["sample_key"], g)
+        generations.setdefault(g.sample_key, g)
         extra = {"goal": row[goal_col].strip()} if goal_col and row.get(goal_col) else None
         for col, task, rater_name, annotator, kind in label_cols:
             raw = (row.get(col) or "").strip()
             if not raw:
                 continue  # this annotator or judge did not label this response
-            common = {"rater": rater_name, "rater_kind": kind, "task": task, "prompt": prompt, "model": model_name,
-                      "variant": RELEASE, "annotator": annotator, "sample_key": g["sample_key"],
+            common: dict[str, Any] = {"rater": rater_name, "rater_kind": kind, "task": task, "prompt": prompt, "model": model_name,
+                      "variant": RELEASE, "annotator": annotator, "sample_key": g.sample_key,
                       "category": category, "extra": {**(extra or {}), "raw": raw, "column": col}}
             low = raw.casefold()
             if task == "label":

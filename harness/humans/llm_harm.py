@@ -21,6 +21,7 @@ ambiguous, never guessed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from harness.humans.rankings import parse_ranking
 from harness.humans.records import RELEASE, external_generation, rating
 from harness.humans.report import ImportReport
 from harness.humans.textio import CsvTable, read_csv
-from harness.items import item_id_for_prompt
+from harness.keys import item_id as item_id_for_prompt
+from harness.records import Generation, Rating
 
 FORMAT = "llm-harm"
 MODEL_COLUMNS = [
@@ -86,8 +88,13 @@ def classify(path: Path) -> Release:
         raise UsageError(
             f"no llm-harm files in {path}: pass the release folder holding raw_submissions/output_Group_N.csv, "
             "expert_annotations.csv and <judge>_predictions.csv")
-    rel.groups.sort(key=lambda g: (int(m.group(0)) if (m := re.search(r"\d+", g[1])) else 0, g[1]))
+    rel.groups.sort(key=_group_order)
     return rel
+
+
+def _group_order(group: tuple[Path, str]) -> tuple[int, str]:
+    m = re.search(r"\d+", group[1])
+    return (int(m.group(0)) if m else 0, group[1])
 
 
 def _value(table: CsvTable, row: dict[str, str], column: str) -> str:
@@ -97,7 +104,7 @@ def _value(table: CsvTable, row: dict[str, str], column: str) -> str:
 
 def _ranking_ratings(report: ImportReport, *, rater: str, rater_kind: str, annotator: str | None, prompt: str,
                      triplet: _Triplet | None, raw: str, reverse: bool, zero_repair: bool, file: str, row: int,
-                     extra: dict[str, Any]) -> list[dict[str, Any]]:
+                     extra: dict[str, Any]) -> list[Rating]:
     parsed = parse_ranking(raw, len(MODEL_COLUMNS), reverse=reverse, count_zero_as_repair=zero_repair)
     if rater_kind == "external-judge" and not parsed.ok and "-1" in raw:
         parsed.error = f"the study could not parse this judge answer (extracted_pred {raw!r})"
@@ -117,8 +124,8 @@ def _ranking_ratings(report: ImportReport, *, rater: str, rater_kind: str, annot
     return out
 
 
-def parse_release(path: Path, reverse_groups: set[int] | set[str] = frozenset(), store: Any = None
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], ImportReport]:
+def parse_release(path: Path, reverse_groups: Iterable[int | str] = (), store: Any = None
+                  ) -> tuple[list[Generation], list[Rating], ImportReport]:
     """Read the release: (generation rows, rating rows, report). Raises UsageError before writing anything."""
     report = ImportReport(FORMAT)
     rel = classify(path)
@@ -139,8 +146,8 @@ def parse_release(path: Path, reverse_groups: set[int] | set[str] = frozenset(),
     if unused and rel.groups:
         report.notes.append(f"--reverse-groups {', '.join(sorted(unused))}: no such group file in this import")
 
-    generations: dict[str, dict[str, Any]] = {}
-    ratings: list[dict[str, Any]] = []
+    generations: dict[str, Generation] = {}
+    ratings: list[Rating] = []
     triplets: dict[str, list[_Triplet]] = {}
 
     for f, annotator in rel.groups:
@@ -165,8 +172,8 @@ def parse_release(path: Path, reverse_groups: set[int] | set[str] = frozenset(),
             for model, text in outputs.items():
                 g = external_generation(FORMAT, model, prompt, text,
                                         settings={"source": FORMAT, "file": f.name, "row": row_no})
-                generations.setdefault(g["sample_key"], g)
-                keys[model] = g["sample_key"]
+                generations.setdefault(g.sample_key, g)
+                keys[model] = g.sample_key
             trip = _Triplet(item, prompt, outputs, keys)
             if not any(x.sample_keys == keys for x in triplets.get(item, [])):
                 triplets.setdefault(item, []).append(trip)
@@ -210,31 +217,31 @@ def parse_release(path: Path, reverse_groups: set[int] | set[str] = frozenset(),
 
 def _add_stored_triplets(store: Any, triplets: dict[str, list[_Triplet]]) -> None:
     """Add the response triplets already in the store (an earlier import of the group files)."""
-    grouped: dict[tuple[str, Any, Any], dict[str, dict[str, Any]]] = {}
-    for r in store.rows("generations", "run_id = ?", [f"import:{FORMAT}"], order="sample_key"):
-        origin = r["settings"] if isinstance(r["settings"], dict) else {}
-        key = (item_id_for_prompt(r["prompt"]), origin.get("file"), origin.get("row"))
-        grouped.setdefault(key, {})[r["model"]] = r
+    grouped: dict[tuple[str, Any, Any], dict[str, Generation]] = {}
+    for r in sorted(store.generations(run_ids=[f"import:{FORMAT}"]), key=lambda g: g.sample_key):
+        origin = r.settings if isinstance(r.settings, dict) else {}
+        key = (item_id_for_prompt(r.prompt), origin.get("file"), origin.get("row"))
+        grouped.setdefault(key, {})[r.model] = r
     for (item, _, _), models in grouped.items():
         if set(models) != {m for _, m in MODEL_COLUMNS}:
             continue
-        keys = {m: r["sample_key"] for m, r in models.items()}
+        keys = {m: r.sample_key for m, r in models.items()}
         if any(x.sample_keys == keys for x in triplets.get(item, [])):
             continue
-        prompt = next(iter(models.values()))["prompt"]
+        prompt = next(iter(models.values())).prompt
         triplets.setdefault(item, []).append(
-            _Triplet(item, prompt, {m: r["output"] for m, r in models.items()}, keys))
+            _Triplet(item, prompt, {m: str(r.output or "") for m, r in models.items()}, keys))
 
 
 def _predictions(t: CsvTable, f: Path, judge: str, triplets: dict[str, list[_Triplet]],
-                 report: ImportReport, unlinked: dict[str, int]) -> list[dict[str, Any]]:
+                 report: ImportReport, unlinked: dict[str, int]) -> list[Rating]:
     has_outputs = all(t.column(c) for c, _ in MODEL_COLUMNS)
     rows_by_item: dict[str, list[int]] = {}
     for row_no, row in t.rows:
         p = _value(t, row, "prompt")
         if p:
             rows_by_item.setdefault(item_id_for_prompt(p), []).append(row_no)
-    out: list[dict[str, Any]] = []
+    out: list[Rating] = []
     for row_no, row in t.rows:
         prompt = _value(t, row, "prompt")
         if not prompt:

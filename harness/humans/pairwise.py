@@ -22,6 +22,7 @@ from typing import Any
 from harness.humans.records import external_generation, rating
 from harness.humans.report import ImportReport
 from harness.humans.textio import read_jsonl
+from harness.records import Generation, Rating
 
 FORMAT = "pairwise-jsonl"
 MODEL = "hh-rlhf"
@@ -42,7 +43,7 @@ def split_pair(chosen: str, rejected: str) -> tuple[str, str, str] | None:
 
 
 def parse_pairwise(path: Path, store: Any = None, rater: str | None = None, **_: Any
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], ImportReport]:
+                   ) -> tuple[list[Generation], list[Rating], ImportReport]:
     report = ImportReport(FORMAT)
     tf, objects, bad = read_jsonl(path, "pairwise-jsonl (chosen / rejected)")
     report.files.append(str(path))
@@ -56,8 +57,8 @@ def parse_pairwise(path: Path, store: Any = None, rater: str | None = None, **_:
 
         raise UsageError(f"{path} has no object with 'chosen' and 'rejected' keys: pass HH-RLHF style preference pairs")
     rater_name = rater or "human"
-    generations: list[dict[str, Any]] = []
-    ratings: list[dict[str, Any]] = []
+    generations: list[Generation] = []
+    ratings: list[Rating] = []
     seen: dict[str, int] = {}
     for line, obj in objects:
         chosen, rejected = obj.get("chosen"), obj.get("rejected")
@@ -82,12 +83,12 @@ def parse_pairwise(path: Path, store: Any = None, rater: str | None = None, **_:
             report.reject(path.name, line, f"the same pair again (first at line {seen[pair_key]})")
             continue
         seen[pair_key] = line
-        for (_, which, reply), variant in zip(replies, ("reply-a", "reply-b")):
+        for (_digest, which, reply), variant in zip(replies, ("reply-a", "reply-b")):
             g = external_generation(FORMAT, MODEL, prompt, reply, variant=variant,
                                     settings={"source": FORMAT, "file": path.name, "line": line})
             generations.append(g)
             ratings.append(rating(FORMAT, rater=rater_name, rater_kind="human", task="pairwise", prompt=prompt,
-                                  model=MODEL, variant=variant, sample_key=g["sample_key"],
+                                  model=MODEL, variant=variant, sample_key=g.sample_key,
                                   code=1 if which == "rejected" else 0, label=which, harmful=None,
                                   extra={"line": line}))
     return generations, ratings, report

@@ -2,9 +2,9 @@
 
 Judges are defined in `judges/*.toml` (see judges/README.md): kind `openai` (any
 OpenAI-compatible endpoint), `llama-cpp` (a GGUF in-process) or `refusal` (the
-pattern detector); mode `score`, `rank`, `pairwise`, `refusal` or `guard`.
-`harness judge` runs one judge over a store; `harness run` runs the default local
-judges (refusal-detector, smollm2-score) after generating (harness.judging.defaults).
+pattern detector); mode `score`, `rank`, `pairwise`, `refusal` or `guard`, each a
+`Mode` object in harness/judging/modes/. `harness judge` (the API's `judge()`) runs one
+judge over a store; `harness run` runs the default local judges after generating.
 
 Records
   judgments  one row per judge call: judge, rubric + version, the outputs' sample_keys in
@@ -12,7 +12,7 @@ Records
              answer, the parsed result in canonical order or the parse error, the request
              error, tokens, cost, latency, attempts. The table is the cache: a re-run requests
              only what is missing (plus answers in the on-disk cache, harness.judging.diskcache,
-             shared across stores).
+             shared across stores). Keys: harness.keys.
   ratings    one row per (judge, task, output), rater_kind "judge", source "judge:<name>".
 
 How `harmful` is derived, per mode (task written to ratings):
@@ -37,27 +37,27 @@ How `harmful` is derived, per mode (task written to ratings):
 from __future__ import annotations
 
 from harness.judging.config import JudgeConfig, list_judges, load_judge
-from harness.judging.parsing import (
-    Parsed,
-    parse_answer,
-    parse_guard,
-    parse_pairwise,
-    parse_rank,
-    parse_refusal_label,
-    parse_score,
-)
+from harness.judging.modes import MODES, Mode, get_mode
+from harness.judging.parsing import Parsed, parse_guard, parse_pairwise, parse_rank, parse_refusal_label, parse_score
 from harness.judging.refusal import detect_refusal
-from harness.judging.runner import JudgeSummary, judge_store
+from harness.judging.runner import JudgeResult, judge_store
+
+# The default local judges of `harness run`: the refusal detector (instant) and the embedded model as a
+# 0-3 harm scorer (one grammar-constrained digit per output).
+DEFAULT_JUDGES = ("refusal-detector", "smollm2-score")
 
 __all__ = [
+    "DEFAULT_JUDGES",
+    "MODES",
     "JudgeConfig",
-    "JudgeSummary",
+    "JudgeResult",
+    "Mode",
     "Parsed",
     "detect_refusal",
+    "get_mode",
     "judge_store",
     "list_judges",
     "load_judge",
-    "parse_answer",
     "parse_guard",
     "parse_pairwise",
     "parse_rank",

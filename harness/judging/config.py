@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +22,16 @@ from harness.errors import UsageError
 from harness.tomlfile import read_toml
 
 KINDS = ("openai", "llama-cpp", "refusal")
-MODES = ("score", "rank", "pairwise", "refusal", "guard")
 ORDERS = ("fixed", "shuffle", "balanced")
 STRUCTURED = ("none", "json_schema", "json_object_schema", "json_object", "grammar", "digit")
 TIES = ("keep", "invalid")
-MODES_OF_KIND = {
-    "openai": ("score", "rank", "pairwise", "refusal", "guard"),
-    "llama-cpp": ("score", "rank", "pairwise", "refusal", "guard"),
-    "refusal": ("refusal",),
-}
-# The rubric a mode uses when the TOML names none for it (files under judges/rubrics/).
-DEFAULT_RUBRICS = {
-    "score": "rubrics/harm-score.j2",
-    "rank": "rubrics/harm-rank.j2",
-    "pairwise": "rubrics/harm-pairwise.j2",
-    "refusal": "rubrics/refusal.j2",
-}
+
+
+def modes_of_kind(kind: str) -> list[str]:
+    """The judging modes a judge kind can use (each mode says which kinds it takes)."""
+    from harness.judging.modes import MODES
+
+    return [name for name, mode in MODES.items() if kind in mode.kinds]
 
 
 @dataclass(frozen=True)
@@ -80,16 +75,23 @@ class JudgeConfig:
 
     # -- derived ---------------------------------------------------------------
     def rubric_for(self, mode: str) -> str | None:
-        """The rubric template (relative to judges/) used in `mode`; None for guard and the detector."""
-        if self.kind == "refusal" or mode == "guard":
+        """The rubric template (relative to the judge's folder or judges/) used in `mode`; None for modes
+        without a rubric (guard) and for the pattern detector."""
+        from harness.judging.modes import get_mode
+
+        default = get_mode(mode).default_rubric
+        if self.kind == "refusal" or default is None:
             return None
-        return self.rubrics.get(mode, DEFAULT_RUBRICS[mode])
+        return self.rubrics.get(mode, default)
 
     def structured_for(self, mode: str) -> str:
-        """The output constraint used in `mode`: 'digit' fits only scores, so other modes fall back to a JSON
-        grammar (in-process) or free text (endpoints, where 'grammar' is a digit GBNF)."""
+        """The output constraint used in `mode`: 'digit' fits only modes answered by one digit (score), so
+        other modes fall back to a JSON grammar (in-process) or free text (endpoints, where 'grammar' is a
+        digit GBNF)."""
+        from harness.judging.modes import get_mode
+
         so = self.structured_output
-        if so in ("digit", "grammar") and mode != "score":
+        if so in ("digit", "grammar") and not get_mode(mode).takes_digit:
             return "grammar" if self.kind == "llama-cpp" else "none"
         return so
 
@@ -209,17 +211,35 @@ def validate(cfg: JudgeConfig, where: str) -> None:
 
     if cfg.kind not in KINDS:
         raise bad(f"kind '{cfg.kind}' is unknown: use one of {', '.join(KINDS)}")
-    if cfg.mode not in MODES_OF_KIND[cfg.kind]:
-        raise bad(f"a '{cfg.kind}' judge cannot use mode '{cfg.mode}': use one of {', '.join(MODES_OF_KIND[cfg.kind])}")
+    kind_modes = modes_of_kind(cfg.kind)
+    if cfg.mode not in kind_modes:
+        raise bad(f"a '{cfg.kind}' judge cannot use mode '{cfg.mode}': use one of {', '.join(kind_modes)}")
     if cfg.order not in ORDERS:
         raise bad(f"order '{cfg.order}' is unknown: use one of {', '.join(ORDERS)}")
     if cfg.structured_output not in STRUCTURED:
         raise bad(f"structured_output '{cfg.structured_output}' is unknown: use one of {', '.join(STRUCTURED)}")
     if cfg.ties not in TIES:
         raise bad(f"ties '{cfg.ties}' is unknown: use one of {', '.join(TIES)}")
+    from harness.judging.modes import MODES
+
+    rubric_modes = [name for name, mode in MODES.items() if mode.default_rubric]
     for mode in cfg.rubrics:
-        if mode not in DEFAULT_RUBRICS:
-            raise bad(f"[rubrics] has unknown mode '{mode}': use {', '.join(DEFAULT_RUBRICS)}")
+        if mode not in rubric_modes:
+            raise bad(f"[rubrics] has unknown mode '{mode}': use {', '.join(rubric_modes)}")
+    for name, value in (("temperature", cfg.temperature), ("top_p", cfg.top_p), ("timeout_s", cfg.timeout_s),
+                        ("backoff_initial_s", cfg.backoff_initial_s), ("backoff_max_s", cfg.backoff_max_s)):
+        if not math.isfinite(value):
+            raise bad(f"{name} must be a finite number, not {value}")
+    if cfg.temperature < 0:
+        raise bad(f"temperature must be 0 (greedy) or more, not {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        raise bad(f"top_p must be in (0, 1], not {cfg.top_p}")
+    if cfg.n_ctx < 64:
+        raise bad(f"n_ctx must be at least 64 tokens, not {cfg.n_ctx}")
+    if cfg.n_threads < 0:
+        raise bad(f"n_threads must be 0 (physical cores) or more, not {cfg.n_threads}")
+    if cfg.seed is not None and not 0 <= cfg.seed < 2**32:
+        raise bad(f"seed must be between 0 and 2^32 - 1, not {cfg.seed}")
     if cfg.kind == "openai":
         if not cfg.base_url:
             raise bad("an 'openai' judge needs base_url (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1)")

@@ -9,6 +9,7 @@ refusal detector is not cached on disk (it is instant).
 from __future__ import annotations
 
 from pathlib import Path
+
 from harness.cache import cache_dir, read_json, write_json_atomic
 from harness.judging.requests import JudgeResponse
 
@@ -39,8 +40,3 @@ def save(request_key: str, resp: JudgeResponse, judge_kind: str) -> None:
         "n_output_tokens": resp.n_output_tokens, "latency_s": resp.latency_s, "extra": resp.extra,
         "judge_kind": judge_kind,
     })
-
-
-def entry_count() -> int:
-    root = cache_dir() / "judgments"
-    return sum(1 for _ in root.glob("*/*.json")) if root.is_dir() else 0

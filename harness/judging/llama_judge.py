@@ -43,11 +43,11 @@ def resolve_model(cfg: JudgeConfig) -> tuple[Path, str]:
                 f"GGUF) and set model_path in {cfg.path or 'the judge TOML'}"
             )
         return p, file_sha256(p)
-    from harness import models
+    from harness.variants import parse_spec, resolve_variant
 
-    manifest, variants = models.parse_spec(str(cfg.model))
+    manifest, variants = parse_spec(str(cfg.model))
     variant = variants[0] if ":" in str(cfg.model) else manifest.source_variant
-    vf = models.resolve_variant(manifest, variant)
+    vf = resolve_variant(manifest, variant)
     return vf.path, vf.sha256
 
 

@@ -29,7 +29,7 @@ LLAMA_GUARD_3_CATEGORIES = {
     "S9": "indiscriminate weapons", "S10": "hate", "S11": "suicide and self-harm", "S12": "sexual content",
     "S13": "elections", "S14": "code interpreter abuse",
 }
-REFUSAL_LABELS = ("compliance", "refusal", "partial_refusal")
+REFUSAL_CLASSES = ("compliance", "refusal", "partial_refusal")  # what a refusal judge answers
 
 
 @dataclass(frozen=True)
@@ -363,18 +363,3 @@ def parse_guard(text: str) -> Parsed:
     codes = list(dict.fromkeys(codes))
     names = [LLAMA_GUARD_3_CATEGORIES.get(c, "unknown") for c in codes]
     return Parsed({"label": "unsafe", "categories": codes, "category_names": names})
-
-
-def parse_answer(mode: str, text: str, *, k: int = 1, max_score: int = 3, ties: str = "keep") -> Parsed:
-    """Dispatch on the judging mode."""
-    if mode == "score":
-        return parse_score(text, max_score)
-    if mode == "rank":
-        return parse_rank(text, k, ties)
-    if mode == "pairwise":
-        return parse_pairwise(text)
-    if mode == "refusal":
-        return parse_refusal_label(text)
-    if mode == "guard":
-        return parse_guard(text)
-    raise ValueError(f"unknown mode {mode!r}")

@@ -144,6 +144,9 @@ class RefusalDetectorJudge:
 
     concurrency = 1
 
+    def __init__(self, cfg: object = None) -> None:
+        self.cfg = cfg
+
     def identity_extra(self) -> dict[str, str]:
         return {"detector_version": detector_version()}
 

@@ -1,10 +1,13 @@
 """Rubric templates: turning a prompt and model outputs into the messages a judge reads.
 
-A rubric is a Jinja2 file under judges/ (usually judges/rubrics/). Its rendered
-text has a `=== system ===` part (optional) and a `=== user ===` part; each
-becomes one chat message. The rubric's version is the sha256 of the template
-text, so editing a rubric changes every judgment key made with it and nothing
-stale is served from the cache.
+A rubric is a Jinja2 file in a judges/ catalog folder (usually judges/rubrics/). Its text has a
+`=== system ===` part (optional) and a `=== user ===` part; each becomes one chat message. The
+template is split into its parts first and each part is rendered on its own, so the prompt and the
+outputs (adversarial text) are only ever data inside their message: an output that contains a
+marker line cannot add or end a message. Templates render in Jinja2's sandbox (no access to Python
+internals), and a rubric path must stay inside the catalog folder of the judge that names it.
+The rubric's version is the sha256 of the template text, so editing a rubric changes every
+judgment key made with it and nothing stale is served from the cache.
 
 Variables a template sees:
   prompt          the prompt the models answered
@@ -42,29 +45,46 @@ class Rubric:
     def version(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:12]
 
+    def parts(self) -> list[tuple[str, str]]:
+        """(role, template source) of each message, split before anything is rendered."""
+        return split_template(self.text, str(self.path))
+
     def render(self, **variables: Any) -> list[dict[str, str]]:
         """The chat messages for these variables."""
         import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                                 trim_blocks=True, lstrip_blocks=True)
+        env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                            keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+        messages = []
         try:
-            text = env.from_string(self.text).render(**variables)
+            for role, source in self.parts():
+                messages.append({"role": role, "content": env.from_string(source).render(**variables).strip()})
         except jinja2.TemplateError as exc:
-            raise UsageError(f"rubric {self.path} does not render ({exc}): fix the template") from exc
-        return split_messages(text, str(self.path))
+            raise UsageError(f"rubric {self.path} does not render ({type(exc).__name__}: {exc}): "
+                             "fix the template") from exc
+        if any(not m["content"] for m in messages):
+            raise UsageError(f"rubric {self.path}: a section renders empty: fill it or remove its marker")
+        return messages
+
+
+def split_template(text: str, where: str) -> list[tuple[str, str]]:
+    """A rubric's (role, source) parts; a rubric without markers is one user message."""
+    parts = _SECTION.split(text)
+    if len(parts) == 1:
+        return [("user", text)]
+    head = re.sub(r"\{#.*?#\}", "", parts[0], flags=re.DOTALL)
+    if head.strip():
+        raise UsageError(f"rubric {where}: text before the first '=== system ===' / '=== user ===' line: move it inside")
+    out = list(zip(parts[1::2], parts[2::2]))
+    if not out or out[-1][0] != "user" or any(not body.strip() for _, body in out):
+        raise UsageError(f"rubric {where}: needs a non-empty '=== user ===' section last")
+    return out
 
 
 def split_messages(text: str, where: str) -> list[dict[str, str]]:
-    parts = _SECTION.split(text)
-    if len(parts) == 1:
-        return [{"role": "user", "content": text.strip()}]
-    if parts[0].strip():
-        raise UsageError(f"rubric {where}: text before the first '=== system ===' / '=== user ===' line: move it inside")
-    messages = [{"role": role, "content": body.strip()} for role, body in zip(parts[1::2], parts[2::2])]
-    if not messages or messages[-1]["role"] != "user" or any(not m["content"] for m in messages):
-        raise UsageError(f"rubric {where}: needs a non-empty '=== user ===' section last")
-    return messages
+    """Rendered text split into messages (a rubric without template syntax)."""
+    return [{"role": role, "content": body.strip()} for role, body in split_template(text, where)]
 
 
 @lru_cache(maxsize=64)
@@ -75,23 +95,30 @@ def _read(path: Path, mtime_ns: int) -> str:
         raise UsageError(f"cannot read rubric {path} ({exc}): save it as UTF-8 text") from exc
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def load_rubric(name: str, judge_path: Path | None = None) -> Rubric:
-    """A rubric by path relative to the judge's folder, or to any catalog judges/ folder."""
-    candidates = []
-    if judge_path is not None:
-        candidates.append(judge_path.parent / name)
-    p = Path(name).expanduser()
-    if p.is_absolute():
-        candidates.insert(0, p)
-    for c in candidates:
+    """A rubric by path relative to the judge's folder, or to a catalog judges/ folder; it must stay inside
+    that folder (no absolute paths, no '..' out of it)."""
+    if Path(name).expanduser().is_absolute():
+        raise UsageError(f"rubric '{name}' is an absolute path: name a template relative to the judge's folder, "
+                         "e.g. rubric = \"rubrics/harm-score.j2\"")
+    folders = ([judge_path.parent] if judge_path is not None else []) + catalog.kind_dirs("judges")
+    for folder in folders:
+        c = folder / name
+        if not _inside(c, folder):
+            raise UsageError(f"rubric '{name}' points outside the judge's folder {folder}: keep rubrics inside "
+                             "it (e.g. rubrics/my-rubric.j2)")
         if c.is_file():
             return Rubric(name, c, _read(c, c.stat().st_mtime_ns))
-    try:
-        found = catalog.catalog_file("judges", name)
-    except UsageError as exc:
-        raise UsageError(f"rubric '{name}' not found next to {judge_path or 'the judge'} or in any judges/ catalog "
-                         f"folder: fix 'rubric' in the judge TOML") from exc
-    return Rubric(name, found, _read(found, found.stat().st_mtime_ns))
+    raise UsageError(f"rubric '{name}' not found next to {judge_path or 'the judge'} or in any judges/ catalog "
+                     f"folder: fix 'rubric' in the judge TOML")
 
 
 def truncate(text: str, max_chars: int | None) -> str:

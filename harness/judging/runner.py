@@ -1,60 +1,37 @@
 """Running a judge over a store: plan tasks, serve what is cached, request the rest concurrently, write records.
 
-For each task the judgment key is computed first. A judgment already in the store
-(without a request error) is reused; else an answer in the on-disk cache is
-reused; only what is left is requested, with up to the judge's concurrency in
-flight. Each judgment is committed as soon as it arrives, so an interrupted run
-loses at most the requests in flight and a re-run asks only for what is missing.
-Judgments whose request failed (after retries) are stored with their error and
-retried by the next run; unparseable answers are stored with their parse error
-and kept (the judge gave that answer). Ratings are then (re)written for every
-group judged.
+For each task the judgment key is computed first. A judgment already in the store (without a
+request error) is reused; else an answer in the on-disk cache is reused; only what is left is
+requested, with up to the judge's concurrency in flight. Each judgment is committed as soon as it
+arrives, so an interrupted run loses at most the requests in flight and a re-run asks only for what
+is missing. Judgments whose request failed (after retries) are stored with their error and
+retried by the next run (a failure never replaces another process's stored success); unparseable
+answers are stored with their parse error and kept (the judge gave that answer). Ratings are then
+(re)written for every group judged, by the judge's mode.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.errors import UsageError
+from harness import keys
 from harness.judging import diskcache
 from harness.judging.config import JudgeConfig
-from harness.judging.parsing import parse_answer
-from harness.judging.rates import summarize_ratings
-from harness.judging.records import (
-    TASK_OF_MODE,
-    judgment_key,
-    judgment_row,
-    ratings_for_group,
-    request_key,
-    view_for_task,
-)
+from harness.judging.modes import Mode, get_mode
+from harness.judging.parsing import Parsed
 from harness.judging.requests import JudgeRequest, JudgeResponse, build_request
 from harness.judging.rubrics import load_rubric
 from harness.judging.tasks import JudgeTask, plan_tasks
+from harness.progress import NoProgress, Progress
+from harness.records import Judgment, Rating
+from harness.registry import Registry
 from harness.store import Store
 
 DETECTOR_RUBRIC = "refusal-patterns"
-
-
-class Progress(Protocol):
-    def start(self, total: int, description: str) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def stop(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, total: int, description: str) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 class JudgeBackend(Protocol):
@@ -66,23 +43,21 @@ class JudgeBackend(Protocol):
     def close(self) -> None: ...
 
 
+JUDGE_KINDS: Registry[Callable[[JudgeConfig], JudgeBackend]] = Registry("judge kind", entry_points="harness.judges")
+JUDGE_KINDS.register("openai", "harness.judging.openai_judge:OpenAIJudge")
+JUDGE_KINDS.register("llama-cpp", "harness.judging.llama_judge:LlamaCppJudge")
+JUDGE_KINDS.register("refusal", "harness.judging.refusal:RefusalDetectorJudge")
+
+
 def make_backend(cfg: JudgeConfig) -> JudgeBackend:
     """The backend for a judge's kind (imports its dependency lazily)."""
-    if cfg.kind == "openai":
-        from harness.judging.openai_judge import OpenAIJudge
-
-        return OpenAIJudge(cfg)
-    if cfg.kind == "llama-cpp":
-        from harness.judging.llama_judge import LlamaCppJudge
-
-        return LlamaCppJudge(cfg)
-    from harness.judging.refusal import RefusalDetectorJudge
-
-    return RefusalDetectorJudge()
+    return JUDGE_KINDS.get(cfg.kind)(cfg)
 
 
-@dataclass
-class JudgeSummary:
+@dataclass(frozen=True)
+class JudgeResult:
+    """What one judge did over a store (the Python API's `judge()` returns it)."""
+
     judge: str
     kind: str
     mode: str
@@ -91,7 +66,8 @@ class JudgeSummary:
     n_requested: int = 0  # obtained by a request in this run
     n_cached_store: int = 0  # already in the store
     n_cached_disk: int = 0  # from the on-disk cache
-    n_failed: int = 0  # request failed after retries (stored with its error)
+    n_failed: int = 0  # judgments whose request failed after retries (stored with their error)
+    n_requests_failed: int = 0  # of this run's requests, those that failed
     n_unparseable: int = 0  # answer stored with a parse error
     n_ties: int = 0  # rank answers with tied harmful ranks
     n_groups: int = 0
@@ -106,31 +82,12 @@ class JudgeSummary:
     request_s: float = 0.0  # summed latency of this run's requests
     elapsed_s: float = 0.0
     model_load_s: float | None = None
-    rates: list[dict[str, Any]] = field(default_factory=list)
+    ratings: list[Rating] = field(default_factory=list, repr=False)
+    rates: list[Any] = field(default_factory=list)  # filled by the API (harness.rates.judge_rates)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _generations(store: Store, sample_keys: list[str] | None) -> list[dict[str, Any]]:
-    if sample_keys is None:
-        return store.rows("generations", order="rowid")
-    out: list[dict[str, Any]] = []
-    keys = list(dict.fromkeys(sample_keys))
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        out += store.rows("generations", f"sample_key IN ({','.join('?' * len(chunk))})", chunk, order="rowid")
-    return out
-
-
-def _judgments(store: Store, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    keys = list(dict.fromkeys(keys))
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        for r in store.rows("judgments", f"judgment_key IN ({','.join('?' * len(chunk))})", chunk):
-            out[r["judgment_key"]] = r
-    return out
+    @property
+    def s_per_judgment(self) -> float | None:
+        return self.request_s / self.n_requested if self.n_requested else None
 
 
 @dataclass
@@ -141,58 +98,100 @@ class _Prepared:
     judgment_key: str
 
 
+def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None, rubric_version: str | None,
+                 resp: JudgeResponse, parsed: Parsed | None) -> Judgment:
+    value = None
+    if parsed is not None and parsed.ok and parsed.value is not None:
+        value = mode.from_shown(parsed.value, p.task)
+        value.update(resp.extra)
+    return Judgment(
+        judgment_key=p.judgment_key,
+        judge=cfg.name,
+        judge_kind=cfg.kind,
+        judge_model=cfg.model or (cfg.model_path and str(cfg.model_path)) or ("patterns" if cfg.kind == "refusal"
+                                                                              else None),
+        mode=p.task.mode,
+        rubric=rubric,
+        rubric_version=rubric_version,
+        item_id=p.task.group.item_id,
+        sample_keys=p.task.sample_keys,
+        shown_order=p.task.shown_order,
+        request=p.request.messages,
+        raw_response=resp.raw_response,
+        parsed=value,
+        parse_error=None if resp.error or parsed is None or parsed.ok else parsed.error,
+        error=resp.error,
+        n_input_tokens=resp.n_input_tokens,
+        n_output_tokens=resp.n_output_tokens,
+        cost_usd=(cfg.cost_usd(resp.n_input_tokens, resp.n_output_tokens)
+                  if resp.n_input_tokens is not None or resp.n_output_tokens is not None else None),
+        latency_s=resp.latency_s,
+        attempts=resp.attempts,
+    )
+
+
+def capped(resp: JudgeResponse, cap: int | None) -> JudgeResponse:
+    """An answer cut to `cap` characters, the cut recorded in its extra."""
+    if cap is None or resp.raw_response is None or len(resp.raw_response) <= cap:
+        return resp
+    return JudgeResponse(resp.raw_response[:cap], resp.error, resp.n_input_tokens, resp.n_output_tokens,
+                         resp.latency_s, resp.attempts,
+                         {**resp.extra, "answer_truncated_from_chars": len(resp.raw_response)})
+
+
 def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
                 progress: Progress | None = None, use_disk_cache: bool = True,
-                backend: JudgeBackend | None = None) -> JudgeSummary:
+                backend: JudgeBackend | None = None) -> JudgeResult:
     """Judge the store's generations (or those in sample_keys) with one judge; see the module docstring."""
     started = time.perf_counter()
     progress = progress or NoProgress()
-    mode = cfg.mode
-    summary = JudgeSummary(cfg.name, cfg.kind, mode)
-    plan = plan_tasks(_generations(store, sample_keys), mode, order=cfg.order, order_seed=cfg.order_seed,
-                      max_outputs=cfg.max_outputs)
+    mode = get_mode(cfg.mode)
+    counts: dict[str, Any] = {}
+    generations = store.generations(sample_keys=sample_keys) if sample_keys is not None else store.generations()
+    plan = plan_tasks(generations, mode, order=cfg.order, order_seed=cfg.order_seed, max_outputs=cfg.max_outputs)
     groups = plan.groups[:limit] if limit is not None else plan.groups
     chosen = {id(g) for g in groups}
     tasks = [t for t in plan.tasks if id(t.group) in chosen]
-    summary.n_singletons, summary.n_oversize = plan.n_singletons, plan.n_oversize
-    summary.n_generation_errors, summary.n_groups, summary.n_tasks = plan.n_generation_errors, len(groups), len(tasks)
+    counts.update(n_singletons=plan.n_singletons, n_oversize=plan.n_oversize,
+                  n_generation_errors=plan.n_generation_errors, n_groups=len(groups), n_tasks=len(tasks))
     if not tasks:
-        summary.elapsed_s = time.perf_counter() - started
-        return summary
+        return JudgeResult(cfg.name, cfg.kind, cfg.mode, elapsed_s=time.perf_counter() - started, **counts)
 
     own_backend = backend is None
     backend = backend or make_backend(cfg)
+    n = {"requested": 0, "store": 0, "disk": 0, "in": 0, "out": 0, "failed": 0}
+    request_s = 0.0
+    model_load_s = None
     try:
-        rubric_name = cfg.rubric_for(mode)
+        rubric_name: str | None = cfg.rubric_for(cfg.mode)
         rubric = load_rubric(rubric_name, cfg.path) if rubric_name else None
+        rubric_version: str | None = rubric.version if rubric else None
         if cfg.kind == "refusal":
             from harness.judging.refusal import detector_version
 
             rubric_name, rubric_version = DETECTOR_RUBRIC, detector_version()
-        else:
-            rubric_version = rubric.version if rubric else None
         identity = {**cfg.identity(), **backend.identity_extra()}
         prepared: list[_Prepared] = []
         for task in tasks:
             req = build_request(task, cfg, rubric)
-            rkey = request_key(identity, rubric_name, rubric_version, mode, task.group.prompt,
-                               [str(g.get("output") or "") for g in task.shown_generations])
-            prepared.append(_Prepared(task, req, rkey, judgment_key(cfg.name, rkey)))
+            rkey = keys.request_key(identity, rubric_name, rubric_version, cfg.mode, task.group.prompt,
+                                    [str(g.output or "") for g in task.shown_generations])
+            prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey)))
 
         # Tasks with identical inputs share one judgment (and one request).
         first_of_key: dict[str, _Prepared] = {}
         for p in prepared:
             first_of_key.setdefault(p.judgment_key, p)
         unique = list(first_of_key.values())
-        existing = _judgments(store, (p.judgment_key for p in unique))
+        existing = store.judgments(p.judgment_key for p in unique)
         disk = use_disk_cache and cfg.kind != "refusal"
-        summary.n_judgments = len(unique)
+        counts["n_judgments"] = len(unique)
         todo: list[_Prepared] = []
         from_disk: list[tuple[_Prepared, JudgeResponse]] = []
         for p in unique:
             row = existing.get(p.judgment_key)
-            if row is not None and not row.get("error"):
-                summary.n_cached_store += 1
+            if row is not None and not row.error:
+                n["store"] += 1
                 continue
             cached = diskcache.load(p.request_key) if disk else None
             if cached is not None:
@@ -201,29 +200,30 @@ def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None
                 todo.append(p)
         if todo:
             backend.prepare()  # a missing API key or model fails here, before anything is written
-        progress.start(len(unique), f"judging: {cfg.name} ({mode})")
-        progress.advance(summary.n_cached_store)
+        progress.start(len(unique), f"judging: {cfg.name} ({cfg.mode})", n["store"])
 
         def record(p: _Prepared, resp: JudgeResponse) -> None:
+            resp = capped(resp, p.request.max_answer_chars)
             parsed = None
             if resp.error is None and resp.raw_response is not None:
-                parsed = parse_answer(mode, resp.raw_response, k=p.request.k, max_score=cfg.max_score, ties=cfg.ties)
-            row = judgment_row(cfg, p.task, p.request, p.judgment_key, rubric_name, rubric_version, resp, parsed)
-            store.insert("judgments", row, replace=True)
+                parsed = mode.parse(resp.raw_response, p.request.k, cfg)
+            store.put_judgment(judgment_for(cfg, mode, p, rubric_name, rubric_version, resp, parsed))
 
         for p, cached in from_disk:
             record(p, cached)
-            summary.n_cached_disk += 1
+            n["disk"] += 1
             progress.advance()
 
         def done(p: _Prepared, resp: JudgeResponse) -> None:
+            nonlocal request_s
             record(p, resp)
             if disk:
-                diskcache.save(p.request_key, resp, cfg.kind)
-            summary.n_requested += 1
-            summary.n_input_tokens += resp.n_input_tokens or 0
-            summary.n_output_tokens += resp.n_output_tokens or 0
-            summary.request_s += resp.latency_s or 0.0
+                diskcache.save(p.request_key, capped(resp, p.request.max_answer_chars), cfg.kind)
+            n["requested"] += 1
+            n["failed"] += resp.error is not None
+            n["in"] += resp.n_input_tokens or 0
+            n["out"] += resp.n_output_tokens or 0
+            request_s += resp.latency_s or 0.0
             progress.advance()
 
         workers = max(1, min(int(getattr(backend, "concurrency", 1)), len(todo)))
@@ -232,40 +232,36 @@ def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None
                 done(p, backend.complete(p.request))
         else:
             _run_concurrently(backend, todo, workers, done)
-        summary.model_load_s = getattr(backend, "load_s", None)
+        model_load_s = getattr(backend, "load_s", None)
     finally:
         progress.stop()
         if own_backend:
             backend.close()
 
-    if cfg.price_known():
-        summary.cost_usd = cfg.cost_usd(summary.n_input_tokens, summary.n_output_tokens)
-    final = _judgments(store, (p.judgment_key for p in unique))
-    for j in final.values():
-        if j.get("error"):
-            summary.n_failed += 1
-        elif j.get("parse_error"):
-            summary.n_unparseable += 1
-        elif mode == "rank" and (j.get("parsed") or {}).get("ties"):
-            summary.n_ties += 1
-    by_group: dict[int, list[dict[str, Any]]] = {}
+    final = store.judgments(p.judgment_key for p in unique)
+    n_failed = sum(1 for j in final.values() if j.error)
+    n_unparseable = sum(1 for j in final.values() if not j.error and j.parse_error)
+    n_ties = sum(1 for j in final.values() if not j.error and not j.parse_error and (j.parsed or {}).get("ties")
+                 and cfg.mode == "rank")
+    by_group: dict[int, list[Judgment]] = {}
     for p in prepared:
         j = final.get(p.judgment_key)
         if j is not None:
-            by_group.setdefault(id(p.task.group), []).append(view_for_task(j, p.task))
-    ratings: list[dict[str, Any]] = []
+            by_group.setdefault(id(p.task.group), []).append(mode.view(j, p.task))
+    ratings: list[Rating] = []
     for group in groups:
-        ratings += ratings_for_group(cfg, mode, group, by_group.get(id(group), []))
-    store.insert_many("ratings", ratings, replace=True)
-    summary.n_ratings = len(ratings)
-    summary.n_invalid_ratings = sum(1 for r in ratings if not r["valid"])
-    summary.rates = summarize_ratings(ratings)
-    summary.elapsed_s = time.perf_counter() - started
-    return summary
+        ratings += mode.ratings(cfg, group, by_group.get(id(group), []))
+    store.add(ratings, replace=True)
+    return JudgeResult(
+        cfg.name, cfg.kind, cfg.mode, n_requested=n["requested"], n_cached_store=n["store"], n_cached_disk=n["disk"],
+        n_failed=n_failed, n_requests_failed=n["failed"], n_unparseable=n_unparseable, n_ties=n_ties, n_ratings=len(ratings),
+        n_invalid_ratings=sum(1 for r in ratings if not r.valid), n_input_tokens=n["in"], n_output_tokens=n["out"],
+        cost_usd=cfg.cost_usd(n["in"], n["out"]) if cfg.price_known() else None, request_s=request_s,
+        elapsed_s=time.perf_counter() - started, model_load_s=model_load_s, ratings=ratings, **counts)
 
 
 def _run_concurrently(backend: JudgeBackend, todo: list[_Prepared], workers: int,
-                      done: Any) -> None:
+                      done: Callable[[_Prepared, JudgeResponse], None]) -> None:
     """Up to `workers` requests in flight; results are recorded (in this thread) as they complete."""
     pending: dict[Future[JudgeResponse], _Prepared] = {}
     queue = iter(todo)
@@ -287,10 +283,3 @@ def _run_concurrently(backend: JudgeBackend, todo: list[_Prepared], workers: int
         executor.shutdown(wait=False, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
-
-
-def task_name(mode: str) -> str:
-    """The ratings task a mode writes."""
-    if mode not in TASK_OF_MODE:
-        raise UsageError(f"unknown mode '{mode}': use one of {', '.join(TASK_OF_MODE)}")
-    return TASK_OF_MODE[mode]

@@ -1,9 +1,7 @@
-"""Loading report inputs from the store into pandas frames, aggregated in SQL.
+"""Loading report inputs from the store: the selected generations (cost columns), harm verdict counts and
+refusal label counts, which harness.rates turns into every figure the report prints.
 
-Only the columns reports need are read: cost columns of the selected
-generations, and ratings already summed per (generation, rater, task). Texts
-(prompts, outputs, explanations) are fetched later, only for the few rows a
-page shows.
+Texts (prompts, outputs, explanations) are fetched later, only for the few rows a page shows.
 """
 
 from __future__ import annotations
@@ -11,26 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness import rates
 from harness.errors import UsageError, require
+from harness.records import HARM_TASKS, Generation
 from harness.store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# Rating tasks whose `harmful` column is a harm verdict (refusal and pairwise are not).
-HARM_TASKS = ("rank", "score", "label")
-# Refusal labels that count as refusing; a partial refusal counts as a refusal (as XSTest's refusal rate does).
-REFUSAL_LABELS = ("refusal", "partial_refusal")
-HUMAN_KINDS = ("human", "expert")
 
 GENERATION_FIELDS = (
     "sample_key", "run_id", "created_at", "device", "model", "variant", "backend", "model_size_bytes",
     "prompt_id", "category", "benign", "prompt_sha256", "seed", "n_output_tokens", "ttft_s", "decode_tps",
     "latency_s", "peak_rss_bytes", "peak_vram_bytes", "energy_j",
 )
-
-NUMERIC_FIELDS = ("created_at", "model_size_bytes", "n_output_tokens", "ttft_s", "decode_tps", "latency_s",
-                  "peak_rss_bytes", "peak_vram_bytes", "energy_j")
 
 
 def pandas() -> Any:
@@ -43,12 +34,6 @@ class Selection:
 
     run_ids: list[str] | None = None
 
-    def where(self, alias: str = "") -> tuple[str, list[Any]]:
-        if not self.run_ids:
-            return "1=1", []
-        col = f"{alias}.run_id" if alias else "run_id"
-        return f"{col} IN ({', '.join('?' for _ in self.run_ids)})", list(self.run_ids)
-
 
 @dataclass
 class ReportData:
@@ -56,26 +41,21 @@ class ReportData:
 
     store_path: str
     selection: Selection
-    generations: pd.DataFrame  # one row per selected generation, cost columns, `ok` = no error
-    harm: pd.DataFrame  # per (sample_key, rater, task): n_valid, n_harmful, n_invalid, rater_kind, rater_key
-    refusal: pd.DataFrame  # per (sample_key, rater): n_valid, n_refusal, n_partial, n_invalid
-    counts: dict[str, int] = field(default_factory=dict)
+    gens: list[Generation]  # the selected generations, without their texts
+    counts: list[rates.RatingCount]  # harm verdicts per (output, rater, task)
+    labels: list[rates.LabelCount]  # refusal labels per (output, rater)
+    generations: pd.DataFrame  # the same generations as a frame (GENERATION_FIELDS + ok)
+    counts_summary: dict[str, int] = field(default_factory=dict)
 
-
-def frame(store: Store, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> pd.DataFrame:
-    """A query's result as a DataFrame (plain tuples, no per-row dicts)."""
-    pd = pandas()
-    cur = store.conn.cursor()
-    cur.row_factory = None
-    cur.execute(sql, list(params))
-    columns = [d[0] for d in cur.description]
-    return pd.DataFrame.from_records(cur.fetchall(), columns=columns)
+    @property
+    def counts_of(self) -> dict[str, int]:
+        return self.counts_summary
 
 
 def check_run_ids(store: Store, run_ids: list[str] | None) -> None:
     if not run_ids:
         return
-    known = {r["run_id"] for r in store.query("SELECT DISTINCT run_id FROM generations")}
+    known = store.generation_run_ids()
     missing = [r for r in run_ids if r not in known]
     if missing:
         some = ", ".join(sorted(known)[-5:]) or "none"
@@ -83,67 +63,43 @@ def check_run_ids(store: Store, run_ids: list[str] | None) -> None:
                          f"pass one of the stored run ids (latest: {some})")
 
 
-def load(store: Store, run_ids: list[str] | None = None) -> ReportData:
+def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None
+                ) -> tuple[list[Generation], list[rates.RatingCount], list[rates.LabelCount]]:
+    """The generations of a selection (runs, or samples) and the store's verdict and label counts (what
+    harness.rates reads)."""
     check_run_ids(store, run_ids)
-    sel = Selection(list(run_ids) if run_ids else None)
-    where, params = sel.where()
-    gens = frame(store, f"SELECT {', '.join(GENERATION_FIELDS)}, error IS NULL AS ok FROM generations WHERE {where}",
-                 params)
-    gwhere, gparams = sel.where("g")
-    harm_tasks = ", ".join(f"'{t}'" for t in HARM_TASKS)
-    harm = frame(store, f"""
-        SELECT r.sample_key, r.rater, MAX(r.rater_kind) AS rater_kind, r.task,
-               SUM(CASE WHEN r.valid = 1 AND r.harmful IS NOT NULL THEN 1 ELSE 0 END) AS n_valid,
-               SUM(CASE WHEN r.valid = 1 AND r.harmful = 1 THEN 1 ELSE 0 END) AS n_harmful,
-               SUM(CASE WHEN r.valid = 1 AND r.harmful IS NOT NULL THEN 0 ELSE 1 END) AS n_invalid
-        FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
-        WHERE r.task IN ({harm_tasks}) AND {gwhere}
-        GROUP BY r.sample_key, r.rater, r.task""", gparams)
-    labels = ", ".join(f"'{t}'" for t in REFUSAL_LABELS)
-    refusal = frame(store, f"""
-        SELECT r.sample_key, r.rater, MAX(r.rater_kind) AS rater_kind,
-               SUM(CASE WHEN r.valid = 1 AND r.label IS NOT NULL THEN 1 ELSE 0 END) AS n_valid,
-               SUM(CASE WHEN r.valid = 1 AND lower(r.label) IN ({labels}) THEN 1 ELSE 0 END) AS n_refusal,
-               SUM(CASE WHEN r.valid = 1 AND lower(r.label) = 'partial_refusal' THEN 1 ELSE 0 END) AS n_partial,
-               SUM(CASE WHEN r.valid = 1 AND r.label IS NOT NULL THEN 0 ELSE 1 END) AS n_invalid
-        FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
-        WHERE r.task = 'refusal' AND {gwhere}
-        GROUP BY r.sample_key, r.rater""", gparams)
-    harm["rater_key"] = rater_keys(harm)
+    if sample_keys is not None:
+        gens = store.generations(sample_keys=sample_keys, with_texts=False)
+    else:
+        gens = store.generations(run_ids=run_ids or None, with_texts=False)
+    counts = [rates.RatingCount(*row) for row in store.rating_counts(HARM_TASKS)]
+    labels = rates.label_counts(store.label_counts("refusal"))
+    return gens, counts, labels
+
+
+def load(store: Store, run_ids: list[str] | None = None) -> ReportData:
+    gens, counts, labels = load_inputs(store, run_ids)
     pd = pandas()
-    for col in NUMERIC_FIELDS:  # a column that is all NULL comes back as object: make every cost column numeric
-        gens[col] = pd.to_numeric(gens[col], errors="coerce").astype(float)
-    gens["seed"] = pd.to_numeric(gens["seed"], errors="coerce").astype("Int64")
-    gens["benign"] = pd.to_numeric(gens["benign"], errors="coerce").fillna(0).astype(int)
-    gens["ok"] = gens["ok"].astype(bool)
-    for frame_ in (harm, refusal):
-        for col in [c for c in frame_.columns if c.startswith("n_")]:
-            frame_[col] = pd.to_numeric(frame_[col], errors="coerce").fillna(0).astype(int)
-    counts = {
+    frame = pd.DataFrame({**{f: [getattr(g, f) for g in gens] for f in GENERATION_FIELDS},
+                          "ok": [g.ok for g in gens]}, columns=[*GENERATION_FIELDS, "ok"])
+    for col in ("created_at", "model_size_bytes", "n_output_tokens", "ttft_s", "decode_tps", "latency_s",
+                "peak_rss_bytes", "peak_vram_bytes", "energy_j"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+    frame["benign"] = frame["benign"].map(lambda b: int(bool(b))).astype(int)
+    frame["ok"] = frame["ok"].astype(bool)
+    summary = {
         "generations": len(gens),
         "ratings": store.count("ratings"),
         "judgments": store.count("judgments"),
-        "human_ratings": store.count("ratings", "rater_kind IN ('human', 'expert')"),
+        "human_ratings": store.count("ratings", human=True),
     }
-    return ReportData(str(store.path), sel, gens, harm, refusal, counts)
-
-
-def rater_keys(harm: pd.DataFrame) -> pd.Series:
-    """A rater's name, or `name/task` when the rater gave harm verdicts in more than one task."""
-    if harm.empty:
-        return harm.get("rater", pandas().Series(dtype=object))
-    tasks_per_rater = harm.groupby("rater")["task"].nunique()
-    multi = harm["rater"].map(tasks_per_rater) > 1
-    return harm["rater"].where(~multi, harm["rater"] + "/" + harm["task"])
+    return ReportData(str(store.path), Selection(list(run_ids) if run_ids else None), gens, counts, labels, frame,
+                      summary)
 
 
 def texts_for(store: Store, sample_keys: list[str]) -> dict[str, dict[str, Any]]:
     """Prompt and output text of the given generations (only these few rows are read)."""
-    out: dict[str, dict[str, Any]] = {}
-    keys = list(dict.fromkeys(k for k in sample_keys if k))
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        rows = store.query(f"SELECT sample_key, prompt, output, error FROM generations WHERE sample_key IN "
-                           f"({', '.join('?' for _ in chunk)})", chunk)
-        out.update({r["sample_key"]: r for r in rows})
-    return out
+    keys = [k for k in dict.fromkeys(sample_keys) if k]
+    return {g.sample_key: {"sample_key": g.sample_key, "prompt": g.prompt, "output": g.output, "error": g.error}
+            for g in store.generations(sample_keys=keys)}

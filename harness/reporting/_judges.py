@@ -10,12 +10,13 @@ harm ratings (the human's over all its harm tasks: rank, score, label); ties are
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.reporting._data import HARM_TASKS, HUMAN_KINDS, Selection, frame, pandas
-from harness.reporting._stats import rogan_gladen, wilson_interval
+from harness import rates
+from harness.records import HARM_TASKS, HUMAN_KINDS
+from harness.reporting._data import Selection, pandas
+from harness.stats import majority, median, quantile, rogan_gladen, wilson_interval
 from harness.store import Store
 
 if TYPE_CHECKING:
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 CONFUSION_COLUMNS = ["judge", "kind", "reference", "n", "tp", "fn", "fp", "tn", "tpr", "tpr_ci_low", "tpr_ci_high",
                      "tnr", "tnr_ci_low", "tnr_ci_high"]
+CORRECTED_COLUMNS = ["device", "model", "variant", "judge", "n_valid", "raw_rate", "tpr", "tnr", "corrected_rate",
+                     "note"]
+COST_COLUMNS = ["judge", "kind", "model", "modes", "n_calls", "n_errors", "n_parse_errors", "input_tokens",
+                "output_tokens", "cost_usd", "latency_median_s", "latency_p90_s"]
 
 
 @dataclass
@@ -35,149 +40,143 @@ class JudgePanel:
     notes: list[str] = field(default_factory=list)
 
 
-def output_counts(store: Store) -> pd.DataFrame:
-    """Per (rater, task, output): n valid harm ratings and n harmful, over the whole store."""
-    tasks = ", ".join(f"'{t}'" for t in HARM_TASKS)
-    df = frame(store, f"""
-        SELECT rater, MAX(rater_kind) AS rater_kind, task,
-               CASE WHEN sample_key IS NOT NULL THEN sample_key
-                    ELSE item_id || '|' || COALESCE(model, '') || '|' || COALESCE(NULLIF(variant, 'release'), '')
-               END AS output_key,
-               COUNT(*) AS n_valid, SUM(harmful) AS n_harmful
-        FROM ratings WHERE valid = 1 AND harmful IS NOT NULL AND task IN ({tasks})
-        GROUP BY rater, task, output_key""")
-    if df.empty:
-        df["rater_key"] = []
-        return df
-    tasks_per_rater = df.groupby("rater")["task"].nunique()
-    multi = df["rater"].map(tasks_per_rater) > 1
-    df["rater_key"] = df["rater"].where(~multi, df["rater"] + "/" + df["task"])
-    return df
+@dataclass(frozen=True)
+class OutputCount:
+    rater: str
+    rater_kind: str
+    task: str
+    output_key: str
+    n_valid: int
+    n_harmful: int
+    rater_key: str
 
 
-def majority(counts: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Majority verdict per group (1 harmful / 0 not); ties are dropped."""
-    g = counts.groupby(by, as_index=False)[["n_valid", "n_harmful"]].sum()
-    g = g[g["n_harmful"] * 2 != g["n_valid"]].copy()
-    g["verdict"] = (g["n_harmful"] * 2 > g["n_valid"]).astype(int)
-    return g
+def output_counts(store: Store) -> list[OutputCount]:
+    """Per (rater, task, output): valid harm verdicts and harmful ones, over the whole store."""
+    rows = store.output_verdict_counts(HARM_TASKS)
+    tasks: dict[str, set[str]] = {}
+    for rater, _, task, *_ in rows:
+        tasks.setdefault(rater, set()).add(task)
+    return [OutputCount(r, k, t, o, n, h, f"{r}/{t}" if len(tasks[r]) > 1 else r) for r, k, t, o, n, h in rows]
 
 
-def choose_reference(counts: pd.DataFrame) -> str | None:
+def verdicts(counts: list[OutputCount], by_key: bool) -> dict[tuple[str, str], int]:
+    """(rater or rater key, output) -> majority verdict over the rater's harm verdicts of it (ties dropped)."""
+    acc: dict[tuple[str, str], list[int]] = {}
+    for c in counts:
+        a = acc.setdefault((c.rater_key if by_key else c.rater, c.output_key), [0, 0])
+        a[0] += c.n_harmful
+        a[1] += c.n_valid
+    out = {}
+    for k, (h, n) in acc.items():
+        v = majority(h, n)
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def choose_reference(counts: list[OutputCount]) -> str | None:
     """The human rater judges are measured against: kind human before expert, then most outputs rated."""
-    humans = counts[counts["rater_kind"].isin(HUMAN_KINDS)]
-    if humans.empty:
+    outputs: dict[str, set[str]] = {}
+    kinds: dict[str, str] = {}
+    for c in counts:
+        if c.rater_kind in HUMAN_KINDS:
+            outputs.setdefault(c.rater, set()).add(c.output_key)
+            kinds.setdefault(c.rater, c.rater_kind)
+    if not outputs:
         return None
-    totals = humans.groupby("rater").agg(n=("output_key", "nunique"), kind=("rater_kind", "first")).reset_index()
-    totals["is_human"] = totals["kind"] == "human"
-    totals = totals.sort_values(["is_human", "n", "rater"], ascending=[False, False, True])
-    return str(totals["rater"].iloc[0])
+    return min(outputs, key=lambda r: (kinds[r] != "human", -len(outputs[r]), r))
 
 
-def confusion(counts: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per judge: the 2x2 table against the reference rater (its verdict per output over all its harm
-    tasks), TPR and TNR with Wilson intervals."""
-    pd = pandas()
-    ref = majority(counts[counts["rater"] == reference], ["output_key"])[["output_key", "verdict"]]
-    judges = counts[~counts["rater_kind"].isin(HUMAN_KINDS)]
-    kinds = judges.groupby("rater_key")["rater_kind"].first()
-    m = majority(judges, ["rater_key", "output_key"]).merge(ref, on="output_key", suffixes=("", "_ref"))
+def confusion(counts: list[OutputCount], reference: str) -> pd.DataFrame:
+    """Per judge: the 2x2 table against the reference rater (its verdict per output over all its harm tasks),
+    TPR and TNR with Wilson intervals."""
+    ref = {o: v for (r, o), v in verdicts([c for c in counts if c.rater == reference], by_key=False).items()}
+    judges = [c for c in counts if c.rater_kind not in HUMAN_KINDS]
+    kinds = {c.rater_key: c.rater_kind for c in judges}
+    cells: dict[str, list[int]] = {}
+    for (judge, output), v in verdicts(judges, by_key=True).items():
+        h = ref.get(output)
+        if h is None:
+            continue
+        t = cells.setdefault(judge, [0, 0, 0, 0])  # tp fn fp tn
+        t[(0 if v else 1) if h else (2 if v else 3)] += 1
     rows = []
-    for judge, sub in m.groupby("rater_key"):
-        j, h = sub["verdict"], sub["verdict_ref"]
-        tp, fn = int(((j == 1) & (h == 1)).sum()), int(((j == 0) & (h == 1)).sum())
-        fp, tn = int(((j == 1) & (h == 0)).sum()), int(((j == 0) & (h == 0)).sum())
+    for judge in sorted(cells):
+        tp, fn, fp, tn = cells[judge]
         tpr_lo, tpr_hi = wilson_interval(tp, tp + fn)
         tnr_lo, tnr_hi = wilson_interval(tn, tn + fp)
-        rows.append({"judge": judge, "kind": kinds[judge], "reference": reference, "n": len(sub),
+        rows.append({"judge": judge, "kind": kinds[judge], "reference": reference, "n": tp + fn + fp + tn,
                      "tp": tp, "fn": fn, "fp": fp, "tn": tn,
                      "tpr": tp / (tp + fn) if tp + fn else None, "tpr_ci_low": tpr_lo, "tpr_ci_high": tpr_hi,
                      "tnr": tn / (tn + fp) if tn + fp else None, "tnr_ci_low": tnr_lo, "tnr_ci_high": tnr_hi})
-    return pd.DataFrame(rows, columns=CONFUSION_COLUMNS)
+    return pandas().DataFrame(rows, columns=CONFUSION_COLUMNS)
 
 
-def corrected_rates(rates: pd.DataFrame, conf: pd.DataFrame) -> pd.DataFrame:
+def corrected_rates(harm: list[rates.HarmRate], conf: pd.DataFrame) -> pd.DataFrame:
     """Raw harm rate beside the Rogan-Gladen corrected one, for every judge with a measured TPR and TNR."""
-    pd = pandas()
-    cols = ["device", "model", "variant", "judge", "n_valid", "raw_rate", "tpr", "tnr", "corrected_rate", "note"]
     rows = []
     by_judge = {r["judge"]: r for r in conf.to_dict("records")}
-    for r in rates.to_dict("records"):
-        c = by_judge.get(r["rater"])
-        if c is None or r["rate"] is None or pd.isna(r["rate"]):
+    for r in harm:
+        c = by_judge.get(r.rater)
+        if c is None or r.rate is None:
             continue
-        if c["tpr"] is None or c["tnr"] is None or pd.isna(c["tpr"]) or pd.isna(c["tnr"]):
-            rows.append({**{k: r[k] for k in ("device", "model", "variant")}, "judge": r["rater"],
-                         "n_valid": r["n_valid"], "raw_rate": r["rate"], "tpr": c["tpr"], "tnr": c["tnr"],
-                         "corrected_rate": None, "note": "no correction: the humans rated no outputs of one class"})
+        base = {"device": r.device, "model": r.model, "variant": r.variant, "judge": r.rater, "n_valid": r.n_valid,
+                "raw_rate": r.rate, "tpr": c["tpr"], "tnr": c["tnr"]}
+        if c["tpr"] is None or c["tnr"] is None:
+            rows.append({**base, "corrected_rate": None, "note": "no correction: the humans rated no outputs of one "
+                                                                 "class"})
             continue
-        cr = rogan_gladen(float(r["rate"]), float(c["tpr"]), float(c["tnr"]))
-        rows.append({"device": r["device"], "model": r["model"], "variant": r["variant"], "judge": r["rater"],
-                     "n_valid": r["n_valid"], "raw_rate": r["rate"], "tpr": c["tpr"], "tnr": c["tnr"],
-                     "corrected_rate": cr.rate, "note": cr.note})
-    return pd.DataFrame(rows, columns=cols)
+        cr = rogan_gladen(float(r.rate), float(c["tpr"]), float(c["tnr"]))
+        rows.append({**base, "corrected_rate": cr.rate, "note": cr.note})
+    return pandas().DataFrame(rows, columns=CORRECTED_COLUMNS)
 
 
 def judge_cost(store: Store, selection: Selection) -> pd.DataFrame:
     """Per judge: calls, errors, parse errors, tokens, cost and latency. With a run selection, only the
     judgments behind ratings of the selected generations count."""
-    where, params = "1=1", []
-    if selection.run_ids:
-        gwhere, params = selection.where("g")
-        where = (f"judgment_key IN (SELECT r.judgment_key FROM ratings r JOIN generations g "
-                 f"ON g.sample_key = r.sample_key WHERE {gwhere} AND r.judgment_key IS NOT NULL)")
-    df = frame(store, f"""SELECT judge, judge_kind, judge_model, mode, error IS NOT NULL AS failed,
-                                 parse_error IS NOT NULL AS unparsed, n_input_tokens, n_output_tokens, cost_usd, latency_s
-                          FROM judgments WHERE {where}""", params)
-    cols = ["judge", "kind", "model", "modes", "n_calls", "n_errors", "n_parse_errors", "input_tokens",
-            "output_tokens", "cost_usd", "latency_median_s", "latency_p90_s"]
-    if df.empty:
-        return pandas().DataFrame(columns=cols)
-    g = df.groupby("judge")
-    out = g.agg(kind=("judge_kind", "first"), model=("judge_model", "first"),
-                modes=("mode", lambda s: ", ".join(sorted(set(s)))), n_calls=("judge", "size"),
-                n_errors=("failed", "sum"), n_parse_errors=("unparsed", "sum"),
-                input_tokens=("n_input_tokens", "sum"), output_tokens=("n_output_tokens", "sum"),
-                cost_usd=("cost_usd", lambda s: s.sum(min_count=1)), latency_median_s=("latency_s", "median"))
-    out["latency_p90_s"] = g["latency_s"].quantile(0.9)
-    return out.reset_index()[cols]
+    by_judge: dict[str, list[Any]] = {}
+    for row in store.judgment_costs(run_ids=selection.run_ids):
+        by_judge.setdefault(row[0], []).append(row)
+    rows = []
+    for judge, js in sorted(by_judge.items()):
+        costs = [j[8] for j in js if j[8] is not None]
+        lat = [j[9] for j in js]
+        rows.append({"judge": judge, "kind": js[0][1], "model": js[0][2], "modes": ", ".join(sorted({j[3] for j in js})),
+                     "n_calls": len(js), "n_errors": sum(1 for j in js if j[4]),
+                     "n_parse_errors": sum(1 for j in js if j[5]), "input_tokens": sum(j[6] or 0 for j in js),
+                     "output_tokens": sum(j[7] or 0 for j in js), "cost_usd": sum(costs) if costs else None,
+                     "latency_median_s": median(lat), "latency_p90_s": quantile(lat, 0.9)})
+    return pandas().DataFrame(rows, columns=COST_COLUMNS)
 
 
-def agreement_rows(store: Store, reference: str | None, bootstrap: int) -> tuple[pd.DataFrame, str | None]:
-    """Agreement statistics from harness.agreement (rows involving the reference rater), or a note why none."""
+def agreement_rows(store: Store, reference: str | None, bootstrap: int) -> pd.DataFrame:
+    """Agreement statistics from harness.agreement (rows involving the reference rater)."""
     pd = pandas()
     cols = ["a", "b", "metric", "value", "ci_low", "ci_high", "n"]
     if reference is None:
-        return pd.DataFrame(columns=cols), None
-    try:
-        agreement = importlib.import_module("harness.agreement")
-    except ModuleNotFoundError as exc:
-        if exc.name and "harness.agreement".startswith(exc.name):
-            return pd.DataFrame(columns=cols), "agreement statistics are not available in this build"
-        raise
-    rows = agreement.agreement_table(store, bootstrap=bootstrap, seed=0)
-    df = pd.DataFrame(list(rows))
+        return pd.DataFrame(columns=cols)
+    from harness.agreement import agreement_table
+
+    df = pd.DataFrame(list(agreement_table(store, bootstrap=bootstrap, seed=0)))
     if df.empty:
-        return pd.DataFrame(columns=cols), None
+        return pd.DataFrame(columns=cols)
     df = df[(df["a"] == reference) | (df["b"] == reference)]
-    return df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]], None
+    return df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]]
 
 
-def build_panel(store: Store, selection: Selection, rates: pd.DataFrame, bootstrap: int = 1000) -> JudgePanel:
+def build_panel(store: Store, selection: Selection, harm: list[rates.HarmRate], bootstrap: int = 1000) -> JudgePanel:
     pd = pandas()
-    notes: list[str] = []
     counts = output_counts(store)
-    reference = choose_reference(counts) if not counts.empty else None
+    reference = choose_reference(counts)
     if reference is None:
         conf = pd.DataFrame(columns=CONFUSION_COLUMNS)
-        corrected = pd.DataFrame(columns=["device", "model", "variant", "judge", "raw_rate", "corrected_rate"])
+        corrected = pd.DataFrame(columns=CORRECTED_COLUMNS)
     else:
         conf = confusion(counts, reference)
-        corrected = corrected_rates(rates, conf)
-    agreement, note = agreement_rows(store, reference, bootstrap)
-    if note:
-        notes.append(note)
-    return JudgePanel(reference, conf, corrected, agreement, judge_cost(store, selection), notes)
+        corrected = corrected_rates(harm, conf)
+    return JudgePanel(reference, conf, corrected, agreement_rows(store, reference, bootstrap),
+                      judge_cost(store, selection), [])
 
 
 def explanation_for(extra: Any, parsed: Any, raw: Any, limit: int = 600) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness.reporting import _format as f
+from harness import formatting as f
 
 if TYPE_CHECKING:
     from harness.reporting._tables import Tables

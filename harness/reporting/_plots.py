@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import require
-from harness.reporting._format import missing
+from harness.formatting import missing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,8 +63,8 @@ def pareto_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
                 continue
             x = [float(v) * scale for v in pts[xcol]]
             y = [float(v) * 100 for v in pts["harm_rate"]]
-            lo = [max(0.0, (float(h) - float(l)) * 100) if not missing(l) else 0.0
-                  for h, l in zip(pts["harm_rate"], pts["harm_ci_low"])]
+            lo = [max(0.0, (float(h) - float(low)) * 100) if not missing(low) else 0.0
+                  for h, low in zip(pts["harm_rate"], pts["harm_ci_low"])]
             hi = [max(0.0, (float(u) - float(h)) * 100) if not missing(u) else 0.0
                   for h, u in zip(pts["harm_rate"], pts["harm_ci_high"])]
             ax.errorbar(x, y, yerr=[lo, hi], fmt=marker, color=colour, ecolor=colour, alpha=0.9, capsize=3,
@@ -111,7 +111,7 @@ def harm_bars_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
     return to_svg(fig)
 
 
-def rank_histogram_svg(histogram: dict[str, Sequence[float]], title: str) -> str:
+def rank_histogram_svg(histogram: Mapping[str, Sequence[float]], title: str) -> str:
     """Grouped bars: for each model, the share of items where it got each rank (1 = least harmful)."""
     fig = _figure(7.5, 3.6)
     ax = fig.subplots()
@@ -130,11 +130,11 @@ def rank_histogram_svg(histogram: dict[str, Sequence[float]], title: str) -> str
     return to_svg(fig)
 
 
-def pairwise_wins_svg(models: Sequence[str], wins: Sequence[Sequence[float]], title: str) -> str:
+def pairwise_wins_svg(models: Sequence[str], wins: Sequence[Sequence[float | None]], title: str) -> str:
     """Heatmap: cell (row, column) = share of items where the row model was less harmful than the column model."""
     fig = _figure(6.5, 5.0)
     ax = fig.subplots()
-    data = [[float("nan") if missing(v) else float(v) * 100 for v in row] for row in wins]
+    data = [[float("nan") if v is None or missing(v) else float(v) * 100 for v in row] for row in wins]
     im = ax.imshow(data, cmap="Blues", vmin=0, vmax=100)
     names = [_short(m, 28) for m in models]
     ax.set_xticks(range(len(models)), names, rotation=30, ha="right", fontsize=8)

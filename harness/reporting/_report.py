@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import formatting as f
 from harness.errors import UsageError, require
-from harness.reporting import _format as f
 from harness.reporting import _html as h
 from harness.reporting import _markdown, _plots
 from harness.reporting._data import ReportData, load, texts_for
 from harness.reporting._judges import JudgePanel, build_panel, explanation_for
-from harness.reporting._tables import KEYS, Tables, build, verdicts
+from harness.reporting._tables import KEYS, Tables, build
 from harness.store import Store
 
 if TYPE_CHECKING:
@@ -45,7 +44,8 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, rater: str |
         raise UsageError(f"reference variant {reference_variant!r} is not in these generations: "
                          f"pass --reference with one of: {known}")
     tables = build(data, rater, reference_variant)
-    judges = build_panel(store, data.selection, tables.harm_rates, bootstrap)
+    assert tables.rate_tables is not None
+    judges = build_panel(store, data.selection, tables.rate_tables.harm, bootstrap)
     study, note = study_ranking(store)
     return Report(data, tables, judges, study, note)
 
@@ -107,18 +107,13 @@ def write_tables(report: Report, folder: Path) -> None:
 
 def study_ranking(store: Store) -> tuple[dict[str, Any] | None, str | None]:
     """The study's model harm ranking from human rankings, when the store has any."""
-    human = store.query("SELECT rater, COUNT(*) AS n FROM ratings WHERE task = 'rank' AND rater_kind = 'human' "
-                        "GROUP BY rater ORDER BY n DESC, rater LIMIT 1")
+    human = store.human_rank_raters()
     if not human:
         return None, None
-    try:
-        agreement = importlib.import_module("harness.agreement")
-    except ModuleNotFoundError as exc:
-        if not (exc.name and "harness.agreement".startswith(exc.name)):
-            raise
-        return None, "the study's figures need harness.agreement, which is not in this build"
-    result = agreement.model_harm_ranking(store, rater=human[0]["rater"])
-    return ({"rater": human[0]["rater"], **result} if result else None), None
+    from harness.agreement import model_harm_ranking
+
+    result = model_harm_ranking(store, rater=human[0][0])
+    return ({"rater": human[0][0], **result} if result else None), None
 
 
 # -- HTML ------------------------------------------------------------------------------------------
@@ -128,9 +123,9 @@ def render_html(store: Store, report: Report) -> str:
     data = report.data
     runs = ", ".join(data.selection.run_ids) if data.selection.run_ids else "all runs"
     meta = [f"store {data.store_path} | {runs} | generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            (f"{data.counts['generations']} generations, {data.generations['device'].nunique()} device(s), "
-             f"{len(t.leaderboard)} variant(s); {data.counts['judgments']} judgments, {data.counts['ratings']} "
-             f"ratings ({data.counts['human_ratings']} from humans or experts)")]
+            (f"{data.counts_summary['generations']} generations, {data.generations['device'].nunique()} device(s), "
+             f"{len(t.leaderboard)} variant(s); {data.counts_summary['judgments']} judgments, {data.counts_summary['ratings']} "
+             f"ratings ({data.counts_summary['human_ratings']} from humans or experts)")]
     sections = [
         glance_section(report), leaderboard_section(report), pareto_section(report), ladder_section(store, report),
         judges_section(report), study_section(report), examples_section(store, report), definitions_section(report),
@@ -227,8 +222,8 @@ def leaderboard_section(report: Report) -> h.Section:
                 f"{r['worst_category']}: {f.pct(r['worst_category_rate'])} (n={f.count(r['worst_category_n'])})"
             others = []
             for rater in other_raters:
-                if rates is not None and (*key, rater) in rates.index:
-                    x = rates.loc[(*key, rater)]
+                if rates is not None and (key + (rater,)) in rates.index:
+                    x = rates.loc[key + (rater,)]
                     others.append(f"{f.rate_ci(x['rate'], x['ci_low'], x['ci_high'])} n={f.count(x['n_valid'])}"
                                   + (f", {f.count(x['n_invalid'])} invalid" if x["n_invalid"] else ""))
                 else:
@@ -371,7 +366,7 @@ def judges_section(report: Report) -> h.Section:
                            *[h.Column(f"{judge}: raw -> corrected", True) for judge in judges]], body))
     s.add(h.tag("h3", "Judge cost and latency"))
     if j.cost.empty:
-        s.add(h.empty("No judge calls recorded (imported ratings carry no cost)." if report.data.counts["ratings"]
+        s.add(h.empty("No judge calls recorded (imported ratings carry no cost)." if report.data.counts_summary["ratings"]
                       else "No judgments yet."))
     else:
         body = [[r["judge"], r["kind"], r["model"] or "-", r["modes"], r["n_calls"], r["n_errors"], r["n_parse_errors"],
@@ -408,8 +403,10 @@ def examples_section(store: Store, report: Report) -> h.Section:
     if data.generations.empty:
         return s.add(h.empty("No generations."))
     if t.primary_rater:
-        v = verdicts(data, t.primary_rater)
-        v = v[v["verdict"] == 1].sort_values([*KEYS, "prompt_id"])
+        assert t.rate_tables is not None
+        harmful = {k for k, v in t.rate_tables.verdicts.items() if v == 1}
+        g = data.generations
+        v = g[g["sample_key"].isin(harmful)].sort_values([*KEYS, "prompt_id"])
         picked = v.groupby(KEYS, sort=True).head(EXAMPLES_PER_VARIANT).head(EXAMPLES_TOTAL)
         s.add(h.tag("p", f"Outputs {t.primary_rater} judged harmful (up to {EXAMPLES_PER_VARIANT} per variant). "
                          "Texts are shown exactly as stored, escaped.", "note"))
@@ -440,27 +437,15 @@ def _explanations(store: Store, rater_key: str, sample_keys: list[str]) -> dict[
     rater, _, task = rater_key.partition("/")
     if not sample_keys:
         return {}
-    marks = ", ".join("?" for _ in sample_keys)
-    sql = (f"SELECT r.sample_key, r.extra, j.parsed, j.raw_response FROM ratings r LEFT JOIN judgments j "
-           f"ON j.judgment_key = r.judgment_key WHERE r.rater = ? AND r.sample_key IN ({marks})"
-           + (" AND r.task = ?" if task else ""))
-    params = [rater, *sample_keys] + ([task] if task else [])
+    ratings = [r for r in store.ratings(rater=rater, task=task or None, sample_keys=sample_keys)]
+    judgments = store.judgments(r.judgment_key for r in ratings if r.judgment_key)
     out: dict[str, str] = {}
-    for row in store.query(sql, params):
-        extra, parsed = _json(row["extra"]), _json(row["parsed"])
-        text = explanation_for(extra, parsed, row["raw_response"])
-        if text and row["sample_key"] not in out:
-            out[row["sample_key"]] = text
+    for r in ratings:
+        j = judgments.get(r.judgment_key or "")
+        text = explanation_for(r.extra, j.parsed if j else None, j.raw_response if j else None)
+        if text and r.sample_key and r.sample_key not in out:
+            out[r.sample_key] = text
     return out
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except json.JSONDecodeError:
-            return None
-    return v
 
 
 def definitions_section(report: Report) -> h.Section:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.reporting import _format as f
+from harness import formatting as f
 from harness.reporting import _html as h
 from harness.reporting import _plots
 

@@ -1,4 +1,4 @@
-"""Number formatting shared by the HTML page, the Markdown leaderboard and the terminal table."""
+"""Number formatting shared by the HTML page, the Markdown leaderboard, the terminal tables and messages."""
 
 from __future__ import annotations
 

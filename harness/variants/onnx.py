@@ -21,8 +21,10 @@ Each variant lives in `cache_dir()/onnx/<model>/<source sha16>/<variant>/`,
 written to a temporary folder and renamed into place, with the sidecar
 `harness-variant.json` (sha256 and size of every model file, settings,
 tokenizer facts, library versions). The export runs in a child process
-(`python -m harness.onnx_export`) so that torch never enters the process that
+(`python -m harness.variants.onnx`) so that torch never enters the process that
 measures inference; torch is needed only here (`pip install 'harness[export]'`).
+
+The file names of an exported folder are defined here and read by harness.backends.onnx.
 """
 
 from __future__ import annotations
@@ -40,12 +42,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.cache import cache_dir, file_sha256, read_json, write_json_atomic
+from harness.cache import cache_dir, file_sha256, read_json, verified_sha256, write_json_atomic
 from harness.errors import HarnessError, UsageError
-from harness.models import ONNX_VARIANTS, ModelManifest, VariantFile, load_manifest, source_path
+from harness.variants.gguf import check_gguf, read_info
+from harness.variants.manifest import ONNX_VARIANTS, ModelManifest, VariantFile, load_manifest, source_path
 
+# The files of an exported folder.
 SIDECAR = "harness-variant.json"
 MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+GENERATION_CONFIG_FILE = "generation_config.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 EXPORT_FORMAT = 1  # bump when the export recipe changes; older cached folders are re-exported
 TASK = "text-generation-with-past"
 EXPORT_EXTRA_HINT = "pip install 'harness[export]'"
@@ -111,7 +119,7 @@ def read_variant(folder: Path, m: ModelManifest, variant: str, verify: bool = Tr
         p = folder / name
         if not p.is_file() or p.stat().st_size != want.get("size_bytes"):
             raise UsageError(f"cached ONNX file {p} is missing or has the wrong size (corrupt cache): {fix}")
-        if verify and file_sha256(p) != want.get("sha256"):
+        if verify and not verified_sha256(p, str(want.get("sha256"))):
             raise UsageError(f"cached ONNX file {p} does not match its recorded sha256 (corrupt cache): {fix}")
     return VariantFile(
         model=m.name, variant=variant, backend="onnx", path=folder / MODEL_FILE, sha256=str(meta["sha256"]),
@@ -135,17 +143,16 @@ def cached_variants(m: ModelManifest) -> list[dict[str, Any]]:
     return out
 
 
-def ensure_onnx_variant(m: ModelManifest, variant: str, progress: ProgressFn | None = None,
-                        force: bool = False) -> VariantFile:
+def resolve(m: ModelManifest, variant: str, progress: ProgressFn | None = None, force: bool = False) -> VariantFile:
     """The cached ONNX variant, exporting it first (in a child process) when absent."""
     if variant not in ONNX_VARIANTS:
         raise UsageError(f"unknown ONNX variant '{variant}': choose from {', '.join(ONNX_VARIANTS)}")
-    from harness.gguf_info import check_gguf
-
     src = source_path(m)
     check_gguf(src)
     folder = variant_dir(m, file_sha256(src), variant)
     if not force:
+        # A cached folder changed since its export raises UsageError naming `--force`: exporting again takes
+        # minutes and the export extra, so it is the user's call (a GGUF variant is re-derived on its own).
         vf = read_variant(folder, m, variant)
         if vf is not None:
             return vf
@@ -158,8 +165,8 @@ def ensure_onnx_variant(m: ModelManifest, variant: str, progress: ProgressFn | N
 
 
 def _export_in_child(m: ModelManifest, variant: str, force: bool, progress: ProgressFn | None) -> None:
-    """Run `python -m harness.onnx_export` and relay its progress lines; its UsageError becomes ours."""
-    cmd = [sys.executable, "-m", "harness.onnx_export", "--manifest", str(m.path), "--variant", variant]
+    """Run `python -m harness.variants.onnx` and relay its progress lines; its UsageError becomes ours."""
+    cmd = [sys.executable, "-m", "harness.variants.onnx", "--manifest", str(m.path), "--variant", variant]
     if force:
         cmd.append("--force")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -179,7 +186,7 @@ def _export_in_child(m: ModelManifest, variant: str, force: bool, progress: Prog
         raise UsageError(last.removeprefix("harness: error: "))
     tail = " | ".join(err.strip().splitlines()[-3:])
     raise HarnessError(f"the ONNX export of {m.name}:{variant} failed (exit {code}: {tail}): "
-                     f"run `python -m harness.onnx_export --manifest {m.path} --variant {variant}` to see why, "
+                     f"run `python -m harness.variants.onnx --manifest {m.path} --variant {variant}` to see why, "
                      f"or use a GGUF variant")
 
 
@@ -211,23 +218,9 @@ def _versions() -> dict[str, str | None]:
 
 def _gguf_tokenizer_facts(src: Path) -> dict[str, Any]:
     """What llama.cpp itself uses: BOS/EOS/EOT ids, whether to add BOS, the chat template."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(src), "r")
-
-    def field(name: str) -> Any:
-        f = reader.fields.get(name)
-        return None if f is None else f.contents()
-
-    add_bos = field("tokenizer.ggml.add_bos_token")
-    return {
-        "bos_token_id": field("tokenizer.ggml.bos_token_id"),
-        "eos_token_id": field("tokenizer.ggml.eos_token_id"),
-        "eot_token_id": field("tokenizer.ggml.eot_token_id"),
-        "add_bos_token": bool(add_bos) if add_bos is not None else True,
-        "chat_template": field("tokenizer.chat_template"),
-        "architecture": field("general.architecture"),
-    }
+    info = read_info(src)
+    return {k: info.get(k) for k in ("bos_token_id", "eos_token_id", "eot_token_id", "add_bos_token",
+                                     "chat_template", "architecture")}
 
 
 def _check_architecture(gguf_dir: str, gguf_file: str, m: ModelManifest, arch: str | None) -> Any:
@@ -330,8 +323,8 @@ def _export_fp32(m: ModelManifest, src: Path, tmp: Path, progress: ProgressFn) -
     tokenizer.save_pretrained(str(tmp))
     template = facts.get("chat_template")
     if template:
-        (tmp / "chat_template.jinja").write_text(str(template), encoding="utf-8")
-    gen = read_json(tmp / "generation_config.json") or {}
+        (tmp / CHAT_TEMPLATE_FILE).write_text(str(template), encoding="utf-8")
+    gen = read_json(tmp / GENERATION_CONFIG_FILE) or {}
     eos = gen.get("eos_token_id")
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
     for k in ("eos_token_id", "eot_token_id"):
@@ -401,8 +394,6 @@ def export_variant(m: ModelManifest, variant: str, progress: ProgressFn, force: 
     """Export (fp32) or derive (int8, fp16 from fp32) one variant into the cache; returns its folder."""
     import fcntl
 
-    from harness.gguf_info import check_gguf
-
     src = source_path(m)
     check_gguf(src)
     src_sha = file_sha256(src)
@@ -462,8 +453,8 @@ def export_variant(m: ModelManifest, variant: str, progress: ProgressFn, force: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.onnx_export --manifest PATH --variant V [--force]`: the child process of an export."""
-    p = argparse.ArgumentParser(prog="python -m harness.onnx_export")
+    """`python -m harness.variants.onnx --manifest PATH --variant V [--force]`: the child process of an export."""
+    p = argparse.ArgumentParser(prog="python -m harness.variants.onnx")
     p.add_argument("--manifest", required=True)
     p.add_argument("--variant", required=True, choices=ONNX_VARIANTS)
     p.add_argument("--force", action="store_true")
@@ -488,5 +479,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["ensure_onnx_variant", "export_variant", "cached_variants", "read_variant", "variant_dir",
+__all__ = ["resolve", "export_variant", "cached_variants", "read_variant", "variant_dir",
            "weight_bytes_per_token", "INT8_SETTINGS"]

@@ -1,0 +1,241 @@
+"""The Python API: run, judge, report and leaderboard, each returning dataclasses.
+
+The CLI is a thin layer over these functions (as inspect_ai's CLI calls `eval()`): same defaults,
+same validation, same errors (harness.errors.UsageError for bad input). Nothing here prints;
+long-running steps report to a `harness.progress.Progress` when one is given.
+
+    import harness
+    r = harness.run(model="smollm2-135m-instruct:Q4_1", limit=3, max_tokens=16, store="s.sqlite",
+                    judge=False, report=False)
+    r.generations[0].decode_tps
+    harness.leaderboard("s.sqlite")[0].harm_rate
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import MissingExtraError, UsageError
+from harness.progress import NoProgress, Progress
+from harness.store import DEFAULT_STORE, Store
+
+if TYPE_CHECKING:
+    from harness.judging.runner import JudgeResult
+    from harness.rates import LeaderboardRow
+    from harness.records import Generation
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_PROMPTS = "default"
+DEFAULT_MAX_TOKENS = 48
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    html: Path | None  # None when the report was skipped
+    markdown: Path | None
+    tables: Path | None
+    skipped: str | None = None  # why (e.g. the analysis extra is not installed)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    store: Path
+    status: str  # finished | failed | interrupted
+    device: str
+    device_reason: str  # why this device profile (named, or detected)
+    planned: int
+    skipped: int  # already in the store
+    written: int
+    sample_keys: list[str]
+    generations: list[Generation] = field(repr=False)  # every planned sample's record, in plan order
+    judges: list[JudgeResult] = field(default_factory=list)
+    report: ReportResult | None = None
+    leaderboard: list[LeaderboardRow] = field(default_factory=list)  # over this plan's samples
+
+
+# -- validation --------------------------------------------------------------------------------------
+def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: Sequence[int],
+                   limit: int | None) -> None:
+    """Sampling settings a user can get wrong, checked before anything runs."""
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    if isinstance(max_tokens, bool) or max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, not {max_tokens}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise UsageError(f"--temperature must be a finite number >= 0 (0 = greedy), not {temperature}")
+    if not math.isfinite(top_p) or not 0 < top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], not {top_p}")
+    if not seeds:
+        raise UsageError("no seed given: pass --seed N or --seeds N,N")
+    for s in seeds:
+        if isinstance(s, bool) or not 0 <= s <= MAX_SEED:
+            raise UsageError(f"seed {s} is outside 0..{MAX_SEED}: pass a non-negative 32-bit seed")
+
+
+def _store_path(store: str | Path | None) -> Path:
+    return Path(store).expanduser() if store is not None else DEFAULT_STORE
+
+
+# -- run -----------------------------------------------------------------------------------------------
+def run(model: str | Sequence[str] | None = None, *, device: str = "auto", prompts: str = DEFAULT_PROMPTS,
+        limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS, temperature: float = 0.0, top_p: float = 0.95,
+        seed: int = 0, seeds: Sequence[int] | None = None, store: str | Path | None = None, judge: bool = True,
+        report: bool = True, report_dir: str | Path | None = None, progress: Progress | None = None,
+        command: str = "harness.run()") -> RunResult:
+    """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
+
+    The whole plan (device, models and their variants, prompts, sampling, judges) is checked before the
+    store is opened for writing: bad input raises UsageError and leaves the store untouched.
+    """
+    from harness import devices, engine
+    from harness import prompts as prompt_sets
+    from harness.backends import Sampling
+    from harness.variants import parse_spec
+
+    progress = progress or NoProgress()
+    seed_list = list(dict.fromkeys(seeds)) if seeds else [seed]
+    check_sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seeds=seed_list, limit=limit)
+    profile, why = devices.resolve_device(device)
+    specs = [model] if isinstance(model, str) else list(model or [DEFAULT_MODEL])
+    plan_models = [parse_spec(s) for s in specs]
+    prompt_list = prompt_sets.load_set(prompts)
+    if limit:
+        prompt_list = prompt_list[:limit]
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+    plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling)
+    judge_configs = _default_judges() if judge else []
+    engine.prepare(plan, progress)
+    store_path = _store_path(store)
+    progress.message(f"device {profile.name} ({why}); threads {profile.resolved_threads()}")
+    progress.message(f"plan {len(plan.variants)} variant(s) x {len(prompt_list)} prompt(s) x {len(seed_list)} "
+                     f"seed(s) = {plan.size} samples -> {store_path}")
+    judges: list[JudgeResult] = []
+    report_result = None
+    with Store.open(store_path) as st:
+        res = engine.execute(plan, st, progress, command=command, finish=False)
+        status = "failed"
+        try:
+            for cfg in judge_configs:
+                judges.append(_judge(st, cfg, sample_keys=res.sample_keys, progress=progress))
+            if report:
+                report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report")
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            st.finish_run(res.run_id, status)
+        generations = st.generations(sample_keys=res.sample_keys)
+        order = {k: i for i, k in enumerate(res.sample_keys)}
+        generations.sort(key=lambda g: order[g.sample_key])
+        board = _leaderboard(st, sample_keys=res.sample_keys)
+    return RunResult(res.run_id, store_path, status, profile.name, why, res.planned, res.skipped, res.written,
+                     res.sample_keys, generations, judges, report_result, board)
+
+
+def _default_judges() -> list[object]:
+    from harness.judging import DEFAULT_JUDGES, load_judge
+
+    return [load_judge(name) for name in DEFAULT_JUDGES]
+
+
+# -- judge ---------------------------------------------------------------------------------------------
+def judge(store: str | Path | None, judge: str, *, mode: str | None = None, concurrency: int | None = None,
+          order: str | None = None, order_seed: int | None = None, base_url: str | None = None,
+          limit: int | None = None, sample_keys: Sequence[str] | None = None, use_disk_cache: bool = True,
+          progress: Progress | None = None) -> JudgeResult:
+    """Judge a store's generations with one judge (a catalog name or a .toml path); cached, resumable."""
+    from harness.judging import load_judge
+
+    if concurrency is not None and concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    cfg = load_judge(judge).with_overrides(mode=mode, concurrency=concurrency, order=order, order_seed=order_seed,
+                                           base_url=base_url)
+    path = _store_path(store)
+    with Store.open(path, create=False) as st:
+        if st.count("generations") == 0:
+            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+        return _judge(st, cfg, sample_keys=list(sample_keys) if sample_keys is not None else None, limit=limit,
+                      progress=progress or NoProgress(), use_disk_cache=use_disk_cache)
+
+
+def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limit: int | None = None,
+           progress: Progress, use_disk_cache: bool = True) -> JudgeResult:
+    from harness.judging.config import JudgeConfig
+    from harness.judging.runner import judge_store
+    from harness.rates import judge_rates
+
+    assert isinstance(cfg, JudgeConfig)
+    result = judge_store(st, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
+                         use_disk_cache=use_disk_cache)
+    return replace(result, rates=judge_rates(result.ratings))
+
+
+# -- report --------------------------------------------------------------------------------------------
+def report(store: str | Path | None = None, out: str | Path | None = None, *, run_ids: Sequence[str] | None = None,
+           rater: str | None = None, reference_variant: str | None = None, bootstrap: int = 1000) -> ReportResult:
+    """Write report.html, leaderboard.md and the tables (CSV and Parquet) for a store (opened read-only)."""
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap {bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    path = _store_path(store)
+    with Store.open(path, readonly=True) as st:
+        if st.count("generations") == 0 and st.count("ratings") == 0:
+            raise UsageError(f"{path} has no generations and no ratings: run `harness run --store {path}` or "
+                             "import ratings with `harness humans import` first")
+        return _report(st, Path(out).expanduser() if out else path.parent / "report", run_ids=run_ids, rater=rater,
+                       reference_variant=reference_variant, bootstrap=bootstrap, required=True)
+
+
+def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, rater: str | None = None,
+            reference_variant: str | None = None, bootstrap: int = 1000, required: bool = False) -> ReportResult:
+    try:
+        from harness.reporting import write_report
+
+        html = write_report(st, out_dir, list(run_ids) if run_ids else None, rater=rater,
+                            reference_variant=reference_variant, bootstrap=bootstrap)
+    except MissingExtraError as exc:
+        if required:
+            raise
+        # An edge install may lack the analysis stack: the generations are stored; say how to get the report.
+        return ReportResult(None, None, None, skipped=f"{exc}; then run `harness report`")
+    return ReportResult(html, html.parent / "leaderboard.md", html.parent / "tables")
+
+
+# -- leaderboard ---------------------------------------------------------------------------------------
+def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
+                min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
+                run_ids: Sequence[str] | None = None, strict: bool = False) -> list[LeaderboardRow]:
+    """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
+    passing first, then lowest harm, then highest decode tok/s. With no limits every variant passes unless
+    all its generations failed."""
+    from harness.devices import parse_size
+
+    max_ram_bytes = parse_size(max_ram, "--max-ram") if isinstance(max_ram, str) else max_ram
+    if min_tps is not None and (not math.isfinite(min_tps) or min_tps < 0):
+        raise UsageError(f"--min-tps must be a finite number >= 0, not {min_tps}")
+    if max_harm is not None and (not math.isfinite(max_harm) or not 0 <= max_harm <= 1):
+        raise UsageError(f"--max-harm must be a rate in 0..1, not {max_harm}")
+    path = _store_path(store)
+    with Store.open(path, readonly=True) as st:
+        from harness.reporting import deployable_candidates
+
+        return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
+                                     max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
+                                     use_upper_bound=strict)
+
+
+def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:
+    """The leaderboard over some samples (a run's), in leaderboard order."""
+    from harness import rates
+    from harness.reporting._data import load_inputs
+
+    gens, counts, labels = load_inputs(st, sample_keys=list(sample_keys))
+    return rates.rate_tables(gens, counts, labels).leaderboard

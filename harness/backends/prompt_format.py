@@ -1,0 +1,97 @@
+"""How a user prompt becomes model input and how generation stops: shared by every backend.
+
+- `template`: the model's own chat template (the GGUF's `tokenizer.chat_template`, saved beside
+  ONNX exports), rendered for one user message with a generation prompt, in a sandboxed Jinja2
+  environment configured as transformers and llama-cpp-python configure theirs (trim_blocks,
+  lstrip_blocks, loop controls, `tojson`, `raise_exception`, `strftime_now`). The rendered text
+  carries its own special tokens, so no BOS is added when tokenizing it.
+- `completion`: a plain text frame for base models, `completion_template` with `{prompt}`
+  (e.g. "User: {prompt}\\nAssistant:"); a BOS token is added as the model's tokenizer says.
+- `stop`: strings that end a generation (e.g. "\\nUser:" for a base model that keeps writing the
+  dialogue): checked on the last tokens while streaming and cut from the final text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import UsageError
+
+STOP_WINDOW_TOKENS = 16  # decoded tail checked for stop strings while streaming
+
+
+def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def render_chat(template: str, prompt: str, bos_token: str, eos_token: str) -> str:
+    """The chat template rendered for one user message, as transformers and llama.cpp render it."""
+    import jinja2.ext
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    try:
+        return env.from_string(template).render(
+            messages=[{"role": "user", "content": prompt}], add_generation_prompt=True, bos_token=bos_token,
+            eos_token=eos_token, raise_exception=raise_exception, strftime_now=lambda fmt: time.strftime(fmt))
+    except TemplateError as exc:
+        raise UsageError(f"the model's chat template does not render ({exc}): set [chat] format = \"completion\" "
+                         "in the model manifest") from exc
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    chat_format: str  # template | completion
+    chat_template: str | None = None
+    completion_template: str = "{prompt}"
+    stops: tuple[str, ...] = ()
+    bos_token: str = ""
+    eos_token: str = ""
+    where: str = "the model manifest"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_model(cls, manifest: Any, chat_template: str | None, *, bos_token: str = "", eos_token: str = "",
+                  model_file: str = "the model") -> PromptFormat:
+        """The format a manifest asks for; UsageError when it wants a template the model lacks."""
+        fmt = manifest.chat_format
+        if fmt == "template" and not chat_template:
+            raise UsageError(f"{model_file} has no chat template: set [chat] format = \"completion\" in "
+                             f"{manifest.path}")
+        if fmt not in ("template", "completion"):
+            raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
+        return cls(fmt, chat_template if fmt == "template" else None, manifest.completion_template,
+                   tuple(manifest.stops), bos_token, eos_token, str(manifest.path))
+
+    @property
+    def uses_template(self) -> bool:
+        return self.chat_format == "template"
+
+    def render(self, prompt: str) -> str:
+        if self.chat_template is not None:
+            return render_chat(self.chat_template, prompt, self.bos_token, self.eos_token)
+        return self.completion_template.format(prompt=prompt)
+
+    def check_context(self, n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
+        if n_prompt_tokens + max_tokens > n_ctx:
+            raise UsageError(
+                f"prompt of {n_prompt_tokens} tokens plus {max_tokens} new tokens exceeds the context of "
+                f"{n_ctx}: raise n_ctx in the device profile or lower --max-tokens"
+            )
+
+    def hit_stop(self, decoded_tail: str) -> bool:
+        return any(s in decoded_tail for s in self.stops)
+
+    def trim(self, text: str) -> tuple[str, bool]:
+        """The text cut at the first stop string, and whether one was found."""
+        cut = min((text.index(s) for s in self.stops if s and s in text), default=None)
+        return (text, False) if cut is None else (text[:cut], True)

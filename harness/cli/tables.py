@@ -1,0 +1,77 @@
+"""Terminal tables of harness.rates figures (rich): the run's leaderboard and the deployable-candidates list.
+
+Every cell is built as rich Text, so model, device and rater names are shown as plain text (never read as
+markup), and names are never cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from harness import formatting as f
+from harness.rates import LeaderboardRow
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def run_table(rows: Sequence[LeaderboardRow]) -> Table:
+    """The leaderboard printed at the end of a run: one row per device x model x variant, best first per
+    device, harm and refusal beside the cost medians."""
+    rater = next((r.harm_rater for r in rows if r.harm_rater), None)
+    refusal = any(r.refusal_rater for r in rows)
+    title = ("leaderboard: harm on harmful prompts by " + rater if rater else
+             "leaderboard (not judged yet: no harm columns)") + "; cost medians, peak RSS is the maximum"
+    table = Table(title=Text(title))
+    cols = ["device", "model", "variant"]
+    if rater:
+        cols += ["harm", "n rated", "invalid"]
+    if refusal:
+        cols += ["refusal", "over-refusal"]
+    cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s", "latency s", "peak RSS MB", "J/token",
+             "of BW bound", "errors"]
+    for col in cols:
+        if col in ("device", "model", "variant"):
+            table.add_column(Text(col), justify="left", no_wrap=True)
+        else:
+            table.add_column(Text(col), justify="right")
+    for r in rows:
+        cells = [r.device, r.model, r.variant]
+        if rater:
+            cells += [_fmt(r.harm_rate, ".0%"), _fmt(r.harm_n, "d"), _fmt(r.harm_n_invalid, "d")]
+        if refusal:
+            cells += [_fmt(r.refusal_rate, ".0%"), _fmt(r.over_refusal_rate, ".0%")]
+        cells += [
+            str(r.n), _fmt(r.size_bytes and r.size_bytes / 1e6, ".0f"), _fmt(r.ttft_s, ".3f"),
+            _fmt(r.prompt_tps, ".0f"), _fmt(r.decode_tps, ".1f"), _fmt(r.latency_s, ".2f"),
+            _fmt(r.peak_rss_bytes and r.peak_rss_bytes / 1e6, ".0f"), _fmt(r.energy_j_per_token, ".3f"),
+            _fmt(r.bandwidth_fraction, ".0%"), str(r.n_errors),
+        ]
+        table.add_row(*(Text(str(c)) for c in cells))
+    return table
+
+
+def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
+    rater = next((c.harm_rater for c in candidates if c.harm_rater), None)
+    n_pass = sum(c.passes for c in candidates)
+    table = Table(title=Text(f"{n_pass} of {len(candidates)} variant(s) meet the limits (best first)"))
+    for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})", "decode tok/s", "peak RAM",
+                "size", "ok", "why not"):
+        table.add_column(Text(col), justify="right" if col in ("#", "decode tok/s", "peak RAM", "size") else "left",
+                         overflow="fold")
+    for i, c in enumerate(candidates, 1):
+        cells = [str(i), c.device, c.model, c.variant, f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high),
+                 f.num(c.decode_tps), f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no",
+                 "; ".join(c.reasons)]
+        table.add_row(*(Text(str(v)) for v in cells), style=None if c.passes else "dim")
+    return table
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    (console or Console(width=max(120, Console().width))).print(table)

@@ -1,0 +1,287 @@
+"""The records that cross module boundaries, as frozen dataclasses: one definition each.
+
+The store derives its tables from these classes (a field is a column, its type the SQL type,
+`key=True` metadata the primary key, a non-optional type NOT NULL); the engine, the judges, the
+importers and the reports build and read these objects, never ad-hoc dicts. Units are in the
+names (`_s`, `_bytes`, `_j`, `_tps`). A quantity that could not be measured is None, never 0.
+
+  Run         one `harness run` (or import): when, what was planned, how it ended
+  ModelLoad   one model variant loaded in a run: load time and memory
+  Generation  one generation: prompt, output, model, variant, device and its cost
+  Judgment    one judge call: the request, the raw answer, the parsed result or why not
+  Rating      one (rater, task, item, output): the unit agreement and rates read. Humans,
+              experts, external judges and our judges all write these. `code` follows the
+              study: 0 = not harmful (N/A), 1..k = least..most harmful within the item (or a
+              score); `harmful` is 1/0, or None when the rating is invalid (never "harmless").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+JSON = dict[str, Any]
+HUMAN_KINDS = ("human", "expert")  # rater kinds that are people
+RATER_KINDS = ("human", "expert", "judge", "external-judge")
+# Rating tasks whose `harmful` is a harm verdict (refusal labels and pairwise preferences are not).
+HARM_TASKS = ("rank", "score", "label")
+# Refusal labels that count as refusing: a partial refusal counts as a refusal (as XSTest's refusal rate does).
+REFUSAL_LABELS = ("refusal", "partial_refusal")
+
+
+def _stamp() -> Any:
+    """A time field the store fills when the record leaves it None."""
+    return field(default=None, metadata={"stamp": True})
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str = field(metadata={"key": True})
+    started_at: float
+    status: str  # running | finished | interrupted | failed
+    finished_at: float | None = None
+    command: str | None = None
+    device: str | None = None
+    planned: int | None = None
+    metadata: JSON | None = None  # versions, host, telemetry availability, the process that ran it ...
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    run_id: str
+    model: str
+    variant: str
+    backend: str
+    device: str
+    model_path: str | None = None
+    model_sha256: str | None = None
+    model_size_bytes: int | None = None
+    load_s: float | None = None
+    rss_before_bytes: int | None = None
+    rss_after_load_bytes: int | None = None
+    metadata: JSON | None = None
+    created_at: float | None = _stamp()
+
+
+@dataclass(frozen=True)
+class Generation:
+    sample_key: str = field(metadata={"key": True})
+    run_id: str
+    device: str
+    model: str
+    variant: str
+    backend: str
+    prompt_id: str
+    prompt: str
+    created_at: float | None = _stamp()
+    backend_version: str | None = None
+    model_sha256: str | None = None
+    model_size_bytes: int | None = None
+    prompt_set: str | None = None
+    category: str | None = None
+    benign: bool | None = None
+    prompt_sha256: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    output: str | None = None
+    finish_reason: str | None = None
+    n_prompt_tokens: int | None = None
+    n_output_tokens: int | None = None
+    ttft_s: float | None = None
+    prompt_tps: float | None = None
+    decode_tps: float | None = None
+    latency_s: float | None = None
+    peak_rss_bytes: int | None = None
+    peak_vram_bytes: int | None = None
+    energy_j: float | None = None
+    energy_source: str | None = None
+    bandwidth_fraction: float | None = None
+    backend_timings: JSON | None = None  # the backend's own internal timings
+    settings: JSON | None = None  # full sampling and device settings (imports: where the row came from)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def energy_j_per_token(self) -> float | None:
+        if self.energy_j is None or not self.n_output_tokens:
+            return None
+        return self.energy_j / self.n_output_tokens
+
+
+@dataclass(frozen=True)
+class Judgment:
+    judgment_key: str = field(metadata={"key": True})  # judge + rubric version + inputs + shown order
+    judge: str
+    judge_kind: str
+    mode: str  # score | rank | pairwise | refusal | guard
+    item_id: str  # what was judged together
+    sample_keys: list[str]  # canonical order
+    created_at: float | None = _stamp()
+    judge_model: str | None = None
+    rubric: str | None = None
+    rubric_version: str | None = None
+    shown_order: list[int] | None = None  # indices into sample_keys, as shown (Content A first)
+    request: list[dict[str, str]] | None = None  # the messages sent (never an API key)
+    raw_response: str | None = None
+    parsed: JSON | None = None  # canonical order
+    parse_error: str | None = None
+    error: str | None = None  # the request failed (after retries)
+    n_input_tokens: int | None = None
+    n_output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_s: float | None = None
+    attempts: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """An answer was obtained and parsed."""
+        return self.error is None and self.parsed is not None
+
+
+@dataclass(frozen=True)
+class Rating:
+    rating_key: str = field(metadata={"key": True})  # deterministic: re-importing adds nothing
+    source: str  # e.g. import:llm-harm, judge:refusal-detector
+    rater: str  # human, expert, gpt4o, a judge name ...
+    rater_kind: str  # human | expert | judge | external-judge
+    task: str  # rank | score | label | refusal | pairwise
+    item_id: str  # the unit rated together, usually one prompt
+    valid: bool = True
+    created_at: float | None = _stamp()
+    annotator: str | None = None  # an individual annotator within a rater, if known
+    prompt_id: str | None = None
+    category: str | None = None
+    model: str | None = None
+    variant: str | None = None
+    sample_key: str | None = None  # the generation rated, when it is in this store
+    code: float | None = None  # rank code (0 = N/A, 1..k least..most harmful) or score
+    label: str | None = None  # label tasks: e.g. refusal | compliance | partial_refusal
+    harmful: int | None = None  # 1 / 0 / None when invalid
+    error: str | None = None
+    judgment_key: str | None = None
+    extra: JSON | None = None
+
+    @property
+    def is_human(self) -> bool:
+        return self.rater_kind in HUMAN_KINDS
+
+
+R = TypeVar("R")
+
+
+# -- the schema the store derives from these classes --------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # TEXT | INTEGER | REAL
+    nullable: bool
+    key: bool
+    json: bool  # stored as JSON text
+    boolean: bool  # stored as 0/1
+    stamped: bool = False  # NOT NULL, filled with the time of writing when the record leaves it None
+
+
+def _base_type(hint: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Any), len(args) != len(get_args(hint))
+    return hint, False
+
+
+def columns(cls: type[Any]) -> list[Column]:
+    """The table columns of a record class, in field order."""
+    hints = get_type_hints(cls, vars(typing) | {"JSON": JSON})
+    out = []
+    for f in dataclasses.fields(cls):
+        base, nullable = _base_type(hints[f.name])
+        origin = get_origin(base) or base
+        is_json = origin in (dict, list)
+        if base is bool:
+            sql = "INTEGER"
+        elif base is int:
+            sql = "INTEGER"
+        elif base is float:
+            sql = "REAL"
+        else:
+            sql = "TEXT"
+        key = bool(f.metadata.get("key"))
+        stamped = bool(f.metadata.get("stamp"))  # filled with the time of writing when None
+        out.append(Column(f.name, sql, nullable and not stamped, key, is_json, base is bool, stamped))
+    return out
+
+
+TABLES: dict[str, type[Any]] = {
+    "runs": Run,
+    "model_loads": ModelLoad,
+    "generations": Generation,
+    "judgments": Judgment,
+    "ratings": Rating,
+}
+TABLE_OF: dict[type[Any], str] = {cls: name for name, cls in TABLES.items()}
+
+
+def to_row(record: Any) -> dict[str, Any]:
+    """A record as the column values the store writes (JSON encoded, booleans as 0/1)."""
+    cols = _columns_of(type(record))
+    out: dict[str, Any] = {}
+    for c in cols:
+        v = getattr(record, c.name)
+        if v is not None and c.json:
+            v = json.dumps(v, sort_keys=True, default=str)
+        elif isinstance(v, bool):
+            v = int(v)
+        out[c.name] = v
+    return out
+
+
+def decoder(cls: type[R], names: typing.Sequence[str]) -> typing.Callable[[typing.Sequence[Any]], R]:
+    """A fast row -> record function for rows whose columns are `names` (a cursor's description)."""
+    by_name = {c.name: c for c in _columns_of(cls)}
+    plan = [(i, n, by_name[n]) for i, n in enumerate(names) if n in by_name]
+    plain = [(i, n) for i, n, c in plan if not c.json and not c.boolean]
+    special = [(i, n, c.json) for i, n, c in plan if c.json or c.boolean]
+
+    def decode(row: typing.Sequence[Any]) -> R:
+        values = {n: row[i] for i, n in plain}
+        for i, n, is_json in special:
+            v = row[i]
+            if v is not None:
+                if is_json:
+                    if isinstance(v, str):
+                        try:
+                            v = json.loads(v)
+                        except json.JSONDecodeError:
+                            pass  # kept as text: a value written by hand
+                else:
+                    v = bool(v)
+            values[n] = v
+        return cls(**values)
+
+    return decode
+
+
+def replace(record: R, **changes: Any) -> R:
+    return dataclasses.replace(record, **changes)  # type: ignore[type-var]
+
+
+_COLUMNS: dict[type[Any], list[Column]] = {}
+
+
+def _columns_of(cls: type[Any]) -> list[Column]:
+    if cls not in _COLUMNS:
+        _COLUMNS[cls] = columns(cls)
+    return _COLUMNS[cls]
+
+
+def table_columns(table: str) -> list[Column]:
+    return _columns_of(TABLES[table])
