@@ -131,9 +131,11 @@ class Store:
             and {"sample_key", "prompt"} <= self._columns.get("generations", set())
 
     def _migrate(self) -> None:
-        """Create the tables, or bring an older store forward, in one transaction."""
-        if self._pragma("application_id") == HARNESS_APP_ID and self._pragma("user_version") == SCHEMA_VERSION \
-                and set(rec.TABLES) <= self._tables:
+        """Create the tables, or bring an older store forward, in one transaction. New record fields become new
+        columns (NULL in old rows); a change that is not additive must bump SCHEMA_VERSION and migrate here."""
+        complete = all({c.name for c in rec.table_columns(t)} <= self._columns.get(t, set()) for t in rec.TABLES)
+        if complete and self._pragma("application_id") == HARNESS_APP_ID \
+                and self._pragma("user_version") == SCHEMA_VERSION:
             return
         with self.transaction() as conn:
             for table in rec.TABLES:
