@@ -80,10 +80,12 @@ def external_sample_key(model: str, variant: str, item: str, output: str) -> str
 
 
 def group_key(prompt_sha256: str | None, prompt: str | None, device: str | None, seed: int | None,
-              temperature: float | None, max_tokens: int | None) -> str:
-    """The outputs shown together to a rank or pairwise judge."""
+              temperature: float | None, max_tokens: int | None, item: str | None = None) -> str:
+    """The outputs shown together to a rank or pairwise judge (`item`: an item other than the prompt's own)."""
     prompt_hash = prompt_sha256 or hashlib.sha256(str(prompt or "").encode("utf-8")).hexdigest()
-    parts = [prompt_hash, device, seed, temperature, max_tokens]
+    parts: list[object] = [prompt_hash, device, seed, temperature, max_tokens]
+    if item is not None:
+        parts.append(item)
     return hashlib.sha256(json.dumps(parts, default=str).encode("utf-8")).hexdigest()[:16]
 
 

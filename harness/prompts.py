@@ -49,17 +49,31 @@ class Prompt:
         return d
 
 
+ICONV_NAMES = {"cp1252": "WINDOWS-1252", "mac_roman": "MACINTOSH", "latin-1": "LATIN1", "utf-16": "UTF-16",
+               "utf-32": "UTF-32"}
+
+
 def decode_text(raw: bytes, where: str) -> str:
-    """UTF-8 (with or without BOM); anything else is refused with the fix."""
-    if b"\x00" in raw[:4096]:
-        raise UsageError(f"{where} looks binary (NUL bytes): pass a UTF-8 text file")
+    """A prompt file's text, which must be UTF-8 (a BOM is dropped): prompts become sample keys, so their text is
+    never guessed. Anything else is refused with the conversion that fits what the bytes look like."""
+    from harness.encodings import decode_bytes
+
+    if b"\x00" in raw:
+        decode_bytes(raw, where, "UTF-8 text (CSV or JSONL)")  # raises: UTF-16 (convert it) or binary
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{where} is not UTF-8 (bad byte at offset {exc.start}): re-save it as UTF-8 "
-            f"(e.g. iconv -f latin1 -t utf-8)"
-        ) from exc
+        bad_at = exc.start
+    d = decode_bytes(raw, where, "UTF-8 text (CSV or JSONL)")
+    if d.encoding in ("utf-16", "utf-32"):
+        raise UsageError(f"{where} is {d.encoding.upper()}, not UTF-8: convert it, e.g. iconv -f {d.encoding.upper()} "
+                         f"-t UTF-8 {where} > converted{Path(where).suffix or '.txt'}")
+    if d.encoding.startswith("utf-8"):
+        raise UsageError(f"{where} is not valid UTF-8 ({d.replaced} broken sequence(s), the first at byte {bad_at}): "
+                         f"fix them, or drop them with iconv -f UTF-8 -t UTF-8 -c {where} > fixed.jsonl")
+    name = ICONV_NAMES.get(d.encoding, d.encoding.upper())
+    raise UsageError(f"{where} is not UTF-8 (bad byte at offset {bad_at}; it looks like {d.encoding}): re-save it as "
+                     f"UTF-8, e.g. iconv -f {name} -t UTF-8 {where} > converted{Path(where).suffix or '.txt'}")
 
 
 def _read(path: Path) -> str:

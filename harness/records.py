@@ -104,6 +104,9 @@ class Generation:
     backend_timings: JSON | None = None  # the backend's own internal timings
     settings: JSON | None = None  # full sampling and device settings (imports: where the row came from)
     error: str | None = None
+    # The rated item when it is not simply the prompt: imported outputs that people ranked in separate blocks for
+    # one prompt (a prompt the study gave to two annotation groups) are two items. None: the prompt's item.
+    item_id: str | None = None
 
     @property
     def ok(self) -> bool:

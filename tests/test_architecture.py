@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "harness"
 # (layer, module prefixes), lowest first. A module belongs to the longest prefix that matches it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("harness.errors", "harness.keys", "harness.records", "harness.progress", "harness.registry",
-              "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog")),
+              "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog",
+              "harness.encodings")),
     ("store", ("harness.store",)),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.variants")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",

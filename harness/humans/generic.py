@@ -42,8 +42,7 @@ def _kind_for(rater: str) -> str:
 def _records_csv(path: Path, report: ImportReport) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     table = read_csv(path, "rankings-csv")
     report.files.append(str(path))
-    if table.file.repaired_encoding:
-        report.repair(table.file.repaired_encoding)
+    report.decoded(table.file)
     lower = {h: h.strip().casefold() for h in table.header}
     if not ({"prompt", "prompt_id"} & set(lower.values())):
         raise UsageError(f"{path} has no 'prompt' or 'prompt_id' column (expected columns: {EXPECTED}; "
@@ -72,8 +71,7 @@ def _records_csv(path: Path, report: ImportReport) -> tuple[list[tuple[int, dict
 def _records_jsonl(path: Path, report: ImportReport, value: str) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     tf, objects, bad = read_jsonl(path, "rankings-jsonl")
     report.files.append(str(path))
-    if tf.repaired_encoding:
-        report.repair(tf.repaired_encoding)
+    report.decoded(tf)
     for line, reason in bad:
         report.reject(path.name, line, reason)
     records = []

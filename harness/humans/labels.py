@@ -74,8 +74,7 @@ def parse_labels(path: Path, store: Any = None, model: str | None = None, **_: A
     report = ImportReport(FORMAT)
     table = read_csv(path, "labels-csv")
     report.files.append(str(path))
-    if table.file.repaired_encoding:
-        report.repair(table.file.repaired_encoding)
+    report.decoded(table.file)
     prompt_col = next((table.column(c) for c in PROMPT_COLUMNS if table.column(c)), None)
     response_col = next((table.column(c) for c in RESPONSE_COLUMNS if table.column(c)), None)
     label_cols = _label_columns(table.header)

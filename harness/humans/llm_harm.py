@@ -4,18 +4,28 @@ Input: the release folder (or one of its files):
 - `raw_submissions/output_Group_N.csv` (any case): `Prompt`, `Model 1 - Mistral-7B`, `Model 2 - MPT-7B`,
   `Model 3 - StableLM-alpha-7B`, `Ranking` - one student group's ranking per prompt, 3 = most harmful,
   N/A = not harmful. Groups named in `reverse_groups` used 1 = most harmful (the study's Group 10).
-- `expert_annotations.csv`: `prompt`, `expert_ranking` (same scale), the expert re-annotation.
-- `<judge>_predictions.csv`: `prompt`, `extracted_pred` (the study's parse of the judge's answer `preds`,
-  coded 0 = N/A, 1..3 = least..most harmful; "-1,-1,-1" = the study could not parse it), and in some
-  files the three responses. Content A/B/C of the judge prompt = Mistral/MPT/StableLM.
+  Files come in several encodings (UTF-8, Mac-Roman, UTF-8 with broken sequences): harness.encodings
+  decodes each and the report names the encoding chosen.
+- `expert_annotations.csv`: `prompt`, `expert_ranking` (same scale), the expert re-annotation: five prompts
+  per group, one block of five rows per group (the blocks are not in group order).
+- `<judge>_predictions.csv`: `prompt` (lower-cased by the study), `extracted_pred` (the study's parse of the
+  judge's answer `preds`, coded 0 = N/A, 1..3 = least..most harmful; "-1,-1,-1" = the study could not parse
+  it) and, in some files, the three responses. Content A/B/C of the judge prompt = Mistral/MPT/StableLM.
 
-Output: the responses as generations of the external models mistral-7b, mpt-7b and stablelm-alpha-7b
-(so our own judges can judge them), and one `rank` rating per (rater, prompt, model): students as
-rater 'human' with annotator 'group-N', the expert as rater 'expert', each prediction file as
-rater '<judge>' of kind 'external-judge'. Expert and judge ratings are linked to the group's
-responses by prompt; when a prompt has several response triplets (it was given to several groups)
-a judge row is matched by its responses when the file has them, and is otherwise rejected as
-ambiguous, never guessed.
+The study's own preprocessing keeps a group row unless a response or its Ranking is missing, with pandas'
+idea of missing (an empty cell, or a cell reading N/A, NA, null, None, NaN ...): a Ranking of just "N/A" drops
+the row. The kept rows of groups 1..17, in order, are the triplets the judges ranked. Each prediction row is
+paired with one of them and every pairing is verified by prompt text (letters and digits, case ignored, so
+the study's lower-casing and mojibake do not matter) and by the three responses wherever the file has them;
+where the responses are empty (the last rows of the llama file) or absent, the prompt decides, and a prompt
+asked of two groups is resolved by the row's neighbours (the pairing continues the run of the row before it,
+or precedes the row after it). The expert file's prompts shared by two groups are resolved by its
+five-per-group block order: a block's group is the one its unshared prompts come from. A row that no triplet verifies is rejected with the reason, never guessed.
+
+Output: the responses as generations of the external models mistral-7b, mpt-7b and stablelm-alpha-7b (so our
+own judges can judge them), and one `rank` rating per (rater, prompt, model): students as rater 'human' with
+annotator 'group-N', the expert as rater 'expert', each prediction file as rater '<judge>' of kind
+'external-judge'.
 """
 
 from __future__ import annotations
@@ -45,20 +55,33 @@ EXPERT_COLUMNS = ["prompt", "expert_ranking"]
 PREDICTION_COLUMNS = ["prompt", "extracted_pred"]
 GROUP_RE = re.compile(r"group[ _-]*(\d+)", re.IGNORECASE)
 DEFAULT_REVERSE_GROUPS = (10,)  # the study's Group 10 ranked 1 = most harmful (its preprocess.py says so)
+EXPERT_BLOCK = 5  # the expert file re-annotates five prompts of each group, one block of five rows per group
+# Cells pandas.read_csv reads as missing (its default na_values): the study drops rows with such a response or Ranking.
+PANDAS_NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+             "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 
 
-def _norm_text(s: str) -> str:
-    return " ".join(s.split())
+def match_text(s: str) -> str:
+    """What two copies of a prompt or response share whatever their case, spacing, quotes or encoding."""
+    return re.sub(r"[^a-z0-9]", "", s.casefold())
 
 
 @dataclass
 class _Triplet:
-    """One group's three responses to a prompt, as stored."""
+    """One kept group row: the study's triplet of responses to a prompt, as stored."""
 
+    position: int  # in the study's concatenation of the groups' kept rows
+    group: str  # annotator, e.g. group-10
+    file: str
+    row: int
     item_id: str
     prompt: str
     outputs: dict[str, str]  # model -> response
     sample_keys: dict[str, str]  # model -> sample_key
+
+    @property
+    def prompt_match(self) -> str:
+        return match_text(self.prompt)
 
 
 @dataclass
@@ -97,9 +120,18 @@ def _group_order(group: tuple[Path, str]) -> tuple[int, str]:
     return (int(m.group(0)) if m else 0, group[1])
 
 
-def _value(table: CsvTable, row: dict[str, str], column: str) -> str:
+def _group_number(annotator: str) -> int | None:
+    m = re.fullmatch(r"group-(\d+)", annotator)
+    return int(m.group(1)) if m else None
+
+
+def _raw(table: CsvTable, row: dict[str, str], column: str) -> str:
     col = table.column(column)
-    return (row.get(col) or "").strip() if col else ""
+    return row.get(col, "") if col else ""
+
+
+def _value(table: CsvTable, row: dict[str, str], column: str) -> str:
+    return _raw(table, row, column).strip()
 
 
 def _ranking_ratings(report: ImportReport, *, rater: str, rater_kind: str, annotator: str | None, prompt: str,
@@ -140,139 +172,238 @@ def parse_release(path: Path, reverse_groups: Iterable[int | str] = (), store: A
     for f, t in tables.items():
         report.files.append(str(f))
         report.rows_read += len(t.rows)
-        if t.file.repaired_encoding:
-            report.repair(t.file.repaired_encoding)
+        report.decoded(t.file)
+    if not any(t.rows for t in tables.values()):
+        raise UsageError(f"the llm-harm files in {path} hold no rows (only headers): pass the release's files")
     unused = reverse - {a for _, a in rel.groups}
     if unused and rel.groups:
         report.notes.append(f"--reverse-groups {', '.join(sorted(unused))}: no such group file in this import")
 
     generations: dict[str, Generation] = {}
     ratings: list[Rating] = []
-    triplets: dict[str, list[_Triplet]] = {}
-
+    kept: list[tuple[_Triplet, str, bool]] = []  # (triplet, raw Ranking, reverse scale)
     for f, annotator in rel.groups:
-        t = tables[f]
-        seen: dict[str, int] = {}
-        for row_no, row in t.rows:
-            prompt = _value(t, row, "Prompt")
-            if not prompt:
-                report.reject(f.name, row_no, "empty Prompt")
-                continue
-            item = item_id_for_prompt(prompt)
-            if item in seen:
-                report.reject(f.name, row_no, f"the same prompt again (first at row {seen[item]})")
-                continue
-            seen[item] = row_no
-            outputs = {model: _value(t, row, col) for col, model in MODEL_COLUMNS}
-            missing = [model for model, text in outputs.items() if not text]
-            if missing:
-                report.reject(f.name, row_no, f"missing response of {', '.join(missing)} (the study drops such rows)")
-                continue
-            keys = {}
-            for model, text in outputs.items():
-                g = external_generation(FORMAT, model, prompt, text,
-                                        settings={"source": FORMAT, "file": f.name, "row": row_no})
-                generations.setdefault(g.sample_key, g)
-                keys[model] = g.sample_key
-            trip = _Triplet(item, prompt, outputs, keys)
-            if not any(x.sample_keys == keys for x in triplets.get(item, [])):
-                triplets.setdefault(item, []).append(trip)
-            ratings += _ranking_ratings(
-                report, rater="human", rater_kind="human", annotator=annotator, prompt=prompt, triplet=trip,
-                raw=_value(t, row, "Ranking"), reverse=annotator in reverse, zero_repair=True, file=f.name,
-                row=row_no, extra={"group": annotator})
+        kept += _kept_rows(tables[f], f, annotator, annotator in reverse, report)
+    # A prompt the study gave to several groups is one item per group: each group ranked its own triplet.
+    groups_of: dict[str, set[str]] = {}
+    for trip, _, _ in kept:
+        groups_of.setdefault(trip.prompt_match, set()).add(trip.group)
+    triplets: list[_Triplet] = []
+    for trip, ranking, rev in kept:
+        shared = len(groups_of[trip.prompt_match]) > 1
+        trip.item_id = f"{item_id_for_prompt(trip.prompt)}:{trip.group}" if shared else item_id_for_prompt(trip.prompt)
+        trip.position = len(triplets)
+        triplets.append(trip)
+        for model, text in trip.outputs.items():
+            g = external_generation(FORMAT, model, trip.prompt, text, item_id=trip.item_id if shared else None,
+                                    settings={"source": FORMAT, "file": trip.file, "row": trip.row})
+            generations.setdefault(g.sample_key, g)
+            trip.sample_keys[model] = g.sample_key
+        ratings += _ranking_ratings(
+            report, rater="human", rater_kind="human", annotator=trip.group, prompt=trip.prompt, triplet=trip,
+            raw=ranking, reverse=rev, zero_repair=True, file=trip.file, row=trip.row, extra={"group": trip.group})
 
     if store is not None and (rel.experts or rel.predictions):
         _add_stored_triplets(store, triplets)
 
-    unlinked: dict[str, int] = {}  # file -> rows whose prompt has no group responses here
     for f in rel.experts:
-        t = tables[f]
-        for row_no, row in t.rows:
-            prompt = _value(t, row, "prompt")
-            if not prompt:
-                report.reject(f.name, row_no, "empty prompt")
-                continue
-            found = triplets.get(item_id_for_prompt(prompt), [])
-            if len(found) > 1:
-                report.reject(f.name, row_no, f"the prompt has {len(found)} response triplets (several groups): "
-                                              "the expert file does not say which one it ranks")
-                continue
-            if not found:
-                unlinked[f.name] = unlinked.get(f.name, 0) + 1
-            ratings += _ranking_ratings(
-                report, rater="expert", rater_kind="expert", annotator="expert", prompt=prompt,
-                triplet=found[0] if found else None, raw=_value(t, row, "expert_ranking"), reverse=False,
-                zero_repair=True, file=f.name, row=row_no, extra={})
-
+        ratings += _expert_ratings(tables[f], f, triplets, report)
     for f, judge in rel.predictions:
-        ratings += _predictions(tables[f], f, judge, triplets, report, unlinked)
-    for name, n in unlinked.items():
-        report.notes.append(f"{name}: {n} row(s) rank prompts whose responses are not in this import or the store; "
-                            "their ratings have no sample_key (import the group files to link them)")
+        ratings += _predictions(tables[f], f, judge, triplets, report)
 
     report.generations_built = len(generations)
     return list(generations.values()), ratings, report
 
 
-def _add_stored_triplets(store: Any, triplets: dict[str, list[_Triplet]]) -> None:
-    """Add the response triplets already in the store (an earlier import of the group files)."""
+def _kept_rows(t: CsvTable, f: Path, annotator: str, reverse: bool, report: ImportReport
+               ) -> list[tuple[_Triplet, str, bool]]:
+    """The rows of one group file the study keeps (and rates), with their raw Ranking."""
+    out: list[tuple[_Triplet, str, bool]] = []
+    seen: dict[str, int] = {}
+    for row_no, row in t.rows:
+        outputs = {model: _raw(t, row, col) for col, model in MODEL_COLUMNS}
+        ranking = _raw(t, row, "Ranking")
+        missing = [model for model, text in outputs.items() if text in PANDAS_NA or not text.strip()]
+        if missing:
+            report.reject(f.name, row_no, f"missing response of {', '.join(missing)} (the study drops such rows)")
+            continue
+        if ranking in PANDAS_NA:
+            why = "no Ranking" if not ranking.strip() else f"the Ranking is {ranking!r} for the whole triplet"
+            report.reject(f.name, row_no, f"{why} (the study drops such rows)")
+            continue
+        prompt = _value(t, row, "Prompt")
+        if not prompt:
+            report.reject(f.name, row_no, "empty Prompt (the study keeps the row, but it cannot be rated)")
+            continue
+        key = match_text(prompt)
+        if key in seen:
+            report.reject(f.name, row_no, f"the same prompt again (first at row {seen[key]})")
+            continue
+        seen[key] = row_no
+        out.append((_Triplet(-1, annotator, f.name, row_no, "", prompt,
+                             {model: text.strip() for model, text in outputs.items()}, {}), ranking.strip(), reverse))
+    return out
+
+
+def _add_stored_triplets(store: Any, triplets: list[_Triplet]) -> None:
+    """Add the response triplets already in the store (an earlier import of the group files), after this import's
+    own, in their original group and row order."""
     grouped: dict[tuple[str, Any, Any], dict[str, Generation]] = {}
-    for r in sorted(store.generations(run_ids=[f"import:{FORMAT}"]), key=lambda g: g.sample_key):
+    for r in store.generations(run_ids=[f"import:{FORMAT}"]):
         origin = r.settings if isinstance(r.settings, dict) else {}
-        key = (item_id_for_prompt(r.prompt), origin.get("file"), origin.get("row"))
-        grouped.setdefault(key, {})[r.model] = r
-    for (item, _, _), models in grouped.items():
+        grouped.setdefault((str(origin.get("file")), origin.get("row"), r.prompt), {})[r.model] = r
+    have = {tuple(sorted(t.sample_keys.values())) for t in triplets}
+    stored = []
+    for (file, row, prompt), models in grouped.items():
         if set(models) != {m for _, m in MODEL_COLUMNS}:
             continue
         keys = {m: r.sample_key for m, r in models.items()}
-        if any(x.sample_keys == keys for x in triplets.get(item, [])):
+        if tuple(sorted(keys.values())) in have:
             continue
-        prompt = next(iter(models.values())).prompt
-        triplets.setdefault(item, []).append(
-            _Triplet(item, prompt, {m: str(r.output or "") for m, r in models.items()}, keys))
+        m = GROUP_RE.search(file)
+        annotator = f"group-{int(m.group(1))}" if m else Path(file).stem
+        item = next(iter(models.values())).item_id or item_id_for_prompt(prompt)
+        stored.append(_Triplet(-1, annotator, file, int(row) if isinstance(row, int) else 0, item, prompt,
+                               {mm: str(r.output or "") for mm, r in models.items()}, keys))
+    stored.sort(key=lambda t: (_group_number(t.group) or 0, t.row))
+    for t in stored:
+        t.position = len(triplets)
+        triplets.append(t)
 
 
-def _predictions(t: CsvTable, f: Path, judge: str, triplets: dict[str, list[_Triplet]],
-                 report: ImportReport, unlinked: dict[str, int]) -> list[Rating]:
-    has_outputs = all(t.column(c) for c, _ in MODEL_COLUMNS)
-    rows_by_item: dict[str, list[int]] = {}
-    for row_no, row in t.rows:
-        p = _value(t, row, "prompt")
-        if p:
-            rows_by_item.setdefault(item_id_for_prompt(p), []).append(row_no)
+def _expert_ratings(t: CsvTable, f: Path, triplets: list[_Triplet],
+                    report: ImportReport) -> list[Rating]:
+    """The expert's rankings; a prompt shared by several groups goes to the group of its five-row block."""
+    by_prompt: dict[str, list[_Triplet]] = {}
+    for trip in triplets:
+        by_prompt.setdefault(trip.prompt_match, []).append(trip)
+    # Each block of five rows re-annotates prompts of one group; which group is told by the block's prompts that
+    # only one group was asked (the blocks are not in group order).
+    block_votes: dict[int, dict[str, int]] = {}
+    for index, (_, row) in enumerate(t.rows):
+        found = by_prompt.get(match_text(_value(t, row, "prompt")), [])
+        if len(found) == 1:
+            votes = block_votes.setdefault(index // EXPERT_BLOCK, {})
+            votes[found[0].group] = votes.get(found[0].group, 0) + 1
+    block_groups = {b: max(v, key=lambda g: (v[g], g)) for b, v in block_votes.items()}
     out: list[Rating] = []
-    for row_no, row in t.rows:
+    unlinked = 0
+    for index, (row_no, row) in enumerate(t.rows):
         prompt = _value(t, row, "prompt")
         if not prompt:
             report.reject(f.name, row_no, "empty prompt")
             continue
-        item = item_id_for_prompt(prompt)
-        found = triplets.get(item, [])
-        trip: _Triplet | None = None
-        if has_outputs:
-            responses = {m: _norm_text(_value(t, row, c)) for c, m in MODEL_COLUMNS}
-            matches = [x for x in found if all(_norm_text(x.outputs[m]) == responses[m] for m in responses)]
-            if found and not matches:
-                report.reject(f.name, row_no, "its responses differ from the imported group responses to this "
-                                              "prompt (the prompt was given to another group too)")
+        found = by_prompt.get(match_text(prompt), [])
+        block = block_groups.get(index // EXPERT_BLOCK)
+        if len(found) > 1:
+            in_block = [x for x in found if x.group == block]
+            if len(in_block) != 1:
+                report.reject(f.name, row_no, f"the prompt has {len(found)} response triplets (several groups) and the "
+                                              "file's five-per-group block order does not say which one it ranks")
                 continue
-            trip = matches[0] if matches else None
-        else:
-            if len(rows_by_item[item]) > 1:
-                others = ", ".join(str(r) for r in rows_by_item[item] if r != row_no)
-                report.reject(f.name, row_no, f"the prompt is also in row(s) {others} and the file has no responses "
-                                              "to tell which triplet each row ranks")
-                continue
-            if len(found) > 1:
-                report.reject(f.name, row_no, f"the prompt has {len(found)} response triplets (several groups) and "
-                                              "the file has no responses to tell which one it ranks")
-                continue
-            trip = found[0] if found else None
-        if trip is None:
-            unlinked[f.name] = unlinked.get(f.name, 0) + 1
-        preds = _value(t, row, "preds")
-        out += _ranking_ratings(report, rater=judge, rater_kind="external-judge", annotator=None, prompt=prompt,
-                                triplet=trip, raw=_value(t, row, "extracted_pred"), reverse=False, zero_repair=False,
-                                file=f.name, row=row_no, extra={"preds": preds} if preds else {})
+            found = in_block
+        if not found:
+            unlinked += 1
+        out += _ranking_ratings(
+            report, rater="expert", rater_kind="expert", annotator="expert", prompt=prompt,
+            triplet=found[0] if found else None, raw=_value(t, row, "expert_ranking"), reverse=False,
+            zero_repair=True, file=f.name, row=row_no, extra={"block_group": block} if block else {})
+    if unlinked:
+        report.notes.append(f"{f.name}: {unlinked} row(s) rank prompts whose triplet the study dropped or that are "
+                            "not in this import or the store; their ratings have no sample_key")
     return out
+
+
+def _predictions(t: CsvTable, f: Path, judge: str, triplets: list[_Triplet], report: ImportReport) -> list[Rating]:
+    """A judge's rankings, each row paired with one kept triplet and verified (see the module docstring).
+
+    Pairing, in passes: (1) rows whose responses single out one triplet, and rows whose prompt is in one row of
+    the file and one triplet; (2) rows next to a paired row whose triplet continues (or precedes) that row's;
+    (3) rows with a single triplet left for their prompt. Every pairing agrees with the prompt text (and the
+    responses, where the file has them); a row left over is rejected with the reason.
+    """
+    has_outputs = all(t.column(c) for c, _ in MODEL_COLUMNS)
+    by_prompt: dict[str, list[_Triplet]] = {}
+    for trip in triplets:
+        by_prompt.setdefault(trip.prompt_match, []).append(trip)
+    rows = [(row_no, row, _value(t, row, "prompt")) for row_no, row in t.rows]
+    rows_of_prompt: dict[str, int] = {}
+    cands: list[list[_Triplet]] = []
+    with_responses: list[bool] = []
+    for _, row, prompt in rows:
+        key = match_text(prompt)
+        rows_of_prompt[key] = rows_of_prompt.get(key, 0) + 1
+        found = by_prompt.get(key, []) if prompt else []
+        responses = {m: match_text(_value(t, row, c)) for c, m in MODEL_COLUMNS} if has_outputs else {}
+        present = bool(responses) and all(responses.values())
+        if present:
+            found = [c for c in found if all(match_text(c.outputs[m]) == responses[m] for m in responses)]
+        cands.append(found)
+        with_responses.append(present)
+    chosen: list[_Triplet | None] = [None] * len(rows)
+    how: dict[str, int] = {}
+    used: set[int] = set()
+
+    def pair(i: int, trip: _Triplet, method: str) -> None:
+        chosen[i] = trip
+        used.add(trip.position)
+        how[method] = how.get(method, 0) + 1
+
+    for i, (_, _, prompt) in enumerate(rows):
+        if len(cands[i]) == 1 and cands[i][0].position not in used and (
+                with_responses[i] or rows_of_prompt[match_text(prompt)] == 1):
+            pair(i, cands[i][0], "responses" if with_responses[i] else "prompt")
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(rows)):
+            if chosen[i] is not None:
+                continue
+            free = [c for c in cands[i] if c.position not in used]
+            prev = chosen[i - 1] if i > 0 else None
+            nxt = chosen[i + 1] if i + 1 < len(rows) else None
+            near = [c for c in free if (prev is not None and c.position == prev.position + 1)
+                    or (nxt is not None and c.position == nxt.position - 1)]
+            if len(near) == 1:
+                pair(i, near[0], "position")
+                changed = True
+    for i in range(len(rows)):
+        free = [c for c in cands[i] if c.position not in used]
+        if chosen[i] is None and len(free) == 1:
+            pair(i, free[0], "prompt")
+    out: list[Rating] = []
+    for i, (row_no, row, prompt) in enumerate(rows):
+        paired_trip = chosen[i]
+        if paired_trip is None:
+            report.reject(f.name, row_no, _unpaired_reason(prompt, cands[i], with_responses[i], by_prompt, rows,
+                                                          chosen))
+            continue
+        preds = _value(t, row, "preds")
+        extra: dict[str, Any] = {"group": paired_trip.group, "group_row": paired_trip.row}
+        if preds:
+            extra["preds"] = preds
+        out += _ranking_ratings(report, rater=judge, rater_kind="external-judge", annotator=None,
+                                prompt=paired_trip.prompt, triplet=paired_trip, raw=_value(t, row, "extracted_pred"), reverse=False, zero_repair=False,
+                                file=f.name, row=row_no, extra=extra)
+    paired = sum(1 for c in chosen if c is not None)
+    report.notes.append(f"{f.name}: {paired} of {len(rows)} row(s) paired with a group triplet ("
+                        + (", ".join(f"{n} by {k}" for k, n in sorted(how.items())) or "none") + ")")
+    return out
+
+
+def _unpaired_reason(prompt: str, cands: list[_Triplet], with_responses: bool, by_prompt: dict[str, list[_Triplet]],
+                     rows: list[tuple[int, dict[str, str], str]], chosen: list[_Triplet | None]) -> str:
+    if not prompt:
+        return "empty prompt"
+    all_of_prompt = by_prompt.get(match_text(prompt), [])
+    if not all_of_prompt:
+        return "no kept group row has this prompt (the study drops rows with a missing response or Ranking)"
+    if with_responses and not cands:
+        return "its responses differ from every group triplet of this prompt (a group not in this import?)"
+    taken = [f"{c.group} row {c.row} (paired with row {rows[chosen.index(c)][0]})" for c in all_of_prompt
+             if c in chosen]
+    if taken and len(taken) == len(all_of_prompt):
+        return (f"this prompt's triplet(s) here are paired with other rows: {'; '.join(taken)}; this row ranks a "
+                "group not in this import")
+    return (f"the prompt has {len(all_of_prompt)} response triplets (several groups) and neither the file's responses "
+            "nor its neighbouring rows tell which one this row ranks")

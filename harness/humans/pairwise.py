@@ -47,8 +47,7 @@ def parse_pairwise(path: Path, store: Any = None, rater: str | None = None, **_:
     report = ImportReport(FORMAT)
     tf, objects, bad = read_jsonl(path, "pairwise-jsonl (chosen / rejected)")
     report.files.append(str(path))
-    if tf.repaired_encoding:
-        report.repair(tf.repaired_encoding)
+    report.decoded(tf)
     report.rows_read = len(objects) + len(bad)
     for line, reason in bad:
         report.reject(path.name, line, reason)

@@ -20,9 +20,10 @@ RELEASE = "release"
 
 def external_generation(fmt: str, model: str, prompt: str, output: str, *, category: str | None = None,
                         benign: bool | None = None, prompt_id: str | None = None,
-                        settings: dict[str, Any] | None = None, variant: str = RELEASE) -> Generation:
+                        settings: dict[str, Any] | None = None, variant: str = RELEASE,
+                        item_id: str | None = None) -> Generation:
     """A generation for a response that was produced elsewhere (no cost figures)."""
-    item = keys.item_id(prompt)
+    item = item_id or keys.item_id(prompt)
     return Generation(
         sample_key=keys.external_sample_key(model, variant, item, output),
         run_id=f"import:{fmt}",
@@ -31,7 +32,7 @@ def external_generation(fmt: str, model: str, prompt: str, output: str, *, categ
         variant=variant,
         backend=EXTERNAL,
         prompt_set=f"import:{fmt}",
-        prompt_id=prompt_id or item,
+        prompt_id=prompt_id or keys.item_id(prompt),
         category=category,
         benign=benign,
         prompt=prompt,
@@ -39,6 +40,7 @@ def external_generation(fmt: str, model: str, prompt: str, output: str, *, categ
         output=output,
         finish_reason=EXTERNAL,
         settings=settings or {},
+        item_id=item_id,
     )
 
 

@@ -38,6 +38,12 @@ class ImportReport:
     def repair(self, what: str, n: int = 1) -> None:
         self.repaired[what] += n
 
+    def decoded(self, file: Any) -> None:
+        """Count a file's non-UTF-8 decoding as a repair and note which encoding was chosen and why."""
+        if file.repaired_encoding:
+            self.repair(file.repaired_encoding)
+            self.notes.append(file.decoding_note)
+
     def reject(self, file: str, row: int, reason: str, stored_invalid: bool = False) -> None:
         self.rejected.append(Rejection(file, row, reason, stored_invalid))
 

@@ -1,8 +1,9 @@
-"""Read third-party CSV and JSONL files: encoding fallback, binary detection, column checks.
+"""Read third-party CSV and JSONL files: encoding detection, binary detection, column checks.
 
-Files are decoded as UTF-8 (a byte-order mark is dropped); when that fails, as Windows-1252 and
-then Latin-1, which is counted as a repair. A file with NUL bytes is binary, and a CSV without the
-expected columns is refused: both are UsageErrors naming the expected input.
+Files are decoded by harness.encodings (UTF-8, UTF-16 with a BOM, mostly-UTF-8 with broken sequences
+replaced, or the most plausible legacy code page such as Mac-Roman or Windows-1252); anything but clean
+UTF-8 is reported as a repair naming the encoding chosen. A binary file, and a CSV without the expected
+columns, are refused: both are UsageErrors naming the expected input.
 """
 
 from __future__ import annotations
@@ -21,18 +22,31 @@ from harness.errors import UsageError
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
-REPAIR_DECODED = "file decoded as {encoding} (not UTF-8)"
-
-
 @dataclass
 class TextFile:
     path: Path
     text: str
-    encoding: str  # utf-8, utf-8-sig, cp1252 or latin-1
+    encoding: str  # utf-8, utf-8-sig, utf-16, cp1252, mac_roman, latin-1 ...
+    replaced: int = 0  # broken UTF-8 sequences replaced
+    reason: str = ""
 
     @property
     def repaired_encoding(self) -> str | None:
-        return None if self.encoding.startswith("utf-8") else REPAIR_DECODED.format(encoding=self.encoding)
+        """The import report's repair (counted across files) for the decoding; None for clean UTF-8."""
+        if self.encoding.startswith("utf-8") and not self.replaced:
+            return None
+        if self.replaced:
+            return "file decoded as UTF-8 with broken sequences replaced by U+FFFD"
+        return f"file decoded as {self.encoding} (not UTF-8)"
+
+    @property
+    def decoding_note(self) -> str | None:
+        """Which file was decoded how, and why (for the import report's notes)."""
+        if self.repaired_encoding is None:
+            return None
+        if self.replaced:
+            return f"{self.path.name}: UTF-8 with {self.replaced} broken sequence(s) replaced by U+FFFD ({self.reason})"
+        return f"{self.path.name}: decoded as {self.encoding}, {self.reason}"
 
 
 def read_text(path: Path, what: str) -> TextFile:
@@ -45,17 +59,10 @@ def read_text(path: Path, what: str) -> TextFile:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path} ({exc.strerror}): check the path and its permissions") from exc
-    if b"\x00" in data:
-        raise UsageError(f"{path} is a binary file, not text: pass a {what} file")
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding == "utf-8-sig":
-            encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
-        return TextFile(path, text, encoding)
-    raise AssertionError("latin-1 decodes every byte string")  # pragma: no cover
+    from harness.encodings import decode_bytes
+
+    d = decode_bytes(data, str(path), f"a {what}")
+    return TextFile(path, d.text, d.encoding, d.replaced, d.reason)
 
 
 def _norm(name: str) -> str:

@@ -62,7 +62,7 @@ def _canonical(g: Generation) -> tuple[str, str, str]:
 
 
 def group_key(g: Generation) -> str:
-    return keys.group_key(g.prompt_sha256, g.prompt, g.device, g.seed, g.temperature, g.max_tokens)
+    return keys.group_key(g.prompt_sha256, g.prompt, g.device, g.seed, g.temperature, g.max_tokens, g.item_id)
 
 
 def group_generations(rows: list[Generation], grouped: bool) -> list[Group]:
@@ -75,7 +75,7 @@ def group_generations(rows: list[Generation], grouped: bool) -> list[Group]:
     for key, members in groups.items():
         members.sort(key=_canonical)
         prompt = str(members[0].prompt or "")
-        out.append(Group(key, keys.item_id(prompt), prompt, members))
+        out.append(Group(key, members[0].item_id or keys.item_id(prompt), prompt, members))
     out.sort(key=lambda grp: (grp.prompt, grp.key))
     return out
 
