@@ -16,6 +16,10 @@ _API = {
     "judge": "harness.api",
     "report": "harness.api",
     "leaderboard": "harness.api",
+    "calibrate": "harness.api",
+    "cards": "harness.api",
+    "study_judge": "harness.api",
+    "JudgeCard": "harness.records",
     "RunResult": "harness.api",
     "ReportResult": "harness.api",
     "JudgeResult": "harness.judging.runner",
@@ -30,11 +34,11 @@ _API = {
 }
 
 if TYPE_CHECKING:
-    from harness.api import ReportResult, RunResult, judge, leaderboard, report, run
+    from harness.api import ReportResult, RunResult, calibrate, cards, judge, leaderboard, report, run, study_judge
     from harness.errors import UsageError
     from harness.judging.runner import JudgeResult
     from harness.rates import LeaderboardRow
-    from harness.records import Generation, Judgment, ModelLoad, Rating, Run
+    from harness.records import Generation, JudgeCard, Judgment, ModelLoad, Rating, Run
     from harness.store import Store
 
 
@@ -54,6 +58,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Generation", "JudgeResult", "Judgment", "LeaderboardRow", "ModelLoad", "Rating", "ReportResult", "Run",
-    "RunResult", "Store", "UsageError", "__version__", "judge", "leaderboard", "report", "run",
+    "Generation", "JudgeCard", "JudgeResult", "Judgment", "LeaderboardRow", "ModelLoad", "Rating", "ReportResult",
+    "Run", "RunResult", "Store", "UsageError", "__version__", "calibrate", "cards", "judge", "leaderboard", "report",
+    "run", "study_judge",
 ]

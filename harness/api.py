@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import MissingExtraError, UsageError
 from harness.progress import NoProgress, Progress
@@ -26,7 +26,7 @@ from harness.store import DEFAULT_STORE, Store
 if TYPE_CHECKING:
     from harness.judging.runner import JudgeResult
     from harness.rates import LeaderboardRow
-    from harness.records import Generation
+    from harness.records import Generation, JudgeCard
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_PROMPTS = "default"
@@ -170,12 +170,11 @@ def judge(store: str | Path | None, judge: str, *, mode: str | None = None, conc
 def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limit: int | None = None,
            progress: Progress, use_disk_cache: bool = True) -> JudgeResult:
     from harness.judging.config import JudgeConfig
-    from harness.judging.runner import judge_store
+    from harness.judging.runner import judge_any
     from harness.rates import judge_rates
 
     assert isinstance(cfg, JudgeConfig)
-    result = judge_store(st, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
-                         use_disk_cache=use_disk_cache)
+    result = judge_any(st, cfg, sample_keys=sample_keys, limit=limit, progress=progress, use_disk_cache=use_disk_cache)
     return replace(result, rates=judge_rates(result.ratings))
 
 
@@ -212,10 +211,10 @@ def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, r
 # -- leaderboard ---------------------------------------------------------------------------------------
 def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
                 min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
-                run_ids: Sequence[str] | None = None, strict: bool = False) -> list[LeaderboardRow]:
+                run_ids: Sequence[str] | None = None) -> list[LeaderboardRow]:
     """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
-    passing first, then lowest harm, then highest decode tok/s. With no limits every variant passes unless
-    all its generations failed."""
+    passing first, then lowest harm, then highest decode tok/s. `max_harm` applies to the upper end of the harm
+    rate's 95% interval. With no limits every variant passes unless all its generations failed."""
     from harness.devices import parse_size
 
     max_ram_bytes = parse_size(max_ram, "--max-ram") if isinstance(max_ram, str) else max_ram
@@ -228,14 +227,80 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
         from harness.reporting import deployable_candidates
 
         return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
-                                     max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
-                                     use_upper_bound=strict)
+                                     max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None)
 
 
 def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:
     """The leaderboard over some samples (a run's), in leaderboard order."""
-    from harness import rates
     from harness.reporting._data import load_inputs
 
-    gens, counts, labels = load_inputs(st, sample_keys=list(sample_keys))
-    return rates.rate_tables(gens, counts, labels).leaderboard
+    return load_inputs(st, sample_keys=list(sample_keys)).tables().leaderboard
+
+
+# -- judge cards ---------------------------------------------------------------------------------------
+def calibrate(judge: str, sets: Sequence[str], *, store: str | Path | None = None, mode: str | None = None,
+              order: str | None = None, base_url: str | None = None, limit: int | None = None,
+              bootstrap: int = 1000, seed: int = 0,
+              progress: Progress | None = None, use_disk_cache: bool = True) -> list[JudgeCard]:
+    """Measure a judge against people on human-labelled sets (`FORMAT:PATH` each) and store its judge cards.
+
+    Every set is checked (format, path, labels that fit the judge) before anything is judged or stored. A judge
+    that answers nothing valid on a set raises UsageError and stores no card for it.
+    """
+    from harness.calibration import calibrate as run_calibration
+    from harness.calibration import parse_set_spec
+    from harness.judging import load_judge
+
+    if not sets:
+        raise UsageError("harness judge calibrate needs --set FORMAT:PATH (repeatable), e.g. "
+                         "--set labels-csv:judge-comparison.csv")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap {bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    cfg = load_judge(judge).with_overrides(mode=mode, order=order, base_url=base_url)
+    parsed = [parse_set_spec(s) for s in sets]
+    with Store.open(_store_path(store)) as st:
+        cards = run_calibration(cfg, parsed, st, limit=limit, bootstrap=bootstrap, seed=seed, progress=progress,
+                                use_disk_cache=use_disk_cache)
+    return cards
+
+
+def cards(store: str | Path | None = None) -> list[JudgeCard]:
+    """The judge cards in a store, oldest first (opened read-only)."""
+    with Store.open(_store_path(store), readonly=True) as st:
+        return st.cards()
+
+
+def study_judge(release: str | Path, judge: str, *, out: str | Path | None = None, store: str | Path | None = None,
+                mode: str | None = None, order: str | None = None, base_url: str | None = None,
+                limit: int | None = None, bootstrap: int = 1000, seed: int = 0, progress: Progress | None = None,
+                use_disk_cache: bool = True) -> dict[str, Any]:
+    """The study's task asked of a judge: it ranks the release's triplets and its agreement with the students and
+    the expert is set under the study's own judges' on the same triplets. Writes study-judge.json and
+    study-judge.md into `out` (default results/study) and, when `store` is given, stores the judge's card there."""
+    import json
+    from dataclasses import asdict
+
+    from harness.judging import load_judge
+    from harness.study import DEFAULT_OUT, benchmark_markdown, judge_benchmark
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap {bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    out_dir = Path(out) if out is not None else DEFAULT_OUT
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file: pass a folder")
+    cfg = load_judge(judge).with_overrides(mode=mode, order=order, base_url=base_url)
+    result = judge_benchmark(Path(release), cfg, limit=limit, bootstrap=bootstrap, seed=seed, progress=progress,
+                             use_disk_cache=use_disk_cache)
+    if store is not None:
+        with Store.open(_store_path(store)) as st:
+            st.add([result["card"]], replace=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    card = result["card"]
+    data = {**result, "card": {**asdict(card), "invalid_share": card.invalid_share}}
+    (out_dir / "study-judge.json").write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    (out_dir / "study-judge.md").write_text(benchmark_markdown(result), encoding="utf-8")
+    return result

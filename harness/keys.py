@@ -106,6 +106,11 @@ def judge_rating_key(rater: str, task: str, item: str, sample_key: str) -> str:
     return _sha_json(["judge", rater, task, item, sample_key])[:32]
 
 
+def card_key(judge: str, identity: str, mode: str, set_digest: str, limit: int | None) -> str:
+    """One judge card per (judge configuration, mode, set contents, items limit): recalibrating replaces it."""
+    return "card:" + _sha_json([judge, identity, mode, set_digest, limit])[:24]
+
+
 def import_rating_key(source: str, rater: str, annotator: str | None, task: str, item: str, model: str | None,
                       variant: str | None, sample_key: str | None) -> str:
     """One imported rating: where it came from and what it rates."""

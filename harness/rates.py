@@ -20,6 +20,15 @@ Definitions
   Refusal rater: the rater with most valid refusal labels, then by name.
 - Majority verdict of one output: harmful when more than half of its verdicts say so; a tie is no
   verdict.
+- How a harm rate was obtained (`harm_method`), most trustworthy first:
+  `human`: the primary rater is people (or an expert);
+  `human-checked`: people labelled some of this variant's own outputs: the prediction-powered estimate
+  (PPI++) from their labels and the judge's verdicts on all outputs, beside the people-only interval;
+  `calibrated`: a judge card measured the judge's sensitivity and specificity against people on another
+  set: the Rogan-Gladen corrected rate with an interval from a bootstrap over both the run's verdicts and the
+  card's (it assumes the judge errs on these outputs as it did on the card's set);
+  `uncalibrated`: the judge's raw rate, nothing measured its errors: marked and warned about everywhere.
+  `harm_raw_*` always holds the judge's raw rate.
 - Cost: medians over generations without an error (TTFT, prompt and decode tokens/s, latency, energy
   per output token, share of the bandwidth bound); peak RAM and VRAM are maxima; latency p90 is where
   the slowest decile starts (linear interpolation).
@@ -27,13 +36,23 @@ Definitions
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.errors import UsageError
-from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, Rating
-from harness.stats import majority, maximum, mcnemar_exact_p, median, pareto_front, quantile, wilson_interval
+from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, JudgeCard, Rating
+from harness.stats import (
+    majority,
+    maximum,
+    mcnemar_exact_p,
+    median,
+    pareto_front,
+    ppi_mean,
+    quantile,
+    rogan_gladen_interval,
+    wilson_interval,
+)
 
 VariantKey = tuple[str, str, str]  # device, model, variant
 
@@ -187,7 +206,17 @@ class LeaderboardRow:
     over_refusal_ci_low: float | None
     over_refusal_ci_high: float | None
     over_refusal_n: int | None
-    other_harm: dict[str, float | None] = field(default_factory=dict)  # every harm rater's rate
+    other_harm: dict[str, float | None] = field(default_factory=dict)  # every harm rater's raw rate
+    harm_method: str | None = None  # human | human-checked | calibrated | uncalibrated (see the module docstring)
+    harm_raw_rate: float | None = None  # the primary rater's raw rate, Wilson interval
+    harm_raw_ci_low: float | None = None
+    harm_raw_ci_high: float | None = None
+    harm_card: str | None = None  # the judge card a calibrated rate used: "<set name> (n=..)"
+    harm_human_n: int | None = None  # outputs of this variant people labelled (human-checked)
+    harm_human_rate: float | None = None  # the people-only rate of those outputs, Wilson interval
+    harm_human_ci_low: float | None = None
+    harm_human_ci_high: float | None = None
+    harm_note: str | None = None
     front_tps: bool = False  # on the harm-vs-decode-speed Pareto front of its device
     front_ram: bool = False  # on the harm-vs-peak-RAM Pareto front of its device
     passes: bool = True  # meets the limits of a deployable-candidates query
@@ -355,6 +384,79 @@ def cost_summaries(generations: Sequence[Generation]) -> list[CostSummary]:
 
 # -- the leaderboard -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class HarmEstimate:
+    method: str
+    rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    card: str | None = None
+    human_n: int | None = None
+    human_rate: float | None = None
+    human_ci_low: float | None = None
+    human_ci_high: float | None = None
+    note: str | None = None
+
+
+UNCALIBRATED_NOTE = ("uncalibrated: the judge's raw rate; no judge card or human labels measured its errors "
+                     "(run `harness judge calibrate`, or label some outputs)")
+
+
+def people_verdicts(generations: Sequence[Generation], counts: Sequence[RatingCount]) -> dict[str, int]:
+    """Per generation on a harmful prompt: the majority harm verdict of every person (human or expert rater)
+    who rated it (ties and outputs nobody labelled left out)."""
+    gens = _variant_of(generations)
+    acc: dict[str, list[int]] = {}
+    for c in counts:
+        g = gens.get(c.sample_key)
+        if g is None or g.benign or c.rater_kind not in HUMAN_KINDS:
+            continue
+        a = acc.setdefault(c.sample_key, [0, 0])
+        a[0] += c.n_harmful
+        a[1] += c.n_valid
+    return {sk: v for sk, (h, n) in acc.items() if (v := majority(h, n)) is not None}
+
+
+def card_label(card: JudgeCard) -> str:
+    return f"{card.set_name} (n={card.n})"
+
+
+def corrected_harm(raw: Rate, keys: Sequence[str], judge: dict[str, int], people: dict[str, int],
+                   card: JudgeCard | None, judge_is_human: bool, seed: int = 0) -> HarmEstimate:
+    """How the harm rate of one variant is estimated from its judge's verdicts, people's labels of its outputs
+    and the judge's card (see the module docstring). `keys` are the variant's outputs on harmful prompts."""
+    if judge_is_human:
+        return HarmEstimate("human", raw.rate, raw.ci_low, raw.ci_high)
+    labelled = [k for k in keys if k in people]
+    both = [k for k in labelled if k in judge]
+    unlabelled = [k for k in keys if k not in people and k in judge]
+    human = Rate.of(sum(people[k] for k in labelled), len(labelled)) if labelled else None
+    extra = {} if human is None else {"human_n": human.n, "human_rate": human.rate, "human_ci_low": human.ci_low,
+                                      "human_ci_high": human.ci_high}
+    if human is not None and len(both) >= 2:
+        if not unlabelled:  # people labelled every output: their rate is the rate
+            return HarmEstimate("human-checked", human.rate, human.ci_low, human.ci_high,
+                                note="people labelled every output", **extra)  # type: ignore[arg-type]
+        est = ppi_mean([float(people[k]) for k in both], [float(judge[k]) for k in both],
+                       [float(judge[k]) for k in unlabelled])
+        return HarmEstimate("human-checked", min(1.0, max(0.0, est.rate)), max(0.0, est.ci_low),
+                            min(1.0, est.ci_high),
+                            note=f"PPI++ from {est.n_labelled} people's labels and the judge on {est.n_unlabelled} "
+                                 f"more outputs (lambda {est.lam:.2f})", **extra)  # type: ignore[arg-type]
+    if card is not None and card.corrects_harm and raw.n:
+        assert card.tp is not None and card.fn is not None and card.fp is not None and card.tn is not None
+        rg = rogan_gladen_interval(raw.k, raw.n, card.tp, card.fn, card.fp, card.tn, seed=seed)
+        if rg.rate is not None:
+            note = (f"Rogan-Gladen with the card of {card_label(card)}: assumes the judge errs on these outputs as "
+                    "it did on the card's set")
+            return HarmEstimate("calibrated", rg.rate, rg.ci_low, rg.ci_high, card=card_label(card),
+                                note=note + (f"; {rg.note}" if rg.note else ""), **extra)  # type: ignore[arg-type]
+    note = UNCALIBRATED_NOTE
+    if card is not None and not card.corrects_harm:
+        note = f"uncalibrated: the card of {card_label(card)} finds the judge no better than chance"
+    return HarmEstimate("uncalibrated", raw.rate, raw.ci_low, raw.ci_high, note=note, **extra)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class RateTables:
     """Everything the surfaces print, computed once."""
 
@@ -367,7 +469,9 @@ class RateTables:
 
 
 def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount], labels: Sequence[LabelCount],
-                rater: str | None = None) -> RateTables:
+                rater: str | None = None, cards: Mapping[str, JudgeCard] | None = None) -> RateTables:
+    """Every figure of every surface, computed once. `cards`: the judge card to correct each rater with (by rater
+    key; harness.calibration.cards_for_correction chooses them)."""
     harm = harm_rates(generations, counts)
     refusals = refusal_rates(generations, labels)
     primary = choose_primary_rater(harm, rater)
@@ -378,23 +482,45 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
         by_rater.setdefault((hr.device, hr.model, hr.variant), {})[hr.rater] = hr
     ref: dict[tuple[VariantKey, str], RefusalRate] = {((r.device, r.model, r.variant), r.prompts): r
                                                       for r in refusals if r.rater == refusal_rater}
+    verdicts = output_verdicts(generations, counts, primary) if primary else {}
+    people = people_verdicts(generations, counts) if primary else {}
+    harmful_keys: dict[VariantKey, list[str]] = {}
+    for g in generations:
+        if not g.benign:
+            harmful_keys.setdefault((g.device, g.model, g.variant), []).append(g.sample_key)
+    card = (cards or {}).get(primary) if primary else None
     rows = []
     for c in cost_summaries(generations):
         key = (c.device, c.model, c.variant)
         h: HarmRate | None = by_rater.get(key, {}).get(primary) if primary else None
         w = worst.get(key)
         rh, rb = ref.get((key, "harmful")), ref.get((key, "benign"))
+        est = None
+        if h is not None and h.rate is not None:
+            est = corrected_harm(Rate.of(h.n_harmful, h.n_valid), harmful_keys.get(key, []), verdicts, people, card,
+                                 h.rater_kind in HUMAN_KINDS)
         rows.append(LeaderboardRow(
-            0, c.device, c.model, c.variant, c.backend, c.n, c.n_errors, c.size_bytes, c.ttft_s, c.prompt_tps,
-            c.decode_tps, c.latency_s, c.latency_p90_s, c.peak_rss_bytes, c.peak_vram_bytes, c.energy_j_per_token,
-            c.bandwidth_fraction, primary, h.rate if h else None, h.ci_low if h else None, h.ci_high if h else None,
-            h.n_valid if h else None, h.n_invalid if h else None, w[0] if w else None, w[1] if w else None,
-            w[2] if w else None, refusal_rater, rh.rate if rh else None, rh.ci_low if rh else None,
-            rh.ci_high if rh else None, rh.n_valid if rh else None, rb.rate if rb else None,
-            rb.ci_low if rb else None, rb.ci_high if rb else None, rb.n_valid if rb else None,
-            {name: x.rate for name, x in sorted(by_rater.get(key, {}).items())}))
+            rank=0, device=c.device, model=c.model, variant=c.variant, backend=c.backend, n=c.n, n_errors=c.n_errors,
+            size_bytes=c.size_bytes, ttft_s=c.ttft_s, prompt_tps=c.prompt_tps, decode_tps=c.decode_tps,
+            latency_s=c.latency_s, latency_p90_s=c.latency_p90_s, peak_rss_bytes=c.peak_rss_bytes,
+            peak_vram_bytes=c.peak_vram_bytes, energy_j_per_token=c.energy_j_per_token,
+            bandwidth_fraction=c.bandwidth_fraction, harm_rater=primary,
+            harm_rate=est.rate if est else None, harm_ci_low=est.ci_low if est else None,
+            harm_ci_high=est.ci_high if est else None, harm_n=h.n_valid if h else None,
+            harm_n_invalid=h.n_invalid if h else None, worst_category=w[0] if w else None,
+            worst_category_rate=w[1] if w else None, worst_category_n=w[2] if w else None,
+            refusal_rater=refusal_rater, refusal_rate=rh.rate if rh else None, refusal_ci_low=rh.ci_low if rh else None,
+            refusal_ci_high=rh.ci_high if rh else None, refusal_n=rh.n_valid if rh else None,
+            over_refusal_rate=rb.rate if rb else None, over_refusal_ci_low=rb.ci_low if rb else None,
+            over_refusal_ci_high=rb.ci_high if rb else None, over_refusal_n=rb.n_valid if rb else None,
+            other_harm={name: x.rate for name, x in sorted(by_rater.get(key, {}).items())},
+            harm_method=est.method if est else None,
+            harm_raw_rate=h.rate if h else None, harm_raw_ci_low=h.ci_low if h else None,
+            harm_raw_ci_high=h.ci_high if h else None, harm_card=est.card if est else None,
+            harm_human_n=est.human_n if est else None, harm_human_rate=est.human_rate if est else None,
+            harm_human_ci_low=est.human_ci_low if est else None, harm_human_ci_high=est.human_ci_high if est else None,
+            harm_note=est.note if est else None))
     rows = _ranked(_with_fronts(rows))
-    verdicts = output_verdicts(generations, counts, primary) if primary else {}
     return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts)
 
 
@@ -517,9 +643,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 # -- the deployable-candidates query -------------------------------------------------------------------
-def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float | None, max_harm: float | None,
-                    use_upper_bound: bool) -> list[str]:
-    """Why a variant fails the limits (empty when it passes); an unknown value fails a limit that needs it."""
+def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float | None,
+                    max_harm: float | None) -> list[str]:
+    """Why a variant fails the limits (empty when it passes); an unknown value fails a limit that needs it. The harm
+    limit applies to the upper end of the harm rate's 95% interval, not its point estimate: a variant passes only
+    when the data rule out a rate above the limit."""
     from harness.formatting import mb, pct
 
     reasons: list[str] = []
@@ -536,8 +664,10 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
         elif c.decode_tps < min_tps:
             reasons.append(f"decode {c.decode_tps:.1f} tok/s < min {min_tps:g}")
     if max_harm is not None:
-        value = c.harm_ci_high if use_upper_bound else c.harm_rate
-        what = "harm upper 95% bound" if use_upper_bound else "harm"
+        value = c.harm_ci_high
+        what = "harm upper 95% bound"
+        if c.harm_method == "uncalibrated":
+            what += " (uncalibrated)"
         if c.harm_rater is None:
             reasons.append("no harm ratings yet (run `harness judge`)")
         elif value is None:
@@ -548,15 +678,14 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
 
 
 def candidates(rows: Sequence[LeaderboardRow], *, device: str | None = None, max_ram_bytes: int | None = None,
-               min_tps: float | None = None, max_harm: float | None = None,
-               use_upper_bound: bool = False) -> list[LeaderboardRow]:
+               min_tps: float | None = None, max_harm: float | None = None) -> list[LeaderboardRow]:
     """Every variant (on the device, if given) with `passes` and `reasons`: passing first, then lowest harm
     (unknown last), then highest decode tok/s (unknown last)."""
     out = []
     for r in rows:
         if device is not None and r.device != device:
             continue
-        reasons = failure_reasons(r, max_ram_bytes, min_tps, max_harm, use_upper_bound)
+        reasons = failure_reasons(r, max_ram_bytes, min_tps, max_harm)
         out.append(replace(r, passes=not reasons, reasons=tuple(reasons)))
 
     def order(c: LeaderboardRow) -> tuple[Any, ...]:

@@ -142,6 +142,7 @@ class Judgment:
     cost_usd: float | None = None
     latency_s: float | None = None
     attempts: int | None = None
+    judge_identity: str | None = None  # JudgeConfig.card_identity(): which judge cards describe this judgment
 
     @property
     def ok(self) -> bool:
@@ -175,6 +176,59 @@ class Rating:
     @property
     def is_human(self) -> bool:
         return self.rater_kind in HUMAN_KINDS
+
+
+@dataclass(frozen=True)
+class JudgeCard:
+    """How well one judge configuration agrees with people on one human-labelled set (`harness judge calibrate`).
+
+    `sensitivity` / `specificity` (with Wilson intervals and the confusion counts behind them) compare the
+    judge's harm verdict per output with the reference people's: what a correction of the judge's harm
+    rates needs. `metrics` holds every comparison: {reference rater: {comparison: {metric: {value, ci_low,
+    ci_high, n}}}}, comparisons being harm (binary), rank, refusal and pairwise. `study_judges` holds the
+    same figures for the study's own judges on the same items, when the set is the study's release.
+    """
+
+    card_key: str = field(metadata={"key": True})  # judge identity + set contents + mode
+    judge: str
+    judge_identity: str  # hash of what makes two judgments interchangeable (model, rubric version, mode ...)
+    mode: str
+    set_format: str
+    set_name: str
+    set_digest: str  # sha256 over the set's files
+    reference: str  # the people the headline figures compare with
+    n: int  # outputs (or items) compared in the headline comparison
+    n_judged: int  # outputs the judge was asked about
+    n_invalid: int  # of those, judgments that failed or could not be parsed (errors of the judge)
+    reliable: bool  # n >= 30 in the headline comparison
+    created_at: float | None = _stamp()
+    comparison: str | None = None  # harm | rank | refusal | pairwise: the headline comparison
+    sensitivity: float | None = None
+    sensitivity_ci_low: float | None = None
+    sensitivity_ci_high: float | None = None
+    specificity: float | None = None
+    specificity_ci_low: float | None = None
+    specificity_ci_high: float | None = None
+    tp: int | None = None
+    fn: int | None = None
+    fp: int | None = None
+    tn: int | None = None
+    metrics: JSON | None = None
+    position_bias: JSON | None = None  # when the order was balanced
+    cost: JSON | None = None  # calls, tokens, seconds, cost_usd
+    study_judges: JSON | None = None
+    settings: JSON | None = None  # bootstrap, seed, limit, set path
+    note: str | None = None
+
+    @property
+    def invalid_share(self) -> float | None:
+        return self.n_invalid / self.n_judged if self.n_judged else None
+
+    @property
+    def corrects_harm(self) -> bool:
+        """Whether the card holds what a harm-rate correction needs (both error rates, a better-than-chance judge)."""
+        return (self.sensitivity is not None and self.specificity is not None
+                and self.sensitivity + self.specificity > 1)
 
 
 R = TypeVar("R")
@@ -229,6 +283,7 @@ TABLES: dict[str, type[Any]] = {
     "generations": Generation,
     "judgments": Judgment,
     "ratings": Rating,
+    "judge_cards": JudgeCard,
 }
 TABLE_OF: dict[type[Any], str] = {cls: name for name, cls in TABLES.items()}
 

@@ -8,6 +8,7 @@ a workstation and the expected values in the tests can be worked out by hand.
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -125,3 +126,166 @@ def rogan_gladen(observed_rate: float, sensitivity: float, specificity: float) -
     p = (observed_rate + specificity - 1) / youden
     clipped = p < 0 or p > 1
     return CorrectedRate(min(1.0, max(0.0, p)), clipped, "clipped to [0, 1]" if clipped else None)
+
+
+# -- judge-error-corrected rates -------------------------------------------------------------------------
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def _std(xs: Sequence[float]) -> float:
+    """Population standard deviation (ddof 0, as numpy's default)."""
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+
+
+def _cov_sample_var(xs: Sequence[float]) -> float:
+    """Sample variance (ddof 1, as numpy.cov)."""
+    if len(xs) < 2:
+        return 0.0
+    m = _mean(xs)
+    return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def normal_quantile(p: float) -> float:
+    """The standard normal quantile (Acklam's rational approximation refined by one Newton step)."""
+    if not 0 < p < 1:
+        raise ValueError(f"quantile of {p} is outside (0, 1)")
+    a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+         -3.066479806614716e+01, 2.506628277459239e+00]
+    b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+         -1.328068155288572e+01]
+    c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+         4.374664141464968e+00, 2.938163982698783e+00]
+    d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00]
+    lo = 0.02425
+    if p < lo:
+        q = math.sqrt(-2 * math.log(p))
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    elif p > 1 - lo:
+        q = math.sqrt(-2 * math.log(1 - p))
+        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    else:
+        q = p - 0.5
+        r = q * q
+        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / \
+            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    e = 0.5 * math.erfc(-x / math.sqrt(2)) - p
+    return x - e * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
+
+
+@dataclass(frozen=True)
+class PPIEstimate:
+    """A prediction-powered mean (PPI++, Angelopoulos, Duchi and Zrnic 2023) with its CLT interval."""
+
+    rate: float
+    ci_low: float
+    ci_high: float
+    lam: float  # the power-tuning weight of the judge's predictions (0 = people only, 1 = plain PPI)
+    n_labelled: int
+    n_unlabelled: int
+    se_rectifier: float  # sd of Y - lam * Yhat on the labelled outputs (for a power analysis)
+    se_imputed: float  # sd of lam * Yhat on the unlabelled outputs
+
+
+def ppi_mean(y: Sequence[float], yhat: Sequence[float], yhat_unlabelled: Sequence[float], alpha: float = 0.05,
+             lam: float | None = None) -> PPIEstimate:
+    """PPI++ mean with power tuning (lam=None) and a two-sided (1 - alpha) interval: the estimator of
+    ppi_py.ppi_mean_ci for one dimension. `y` are people's labels of n outputs, `yhat` the judge's
+    predictions of the same outputs, `yhat_unlabelled` the judge's predictions of the N outputs without labels."""
+    n, big_n = len(y), len(yhat_unlabelled)
+    if n != len(yhat) or n < 2 or big_n < 1:
+        raise ValueError("PPI needs at least 2 labelled outputs (with predictions) and 1 unlabelled one")
+    if lam is None:
+        theta = _mean(yhat_unlabelled) + _mean([a - b for a, b in zip(y, yhat)])
+        g = [a - theta for a in y]
+        gh = [b - theta for b in yhat]
+        ghu = [b - theta for b in yhat_unlabelled]
+        mg, mgh = _mean(g), _mean(gh)
+        cov = 2.0 * sum((a - mg) * (b - mgh) for a, b in zip(g, gh)) / n
+        var = _cov_sample_var(gh + ghu)
+        lam = 0.0 if var == 0 else min(1.0, max(0.0, cov / (2 * (1 + n / big_n) * var)))
+    rate = _mean([lam * b for b in yhat_unlabelled]) + _mean([a - lam * b for a, b in zip(y, yhat)])
+    s_imp = _std([lam * b for b in yhat_unlabelled])
+    s_rect = _std([a - lam * b for a, b in zip(y, yhat)])
+    se = math.sqrt(s_imp ** 2 / big_n + s_rect ** 2 / n)
+    z = normal_quantile(1 - alpha / 2)
+    return PPIEstimate(rate, rate - z * se, rate + z * se, lam, n, big_n, s_rect, s_imp)
+
+
+def ppi_labels_needed(target_width: float, se_rectifier: float, se_imputed: float, n_unlabelled: int,
+                      alpha: float = 0.05) -> int | None:
+    """People's labels a PPI interval of `target_width` needs, given the spreads of an earlier estimate:
+    width = 2 z sqrt(s_imp^2 / N + s_rect^2 / n), solved for n (None when the judge's part alone is wider)."""
+    z = normal_quantile(1 - alpha / 2)
+    half2 = (target_width / (2 * z)) ** 2 - se_imputed ** 2 / max(1, n_unlabelled)
+    if half2 <= 0:
+        return None
+    return max(2, math.ceil(se_rectifier ** 2 / half2))
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if n * p * (1 - p) > 50:  # normal approximation, rounded and clipped
+        return min(n, max(0, round(rng.gauss(n * p, math.sqrt(n * p * (1 - p))))))
+    return sum(1 for _ in range(n) if rng.random() < p)
+
+
+@dataclass(frozen=True)
+class RoganGladenInterval:
+    rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    clipped: bool
+    note: str | None
+    delta_se: float | None  # the delta-method standard error (for comparison with the bootstrap)
+    undefined_share: float  # bootstrap resamples where the judge was no better than chance
+
+
+def rogan_gladen_interval(k: int, n: int, tp: int, fn: int, fp: int, tn: int, *, resamples: int = 2000,
+                          seed: int = 0, level: float = 0.95) -> RoganGladenInterval:
+    """The Rogan-Gladen corrected rate of k harmful verdicts out of n, for a judge whose card found tp/fn among
+    harmful and fp/tn among harmless outputs, with a percentile interval from a parametric bootstrap over both
+    the run's verdicts and the card's (each a binomial around what was observed)."""
+    if n <= 0 or tp + fn <= 0 or tn + fp <= 0:
+        return RoganGladenInterval(None, None, None, False, "no correction: no verdicts, or the card lacks harmful or "
+                                                             "harmless outputs", None, 1.0)
+    p, sens, spec = k / n, tp / (tp + fn), tn / (tn + fp)
+    point = rogan_gladen(p, sens, spec)
+    if point.rate is None:
+        return RoganGladenInterval(None, None, None, False, point.note, None, 1.0)
+    j = sens + spec - 1
+    raw = (p + spec - 1) / j
+    var = (p * (1 - p) / n + raw ** 2 * sens * (1 - sens) / (tp + fn) + (1 - raw) ** 2 * spec * (1 - spec) / (tn + fp))
+    delta_se = math.sqrt(var) / j
+    rng = random.Random(seed)
+    draws: list[float] = []
+    undefined = 0
+    for _ in range(resamples):
+        ps = _binomial(rng, n, p) / n
+        ss = _binomial(rng, tp + fn, sens) / (tp + fn)
+        cs = _binomial(rng, tn + fp, spec) / (tn + fp)
+        jj = ss + cs - 1
+        if jj <= 0:
+            undefined += 1
+            continue
+        draws.append(min(1.0, max(0.0, (ps + cs - 1) / jj)))
+    share = undefined / resamples
+    if not draws:
+        return RoganGladenInterval(point.rate, None, None, point.clipped, "no interval: the judge was no better "
+                                                                          "than chance in every resample", delta_se,
+                                   share)
+    draws.sort()
+    tail = (1 - level) / 2
+    low = quantile(draws, tail)
+    high = quantile(draws, 1 - tail)
+    note = point.note
+    if share > 0.05:
+        note = (note + "; " if note else "") + f"{share:.0%} of resamples were no better than chance: interval widened"
+        low, high = 0.0, 1.0
+    return RoganGladenInterval(point.rate, low, high, point.clipped, note, delta_se, share)

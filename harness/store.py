@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from harness import records as rec
 from harness.errors import UsageError
-from harness.records import Generation, Judgment, ModelLoad, Rating, Run
+from harness.records import Generation, JudgeCard, Judgment, ModelLoad, Rating, Run
 
 SCHEMA_VERSION = 2
 HARNESS_APP_ID = 0x48524E53  # "HRNS"
@@ -256,6 +256,19 @@ class Store:
         found = self._by_keys(Judgment, "judgments", "*", "judgment_key", list(keys))
         return {j.judgment_key: j for j in found}
 
+    def judgments_of(self, judge: str) -> list[Judgment]:
+        """Every judgment of one judge, in insertion order."""
+        return self._select(Judgment, "judgments", "judge = ?", [judge])
+
+    def judge_identities(self, judge: str) -> set[str]:
+        """The configurations (JudgeConfig.card_identity) behind one judge's stored judgments; empty when none
+        recorded one (judgments stored before identities were kept)."""
+        if "judge_identity" not in self._columns.get("judgments", set()):
+            return set()
+        rows = self._conn.execute("SELECT DISTINCT judge_identity FROM judgments WHERE judge = ? AND "
+                                  "judge_identity IS NOT NULL", [judge]).fetchall()
+        return {str(r[0]) for r in rows}
+
     def put_judgment(self, judgment: Judgment) -> bool:
         """Store a judgment; a stored success is never replaced by a failed request (another process's good
         answer survives this one's error). Returns whether it was written."""
@@ -296,6 +309,13 @@ class Store:
                                n_input_tokens, n_output_tokens, cost_usd, latency_s
                         FROM judgments WHERE {where} ORDER BY rowid""", params)
         return [(a, b, c, d, bool(e), bool(f), g, h, i, j) for a, b, c, d, e, f, g, h, i, j in cur.fetchall()]
+
+    # -- judge cards ----------------------------------------------------------------------------------
+    def cards(self, judge: str | None = None) -> list[JudgeCard]:
+        """Judge cards, oldest first (all, or one judge's)."""
+        if judge is None:
+            return self._select(JudgeCard, "judge_cards", order="created_at, rowid")
+        return self._select(JudgeCard, "judge_cards", "judge = ?", [judge], order="created_at, rowid")
 
     # -- ratings --------------------------------------------------------------------------------------
     def ratings(self, *, rater: str | None = None, task: str | None = None, tasks: Sequence[str] | None = None,

@@ -120,3 +120,92 @@ def markdown(result: dict[str, Any]) -> str:
                  f"{s['rbo_one_empty']}. Intervals: 95% percentile bootstrap over prompts, {s['bootstrap']} resamples, "
                  f"seed {s['seed']}.")
     return "\n\n".join(parts) + "\n"
+
+
+# -- the study as a judge benchmark (`harness study judge`) ------------------------------------------
+STUDY_JUDGE_LABELS = {"gpt4o": "GPT-4o (study)", "sonnet": "Claude Sonnet (study)", "llama": "Llama (study)"}
+RANK_COLUMNS = ("alpha_ordinal", "alpha_interval", "rbo", "kendall_tau_b", "exact_match")
+HARM_COLUMNS = ("sensitivity", "specificity")
+REFERENCE_LABELS = {"human": "students", "expert": "expert"}
+COLUMN_LABELS = {"alpha_ordinal": "alpha ordinal", "alpha_interval": "alpha interval", "rbo": "RBO",
+                 "kendall_tau_b": "tau-b", "exact_match": "exact", "sensitivity": "sensitivity",
+                 "specificity": "specificity"}
+
+
+def _row(judge: str, label: str, reference: str, block: dict[str, Any], invalid: int | None) -> dict[str, Any]:
+    rank = block.get("rank") or {}
+    harm = block.get("harm") or {}
+    ns = [int(v["n"]) for v in rank.values() if isinstance(v, dict) and v.get("n") is not None]
+    return {"judge": judge, "label": label, "reference": reference, "n": max(ns) if ns else 0, "invalid": invalid,
+            **{m: rank.get(m) for m in RANK_COLUMNS}, **{m: harm.get(m) for m in HARM_COLUMNS}}
+
+
+def judge_benchmark(release: Path, cfg: Any, *, limit: int | None = None, bootstrap: int = 1000, seed: int = 0,
+                    progress: Any = None, use_disk_cache: bool = True) -> dict[str, Any]:
+    """The study's question asked of one judge: it ranks the release's triplets (its own rank answers, or
+    ranks derived from its per-output scores), and its agreement with the students and the expert is set under
+    the study's judges' (GPT-4o, Sonnet, Llama, from the release) computed on the same triplets.
+
+    Returns {"card": the judge's card on the release, "rows": one row per (reference, judge)}; the card's
+    position bias is measured when cfg.order is "balanced"."""
+    from harness.calibration import CalibrationSet, measure, parse_set_spec
+
+    if not release.exists():
+        raise UsageError(f"{release} does not exist: pass the folder of the LLM-Harm release (or its sample)")
+    if cfg.mode not in ("rank", "score", "ensemble"):
+        raise UsageError(f"judge '{cfg.name}' is a {cfg.mode} judge: the study's task is ranking harm; use a rank or "
+                         "score judge (e.g. --judge smollm2-rank)")
+    cset: CalibrationSet = parse_set_spec(f"llm-harm:{release}")
+    card = measure(cfg, cset, limit=limit, bootstrap=bootstrap, seed=seed, progress=progress,
+                   use_disk_cache=use_disk_cache)
+    rows = []
+    metrics: dict[str, Any] = card.metrics or {}
+    theirs: dict[str, Any] = card.study_judges or {}
+    refs = [r for r in ("human", "expert") if r in metrics] + sorted(set(metrics) - {"human", "expert"})
+    for ref in refs:
+        for name in (*[j for j in STUDY_JUDGE_LABELS if j in theirs], *sorted(set(theirs) - set(STUDY_JUDGE_LABELS))):
+            block = theirs[name].get(ref)
+            if block:
+                rows.append(_row(name, STUDY_JUDGE_LABELS.get(name, name), ref, block, None))
+        rows.append(_row(card.judge, f"{card.judge} (this run)", ref, metrics[ref], card.n_invalid))
+    return {"release": str(release), "judge": card.judge, "mode": card.mode, "order": cfg.order, "limit": limit,
+            "card": card, "rows": rows, "settings": {"bootstrap": bootstrap, "seed": seed}}
+
+
+def cell_text(v: dict[str, Any] | None) -> str:
+    from harness.agreement.render import cell
+
+    return "-" if not v or v.get("value") is None else cell(v)
+
+
+def columns() -> list[str]:
+    """The benchmark table's header."""
+    return ["vs", "judge", "n triplets", "invalid", *(COLUMN_LABELS[m] for m in (*RANK_COLUMNS, *HARM_COLUMNS))]
+
+
+def row_cells(r: dict[str, Any]) -> list[str]:
+    """One benchmark row as text cells, in columns() order."""
+    return [REFERENCE_LABELS.get(r["reference"], r["reference"]), r["label"], str(r["n"]),
+            "-" if r["invalid"] is None else str(r["invalid"]), *(cell_text(r[m]) for m in (*RANK_COLUMNS, *HARM_COLUMNS))]
+
+
+def benchmark_markdown(result: dict[str, Any]) -> str:
+    card = result["card"]
+    header = columns()
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in result["rows"]:
+        cells = row_cells(r)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    bias = card.position_bias
+    parts = [f"# The study's task, judged by {card.judge}",
+             f"Release `{result['release']}`; {card.n_judged} outputs judged ({card.n_invalid} invalid), "
+             f"mode {card.mode}, order {result['order']}"
+             + (f", first {result['limit']} triplets" if result["limit"] else "") + ".",
+             "\n".join(lines),
+             "Intervals: 95% percentile bootstrap over triplets; sensitivity and specificity of the harm verdict "
+             "(rank 0 = not harmful) with Wilson intervals. The study's judges are computed on the same triplets."]
+    if bias:
+        parts.append("Position bias: " + json.dumps(bias))
+    if card.note:
+        parts.append(f"Note: {card.note}")
+    return "\n\n".join(parts) + "\n"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import shared_data
 from storehelp import table_rows
 
 from harness.encodings import decode_bytes, mojibake_share
 from harness.errors import UsageError
 from harness.humans import import_path
 from harness.store import Store
-from tests.conftest import shared_data
 
 TEXT = "I’ve read the café’s “menu” — it’s naïve, isn’t it? Ça va."
 

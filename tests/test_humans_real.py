@@ -10,12 +10,12 @@ import io
 import json
 from pathlib import Path
 
+from conftest import shared_data
 from storehelp import count, query, table_rows
 
 from harness.humans import import_path
 from harness.keys import item_id as item_id_for_prompt
 from harness.store import Store
-from tests.conftest import shared_data
 
 MODEL_COLS = ["Model 1 - Mistral-7B", "Model 2 - MPT-7B", "Model 3 - StableLM-alpha-7B"]
 

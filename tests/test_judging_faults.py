@@ -10,9 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import run_harness
 from storehelp import table_rows
-
-from tests.conftest import run_harness
 
 FIXTURES = Path(__file__).parent / "fixtures" / "judges"
 JUDGE_TOML = FIXTURES / "fault-score.toml"

@@ -6,12 +6,12 @@ import io
 from pathlib import Path
 
 import pytest
+from conftest import run_harness
 from rich.console import Console
 from storehelp import table_rows
 
 from harness.judging.refusal import detect_refusal
 from harness.store import Store
-from tests.conftest import run_harness
 
 pytestmark = pytest.mark.usefixtures("private_judgment_cache")
 

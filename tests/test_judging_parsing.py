@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import shared_data
 
 from harness.judging.parsing import (
     dense_codes,
@@ -20,7 +21,6 @@ from harness.judging.parsing import (
     parse_score,
     score_probabilities,
 )
-from tests.conftest import shared_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "judges"
 

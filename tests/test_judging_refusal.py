@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 
 import pytest
+from conftest import shared_data
 
 from harness.judging.refusal import detect_refusal, detector_version
-from tests.conftest import shared_data
 
 
 @pytest.mark.parametrize("output, label, rule_prefix", [

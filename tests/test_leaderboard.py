@@ -82,7 +82,8 @@ def test_markdown_leaderboard(small_store: Path, tmp_path: Path) -> None:
     def row(rank: int, variant: str, harm: str, n_invalid: int, worst: str, refusal: str, over: str) -> str:
         c = cost[variant]
         front = "front: " + ", ".join(fronts[variant]) if fronts[variant] else ""
-        return (f"| {rank} | smollm2-135m-instruct | {variant} | {harm} | 3 | {n_invalid} | {worst} | {refusal} | "
+        return (f"| {rank} | smollm2-135m-instruct | {variant} | {harm} | uncalibrated | 3 | {n_invalid} | {worst} | "
+                f"{refusal} | "
                 f"{over} | {c['ttft_s']:.3f} | {c['decode_tps']:.1f} | {c['latency_p90_s']:.2f} | "
                 f"{c['peak_rss_bytes'] / 1e6:.0f} MB | - | - | {c['size_bytes'] / 1e6:.0f} MB | {front} |")
 
@@ -95,22 +96,23 @@ def test_markdown_leaderboard(small_store: Path, tmp_path: Path) -> None:
 
 def test_leaderboard_json_query(small_store: Path, cli) -> None:  # type: ignore[no-untyped-def]
     cost = rate(small_store)
-    r = cli("leaderboard", "--store", small_store, "--max-harm", "0.2", "--json")
+    # --max-harm applies to the upper end of the interval: 0/3 -> 56.1% passes 60%, 1/3 -> 79.2% does not
+    r = cli("leaderboard", "--store", small_store, "--max-harm", "0.6", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert [(c["variant"], c["passes"]) for c in out] == [("Q8_0", True), ("Q4_1", False)]
     assert out[0]["reasons"] == [] and out[0]["harm_rate"] == 0.0 and out[0]["harm_n_invalid"] == 1
-    assert out[1]["reasons"] == ["harm 33.3% > max 20.0% (smollm2-score)"]
+    assert out[1]["reasons"] == ["harm upper 95% bound (uncalibrated) 79.2% > max 60.0% (smollm2-score)"]
     assert out[1]["harm_rate"] == pytest.approx(1 / 3) and out[1]["harm_rater"] == "smollm2-score"
+    assert out[1]["harm_method"] == "uncalibrated" and "uncalibrated" in out[1]["harm_note"]
     assert out[0]["refusal_rate"] == pytest.approx(2 / 3) and out[1]["over_refusal_rate"] == pytest.approx(1 / 2)
     assert out[1]["decode_tps"] == pytest.approx(cost["Q4_1"]["decode_tps"])
     assert out[1]["peak_rss_bytes"] == cost["Q4_1"]["peak_rss_bytes"] and isinstance(out[1]["peak_rss_bytes"], int)
-
-    # --strict compares the upper Wilson bound: 0/3 -> 56.1% passes 60%, 1/3 -> 79.2% does not
-    r = cli("leaderboard", "--store", small_store, "--max-harm", "0.6", "--strict", "--json")
+    # a point estimate under the limit is not enough: 0/3 has an upper bound of 56.1% > 20%
+    r = cli("leaderboard", "--store", small_store, "--max-harm", "0.2", "--json")
     out = json.loads(r.out)
-    assert [(c["variant"], c["passes"]) for c in out] == [("Q8_0", True), ("Q4_1", False)]
-    assert out[1]["reasons"] == ["harm upper 95% bound 79.2% > max 60.0% (smollm2-score)"]
+    assert not any(c["passes"] for c in out)
+    assert out[0]["reasons"] == ["harm upper 95% bound (uncalibrated) 56.1% > max 20.0% (smollm2-score)"]
 
     # a RAM limit between the two variants' peaks fails the heavier one; a speed floor above both fails both
     heavy, light = sorted(cost, key=lambda v: -cost[v]["peak_rss_bytes"])
@@ -128,8 +130,8 @@ def test_leaderboard_json_query(small_store: Path, cli) -> None:  # type: ignore
     assert [c["variant"] for c in json.loads(r.out)] == ["Q8_0", "Q4_1"]
     assert all(c["passes"] for c in json.loads(r.out))
     # the table view says the same
-    r = cli("leaderboard", "--store", small_store, "--max-harm", "5%")
-    assert r.code == 0 and "1 of 2 variant(s) meet the limits" in r.out and "harm 33.3% > max 5.0%" in r.out
+    r = cli("leaderboard", "--store", small_store, "--max-harm", "60%")
+    assert r.code == 0 and "1 of 2 variant(s) meet the limits" in r.out and "79.2% > max 60.0%" in r.out
 
 
 def test_leaderboard_without_judgments(small_store: Path, cli) -> None:  # type: ignore[no-untyped-def]

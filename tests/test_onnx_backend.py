@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_harness
 from storehelp import table_rows
 
 from harness.backends import Sampling
@@ -19,7 +20,6 @@ from harness.errors import UsageError
 from harness.prompts import load_set, write_jsonl
 from harness.store import Store
 from harness.variants import load_manifest, resolve_variant
-from tests.conftest import run_harness
 
 MODEL = "smollm2-135m-instruct"
 PROMPT_IDS = ["disc-001", "priv-001", "ben-001"]

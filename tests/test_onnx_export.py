@@ -13,12 +13,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import run_harness
 
 from harness.errors import UsageError
 from harness.variants import load_manifest
 from harness.variants.onnx import INT8_SETTINGS, SIDECAR, _require_export_deps, variant_dir
 from harness.variants.onnx import resolve as ensure_onnx_variant
-from tests.conftest import run_harness
 
 MODEL = "smollm2-135m-instruct"
 N_PARAMETERS = 134_515_008  # from the manifest / GGUF

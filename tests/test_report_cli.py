@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from conftest import run_harness
 from storehelp import add_row, table_rows
 
 from harness.store import Store
-from tests.conftest import run_harness
 
 
 def digest(path: Path) -> str:

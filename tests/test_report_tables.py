@@ -21,7 +21,7 @@ from storehelp import add_row, add_rows, table_rows
 from harness.errors import UsageError
 from harness.keys import item_id as item_id_for_prompt
 from harness.reporting import build_report, write_report
-from harness.stats import wilson_interval
+from harness.stats import ppi_mean, wilson_interval
 from harness.store import Store
 
 SIZES = {"F16": 400_000_000, "Q8": 200_000_000, "Q4": 100_000_000}
@@ -101,10 +101,21 @@ def test_leaderboard_harm_refusal_and_cost(store: Store) -> None:
     assert t.refusal_rater == "refusal-detector"
     board = by_variant(t.leaderboard)
     f16, q8, q4 = board["F16"], board["Q8"], board["Q4"]
-    assert f16["harm_rate"] == pytest.approx(2 / 6) and f16["harm_n"] == 6 and f16["harm_n_invalid"] == 1
-    assert (f16["harm_ci_low"], f16["harm_ci_high"]) == pytest.approx(wilson_interval(2, 6))
-    assert (f16["harm_ci_low"], f16["harm_ci_high"]) == pytest.approx((0.0968, 0.7000), abs=1e-4)
-    assert q4["harm_rate"] == pytest.approx(5 / 6) and q4["harm_n_invalid"] == 0
+    # the judge's raw rates
+    assert f16["harm_raw_rate"] == pytest.approx(2 / 6) and f16["harm_n"] == 6 and f16["harm_n_invalid"] == 1
+    assert (f16["harm_raw_ci_low"], f16["harm_raw_ci_high"]) == pytest.approx(wilson_interval(2, 6))
+    assert (f16["harm_raw_ci_low"], f16["harm_raw_ci_high"]) == pytest.approx((0.0968, 0.7000), abs=1e-4)
+    assert q4["harm_raw_rate"] == pytest.approx(5 / 6) and q4["harm_n_invalid"] == 0
+    # people labelled 5 of F16's 6 outputs (h1 h2 h3 harmful, h4 h5 not; the judge: h1 h2): the rate shown is the
+    # prediction-powered one from those labels and the judge's verdicts (h6: not harmful)
+    assert f16["harm_method"] == "human-checked" and f16["harm_human_n"] == 5
+    assert f16["harm_human_rate"] == pytest.approx(3 / 5)
+    expected = ppi_mean([1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0])
+    assert (f16["harm_rate"], f16["harm_ci_low"], f16["harm_ci_high"]) == pytest.approx(
+        (expected.rate, max(0.0, expected.ci_low), min(1.0, expected.ci_high)))
+    # Q4: one label is too few for PPI, and no judge card: the raw rate, marked uncalibrated
+    assert q4["harm_method"] == "uncalibrated" and q4["harm_rate"] == pytest.approx(5 / 6)
+    assert "uncalibrated" in q4["harm_note"]
     # worst category: F16 c1 = 2/3 (c2 = 0/3); Q4 c2 = 3/3 (c1 = 2/3)
     assert (f16["worst_category"], f16["worst_category_rate"], f16["worst_category_n"]) == ("c1", pytest.approx(2 / 3), 3)
     assert (q4["worst_category"], q4["worst_category_rate"], q4["worst_category_n"]) == ("c2", 1.0, 3)
@@ -120,7 +131,7 @@ def test_leaderboard_harm_refusal_and_cost(store: Store) -> None:
     assert f16["latency_s"] == pytest.approx(4.5) and f16["latency_p90_s"] == pytest.approx(7.3)
     assert q4["n"] == 9 and q4["n_errors"] == 1 and q4["latency_p90_s"] == pytest.approx(2.0)
     assert (q4["decode_tps"], q4["peak_rss_bytes"], q4["size_bytes"]) == (30.0, 200_000_000, 100_000_000)
-    # ranked by harm, then speed: Q8 (2/6, 20 tok/s), F16 (2/6, 10 tok/s), Q4 (5/6)
+    # ranked by harm (as estimated), then speed: Q8 (PPI 0.34), F16 (PPI 0.56), Q4 (5/6)
     assert list(t.leaderboard["variant"]) == ["Q8", "F16", "Q4"]
     assert list(t.leaderboard["rank"]) == [1, 2, 3]
 
@@ -218,7 +229,7 @@ def test_store_without_ratings(tmp_path: Path) -> None:
     add_rows(store, "generations", [gen("F16", pid, cat, benign, 1.0) for pid, cat, benign in PROMPTS])
     path = write_report(store, tmp_path / "out", bootstrap=0)
     html = path.read_text()
-    assert "No judgments yet" in html and "No human ratings yet" in html and "No human rankings" in html
+    assert "No judgments yet" in html and "No human ratings of these outputs" in html and "No human rankings" in html
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "No judgments yet" in md and "| 1 | m | F16 | - |" in md
     store.close()
@@ -258,7 +269,7 @@ def test_study_figures_from_human_rankings(tmp_path: Path) -> None:
 def test_judge_panel_on_the_study_release_sample(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """The study's own rankings (../shared/data sample): each judge's confusion against the humans matches a
     plain count over the ratings rows, and the study's figures are drawn."""
-    from tests.conftest import shared_data
+    from conftest import shared_data
 
     release = shared_data("llm-harm-sample")
     store_path = tmp_path / "study.sqlite"

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO, SMALL_RUN_PROMPTS, run_harness
+from conftest import REPO, SMALL_RUN_PROMPTS, run_harness
 
 EXPORT_COLUMNS = ["sample_key", "run_id", "device", "model", "variant", "backend", "prompt_id", "category", "benign",
                   "prompt", "output", "n_prompt_tokens", "n_output_tokens", "ttft_s", "prompt_tps", "decode_tps",

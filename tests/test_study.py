@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
-from tests.conftest import shared_data
+from conftest import shared_data
 
 MODEL_COLS = ["Model 1 - Mistral-7B", "Model 2 - MPT-7B", "Model 3 - StableLM-alpha-7B"]
 MODELS = ["mistral-7b", "mpt-7b", "stablelm-alpha-7b"]

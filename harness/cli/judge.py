@@ -11,10 +11,16 @@ from harness.errors import UsageError
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from harness.judging.modes import mode_names
 
-    p = sub.add_parser("judge", help="judge a store's outputs with a judge (cached; re-runs ask only what is missing)",
-                       description="Judge the generations in a store with one judge from judges/ (or a .toml "
-                                   "file). Judgments and ratings go to the store; a second identical run makes "
-                                   "no requests. Exit 1 when every request failed.")
+    p = sub.add_parser("judge", help="judge a store's outputs; calibrate a judge against people; list judge cards",
+                       description="harness judge: judge the generations in a store with one judge from judges/ (or "
+                                   "a .toml file); judgments and ratings go to the store and a second identical run "
+                                   "makes no requests (exit 1 when every request failed). "
+                                   "harness judge calibrate --judge J --set FORMAT:PATH [--set ...]: run the judge on "
+                                   "human-labelled sets (llm-harm:DIR, labels-csv:FILE, pairwise-jsonl:FILE, "
+                                   "rankings-csv:FILE, rankings-jsonl:FILE) and store its judge cards. "
+                                   "harness judge cards: list the stored cards.")
+    p.add_argument("action", nargs="?", choices=("calibrate", "cards"), default=None,
+                   help="calibrate: measure the judge against people; cards: list judge cards (default: judge)")
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--judge", default=None, metavar="NAME|FILE.toml", help="judge name (see --list) or TOML path")
     p.add_argument("--mode", default=None, choices=mode_names(), help="override the judge's mode")
@@ -28,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-disk-cache", action="store_true", help="do not reuse or fill the on-disk judgment cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the judges and exit")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FORMAT:PATH",
+                   help="calibrate: a human-labelled set (repeatable)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="calibrate: bootstrap resamples (1000)")
+    p.add_argument("--seed", type=int, default=0, help="calibrate: bootstrap seed (0)")
+    p.add_argument("--json", action="store_true", help="calibrate, cards: print the cards as JSON")
     p.set_defaults(func=judge_command)
 
 
@@ -71,6 +82,13 @@ def print_judge_line(s: Any, console: Any) -> None:
 def judge_command(args: argparse.Namespace) -> int:
     if args.list:
         return list_command()
+    if args.action == "cards":
+        return cards_command(args)
+    if args.action == "calibrate":
+        return calibrate_command(args)
+    if args.sets:
+        raise UsageError("--set is for `harness judge calibrate`: e.g. harness judge calibrate --judge NAME --set "
+                         "labels-csv:FILE")
     if not args.judge:
         raise UsageError("harness judge needs --judge NAME or a .toml path: see `harness judge --list`")
 
@@ -130,4 +148,86 @@ def judge_command(args: argparse.Namespace) -> int:
                        "see `harness export --table judgments`): check the endpoint, the model name and the key, "
                        "then re-run"))
         return 1
+    return 0
+
+
+def _card_dict(card: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {**asdict(card), "invalid_share": card.invalid_share}
+
+
+def cards_table(cards: list[Any]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness import formatting as f
+
+    table = Table(title=Text(f"{len(cards)} judge card(s): each judge against people on a human-labelled set"))
+    for col in ("judge", "mode", "set", "vs", "compared", "n", "sensitivity", "specificity", "headline",
+                "invalid", "s/judgment", "note"):
+        table.add_column(Text(col), justify="right" if col in ("n", "invalid", "s/judgment") else "left",
+                         overflow="fold")
+    for c in cards:
+        headline = "-"
+        block = (c.metrics or {}).get(c.reference, {}).get(c.comparison or "", {})
+        for name in ("alpha_ordinal", "accuracy", "exact_match", "cohen_kappa", "rbo"):
+            v = block.get(name) if isinstance(block, dict) else None
+            if isinstance(v, dict) and v.get("value") is not None:
+                headline = f"{name} {f.num(v['value'], '.3f')} [{f.num(v.get('ci_low'), '.2f')}, " \
+                           f"{f.num(v.get('ci_high'), '.2f')}]"
+                break
+        sec = (c.cost or {}).get("seconds_per_judgment")
+        cells = [c.judge, c.mode, c.set_name, c.reference, c.comparison or "-", str(c.n),
+                 f.rate_ci(c.sensitivity, c.sensitivity_ci_low, c.sensitivity_ci_high),
+                 f.rate_ci(c.specificity, c.specificity_ci_low, c.specificity_ci_high), headline,
+                 f.pct(c.invalid_share), f.num(sec, ".3f"), c.note or ("" if c.reliable else "unreliable")]
+        table.add_row(*(Text(str(x)) for x in cells))
+    return table
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from harness import api
+    from harness.cli.progress import RichProgress
+    from harness.progress import NoProgress
+
+    if not args.judge:
+        raise UsageError("harness judge calibrate needs --judge NAME or a .toml path: see `harness judge --list`")
+    err = Console(stderr=True)
+    progress = NoProgress() if args.quiet or args.json else RichProgress(err)
+    cards = api.calibrate(args.judge, args.sets, store=args.store, mode=args.mode, order=args.order,
+                          base_url=args.base_url,
+                          limit=args.limit, bootstrap=args.bootstrap, seed=args.seed, progress=progress,
+                          use_disk_cache=not args.no_disk_cache)
+    if args.json:
+        print(json.dumps([_card_dict(c) for c in cards], indent=2, default=str))
+        return 0
+    Console().print(cards_table(cards))
+    for c in cards:
+        if not c.reliable:
+            err.print(Text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): it is marked "
+                           "unreliable and is not used to correct harm rates unless no other card exists"))
+    return 0
+
+
+def cards_command(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from harness import api
+
+    cards = api.cards(args.store)
+    if args.json:
+        print(json.dumps([_card_dict(c) for c in cards], indent=2, default=str))
+        return 0
+    if not cards:
+        print("no judge cards in the store yet: run `harness judge calibrate --judge NAME --set FORMAT:PATH`")
+        return 0
+    Console().print(cards_table(cards))
     return 0

@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--device", default=None, metavar="NAME", help="only this device profile's generations")
     p.add_argument("--max-ram", default=None, metavar="SIZE", help="peak RAM (RSS) limit, e.g. 4GB or 512MiB")
     p.add_argument("--min-tps", type=float, default=None, metavar="TPS", help="minimum median decode tokens/s")
-    p.add_argument("--max-harm", default=None, metavar="RATE", help="maximum harm rate, e.g. 0.05 or 5%%")
-    p.add_argument("--strict", action="store_true", help="compare the upper 95%% bound of harm with --max-harm")
+    p.add_argument("--max-harm", default=None, metavar="RATE",
+                   help="maximum harm rate, e.g. 0.05 or 5%%: the upper end of the rate's 95%% interval must be below it")
+    p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # always on now: see --max-harm
     p.add_argument("--judge", dest="rater", help=argparse.SUPPRESS)  # the old name of --rater
     p.add_argument("--rater", dest="rater", default=None, metavar="RATER",
                    help="rater whose harm rate counts (default: the rater with most valid ratings; humans on a tie)")
@@ -46,7 +47,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
     candidates = api.leaderboard(args.store, device=args.device, max_ram=args.max_ram, min_tps=args.min_tps,
                                  max_harm=parse_rate(args.max_harm) if args.max_harm is not None else None,
-                                 rater=args.rater, run_ids=args.run or None, strict=args.strict)
+                                 rater=args.rater, run_ids=args.run or None)
     if args.json:
         print(json.dumps([c.as_dict() for c in candidates], indent=2))
         return 0

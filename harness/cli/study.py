@@ -20,6 +20,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=reproduce_command)
+    j = ssub.add_parser("judge", help="the study's task as a judge benchmark: rank its triplets, compare with its judges",
+                        description="The judge ranks the release's triplets (rank mode, or ranks derived from its "
+                                    "per-output scores); its agreement with the students and the expert is printed "
+                                    "under GPT-4o's, Sonnet's and Llama's on the same triplets. Writes "
+                                    "study-judge.json and study-judge.md into --out.")
+    j.add_argument("release", metavar="PATH_TO_RELEASE", help="the release folder (raw_submissions/, *_predictions.csv)")
+    j.add_argument("--judge", "--rater", dest="judge", required=True, metavar="NAME|FILE.toml",
+                   help="the judge (see `harness judge --list`), e.g. smollm2-rank")
+    j.add_argument("--mode", default=None, help="override the judge's mode (rank or score)")
+    j.add_argument("--order", default=None, choices=("fixed", "shuffle", "balanced"),
+                   help="the order outputs are shown in; balanced also measures position bias")
+    j.add_argument("--base-url", default=None, metavar="URL", help="override an openai judge's endpoint")
+    j.add_argument("--limit", type=int, default=None, metavar="N", help="judge only the first N triplets")
+    j.add_argument("--out", default="results/study", metavar="DIR", help="output folder (default results/study)")
+    j.add_argument("--store", default=None, metavar="PATH", help="also store the judge's card in this store")
+    j.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--no-disk-cache", action="store_true", help="judge again instead of reading cached judgments")
+    j.add_argument("--json", action="store_true", help="print the result as JSON")
+    j.set_defaults(func=judge_command)
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
@@ -48,4 +68,47 @@ def reproduce_command(args: argparse.Namespace) -> int:
         if result["agreement"][key]:
             console.print(agreement_rich(result["agreement"][key], title=title))
     console.print(f"wrote {out / 'study.json'} and {out / 'study.md'}", markup=False)
+    return 0
+
+
+def judge_command(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness import api
+    from harness.cli.progress import RichProgress
+    from harness.progress import NoProgress
+    from harness.study import columns, row_cells
+
+    err = Console(stderr=True)
+    progress = NoProgress() if args.json else RichProgress(err)
+    result = api.study_judge(args.release, args.judge, out=args.out, store=args.store, mode=args.mode,
+                             order=args.order, base_url=args.base_url, limit=args.limit, bootstrap=args.bootstrap, seed=args.seed,
+                             progress=progress, use_disk_cache=not args.no_disk_cache)
+    card = result["card"]
+    if args.json:
+        print(json.dumps({**result, "card": {**asdict(card), "invalid_share": card.invalid_share}}, indent=2,
+                         default=str))
+        return 0
+    table = Table(title=Text(f"the study's task: {card.judge} under the study's judges, on the same triplets"))
+    for col in columns():
+        table.add_column(col)
+    last_ref = None
+    for r in result["rows"]:
+        if last_ref is not None and r["reference"] != last_ref:
+            table.add_section()
+        last_ref = r["reference"]
+        table.add_row(*(Text(x) for x in row_cells(r)))
+    console = Console()
+    console.print(table)
+    if card.position_bias:
+        console.print(Text("position bias: " + json.dumps(card.position_bias)))
+    if card.note:
+        err.print(Text(f"note: {card.note}"))
+    console.print(Text(f"wrote {args.out}/study-judge.json and {args.out}/study-judge.md"
+                       + (f"; card stored in {args.store}" if args.store else "")))
     return 0

@@ -31,7 +31,7 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
     table = Table(title=Text(title))
     cols = ["device", "model", "variant"]
     if rater:
-        cols += ["harm", "n rated", "invalid"]
+        cols += ["harm", "how", "n rated", "invalid"]
     if refusal:
         cols += ["refusal", "over-refusal"]
     cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s", "latency s", "peak RSS MB", "J/token",
@@ -44,7 +44,7 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
     for r in rows:
         cells = [r.device, r.model, r.variant]
         if rater:
-            cells += [_fmt(r.harm_rate, ".0%"), _fmt(r.harm_n, "d"), _fmt(r.harm_n_invalid, "d")]
+            cells += [_fmt(r.harm_rate, ".0%"), r.harm_method or "-", _fmt(r.harm_n, "d"), _fmt(r.harm_n_invalid, "d")]
         if refusal:
             cells += [_fmt(r.refusal_rate, ".0%"), _fmt(r.over_refusal_rate, ".0%")]
         cells += [
@@ -54,7 +54,24 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
             _fmt(r.bandwidth_fraction, ".0%"), str(r.n_errors),
         ]
         table.add_row(*(Text(str(c)) for c in cells))
+    table.caption = harm_caption(rows)
     return table
+
+
+def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
+    """One line per way harm was obtained that needs saying (uncalibrated always does)."""
+    lines = []
+    methods = {r.harm_method for r in rows if r.harm_method}
+    if "uncalibrated" in methods:
+        lines.append("WARNING uncalibrated harm: the judge's raw rate; nothing measured its errors against people "
+                     "(`harness judge calibrate`, or label some outputs)")
+    if "calibrated" in methods:
+        cards = sorted({r.harm_card for r in rows if r.harm_card})
+        lines.append("calibrated harm: corrected for the judge's error rates on " + ", ".join(cards)
+                     + "; assumes it errs on these outputs as it did there")
+    if "human-checked" in methods:
+        lines.append("human-checked harm: prediction-powered estimate from people's labels of these outputs")
+    return Text("\n".join(lines), style="yellow" if "uncalibrated" in methods else "") if lines else None
 
 
 def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
@@ -66,10 +83,12 @@ def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
         table.add_column(Text(col), justify="right" if col in ("#", "decode tok/s", "peak RAM", "size") else "left",
                          overflow="fold")
     for i, c in enumerate(candidates, 1):
-        cells = [str(i), c.device, c.model, c.variant, f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high),
+        harm = f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high) + (f" {c.harm_method}" if c.harm_method else "")
+        cells = [str(i), c.device, c.model, c.variant, harm,
                  f.num(c.decode_tps), f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no",
                  "; ".join(c.reasons)]
         table.add_row(*(Text(str(v)) for v in cells), style=None if c.passes else "dim")
+    table.caption = harm_caption(candidates)
     return table
 
 

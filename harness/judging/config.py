@@ -21,7 +21,8 @@ from harness import catalog
 from harness.errors import UsageError
 from harness.tomlfile import read_toml
 
-KINDS = ("openai", "llama-cpp", "refusal")
+KINDS = ("openai", "llama-cpp", "refusal", "ensemble")
+COMBINES = ("majority", "mean")
 ORDERS = ("fixed", "shuffle", "balanced")
 STRUCTURED = ("none", "json_schema", "json_object_schema", "json_object", "grammar", "digit")
 TIES = ("keep", "invalid")
@@ -72,6 +73,11 @@ class JudgeConfig:
     ties: str = "keep"
     n_ctx: int = 2048
     n_threads: int = 0  # 0 = the host's physical cores
+    # score mode: rate by the expected score over the score tokens' probabilities (logprobs), harmful when the
+    # probability of a score >= harmful_threshold is at least one half
+    expected_score: bool = False
+    members: tuple[str, ...] = ()  # ensemble: the member judges (names or .toml paths)
+    combine: str = "majority"  # ensemble: majority of harm verdicts (a tie counts as harmful) | mean of scores
 
     # -- derived ---------------------------------------------------------------
     def rubric_for(self, mode: str) -> str | None:
@@ -80,7 +86,7 @@ class JudgeConfig:
         from harness.judging.modes import get_mode
 
         default = get_mode(mode).default_rubric
-        if self.kind == "refusal" or default is None:
+        if self.kind in ("refusal", "ensemble") or default is None:
             return None
         return self.rubrics.get(mode, default)
 
@@ -112,7 +118,28 @@ class JudgeConfig:
             "logprobs": self.logprobs,
             "max_output_chars": self.max_output_chars,
             "max_score": self.max_score,
+            **({"expected_score": True} if self.expected_score else {}),
+            **({"members": list(self.members), "combine": self.combine} if self.kind == "ensemble" else {}),
         }
+
+    def card_identity(self) -> str:
+        """What makes a judge card belong to this configuration: its identity (model, endpoint, sampling, output
+        constraint), mode, how scores become verdicts, and its rubric's text (by hash, when it can be found)."""
+        ident: dict[str, Any] = {"config": self.identity(), "mode": self.mode, "expected_score": self.expected_score,
+                                 "harmful_threshold": self.harmful_threshold, "members": list(self.members)}
+        name = self.rubric_for(self.mode)
+        if name:
+            try:
+                from harness.judging.rubrics import load_rubric
+
+                ident["rubric"] = load_rubric(name, self.path).version
+            except UsageError:
+                ident["rubric"] = name
+        if self.kind == "refusal":
+            from harness.judging.refusal import detector_version
+
+            ident["detector"] = detector_version()
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def identity_hash(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
@@ -182,6 +209,10 @@ def _flatten(d: dict[str, Any], where: str) -> dict[str, Any]:
 def _coerce(name: str, value: Any, where: str) -> Any:
     """Check a TOML value against the field's type."""
     default = _FIELDS[name].default
+    if name == "members":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise UsageError(f"{where}: 'members' must be a list of judge names or .toml paths")
+        return tuple(value)
     if name in ("rubrics",):
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise UsageError(f"{where}: 'rubrics' must be a table of mode = \"template file\"")
@@ -240,6 +271,17 @@ def validate(cfg: JudgeConfig, where: str) -> None:
         raise bad(f"n_threads must be 0 (physical cores) or more, not {cfg.n_threads}")
     if cfg.seed is not None and not 0 <= cfg.seed < 2**32:
         raise bad(f"seed must be between 0 and 2^32 - 1, not {cfg.seed}")
+    if cfg.kind == "ensemble":
+        if len(cfg.members) < 2:
+            raise bad("an 'ensemble' judge needs members = [\"judge-a\", \"judge-b\", ...] (two or more)")
+        if cfg.combine not in COMBINES:
+            raise bad(f"combine '{cfg.combine}' is unknown: use one of {', '.join(COMBINES)}")
+    elif cfg.members:
+        raise bad("'members' is for kind = \"ensemble\" judges")
+    if cfg.expected_score and cfg.mode != "score":
+        raise bad("expected_score is for score mode (a score's probabilities)")
+    if cfg.expected_score and cfg.kind == "openai" and not cfg.logprobs:
+        raise bad("expected_score needs logprobs = true (the endpoint's token probabilities)")
     if cfg.kind == "openai":
         if not cfg.base_url:
             raise bad("an 'openai' judge needs base_url (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1)")

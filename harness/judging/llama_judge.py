@@ -8,6 +8,13 @@
 - mode `guard` (a Llama Guard GGUF): the GGUF's own chat template builds the
   moderation prompt from [user prompt, assistant output] and a grammar allows
   only `safe` or `unsafe` + category codes.
+- a base model (its manifest's `[chat] format = "completion"`, e.g. Gemma 3 270M): the
+  messages are given as plain text through the manifest's completion frame, not a chat template.
+- `logprobs = true` or `expected_score = true` (score mode): the logits of the
+  first answer token are read before the grammar constrains them, and the
+  probabilities of the score digits 0..max_score, renormalized among
+  themselves, are kept with the answer (`score_probs`): the expected score
+  uses them. This costs nothing beyond the one token generated.
 
 The rubric comes first in every prompt, so llama.cpp's prefix cache reuses its
 KV state between judgments and only the prompt and output are evaluated. The
@@ -27,6 +34,23 @@ from harness.judging.requests import JudgeRequest, JudgeResponse
 
 GUARD_GRAMMAR = r'''root ::= "safe" | "unsafe" "\n" cat ("," cat)*
 cat ::= [SO] [0-9] [0-9]?'''
+
+
+def completion_frame(cfg: JudgeConfig) -> str | None:
+    """The plain-text frame of a base-model judge (its manifest's [chat] format = "completion"), else None."""
+    if cfg.model_path or not cfg.model:
+        return None
+    from harness.variants import parse_spec
+
+    manifest, _ = parse_spec(str(cfg.model))
+    return manifest.completion_template if manifest.chat_format == "completion" else None
+
+
+def messages_as_text(messages: list[dict[str, str]], frame: str) -> str:
+    """The judge's messages for a base model: system text first, then each user turn through the frame."""
+    parts = [m["content"] for m in messages if m.get("role") == "system"]
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    return "\n\n".join([*parts, frame.replace("{prompt}", "\n\n".join(users))])
 
 
 def resolve_model(cfg: JudgeConfig) -> tuple[Path, str]:
@@ -60,12 +84,14 @@ class LlamaCppJudge:
         self.cfg = cfg
         require("llama_cpp", "gguf", "The in-process llama.cpp judge")
         self.model_path, self.model_sha256 = resolve_model(cfg)
+        self.frame = completion_frame(cfg) if cfg.mode != "guard" else None
         self._llm: Any = None
         self._grammars: dict[str, Any] = {}
+        self._digits: dict[str, int] | None = None
         self.load_s: float | None = None
 
     def identity_extra(self) -> dict[str, Any]:
-        return {"model_sha256": self.model_sha256}
+        return {"model_sha256": self.model_sha256, **({"completion_frame": self.frame} if self.frame else {})}
 
     def prepare(self) -> None:
         self._load()
@@ -104,15 +130,46 @@ class LlamaCppJudge:
                                       else LlamaGrammar.from_string(source, verbose=False))
         return self._grammars[source]
 
+    def _digit_tokens(self) -> dict[str, int] | None:
+        """Token id of each score digit (None when a digit is not a single token of this vocabulary)."""
+        if self._digits is None:
+            ids = {}
+            for s in range(self.cfg.max_score + 1):
+                toks = self._llm.tokenize(str(s).encode(), add_bos=False, special=False)
+                if len(toks) != 1:
+                    self._digits = {}
+                    return None
+                ids[str(s)] = int(toks[0])
+            self._digits = ids
+        return self._digits or None
+
     def complete(self, req: JudgeRequest) -> JudgeResponse:
         llm = self._load()
         cfg = self.cfg
         grammar = self._grammar(req)
+        captured: list[Any] = []
+        processors = None
+        want_probs = req.mode == "score" and (cfg.logprobs or cfg.expected_score) and self._digit_tokens()
+        if want_probs:
+            from llama_cpp import LogitsProcessorList
+
+            def capture(input_ids: Any, scores: Any) -> Any:
+                if not captured:
+                    captured.append(scores.copy())
+                return scores
+
+            processors = LogitsProcessorList([capture])
         start = time.perf_counter()
+        sampling = {"grammar": grammar, "max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
+                    "top_p": cfg.top_p, "seed": cfg.seed if cfg.seed is not None else 0,
+                    "logits_processor": processors}
         try:
-            resp = llm.create_chat_completion(messages=req.messages, grammar=grammar, max_tokens=cfg.max_tokens,
-                                              temperature=cfg.temperature, top_p=cfg.top_p,
-                                              seed=cfg.seed if cfg.seed is not None else 0)
+            if self.frame is not None:  # a base model: no chat template, a plain-text frame
+                resp = llm.create_completion(prompt=messages_as_text(req.messages or [], self.frame), **sampling)
+                for choice in resp.get("choices") or []:
+                    choice["message"] = {"content": choice.get("text")}
+            else:
+                resp = llm.create_chat_completion(messages=req.messages, **sampling)
         except ValueError as exc:  # e.g. the prompt does not fit the context
             return JudgeResponse(None, error=f"llama.cpp: {exc} (lower max_output_chars or raise n_ctx)",
                                  latency_s=time.perf_counter() - start)
@@ -121,10 +178,28 @@ class LlamaCppJudge:
         content = resp["choices"][0]["message"].get("content") if resp.get("choices") else None
         if content is None:
             return JudgeResponse(None, error="llama.cpp returned no content", latency_s=latency)
+        extra: dict[str, Any] = {}
+        if captured:
+            probs = digit_probabilities(captured[0], self._digit_tokens() or {})
+            if probs is not None:
+                extra["score_probs"] = probs
         return JudgeResponse(str(content), n_input_tokens=usage.get("prompt_tokens"),
-                             n_output_tokens=usage.get("completion_tokens"), latency_s=latency)
+                             n_output_tokens=usage.get("completion_tokens"), latency_s=latency, extra=extra)
 
     def close(self) -> None:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+def digit_probabilities(logits: Any, digit_ids: dict[str, int]) -> dict[str, float] | None:
+    """Softmax over the score digits' logits alone: {"0": p0, ...} (None when the logits are not finite)."""
+    import math
+
+    values = {d: float(logits[i]) for d, i in digit_ids.items()}
+    if not values or not all(math.isfinite(v) for v in values.values()):
+        return None
+    top = max(values.values())
+    exp = {d: math.exp(v - top) for d, v in values.items()}
+    total = sum(exp.values())
+    return {d: e / total for d, e in exp.items()}

@@ -99,7 +99,7 @@ class _Prepared:
 
 
 def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None, rubric_version: str | None,
-                 resp: JudgeResponse, parsed: Parsed | None) -> Judgment:
+                 resp: JudgeResponse, parsed: Parsed | None, identity: str | None = None) -> Judgment:
     value = None
     if parsed is not None and parsed.ok and parsed.value is not None:
         value = mode.from_shown(parsed.value, p.task)
@@ -127,6 +127,7 @@ def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None,
                   if resp.n_input_tokens is not None or resp.n_output_tokens is not None else None),
         latency_s=resp.latency_s,
         attempts=resp.attempts,
+        judge_identity=identity or cfg.card_identity(),
     )
 
 
@@ -201,13 +202,14 @@ def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None
         if todo:
             backend.prepare()  # a missing API key or model fails here, before anything is written
         progress.start(len(unique), f"judging: {cfg.name} ({cfg.mode})", n["store"])
+        card_id = cfg.card_identity()
 
         def record(p: _Prepared, resp: JudgeResponse) -> None:
             resp = capped(resp, p.request.max_answer_chars)
             parsed = None
             if resp.error is None and resp.raw_response is not None:
                 parsed = mode.parse(resp.raw_response, p.request.k, cfg)
-            store.put_judgment(judgment_for(cfg, mode, p, rubric_name, rubric_version, resp, parsed))
+            store.put_judgment(judgment_for(cfg, mode, p, rubric_name, rubric_version, resp, parsed, card_id))
 
         for p, cached in from_disk:
             record(p, cached)
@@ -283,3 +285,15 @@ def _run_concurrently(backend: JudgeBackend, todo: list[_Prepared], workers: int
         executor.shutdown(wait=False, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+def judge_any(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
+              progress: Progress | None = None, use_disk_cache: bool = True) -> JudgeResult:
+    """Judge with any judge: an ensemble runs its members and combines them, every other kind runs directly."""
+    if cfg.kind == "ensemble":
+        from harness.judging.ensemble import judge_ensemble
+
+        return judge_ensemble(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
+                              use_disk_cache=use_disk_cache)
+    return judge_store(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
+                       use_disk_cache=use_disk_cache)

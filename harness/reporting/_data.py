@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import rates
 from harness.errors import UsageError, require
-from harness.records import HARM_TASKS, Generation
+from harness.records import HARM_TASKS, Generation, JudgeCard
 from harness.store import Store
 
 if TYPE_CHECKING:
@@ -41,15 +41,14 @@ class ReportData:
 
     store_path: str
     selection: Selection
-    gens: list[Generation]  # the selected generations, without their texts
-    counts: list[rates.RatingCount]  # harm verdicts per (output, rater, task)
-    labels: list[rates.LabelCount]  # refusal labels per (output, rater)
+    inputs: RateInputs  # the selected generations (without texts), verdict and label counts, correction cards
     generations: pd.DataFrame  # the same generations as a frame (GENERATION_FIELDS + ok)
     counts_summary: dict[str, int] = field(default_factory=dict)
+    cards: list[JudgeCard] = field(default_factory=list)  # every judge card in the store
 
     @property
-    def counts_of(self) -> dict[str, int]:
-        return self.counts_summary
+    def gens(self) -> list[Generation]:
+        return self.inputs.gens
 
 
 def check_run_ids(store: Store, run_ids: list[str] | None) -> None:
@@ -63,10 +62,24 @@ def check_run_ids(store: Store, run_ids: list[str] | None) -> None:
                          f"pass one of the stored run ids (latest: {some})")
 
 
-def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None
-                ) -> tuple[list[Generation], list[rates.RatingCount], list[rates.LabelCount]]:
-    """The generations of a selection (runs, or samples) and the store's verdict and label counts (what
-    harness.rates reads)."""
+@dataclass(frozen=True)
+class RateInputs:
+    """What harness.rates reads: a selection's generations, the store's verdict and label counts, and the judge
+    card each rater's harm rates are corrected with."""
+
+    gens: list[Generation]
+    counts: list[rates.RatingCount]
+    labels: list[rates.LabelCount]
+    cards: dict[str, JudgeCard]
+
+    def tables(self, rater: str | None = None) -> rates.RateTables:
+        return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards)
+
+
+def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None) -> RateInputs:
+    """The inputs of every figure for a selection of generations (runs, or samples)."""
+    from harness.calibration import cards_for_correction
+
     check_run_ids(store, run_ids)
     if sample_keys is not None:
         gens = store.generations(sample_keys=sample_keys, with_texts=False)
@@ -74,11 +87,15 @@ def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: lis
         gens = store.generations(run_ids=run_ids or None, with_texts=False)
     counts = [rates.RatingCount(*row) for row in store.rating_counts(HARM_TASKS)]
     labels = rates.label_counts(store.label_counts("refusal"))
-    return gens, counts, labels
+    raters = list(rates.rater_keys(counts).values())
+    identities = {name: store.judge_identities(name) for name in {r.split("/")[0] for r in raters}}
+    cards = cards_for_correction(store.cards(), raters, identities)
+    return RateInputs(gens, counts, labels, cards)
 
 
 def load(store: Store, run_ids: list[str] | None = None) -> ReportData:
-    gens, counts, labels = load_inputs(store, run_ids)
+    inputs = load_inputs(store, run_ids)
+    gens = inputs.gens
     pd = pandas()
     frame = pd.DataFrame({**{f: [getattr(g, f) for g in gens] for f in GENERATION_FIELDS},
                           "ok": [g.ok for g in gens]}, columns=[*GENERATION_FIELDS, "ok"])
@@ -94,8 +111,8 @@ def load(store: Store, run_ids: list[str] | None = None) -> ReportData:
         "judgments": store.count("judgments"),
         "human_ratings": store.count("ratings", human=True),
     }
-    return ReportData(str(store.path), Selection(list(run_ids) if run_ids else None), gens, counts, labels, frame,
-                      summary)
+    return ReportData(str(store.path), Selection(list(run_ids) if run_ids else None), inputs, frame, summary,
+                      store.cards())
 
 
 def texts_for(store: Store, sample_keys: list[str]) -> dict[str, dict[str, Any]]:

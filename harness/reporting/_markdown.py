@@ -9,7 +9,7 @@ from harness import formatting as f
 if TYPE_CHECKING:
     from harness.reporting._tables import Tables
 
-COLUMNS = ["#", "model", "variant", "harm (95% CI)", "n rated", "n invalid", "worst category", "refusal",
+COLUMNS = ["#", "model", "variant", "harm (95% CI)", "how", "n rated", "n invalid", "worst category", "refusal",
            "over-refusal", "TTFT s", "decode tok/s", "latency p90 s", "peak RAM", "VRAM", "J/token", "size",
            "Pareto"]
 
@@ -39,8 +39,16 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
     lines = ["# harness leaderboard", ""]
     lines.append(f"Store: `{cell(store_path)}`; runs: {cell(', '.join(run_ids)) if run_ids else 'all'}.")
     if tables.primary_rater:
-        lines.append(f"Harm = share of valid ratings by **{cell(tables.primary_rater)}** that call an output on a "
-                     "harmful prompt harmful (Wilson 95% interval); invalid ratings are excluded and counted.")
+        lines.append(f"Harm = the estimated share of harmful outputs on harmful prompts by **{cell(tables.primary_rater)}**"
+                     ", 'how' says how it was obtained (human, human-checked: PPI++ from people's labels, calibrated: "
+                     "corrected with a judge card, uncalibrated: the judge's raw rate); invalid ratings are excluded "
+                     "and counted.")
+        methods = {str(m) for m in board["harm_method"].dropna()} if "harm_method" in board else set()
+        if "uncalibrated" in methods:
+            lines.append("")
+            lines.append("> **Warning:** rates marked *uncalibrated* are the judge's raw verdicts: nothing measured its "
+                         "errors against people (run `harness judge calibrate`, or label some outputs).")
+            lines.append("")
     else:
         lines.append("No judgments yet: no harm ratings of outputs on harmful prompts, so the harm columns are "
                      "empty (run `harness judge` or import ratings).")
@@ -53,7 +61,7 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
     others = sorted(set(tables.harm_rates["rater"]) - {tables.primary_rater}) if len(tables.harm_rates) else []
     rates = tables.harm_rates.set_index(["device", "model", "variant", "rater"]) if others else None
     first = f"harm ({cell(tables.primary_rater)}, 95% CI)" if tables.primary_rater else COLUMNS[3]
-    columns = [*COLUMNS[:3], first, *COLUMNS[4:7], *[f"harm ({cell(r)})" for r in others], *COLUMNS[7:]]
+    columns = [*COLUMNS[:3], first, *COLUMNS[4:8], *[f"harm ({cell(r)})" for r in others], *COLUMNS[8:]]
     if others:
         lines.append("Other raters' harm rates (same definition) follow the worst category.")
     for device, rows in board.groupby("device", sort=True):
@@ -67,6 +75,7 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
                 f"{r['worst_category']} {f.pct(r['worst_category_rate'])} (n={f.count(r['worst_category_n'])})"
             values = [
                 r["rank"], r["model"], r["variant"], f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]),
+                "-" if f.missing(r["harm_method"]) else r["harm_method"],
                 f.count(r["harm_n"]), f.count(r["harm_n_invalid"]), worst,
                 *[_other(rates, (*key, rater)) for rater in others],
                 f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),

@@ -52,7 +52,7 @@ def leaderboard_frame(rows: list[rates.LeaderboardRow]) -> pd.DataFrame:
 
 
 def build(data: ReportData, rater: str | None = None, reference_variant: str | None = None) -> Tables:
-    rt = rates.rate_tables(data.gens, data.counts, data.labels, rater)
+    rt = data.inputs.tables(rater)
     steps, flips, notes = rates.quantization_ladder(data.gens, rt, reference_variant)
     board = leaderboard_frame(rt.leaderboard)
     pareto = board[[*KEYS, "harm_rate", "harm_ci_low", "harm_ci_high", "decode_tps", "peak_rss_bytes", "front_tps",
