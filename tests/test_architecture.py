@@ -21,10 +21,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("harness.errors", "harness.keys", "harness.records", "harness.progress", "harness.registry",
               "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog")),
-    ("store", ("harness.store",)),
+    ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.variants")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",
              "harness.llama_server", "harness.roofline", "harness.engine")),
+    ("fleet", ("harness.fleet",)),
     ("judge", ("harness.judging",)),
     ("agree", ("harness.humans", "harness.agreement", "harness.study")),
     ("rates", ("harness.rates",)),
