@@ -352,3 +352,30 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_job_waits_for_its_worker_after_each_event() -> None:
+    """The lock step that keeps the fleet's work out of every measurement: `advance` returns only once the
+    worker has answered; a closed pipe (the worker gone) stops the job as Ctrl-C would."""
+    import io
+    import threading
+
+    from harness.fleet.job import LockStepProgress, WorkerGone
+
+    events = io.StringIO()
+    read_fd, write_fd = os.pipe()
+    progress = LockStepProgress(events, read_fd)
+    returned = threading.Event()
+    worker = threading.Thread(target=lambda: (progress.advance(1, "Q4_1 80 tok/s"), returned.set()))
+    worker.start()
+    time.sleep(0.3)
+    assert not returned.is_set() and '"event": "advance"' in events.getvalue()
+    os.write(write_fd, b"{}\n")
+    worker.join(5)
+    assert returned.is_set()
+    assert progress.emit("done", status="finished") == {}  # final events wait for nothing
+    os.close(write_fd)
+    with pytest.raises(WorkerGone):
+        progress.advance()
+    progress.stop()  # in the engine's cleanup: never raises
+    os.close(read_fd)

@@ -75,6 +75,7 @@ class _Task:
     already: set[str] = field(default_factory=set)  # of those, the ones the main store had when it was submitted
     committed: set[str] = field(default_factory=set)  # keys this run merged
     attempts: list[str] = field(default_factory=list)
+    acked: dict[str, int] = field(default_factory=dict)  # per attempt, the last message handled
     run_of_attempt: dict[str, str] = field(default_factory=dict)
     state: str = "waiting"  # waiting | running | done | missing | failed
     error: str | None = None
@@ -177,7 +178,7 @@ def run_fleet(store: Store, fleet: FleetClient, *, devices: Sequence[str],
             key = f"harness-{run_id}-{device}-{model}-{variant}"
             done = sorted(store.done_sample_keys(device=device, model=model, variant=variant))
             variable = distributed.Variable(f"{key}-done", client=client)
-            variable.set(done)
+            variable.set({"acked": {}, "done": done})
             spec = JobSpec(device=device, model=model, variant=variant, prompts=prompt_dicts, seeds=list(seeds),
                            sampling=sampling_dict, command=command, queue=queue.name, done_variable=variable.name,
                            done_keys=done, fleet={"scheduler": fleet.address, "coordinator_run": run_id, "task": key})
@@ -202,6 +203,14 @@ def run_fleet(store: Store, fleet: FleetClient, *, devices: Sequence[str],
         task = tasks.get(msg.get("task", ""))
         if task is None:
             return
+        try:
+            handle_for(task, msg)
+        finally:
+            # The board's job waits for this before it measures on (harness.fleet.job: lock step).
+            task.acked[str(msg.get("attempt"))] = int(msg.get("seq", 0))
+            task.variable.set({"acked": dict(task.acked), "done": sorted(set(task.spec.done_keys) | task.committed)})
+
+    def handle_for(task: _Task, msg: dict[str, Any]) -> None:
         device = task.spec.device
         o = outcomes[device]
         kind = msg.get("type")
@@ -246,7 +255,6 @@ def run_fleet(store: Store, fleet: FleetClient, *, devices: Sequence[str],
             if new:
                 label = f"{device} {task.spec.model}:{task.spec.variant}"
                 progress.advance(len(new), f"{label} {o.decode_tps:.0f} tok/s" if o.decode_tps else label)
-                task.variable.set(sorted(set(task.spec.done_keys) | task.committed))
             show(device)
 
     def drain(wait: float) -> None:

@@ -1,42 +1,69 @@
 """One fleet task on a board: the unchanged engine in a fresh process, `python -m harness.fleet.job JOB.json`.
 
-The worker starts this process for each task, so what is measured (peak RSS, decode speed) is measured
-in a process like a local `harness run`, without the Dask worker's memory or threads in it. The job
-resolves the variant on the board, writes into the board's shard store, and reports on its stdout as
-JSON lines (`plan` with the planned sample keys, then the engine's progress, then `done` or `error`);
-the worker reads the rows from the shard and streams them to the coordinator.
+The worker starts this process for each task, so what is measured (peak RSS, decode speed, load time)
+is measured in a process like a local `harness run`, without the Dask worker's memory or threads in it.
+The job resolves the variant on the board, writes into the board's shard store, and reports on its
+stdout as JSON lines: `plan` (the planned sample keys), then the engine's progress (`start`, `advance`
+after each committed sample, `message`, `stop`), then `done` or `error`.
 
-Its stdin carries one line from the worker after `plan`: the keys the main store holds by then (a task
-moved from a board that dropped off starts only once what that board measured has been gathered). Then
-stdin is a lifeline: when the worker dies the pipe closes and the job interrupts itself (the run is then
-`interrupted` in the shard, as after Ctrl-C). Exit codes as the CLI's: 0, 2 bad input, 1, 130.
+Lock step: after each event but `done` and `error` the job waits for one line on its stdin. The worker
+writes it once it has streamed the new rows and the coordinator has committed them, so nothing of the
+fleet (reading the shard, sending rows, merging them) runs while the engine measures a sample. The line
+after `plan` carries the keys the main store holds by then, so a task moved from a board that dropped
+off skips what that board measured. The end of stdin means the worker is gone: the job stops as after
+Ctrl-C (its run `interrupted` in the shard). Exit codes as the CLI's: 0, 2 bad input, 1, 130.
 """
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import UsageError
 
+FINAL_EVENTS = ("done", "error")  # the worker does not answer these
 
-class JsonLinesProgress:
-    """harness.progress.Progress as JSON lines on a stream."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
+class WorkerGone(KeyboardInterrupt):
+    """The worker's end of stdin closed: stop as Ctrl-C would (the engine marks the run interrupted)."""
 
-    def emit(self, event: str, **fields: Any) -> None:
+
+def read_line(fd: int) -> bytes:
+    """One line from a raw descriptor (b'' at end of file), without reading past it."""
+    out = bytearray()
+    while not out.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            return b""
+        out += chunk
+    return bytes(out)
+
+
+class LockStepProgress:
+    """harness.progress.Progress as JSON lines on a stream, each answered by the worker before the job goes on."""
+
+    def __init__(self, events: IO[str], replies_fd: int) -> None:
+        self._events = events
+        self._replies = replies_fd
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         try:
-            self._stream.write(json.dumps({"event": event, **fields}) + "\n")
-            self._stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the worker is gone; the lifeline stops the job
+            self._events.write(json.dumps({"event": event, **fields}) + "\n")
+            self._events.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            if event in FINAL_EVENTS:
+                return {}
+            raise WorkerGone() from exc
+        if event in FINAL_EVENTS:
+            return {}
+        line = read_line(self._replies)
+        if not line:
+            raise WorkerGone()
+        reply = json.loads(line)
+        return reply if isinstance(reply, dict) else {}
 
     def start(self, total: int, description: str, done: int = 0) -> None:
         self.emit("start", total=total, description=description, done=done)
@@ -48,35 +75,13 @@ class JsonLinesProgress:
         self.emit("message", text=text)
 
     def stop(self) -> None:
-        self.emit("stop")
-
-
-def _watch_lifeline(fd: int) -> None:
-    """Interrupt the job (as Ctrl-C would) when the worker's end of stdin closes. Reads the raw descriptor
-    (no Python buffer, whose lock would hold up the interpreter's exit)."""
-    def watch() -> None:
         try:
-            while os.read(fd, 1024):
-                pass
-        except OSError:
-            pass
-        _thread.interrupt_main()
-
-    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+            self.emit("stop")
+        except WorkerGone:
+            pass  # stop() runs in the engine's cleanup; the run is marked by whatever ended it
 
 
-def _read_line(fd: int) -> bytes:
-    """One line from a raw descriptor (b'' at end of file), without buffering past it."""
-    out = bytearray()
-    while not out.endswith(b"\n"):
-        chunk = os.read(fd, 1)
-        if not chunk:
-            return b""
-        out += chunk
-    return bytes(out)
-
-
-def run(job: dict[str, Any], progress: JsonLinesProgress, stdin_fd: int) -> int:
+def run(job: dict[str, Any], progress: LockStepProgress) -> int:
     from harness import catalog, engine
     from harness.backends import Sampling
     from harness.devices import load_profile
@@ -96,12 +101,8 @@ def run(job: dict[str, Any], progress: JsonLinesProgress, stdin_fd: int) -> int:
         engine.prepare(plan, progress)
         keys = [s.key for s in engine.samples(plan)]
         with Store.open(job["store"]) as store:
-            progress.emit("plan", sample_keys=keys)
-            line = _read_line(stdin_fd)
-            if not line:
-                raise KeyboardInterrupt  # the worker is gone
-            done = set(job["done_keys"]) | set(json.loads(line).get("done_keys", []))
-            _watch_lifeline(stdin_fd)
+            reply = progress.emit("plan", sample_keys=keys)
+            done = set(job["done_keys"]) | set(reply.get("done_keys", []))
             res = engine.execute(plan, store, progress, command=job["command"], done_elsewhere=done)
         progress.emit("done", run_id=res.run_id, written=res.written, skipped=res.skipped, status=res.status)
     return 0
@@ -115,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     # Events go to the original stdout; anything else that writes to fd 1 (a C library) goes to stderr.
     events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
-    progress = JsonLinesProgress(events)
+    progress = LockStepProgress(events, sys.stdin.fileno())
     try:
         job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-        return run(job, progress, sys.stdin.fileno())
+        return run(job, progress)
     except UsageError as exc:
         progress.emit("error", message=str(exc), usage=True)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGINT from the worker, or the worker gone
         progress.emit("error", message="interrupted", usage=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - reported to the coordinator, with the traceback on stderr

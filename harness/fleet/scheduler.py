@@ -16,7 +16,9 @@ async def serve_scheduler(host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                           on_ready: Callable[[str], None] | None = None) -> None:
     """Run a scheduler until it is closed (Ctrl-C or SIGTERM)."""
     distributed = require_distributed()
-    async with distributed.Scheduler(host=host, port=port, dashboard=False) as scheduler:
+    # Dask's HTTP endpoints (health, metrics) stay on loopback, on a free port, whatever --host says.
+    async with distributed.Scheduler(host=host, port=port, dashboard=False, dashboard_address="127.0.0.1:0") \
+            as scheduler:
         if on_ready is not None:
             on_ready(scheduler.address)
         await scheduler.finished()

@@ -30,6 +30,8 @@ from harness.fleet import INFO_KEY, PLUGIN_NAME, FleetJobError, device_resource,
 from harness.fleet.wire import JobSpec, encode
 
 POLL_S = 0.5  # how often a task checks whether it is still wanted
+ACK_POLL_S = 0.002  # how often a task looks for the coordinator's acknowledgement (the job waits meanwhile)
+ACK_TIMEOUT_S = 60.0  # after this long without one the job goes on (rows already sent are not lost)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ async def serve_worker(scheduler: str, config: BoardConfig, *, listen_host: str 
     plugin = _plugin_class()(config)
     worker = distributed.Worker(
         scheduler, nthreads=1, name=config.name, resources={device_resource(config.device): 1}, host=host,
-        dashboard=False, memory_limit=0, plugins=(plugin,), death_timeout=connect_timeout_s,
+        dashboard=False, dashboard_address="127.0.0.1:0", memory_limit=0, plugins=(plugin,),
+        death_timeout=connect_timeout_s,
         startup_information={INFO_KEY: lambda _w: config.info()})
     async with worker:
         if on_ready is not None:
@@ -149,14 +152,6 @@ class ShardTail:
         return {t: rows for t, rows in out.items() if rows}
 
 
-def _gathered(distributed: Any, variable: str) -> set[str]:
-    """The keys the main store holds for this task now (the coordinator keeps them in a Dask variable)."""
-    try:
-        return set(distributed.Variable(variable).get(timeout=5))
-    except (TimeoutError, OSError):
-        return set()
-
-
 def _still_wanted(worker: Any, key: Any) -> bool:
     ts = worker.state.tasks.get(key)
     return ts is not None and ts.state in ("executing", "long-running")
@@ -180,8 +175,52 @@ def _stop(proc: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
         proc.wait()
 
 
+class _Link:
+    """A task's line to the coordinator: messages on the run's queue, answered through the task's variable
+    ({"acked": {attempt: last message handled}, "done": keys the main store holds})."""
+
+    def __init__(self, distributed: Any, spec: JobSpec, worker: Any, key: Any, base: dict[str, Any]) -> None:
+        self.queue = distributed.Queue(spec.queue)
+        self.variable = distributed.Variable(spec.done_variable)
+        self.worker, self.key, self.base = worker, key, base
+        self.seq = 0
+
+    def state(self) -> dict[str, Any]:
+        try:
+            value = self.variable.get(timeout=5)
+        except (TimeoutError, OSError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def send(self, kind: str, wait: bool = True, **fields: Any) -> dict[str, Any]:
+        """Put a message on the queue; with `wait`, return once the coordinator has handled it (committed its
+        rows), or after ACK_TIMEOUT_S, or as soon as the task is no longer wanted."""
+        self.seq += 1
+        self.queue.put({**self.base, "type": kind, "seq": self.seq, **fields})
+        if not wait:
+            return {}
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while True:
+            state = self.state()
+            if (state.get("acked") or {}).get(self.base["attempt"], 0) >= self.seq:
+                return state
+            if time.monotonic() > deadline or not _still_wanted(self.worker, self.key):
+                return state
+            time.sleep(ACK_POLL_S)
+
+
+def _reply(proc: subprocess.Popen[Any], **fields: Any) -> None:
+    """Let the job go on (it waits after each event, see harness.fleet.job)."""
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(fields) + "\n")
+    proc.stdin.flush()
+
+
 def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
-    """The Dask task: run one (device, variant) job on this board and stream its rows to the coordinator."""
+    """The Dask task: run one (device, variant) job on this board and stream its rows to the coordinator.
+
+    Lock step with the job: after each of its events the job waits until this task has sent the new rows
+    and the coordinator has committed them, so none of this runs while the engine measures."""
     distributed = require_distributed()
     spec = JobSpec(**spec_dict)
     worker = distributed.get_worker()
@@ -192,22 +231,24 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
     if board.device != spec.device:
         raise FleetJobError(spec.device, f"worker {board.name} runs device '{board.device}'", usage=True)
     key = worker.get_current_task()
-    rows_queue = distributed.Queue(spec.queue)
-    main_has = set(spec.done_keys) | _gathered(distributed, spec.done_variable)
     attempt = uuid.uuid4().hex[:12]
+    link = _Link(distributed, spec, worker, key, {"task": str(key), "device": spec.device, "model": spec.model,
+                                                  "variant": spec.variant, "attempt": attempt})
+    main_has = set(spec.done_keys) | set(link.state().get("done") or [])
     fleet = {**spec.fleet, "attempt": attempt, "worker": board.name, "worker_address": worker.address,
              "worker_pid": os.getpid(), "device_reason": board.device_reason}
     job = {**asdict(spec), "done_keys": sorted(main_has), "fleet": fleet, "profile": board.profile_source,
            "store": board.store, "catalogs": board.catalogs}
-    base = {"task": str(key), "device": spec.device, "model": spec.model, "variant": spec.variant,
-            "attempt": attempt}
-
-    def send(kind: str, **fields: Any) -> None:
-        rows_queue.put({**base, "type": kind, **fields})
-
-    send("started", worker=board.name, worker_address=worker.address, host=board.host, worker_pid=os.getpid())
+    link.send("started", wait=False, worker=board.name, worker_address=worker.address, host=board.host,
+              worker_pid=os.getpid())
     Path(board.store).parent.mkdir(parents=True, exist_ok=True)
     tail = ShardTail(board.store, attempt, main_has)
+
+    def send_rows() -> None:
+        rows = tail.new_rows()
+        if rows:
+            link.send("rows", rows={t: encode(rs) for t, rs in rows.items()})
+
     with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job), encoding="utf-8")
@@ -236,18 +277,20 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
                     kind = event.get("event")
                     if kind == "plan":
                         tail.planned = list(event["sample_keys"])
-                        main_has |= _gathered(distributed, spec.done_variable)
-                        proc.stdin.write(json.dumps({"done_keys": sorted(main_has & set(tail.planned))}) + "\n")  # type: ignore[union-attr]
-                        proc.stdin.flush()  # type: ignore[union-attr]
-                        send("plan", keys=tail.planned)
+                        state = link.send("plan", keys=tail.planned)
+                        main_has |= set(state.get("done") or [])
+                        send_rows()  # what the shard holds from an earlier attempt and the main store lacks
+                        _reply(proc, done_keys=sorted(main_has & set(tail.planned)))
                     elif kind == "message":
-                        send("message", text=event.get("text", ""))
+                        link.send("message", text=event.get("text", ""))
+                        _reply(proc)
+                    elif kind in ("start", "advance", "stop"):
+                        send_rows()
+                        _reply(proc)
+                    elif kind == "done":
+                        send_rows()
                     elif kind == "error":
                         error = event
-                    if kind in ("plan", "start", "advance", "done"):
-                        rows = tail.new_rows()
-                        if rows:
-                            send("rows", rows={t: encode(rs) for t, rs in rows.items()})
             except BaseException:
                 _stop(proc)  # the queue is gone (scheduler lost) or the worker is closing: stop the job
                 raise
@@ -256,10 +299,12 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     _stop(proc)
-                proc.stdin.close()  # type: ignore[union-attr]
-            rows = tail.new_rows()
-            if rows:
-                send("rows", rows={t: encode(rs) for t, rs in rows.items()})
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            send_rows()
             err.seek(0)
             stderr_tail = err.read()[-2000:].decode("utf-8", "replace").strip()
     if cancelled:
