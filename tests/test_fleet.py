@@ -332,6 +332,49 @@ def test_a_task_moves_to_another_board_with_the_same_device(cluster: Cluster, tm
     assert runs[server_rows[-1]["run_id"]]["status"] == "finished"
 
 
+def test_a_coordinator_killed_mid_run_resumes_like_a_local_run(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start_worker("laptop-cpu", "w-laptop")
+    cluster.start_worker("server-cpu", "w-server")
+    prompts = _prompts(tmp_path, ["disc-001", "ben-001", "off-001", "priv-001"])
+    store = tmp_path / "main.sqlite"
+    with open(tmp_path / "coordinator.log", "wb") as log:
+        coordinator = subprocess.Popen(
+            [sys.executable, "-m", "harness", "--catalog", str(CATALOG), "run", "--fleet", cluster.address,
+             "--device", "laptop-cpu", "--device", "server-cpu", "--model", MODEL, "--prompts", str(prompts),
+             "--max-tokens", str(MAX_TOKENS), "--no-judge", "--no-report", "--quiet", "--store", str(store)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not store.exists() or not _count(store)):
+        time.sleep(0.05)
+    os.kill(coordinator.pid, signal.SIGKILL)
+    coordinator.wait(timeout=10)
+    gathered = _count(store)
+    assert 1 <= gathered < 8
+    # The boards notice (their tasks are cancelled) and stop their jobs, which mark their runs interrupted.
+    shards = [cluster.root / f"{name}.sqlite" for name in ("w-laptop", "w-server")]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(r["status"] == "running" for sh in shards if sh.exists()
+                                               for r in _rows(sh, "runs")):
+        time.sleep(0.2)
+    assert all(r["status"] in ("interrupted", "finished") for sh in shards if sh.exists() for r in _rows(sh, "runs"))
+
+    again = _fleet_run(cluster, store, prompts, Recorder())
+    assert again.status == "finished"
+    expected = _planned_keys(["laptop-cpu", "server-cpu"], prompts)
+    final = _rows(store, "generations")
+    assert {g["sample_key"]: g["device"] for g in final} == expected and len(final) == 8
+    assert again.skipped == gathered and again.written == 8 - gathered
+    # Each sample was measured once: what a board measured but never delivered came from its shard.
+    assert sum(len(_rows(sh, "generations")) for sh in shards) == 8
+
+
+def _count(store: Path) -> int:
+    try:
+        return len(_rows(store, "generations"))
+    except Exception:  # noqa: BLE001 - the store is being created
+        return 0
+
+
 def test_fleet_input_errors_name_the_fix(cli, cluster: Cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = tmp_path / "s.sqlite"
     r = cli("run", "--fleet", cluster.address, "--store", store, "--no-judge", "--no-report", "--quiet")
@@ -379,3 +422,24 @@ def test_the_job_waits_for_its_worker_after_each_event() -> None:
         progress.advance()
     progress.stop()  # in the engine's cleanup: never raises
     os.close(read_fd)
+
+
+def test_the_progress_display_has_a_line_per_device() -> None:
+    import io
+
+    from rich.console import Console
+
+    from harness.cli.progress import RichProgress
+    from harness.progress import NoProgress, report_device
+
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, width=160, force_terminal=False))
+    progress.start(6, "generating on the fleet")
+    report_device(progress, "laptop-cpu", 0, 3, "waiting")
+    report_device(progress, "laptop-cpu", 3, 3, "done", 81.25)
+    report_device(progress, "server-cpu", 1, 3, "missing")
+    progress.stop()
+    text = out.getvalue()
+    assert "laptop-cpu" in text and "3/3" in text and "81.2 tok/s, done" in text
+    assert "server-cpu" in text and "1/3" in text and "missing" in text
+    report_device(NoProgress(), "laptop-cpu", 1, 3, "running")  # a Progress without device lines: nothing happens

@@ -163,16 +163,25 @@ def _reader(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _stop(proc: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
-    """Interrupt a job (the engine marks its run interrupted), then kill it if it lingers."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def _stop(proc: subprocess.Popen[Any], grace_s: float = 15.0, timeout_s: float = 30.0) -> None:
+    """Stop a job: close its stdin (it stops at its next event, after the sample in hand, marking its run
+    interrupted), then interrupt it (SIGINT, as Ctrl-C) if it lingers, then kill it."""
+    if proc.stdin is not None and not proc.stdin.closed:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    for step in ("wait", "interrupt", "kill"):
+        if proc.poll() is not None:
+            return
+        if step == "interrupt":
+            proc.send_signal(signal.SIGINT)
+        elif step == "kill":
+            proc.kill()
+        try:
+            proc.wait(timeout=grace_s if step == "wait" else timeout_s)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class _Link:
@@ -209,8 +218,14 @@ class _Link:
             time.sleep(ACK_POLL_S)
 
 
-def _reply(proc: subprocess.Popen[Any], **fields: Any) -> None:
-    """Let the job go on (it waits after each event, see harness.fleet.job)."""
+class _NoLongerWanted(Exception):
+    """The coordinator cancelled the task (or is gone): the job must not go on."""
+
+
+def _reply(proc: subprocess.Popen[Any], worker: Any, key: Any, **fields: Any) -> None:
+    """Let the job go on (it waits after each event, see harness.fleet.job), if the task is still wanted."""
+    if not _still_wanted(worker, key):
+        raise _NoLongerWanted()
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(fields) + "\n")
     proc.stdin.flush()
@@ -280,17 +295,20 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
                         state = link.send("plan", keys=tail.planned)
                         main_has |= set(state.get("done") or [])
                         send_rows()  # what the shard holds from an earlier attempt and the main store lacks
-                        _reply(proc, done_keys=sorted(main_has & set(tail.planned)))
+                        _reply(proc, worker, key, done_keys=sorted(main_has & set(tail.planned)))
                     elif kind == "message":
                         link.send("message", text=event.get("text", ""))
-                        _reply(proc)
+                        _reply(proc, worker, key)
                     elif kind in ("start", "advance", "stop"):
                         send_rows()
-                        _reply(proc)
+                        _reply(proc, worker, key)
                     elif kind == "done":
                         send_rows()
                     elif kind == "error":
                         error = event
+            except _NoLongerWanted:
+                cancelled = True
+                _stop(proc)
             except BaseException:
                 _stop(proc)  # the queue is gone (scheduler lost) or the worker is closing: stop the job
                 raise
@@ -299,11 +317,11 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     _stop(proc)
-                assert proc.stdin is not None
-                try:
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
+                if proc.stdin is not None and not proc.stdin.closed:
+                    try:
+                        proc.stdin.close()
+                    except BrokenPipeError:
+                        pass
             send_rows()
             err.seek(0)
             stderr_tail = err.read()[-2000:].decode("utf-8", "replace").strip()
