@@ -4,9 +4,10 @@ Each task is pinned to its device by the resource `device:<name> = 1`, so a boar
 a time and loads each variant once. Tasks stream their rows over a Dask queue; each batch is merged into
 the main store at once (harness.merge, the code `harness merge` uses), under the sample keys the board
 computed, so a coordinator that crashes resumes like a local run: the same command skips what the main
-store holds. After each commit the task's Dask variable holds the keys the main store has, so a task
-Dask reschedules on another board with the same device resource (its board dropped off) skips what
-was already gathered. A device with no worker for `wait_s` seconds is reported missing, its tasks
+store holds. After each message the task's Dask variable says which message was handled and which keys
+the main store holds: the board's job waits for the first before it measures on (nothing of the fleet
+runs during a measurement, harness.fleet.job), and a task Dask reschedules on another board with the same
+device resource (its board dropped off) skips what was already gathered. A device with no worker for `wait_s` seconds is reported missing, its tasks
 cancelled, and the run finishes the rest; re-running after the board is back completes it.
 """
 
