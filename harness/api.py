@@ -20,13 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import MissingExtraError, UsageError
+from harness.fleet import DEFAULT_WAIT_S as DEFAULT_FLEET_WAIT_S
 from harness.progress import NoProgress, Progress
 from harness.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
+    from harness.backends import Sampling
+    from harness.fleet.coordinator import FleetResult
+    from harness.judging.batch import BatchExport
     from harness.judging.runner import JudgeResult
+    from harness.merge import MergeResult
+    from harness.prompts import Prompt
     from harness.rates import LeaderboardRow
     from harness.records import Generation, JudgeCard
+    from harness.variants import ModelManifest
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_PROMPTS = "default"
@@ -57,6 +64,7 @@ class RunResult:
     judges: list[JudgeResult] = field(default_factory=list)
     report: ReportResult | None = None
     leaderboard: list[LeaderboardRow] = field(default_factory=list)  # over this plan's samples
+    fleet: FleetResult | None = None  # a fleet run: each device's outcome
 
 
 # -- validation --------------------------------------------------------------------------------------
@@ -82,16 +90,39 @@ def _store_path(store: str | Path | None) -> Path:
     return Path(store).expanduser() if store is not None else DEFAULT_STORE
 
 
+def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
+    """'I/N' (or (I, N)) -> (I, N): part I of N of a plan, 1 <= I <= N."""
+    if isinstance(shard, tuple):
+        i, n = shard
+    else:
+        left, sep, right = str(shard).partition("/")
+        try:
+            i, n = int(left), int(right)
+        except ValueError:
+            i = n = 0
+        if not sep:
+            i = n = 0
+    if not (isinstance(i, int) and isinstance(n, int)) or n < 1 or not 1 <= i <= n:
+        raise UsageError(f"--shard {shard}: give I/N with 1 <= I <= N, e.g. --shard 1/4 on the first of four boards")
+    return i, n
+
+
 # -- run -----------------------------------------------------------------------------------------------
-def run(model: str | Sequence[str] | None = None, *, device: str = "auto", prompts: str = DEFAULT_PROMPTS,
-        limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS, temperature: float = 0.0, top_p: float = 0.95,
-        seed: int = 0, seeds: Sequence[int] | None = None, store: str | Path | None = None, judge: bool = True,
-        report: bool = True, report_dir: str | Path | None = None, progress: Progress | None = None,
-        command: str = "harness.run()") -> RunResult:
+def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str] = "auto",
+        prompts: str = DEFAULT_PROMPTS, limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = 0.0, top_p: float = 0.95, seed: int = 0, seeds: Sequence[int] | None = None,
+        store: str | Path | None = None, judge: bool = True, report: bool = True,
+        report_dir: str | Path | None = None, progress: Progress | None = None, command: str = "harness.run()",
+        fleet: str | None = None, fleet_wait_s: float = DEFAULT_FLEET_WAIT_S,
+        shard: str | tuple[int, int] | None = None) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
 
     The whole plan (device, models and their variants, prompts, sampling, judges) is checked before the
     store is opened for writing: bad input raises UsageError and leaves the store untouched.
+
+    `fleet` (a Dask scheduler address) runs the plan on the boards connected to it, one per device named
+    (all it offers when none is), gathering their rows into this store (harness.fleet). `shard` ('I/N')
+    runs only part I of N of the plan, for boards that split one plan offline and merge later.
     """
     from harness import devices, engine
     from harness import prompts as prompt_sets
@@ -101,42 +132,91 @@ def run(model: str | Sequence[str] | None = None, *, device: str = "auto", promp
     progress = progress or NoProgress()
     seed_list = list(dict.fromkeys(seeds)) if seeds else [seed]
     check_sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seeds=seed_list, limit=limit)
-    profile, why = devices.resolve_device(device)
+    device_names = [device] if isinstance(device, str) else list(device)
+    shard_part = parse_shard(shard) if shard is not None else None
+    if fleet is not None and shard_part is not None:
+        raise UsageError("--shard splits a plan over offline boards; a fleet run already splits it by device: "
+                         "drop --shard or --fleet")
+    if fleet is None and len(device_names) != 1:
+        raise UsageError(f"{len(device_names)} devices given: a local run measures one device; run several with "
+                         "--fleet ADDRESS (see `harness fleet --help`)")
+    if fleet is not None and (not math.isfinite(fleet_wait_s) or fleet_wait_s < 0):
+        raise UsageError(f"--fleet-wait must be a number of seconds >= 0, not {fleet_wait_s}")
+    if fleet is None:
+        profile, why = devices.resolve_device(device_names[0])
     specs = [model] if isinstance(model, str) else list(model or [DEFAULT_MODEL])
     plan_models = [parse_spec(s) for s in specs]
     prompt_list = prompt_sets.load_set(prompts)
     if limit:
         prompt_list = prompt_list[:limit]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
-    plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling)
     judge_configs = _default_judges() if judge else []
-    engine.prepare(plan, progress)
     store_path = _store_path(store)
+    if fleet is not None:
+        return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], plan_models, prompt_list, seed_list,
+                             sampling, store_path, judge_configs, report, report_dir, progress, command, fleet_wait_s)
+    plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling,
+                       shard=shard_part)
+    engine.prepare(plan, progress)
     progress.message(f"device {profile.name} ({why}); threads {profile.resolved_threads()}")
+    part = (f", part {shard_part[0]} of {shard_part[1]}: {sum(1 for _ in engine.samples(plan))} samples"
+            if shard_part else "")
     progress.message(f"plan {len(plan.variants)} variant(s) x {len(prompt_list)} prompt(s) x {len(seed_list)} "
-                     f"seed(s) = {plan.size} samples -> {store_path}")
-    judges: list[JudgeResult] = []
-    report_result = None
+                     f"seed(s) = {plan.size} samples{part} -> {store_path}")
     with Store.open(store_path) as st:
         res = engine.execute(plan, st, progress, command=command, finish=False)
-        status = "failed"
-        try:
-            for cfg in judge_configs:
-                judges.append(_judge(st, cfg, sample_keys=res.sample_keys, progress=progress))
-            if report:
-                report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report")
-            status = "finished"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            st.finish_run(res.run_id, status)
-        generations = st.generations(sample_keys=res.sample_keys)
-        order = {k: i for i, k in enumerate(res.sample_keys)}
-        generations.sort(key=lambda g: order[g.sample_key])
-        board = _leaderboard(st, sample_keys=res.sample_keys)
+        status, judges, report_result, generations, board = _judge_and_report(
+            st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress)
     return RunResult(res.run_id, store_path, status, profile.name, why, res.planned, res.skipped, res.written,
                      res.sample_keys, generations, judges, report_result, board)
+
+
+def _run_on_fleet(address: str, device_names: list[str], plan_models: list[tuple[ModelManifest, list[str]]],
+                  prompt_list: list[Prompt], seed_list: list[int], sampling: Sampling, store_path: Path,
+                  judge_configs: list[object], report: bool, report_dir: str | Path | None, progress: Progress,
+                  command: str, wait_s: float) -> RunResult:
+    """Generation on the fleet's boards, then judging and the report here (judges need no particular device)."""
+    from harness.fleet.coordinator import FleetClient, choose_devices, run_fleet
+
+    with FleetClient(address) as fleet:
+        names = choose_devices(fleet, device_names or None)
+        n = sum(len(v) for _, v in plan_models) * len(prompt_list) * len(seed_list)
+        progress.message(f"fleet {address}: {len(names)} device(s) ({', '.join(names)}) x {n} samples -> {store_path}")
+        with Store.open(store_path) as st:
+            res = run_fleet(st, fleet, devices=names, models=plan_models, prompts=prompt_list, seeds=seed_list,
+                            sampling=sampling, progress=progress, command=command, wait_s=wait_s, finish=False)
+            status, judges, report_result, generations, board = _judge_and_report(
+                st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress,
+                generation_status=res.status)
+    return RunResult(res.run_id, store_path, status, ",".join(names), f"fleet {address}", res.planned, res.skipped,
+                     res.written, res.sample_keys, generations, judges, report_result, board, fleet=res)
+
+
+def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_configs: list[object], report: bool,
+                      report_dir: str | Path | None, store_path: Path, progress: Progress,
+                      generation_status: str = "finished"
+                      ) -> tuple[str, list[JudgeResult], ReportResult | None, list[Generation], list[LeaderboardRow]]:
+    """A run's last stages over its samples; the run's row ends `finished` (or as generation ended)."""
+    judges: list[JudgeResult] = []
+    report_result = None
+    status = "failed"
+    try:
+        if sample_keys:
+            for cfg in judge_configs:
+                judges.append(_judge(st, cfg, sample_keys=sample_keys, progress=progress))
+            if report:
+                report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report")
+        status = generation_status
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        st.finish_run(run_id, status)
+    generations = st.generations(sample_keys=sample_keys)
+    order = {k: i for i, k in enumerate(sample_keys)}
+    generations.sort(key=lambda g: order[g.sample_key])
+    board = _leaderboard(st, sample_keys=sample_keys)
+    return status, judges, report_result, generations, board
 
 
 def _default_judges() -> list[object]:
@@ -165,6 +245,57 @@ def judge(store: str | Path | None, judge: str, *, mode: str | None = None, conc
             raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
         return _judge(st, cfg, sample_keys=list(sample_keys) if sample_keys is not None else None, limit=limit,
                       progress=progress or NoProgress(), use_disk_cache=use_disk_cache)
+
+
+def judge_batch_export(store: str | Path | None, judge: str, out: str | Path, *, mode: str | None = None,
+                       order: str | None = None, order_seed: int | None = None, base_url: str | None = None,
+                       limit: int | None = None, sample_keys: Sequence[str] | None = None,
+                       use_disk_cache: bool = True) -> BatchExport:
+    """Write the OpenAI Batch API request file for what `judge()` would request (harness.judging.batch); the
+    store is only read."""
+    from harness.judging import load_judge
+    from harness.judging.batch import export_requests
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    cfg = load_judge(judge).with_overrides(mode=mode, order=order, order_seed=order_seed, base_url=base_url)
+    path = _store_path(store)
+    with Store.open(path, readonly=True) as st:
+        if st.count("generations") == 0:
+            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+        return export_requests(st, cfg, out, sample_keys=list(sample_keys) if sample_keys is not None else None,
+                               limit=limit, use_disk_cache=use_disk_cache)
+
+
+def judge_batch_import(store: str | Path | None, judge: str, results: str | Path, *, mode: str | None = None,
+                       order: str | None = None, order_seed: int | None = None, base_url: str | None = None,
+                       limit: int | None = None, sample_keys: Sequence[str] | None = None,
+                       use_disk_cache: bool = True, progress: Progress | None = None) -> JudgeResult:
+    """Record an OpenAI Batch API results file as this judge's judgments and ratings, as `judge()` would; the
+    judge and its options must be those of the export."""
+    from harness.judging import load_judge
+    from harness.judging.batch import import_results
+    from harness.rates import judge_rates
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    cfg = load_judge(judge).with_overrides(mode=mode, order=order, order_seed=order_seed, base_url=base_url)
+    path = _store_path(store)
+    with Store.open(path, create=False) as st:
+        if st.count("generations") == 0:
+            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+        result = import_results(st, cfg, results, sample_keys=list(sample_keys) if sample_keys is not None else None,
+                                limit=limit, use_disk_cache=use_disk_cache, progress=progress or NoProgress())
+    return replace(result, rates=judge_rates(result.ratings))
+
+
+# -- merge ---------------------------------------------------------------------------------------------
+def merge(shards: Sequence[str | Path], into: str | Path) -> MergeResult:
+    """Merge shard stores into a main store by key (harness.merge): idempotent; a shard of another schema or a
+    conflicting row raises UsageError and writes nothing."""
+    from harness.merge import merge_stores
+
+    return merge_stores(shards, into)
 
 
 def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limit: int | None = None,

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,8 @@ class Plan:
     variants: list[tuple[ModelManifest, VariantFile]] = field(default_factory=list)
     backend_versions: dict[str, str] = field(default_factory=dict)
     host_dependencies: dict[str, Any] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None  # (i, n): only part i of n of the prompts x seeds (1-based)
+    run_metadata: dict[str, Any] = field(default_factory=dict)  # added to the run's metadata (e.g. the fleet's)
 
     @property
     def size(self) -> int:
@@ -96,13 +98,23 @@ def prepare(plan: Plan, progress: Progress | None = None) -> None:
     plan.host_dependencies = _host_dependencies(plan)
 
 
+def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
+    """Whether the `index`-th (prompt, seed) of a plan (prompts in order, seeds within each) is in part i of n
+    of a plan split with `--shard i/n`: round robin, so the parts differ in size by one at most. Boards that
+    split one plan must be given the same prompts, limit and seeds; every variant of a prompt runs on the
+    same board."""
+    return shard is None or index % shard[1] == shard[0] - 1
+
+
 def samples(plan: Plan) -> Iterator[Sample]:
+    pairs = [(prompt, seed) for prompt in plan.prompts for seed in plan.seeds]
     for manifest, vf in plan.variants:
         bv = plan.backend_versions[vf.backend]
-        for prompt in plan.prompts:
-            for seed in plan.seeds:
-                s = Sampling(**{**plan.sampling.as_dict(), "seed": seed})
-                yield Sample(sample_key(vf, bv, plan.device.name, s, prompt), vf, manifest, prompt, s, bv)
+        for index, (prompt, seed) in enumerate(pairs):
+            if not in_shard(index, plan.shard):
+                continue
+            s = Sampling(**{**plan.sampling.as_dict(), "seed": seed})
+            yield Sample(sample_key(vf, bv, plan.device.name, s, prompt), vf, manifest, prompt, s, bv)
 
 
 def process_identity() -> dict[str, Any]:
@@ -132,7 +144,15 @@ def run_metadata(plan: Plan, telemetry_missing: dict[str, str]) -> dict[str, Any
         "telemetry_unavailable": telemetry_missing,
         "process": process_identity(),
         **(plan.host_dependencies or _host_dependencies(plan)),
+        **({"shard": {"part": plan.shard[0], "of": plan.shard[1], "plan": _plan_fingerprint(plan)}}
+           if plan.shard else {}),
+        **plan.run_metadata,
     }
+
+
+def _plan_fingerprint(plan: Plan) -> str:
+    """What the boards of a split plan must share: the prompts in order and the seeds."""
+    return keys.text_sha256("\n".join([*(f"{p.id}:{p.sha256}" for p in plan.prompts), *map(str, plan.seeds)]))[:16]
 
 
 def _host_dependencies(plan: Plan) -> dict[str, Any]:
@@ -232,8 +252,9 @@ def new_run_id() -> str:
 
 
 def execute(plan: Plan, store: Store, progress: Progress | None = None, command: str = "",
-            finish: bool = True) -> ExecuteResult:
-    """Run every sample of the plan not yet in the store.
+            finish: bool = True, done_elsewhere: Collection[str] = ()) -> ExecuteResult:
+    """Run every sample of the plan not yet in the store (nor in `done_elsewhere`: keys another store
+    holds, e.g. the main store of a fleet run whose shard this is).
 
     The run's row is `running` until its last stage: with `finish=False` the caller (which judges and
     reports next) marks it finished; on an error it is `failed`, on Ctrl-C `interrupted`.
@@ -243,7 +264,7 @@ def execute(plan: Plan, store: Store, progress: Progress | None = None, command:
         prepare(plan, progress)
     all_samples = list(samples(plan))
     done_keys = store.done_sample_keys()
-    todo = [s for s in all_samples if s.key not in done_keys]
+    todo = [s for s in all_samples if s.key not in done_keys and s.key not in done_elsewhere]
     run_id = new_run_id()
     sources, missing = open_sources(plan.device)
     metadata = run_metadata(plan, missing)

@@ -1,7 +1,9 @@
 """The one progress protocol: what long-running work (generating, deriving, judging) reports.
 
 Domain code never prints; it calls a `Progress`. The CLI passes its rich implementation
-(harness.cli.progress), the Python API passes `NoProgress()` unless told otherwise.
+(harness.cli.progress), the Python API passes `NoProgress()` unless told otherwise. A fleet run also
+reports each device's line (done/total, decode tok/s, state) through `report_device`, which a Progress
+shows when it has a `device` method (`DeviceProgress`) and any other simply does not.
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ class Progress(Protocol):
         """The task ended (finished, failed or interrupted)."""
 
 
+class DeviceProgress(Progress, Protocol):
+    def device(self, name: str, done: int, total: int, state: str, decode_tps: float | None = None) -> None:
+        """One device of a fleet run: `done` of `total` samples, the last decode tok/s, its state
+        (waiting | running | done | missing | failed)."""
+
+
+def report_device(progress: Progress, name: str, done: int, total: int, state: str,
+                  decode_tps: float | None = None) -> None:
+    """A device's line, for a Progress that shows devices (a plain Progress gets the overall bar only)."""
+    device = getattr(progress, "device", None)
+    if callable(device):
+        device(name, done, total, state, decode_tps)
+
+
 class NoProgress:
     """Reports nothing."""
 
@@ -36,4 +52,7 @@ class NoProgress:
         pass
 
     def stop(self) -> None:
+        pass
+
+    def device(self, name: str, done: int, total: int, state: str, decode_tps: float | None = None) -> None:
         pass

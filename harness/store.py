@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -219,11 +220,19 @@ class Store:
         return self._select(ModelLoad, "model_loads", "run_id = ?", [run_id])
 
     # -- generations ------------------------------------------------------------------------------------
-    def done_sample_keys(self) -> set[str]:
-        """Keys of generations that finished without an error (a resumed run skips them)."""
+    def done_sample_keys(self, *, device: str | None = None, model: str | None = None,
+                         variant: str | None = None) -> set[str]:
+        """Keys of generations that finished without an error (a resumed run skips them); optionally only
+        those of one device, model and variant."""
         if "generations" not in self._tables:
             return set()
-        return {r[0] for r in self._conn.execute("SELECT sample_key FROM generations WHERE error IS NULL")}
+        where, params = ["error IS NULL"], []
+        for column, value in (("device", device), ("model", model), ("variant", variant)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return {r[0] for r in self._conn.execute(f"SELECT sample_key FROM generations WHERE {' AND '.join(where)}",
+                                                 params)}
 
     def generations(self, *, sample_keys: Sequence[str] | None = None, run_ids: Sequence[str] | None = None,
                     run_id_prefix: str | None = None, with_texts: bool = True) -> list[Generation]:
@@ -434,6 +443,39 @@ class Store:
             raise UsageError(f"unknown table '{table}': tables are {', '.join(rec.TABLES)}")
         return self._select(rec.TABLES[table], table, order="rowid")
 
+    def records_by_key(self, table: str, keys: Iterable[str]) -> dict[str, Any]:
+        """The records of a keyed table (runs, generations, judgments, ratings) whose key is one of `keys`."""
+        cls = rec.TABLES[table]
+        (key_column,) = [c.name for c in rec.table_columns(table) if c.key]
+        found = self._by_keys(cls, table, "*", key_column, list(keys))
+        return {getattr(r, key_column): r for r in found}
+
+    def schema(self) -> StoreSchema:
+        """What this file is: its application id, schema version and the columns of each harness table."""
+        return StoreSchema(self._pragma("application_id"), self._pragma("user_version"),
+                           {t: frozenset(cols) for t, cols in self._columns.items()})
+
+    def apply_merge(self, inserts: Sequence[Any], replacements: Sequence[Any]) -> None:
+        """Write merged records in one transaction: `inserts` are new (a key another writer stored meanwhile
+        fails the whole merge, nothing written), `replacements` replace the row of their key. Records keep
+        their own `created_at`."""
+        now = time.time()
+        try:
+            with self.transaction() as conn:
+                for verb, group in (("INSERT", inserts), ("INSERT OR REPLACE", replacements)):
+                    for record in group:
+                        table = rec.TABLE_OF[type(record)]
+                        row = rec.to_row(record)
+                        for c in rec.table_columns(table):
+                            if c.stamped and row.get(c.name) is None:
+                                row[c.name] = now
+                        names = list(row)
+                        conn.execute(f"{verb} INTO {table} ({', '.join(names)}) VALUES "
+                                     f"({', '.join('?' for _ in names)})", [row[n] for n in names])
+        except sqlite3.IntegrityError as exc:
+            raise UsageError(f"store {self.path} changed while merging ({exc}); nothing was written: "
+                             "re-run the merge") from exc
+
     def file_identity(self) -> tuple[int, int]:
         """(device, inode) of the store file, to refuse writing an export over it."""
         st = os.stat(self.path)
@@ -470,6 +512,17 @@ class Store:
             found += [(r[0], decode(r)) for r in cur.fetchall()]
         found.sort(key=lambda t: t[0])
         return [r for _, r in found]
+
+
+@dataclass(frozen=True)
+class StoreSchema:
+    application_id: int
+    version: int
+    columns: dict[str, frozenset[str]]  # harness table -> its columns in this file
+
+    @property
+    def is_harness(self) -> bool:
+        return self.application_id == HARNESS_APP_ID
 
 
 def _process_alive(metadata: Any) -> bool:

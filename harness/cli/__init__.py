@@ -19,6 +19,8 @@ from harness.errors import HarnessError
 # Command modules, in the order they appear in `harness --help`.
 COMMAND_MODULES = [
     "run",
+    "fleet",
+    "merge",
     "devices",
     "models",
     "prompts",

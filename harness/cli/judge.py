@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="judge only the first N items (outputs in score/refusal modes, prompts in rank/pairwise)")
     p.add_argument("--no-disk-cache", action="store_true", help="do not reuse or fill the on-disk judgment cache")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch-export", default=None, metavar="FILE.jsonl",
+                       help="write what this judge would request as OpenAI Batch API lines (for the Batch API or "
+                            "`vllm run-batch`) instead of requesting it; the store is only read")
+    batch.add_argument("--batch-import", default=None, metavar="FILE.jsonl",
+                       help="record a Batch API results file as this judge's judgments and ratings (same judge "
+                            "and options as the export)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the judges and exit")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FORMAT:PATH",
@@ -103,9 +110,23 @@ def judge_command(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     out = Console()
     progress = NoProgress() if args.quiet else RichProgress(err)
-    s = api.judge(args.store, args.judge, mode=args.mode, concurrency=args.concurrency, order=args.order,
-                  order_seed=args.order_seed, base_url=args.base_url, limit=args.limit,
-                  use_disk_cache=not args.no_disk_cache, progress=progress)
+    options = dict(mode=args.mode, order=args.order, order_seed=args.order_seed, base_url=args.base_url,
+                   limit=args.limit, use_disk_cache=not args.no_disk_cache)
+    if (args.batch_export or args.batch_import) and args.concurrency is not None:
+        raise UsageError("--concurrency is for live endpoints: a batch file has no requests in flight; drop it")
+    if args.batch_export:
+        e = api.judge_batch_export(args.store, args.judge, args.batch_export, **options)
+        out.print(Text(f"judge {e.judge}: wrote {e.n_requests} request(s) to {e.path} ({e.n_judgments} judgments "
+                       f"planned; {e.n_cached_store} already in the store, {e.n_cached_disk} in the disk cache)"))
+        if e.n_requests:
+            out.print(Text(f"  submit it to the OpenAI Batch API, or run `vllm run-batch -i {e.path} -o results.jsonl "
+                           f"--model MODEL`; then `harness judge --judge {args.judge} --batch-import results.jsonl` "
+                           "with the same options"))
+        return 0
+    if args.batch_import:
+        s = api.judge_batch_import(args.store, args.judge, args.batch_import, progress=progress, **options)
+    else:
+        s = api.judge(args.store, args.judge, concurrency=args.concurrency, progress=progress, **options)
     out.print(Text(f"judge {s.judge} ({s.kind}, mode {s.mode}): {s.n_judgments} judgments planned over {s.n_groups} "
                    f"item(s); {s.n_requested} requested, {s.n_cached_store} already in the store, "
                    f"{s.n_cached_disk} from the disk cache"))
@@ -115,9 +136,13 @@ def judge_command(args: argparse.Namespace) -> int:
              f"{s.n_singletons} prompt(s) with a single output cannot be compared (skipped)" if s.n_singletons else "",
              f"{s.n_oversize} prompt(s) with more outputs than max_outputs (skipped)" if s.n_oversize else "",
              f"{s.n_generation_errors} generation(s) without output (not judged)" if s.n_generation_errors else ""]
+    if args.batch_import:
+        notes.insert(0, f"{s.n_requested} answer(s) imported from {args.batch_import}"
+                        + (f"; {s.n_not_answered} judgment(s) not in the file (export again)" if s.n_not_answered
+                           else ""))
     for note in filter(None, notes):
         out.print(Text(f"  {note}"))
-    if s.n_requested:
+    if s.n_requested and not args.batch_import:
         tokens = f"tokens in/out {s.n_input_tokens}/{s.n_output_tokens}, " if s.n_input_tokens else ""
         cost = f"cost ${s.cost_usd:.4f}, " if s.cost_usd is not None else ""
         out.print(Text(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all"))

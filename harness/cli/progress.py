@@ -1,5 +1,6 @@
 """The rich implementation of harness.progress.Progress: done/total, ETA, elapsed and a live note
-(e.g. the decode tokens/s of the last sample), on the given (stderr) console."""
+(e.g. the decode tokens/s of the last sample), on the given (stderr) console; a fleet run adds one line
+per device (done/total, tok/s, state) under the overall bar."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class RichProgress:
         self.console = console
         self._progress: Progress | None = None
         self._task: Any = None
+        self._devices: dict[str, Any] = {}
 
     def start(self, total: int, description: str, done: int = 0) -> None:
         self.stop()
@@ -35,7 +37,18 @@ class RichProgress:
         console = self._progress.console if self._progress is not None else self.console
         console.print(f"[dim]{escape(text)}[/]")
 
+    def device(self, name: str, done: int, total: int, state: str, decode_tps: float | None = None) -> None:
+        if self._progress is None:
+            return
+        note = escape(f"{decode_tps:.1f} tok/s, {state}" if decode_tps else state)
+        task = self._devices.get(name)
+        if task is None:
+            self._devices[name] = self._progress.add_task(escape(f"  {name}"), total=total, completed=done, note=note)
+        else:
+            self._progress.update(task, total=total, completed=done, note=note)
+
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+            self._devices = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from harness.api import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_PROMPTS
 from harness.errors import UsageError
@@ -12,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="generate, measure cost, judge and report (the main job)",
                        description="Run a plan of device x model variants x prompts (x seeds). Re-running the "
                                    "same command resumes: finished samples are skipped.")
-    p.add_argument("--device", default="auto", help="device profile name or .toml path, or 'auto' (detect this host)")
+    p.add_argument("--device", action="append", default=[], metavar="NAME",
+                   help="device profile name or .toml path, or 'auto' (detect this host; the default); with --fleet "
+                        "repeatable: the devices to run on (default: every device the fleet offers)")
     p.add_argument("--model", action="append", default=[], metavar="SPEC",
                    help="model spec: NAME or NAME:VARIANT[,VARIANT...] (repeatable; default: "
                         f"{DEFAULT_MODEL} with its default variants)")
@@ -30,6 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-judge", action="store_true", help="skip the default local judges")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.add_argument("--report-dir", default=None, metavar="DIR", help="where the report goes (default: beside the store)")
+    p.add_argument("--fleet", default=None, metavar="ADDRESS",
+                   help="run on the boards of a fleet (a `harness fleet scheduler` address, e.g. tcp://10.0.0.5:8786) "
+                        "and gather their rows into --store")
+    p.add_argument("--fleet-wait", type=float, default=None, metavar="S",
+                   help="with --fleet: report a device missing once no worker has offered it for S seconds "
+                        "(default 120); the rest of the run finishes")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only part I of N of the plan (boards splitting one plan offline; `harness merge` "
+                        "gathers the parts)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command)
 
@@ -59,12 +71,20 @@ def run_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     out = Console()
     progress = NoProgress() if args.quiet else RichProgress(console)
-    result = api.run(args.model or None, device=args.device, prompts=args.prompts, limit=args.limit,
+    if args.fleet_wait is not None and args.fleet is None:
+        raise UsageError("--fleet-wait is for fleet runs: add --fleet ADDRESS or drop it")
+    fleet_options = {"fleet": args.fleet} if args.fleet else {}
+    if args.fleet_wait is not None:
+        fleet_options["fleet_wait_s"] = args.fleet_wait
+    result = api.run(args.model or None, device=args.device or "auto", prompts=args.prompts, limit=args.limit,
                      max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                      seeds=parse_seeds(args), store=args.store, judge=not args.no_judge, report=not args.no_report,
-                     report_dir=args.report_dir, progress=progress, command=engine.command_line())
+                     report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
+                     **fleet_options)
     console.print(f"[bold]generated[/] {result.written} new, {result.skipped} already in the store "
                   f"({result.planned} planned)")
+    if result.fleet is not None:
+        print_fleet_lines(result.fleet, console)
     for j in result.judges:
         print_judge_line(j, console)
     if result.report is not None and result.report.skipped:
@@ -72,5 +92,26 @@ def run_command(args: argparse.Namespace) -> int:
     out.print(run_table(result.leaderboard))
     report_path = result.report.html if result.report else None
     out.print(f"results: {result.store}" + (f"\nreport:  {report_path}" if report_path else ""), markup=False)
+    if result.fleet is not None and result.fleet.status != "finished":
+        console.print(f"harness: error: the fleet run is incomplete ({result.fleet.status}): see the devices above; "
+                      "re-run the same command to complete it", markup=False)
+        return 1
     return 0
+
+
+def print_fleet_lines(fleet: Any, console: Any) -> None:
+    """One line per device of a fleet run: what it gathered, on which workers, or why not."""
+    from rich.text import Text
+
+    for o in fleet.devices:
+        workers = ", ".join(f"{w.get('name')} (pid {w.get('pid')})" for w in o.workers) or "no worker"
+        line = f"device {o.device}: {o.state}, {o.done}/{o.planned} ({o.written} new, {o.skipped} already stored) on {workers}"
+        if o.state == "missing":
+            line += (f": start `harness fleet worker --scheduler {fleet.scheduler} --device {o.device}` on its board, "
+                     "then re-run the same command")
+        elif o.error:
+            line += f": {o.error}"
+        console.print(Text(line, style="red" if o.state in ("missing", "failed") else ""))
+    for note in fleet.duplicates[:5]:
+        console.print(Text(f"measured twice (a rescheduled task), the first row kept: {note}", style="yellow"))
 

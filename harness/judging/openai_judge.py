@@ -88,6 +88,7 @@ class OpenAIJudge:
         return self._client
 
     def request_kwargs(self, req: JudgeRequest) -> dict[str, Any]:
+        """The arguments of `chat.completions.create` for a request (its HTTP body: `request_body`)."""
         cfg = self.cfg
         kwargs: dict[str, Any] = {"model": cfg.model, "messages": req.messages, "temperature": cfg.temperature,
                                   "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
@@ -124,7 +125,7 @@ class OpenAIJudge:
             attempts = attempt
             try:
                 resp = client.chat.completions.create(**kwargs)
-                return self._response(resp, req, attempts, time.perf_counter() - start)
+                return self.parse_completion(resp, req, attempts, time.perf_counter() - start)
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise UsageError(
                     f"judge '{cfg.name}': {cfg.base_url} refused the request ({_describe(exc)}): check the key in "
@@ -140,7 +141,8 @@ class OpenAIJudge:
         return JudgeResponse(None, error=f"{last_error} (after {attempts} attempt{'s' if attempts > 1 else ''})",
                              latency_s=time.perf_counter() - start, attempts=attempts)
 
-    def _response(self, resp: Any, req: JudgeRequest, attempts: int, latency_s: float) -> JudgeResponse:
+    def parse_completion(self, resp: Any, req: JudgeRequest, attempts: int, latency_s: float | None) -> JudgeResponse:
+        """A chat.completion (the client's object) as a JudgeResponse; BadResponse when it holds no answer."""
         if isinstance(resp, str) or not getattr(resp, "choices", None):
             raise BadResponse("the endpoint answered with an empty choice list")
         choice = resp.choices[0]
@@ -166,6 +168,13 @@ class OpenAIJudge:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def request_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body the openai client posts for these `create` arguments: `extra_body` merged at the top."""
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+    body.update(kwargs.get("extra_body") or {})
+    return body
 
 
 def _score_probs(choice: Any, max_score: int) -> dict[str, float] | None:

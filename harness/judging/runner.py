@@ -82,6 +82,7 @@ class JudgeResult:
     request_s: float = 0.0  # summed latency of this run's requests
     elapsed_s: float = 0.0
     model_load_s: float | None = None
+    n_not_answered: int = 0  # batch import: judgments the results file has no answer for (export them again)
     ratings: list[Rating] = field(default_factory=list, repr=False)
     rates: list[Any] = field(default_factory=list)  # filled by the API (harness.rates.judge_rates)
 
@@ -140,87 +141,151 @@ def capped(resp: JudgeResponse, cap: int | None) -> JudgeResponse:
                          {**resp.extra, "answer_truncated_from_chars": len(resp.raw_response)})
 
 
+@dataclass
+class JudgingPlan:
+    """What judging a store with one judge takes: its tasks, their requests and keys, and what is already known."""
+
+    cfg: JudgeConfig
+    mode: Mode
+    groups: list[Any]  # the groups judged (after --limit)
+    prepared: list[_Prepared]  # one per task
+    unique: list[_Prepared]  # one per distinct judgment (tasks with identical inputs share one)
+    rubric_name: str | None
+    rubric_version: str | None
+    counts: dict[str, Any]  # plan counts for JudgeResult
+    stored: set[str] = field(default_factory=set)  # judgment keys the store holds without a request error
+    from_disk: list[tuple[_Prepared, JudgeResponse]] = field(default_factory=list)  # answers in the disk cache
+    todo: list[_Prepared] = field(default_factory=list)  # what must be asked
+    use_disk_cache: bool = True
+    card_identity: str | None = None  # JudgeConfig.card_identity(), recorded on every judgment
+
+
+def plan_judging(store: Store, cfg: JudgeConfig, identity_extra: Callable[[], dict[str, Any]], *,
+                 sample_keys: list[str] | None = None, limit: int | None = None,
+                 use_disk_cache: bool = True) -> JudgingPlan:
+    """Plan tasks, build each request and its keys, and sort the judgments into stored, in the disk cache, and
+    to ask (live by a backend, or through a batch file: harness.judging.batch). `identity_extra` is the
+    backend's (called only when there is something to judge)."""
+    mode = get_mode(cfg.mode)
+    generations = store.generations(sample_keys=sample_keys) if sample_keys is not None else store.generations()
+    plan = plan_tasks(generations, mode, order=cfg.order, order_seed=cfg.order_seed, max_outputs=cfg.max_outputs)
+    groups = plan.groups[:limit] if limit is not None else plan.groups
+    chosen = {id(g) for g in groups}
+    tasks = [t for t in plan.tasks if id(t.group) in chosen]
+    counts: dict[str, Any] = dict(n_singletons=plan.n_singletons, n_oversize=plan.n_oversize,
+                                  n_generation_errors=plan.n_generation_errors, n_groups=len(groups),
+                                  n_tasks=len(tasks))
+    rubric_name: str | None = cfg.rubric_for(cfg.mode)
+    rubric_version: str | None = None
+    prepared: list[_Prepared] = []
+    if tasks:
+        rubric = load_rubric(rubric_name, cfg.path) if rubric_name else None
+        rubric_version = rubric.version if rubric else None
+        if cfg.kind == "refusal":
+            from harness.judging.refusal import detector_version
+
+            rubric_name, rubric_version = DETECTOR_RUBRIC, detector_version()
+        identity = {**cfg.identity(), **identity_extra()}
+        for task in tasks:
+            req = build_request(task, cfg, rubric)
+            rkey = keys.request_key(identity, rubric_name, rubric_version, cfg.mode, task.group.prompt,
+                                    [str(g.output or "") for g in task.shown_generations])
+            prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey)))
+    first_of_key: dict[str, _Prepared] = {}
+    for p in prepared:
+        first_of_key.setdefault(p.judgment_key, p)
+    unique = list(first_of_key.values())
+    out = JudgingPlan(cfg, mode, groups, prepared, unique, rubric_name, rubric_version, counts,
+                      use_disk_cache=use_disk_cache and cfg.kind != "refusal",
+                      card_identity=cfg.card_identity() if prepared else None)
+    counts["n_judgments"] = len(unique)
+    existing = store.judgments(p.judgment_key for p in unique)
+    for p in unique:
+        row = existing.get(p.judgment_key)
+        if row is not None and not row.error:
+            out.stored.add(p.judgment_key)
+            continue
+        cached = diskcache.load(p.request_key) if out.use_disk_cache else None
+        if cached is not None:
+            out.from_disk.append((p, cached))
+        else:
+            out.todo.append(p)
+    return out
+
+
+def record_answer(store: Store, plan: JudgingPlan, p: _Prepared, resp: JudgeResponse, *,
+                  save_to_disk: bool = False) -> None:
+    """Parse an answer (or record its failure) and store the judgment; a fresh answer also goes to the disk
+    cache when the plan uses it."""
+    cfg, mode = plan.cfg, plan.mode
+    resp = capped(resp, p.request.max_answer_chars)
+    parsed = None
+    if resp.error is None and resp.raw_response is not None:
+        parsed = mode.parse(resp.raw_response, p.request.k, cfg)
+    store.put_judgment(judgment_for(cfg, mode, p, plan.rubric_name, plan.rubric_version, resp, parsed,
+                                    plan.card_identity))
+    if save_to_disk and plan.use_disk_cache:
+        diskcache.save(p.request_key, resp, cfg.kind)
+
+
+def write_ratings(store: Store, plan: JudgingPlan) -> tuple[list[Rating], dict[str, Judgment]]:
+    """(Re)write the ratings of every group judged, by the judge's mode, from the judgments stored now."""
+    final = store.judgments(p.judgment_key for p in plan.unique)
+    by_group: dict[int, list[Judgment]] = {}
+    for p in plan.prepared:
+        j = final.get(p.judgment_key)
+        if j is not None:
+            by_group.setdefault(id(p.task.group), []).append(plan.mode.view(j, p.task))
+    ratings: list[Rating] = []
+    for group in plan.groups:
+        ratings += plan.mode.ratings(plan.cfg, group, by_group.get(id(group), []))
+    store.add(ratings, replace=True)
+    return ratings, final
+
+
+def result_counts(plan: JudgingPlan, final: dict[str, Judgment], ratings: list[Rating]) -> dict[str, Any]:
+    """The JudgeResult counts that describe what is stored after a run."""
+    return dict(
+        n_failed=sum(1 for j in final.values() if j.error),
+        n_unparseable=sum(1 for j in final.values() if not j.error and j.parse_error),
+        n_ties=sum(1 for j in final.values() if not j.error and not j.parse_error and (j.parsed or {}).get("ties")
+                   and plan.cfg.mode == "rank"),
+        n_ratings=len(ratings), n_invalid_ratings=sum(1 for r in ratings if not r.valid), **plan.counts)
+
+
 def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
                 progress: Progress | None = None, use_disk_cache: bool = True,
                 backend: JudgeBackend | None = None) -> JudgeResult:
     """Judge the store's generations (or those in sample_keys) with one judge; see the module docstring."""
     started = time.perf_counter()
     progress = progress or NoProgress()
-    mode = get_mode(cfg.mode)
-    counts: dict[str, Any] = {}
-    generations = store.generations(sample_keys=sample_keys) if sample_keys is not None else store.generations()
-    plan = plan_tasks(generations, mode, order=cfg.order, order_seed=cfg.order_seed, max_outputs=cfg.max_outputs)
-    groups = plan.groups[:limit] if limit is not None else plan.groups
-    chosen = {id(g) for g in groups}
-    tasks = [t for t in plan.tasks if id(t.group) in chosen]
-    counts.update(n_singletons=plan.n_singletons, n_oversize=plan.n_oversize,
-                  n_generation_errors=plan.n_generation_errors, n_groups=len(groups), n_tasks=len(tasks))
-    if not tasks:
-        return JudgeResult(cfg.name, cfg.kind, cfg.mode, elapsed_s=time.perf_counter() - started, **counts)
-
     own_backend = backend is None
-    backend = backend or make_backend(cfg)
-    n = {"requested": 0, "store": 0, "disk": 0, "in": 0, "out": 0, "failed": 0}
+    made: list[JudgeBackend] = [backend] if backend is not None else []
+
+    def the_backend() -> JudgeBackend:
+        if not made:
+            made.append(make_backend(cfg))
+        return made[0]
+
+    n = {"requested": 0, "in": 0, "out": 0, "failed": 0}
     request_s = 0.0
     model_load_s = None
     try:
-        rubric_name: str | None = cfg.rubric_for(cfg.mode)
-        rubric = load_rubric(rubric_name, cfg.path) if rubric_name else None
-        rubric_version: str | None = rubric.version if rubric else None
-        if cfg.kind == "refusal":
-            from harness.judging.refusal import detector_version
-
-            rubric_name, rubric_version = DETECTOR_RUBRIC, detector_version()
-        identity = {**cfg.identity(), **backend.identity_extra()}
-        prepared: list[_Prepared] = []
-        for task in tasks:
-            req = build_request(task, cfg, rubric)
-            rkey = keys.request_key(identity, rubric_name, rubric_version, cfg.mode, task.group.prompt,
-                                    [str(g.output or "") for g in task.shown_generations])
-            prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey)))
-
-        # Tasks with identical inputs share one judgment (and one request).
-        first_of_key: dict[str, _Prepared] = {}
-        for p in prepared:
-            first_of_key.setdefault(p.judgment_key, p)
-        unique = list(first_of_key.values())
-        existing = store.judgments(p.judgment_key for p in unique)
-        disk = use_disk_cache and cfg.kind != "refusal"
-        counts["n_judgments"] = len(unique)
-        todo: list[_Prepared] = []
-        from_disk: list[tuple[_Prepared, JudgeResponse]] = []
-        for p in unique:
-            row = existing.get(p.judgment_key)
-            if row is not None and not row.error:
-                n["store"] += 1
-                continue
-            cached = diskcache.load(p.request_key) if disk else None
-            if cached is not None:
-                from_disk.append((p, cached))
-            else:
-                todo.append(p)
-        if todo:
+        plan = plan_judging(store, cfg, lambda: the_backend().identity_extra(), sample_keys=sample_keys, limit=limit,
+                            use_disk_cache=use_disk_cache)
+        if not plan.prepared:
+            return JudgeResult(cfg.name, cfg.kind, cfg.mode, elapsed_s=time.perf_counter() - started, **plan.counts)
+        backend = the_backend()
+        if plan.todo:
             backend.prepare()  # a missing API key or model fails here, before anything is written
-        progress.start(len(unique), f"judging: {cfg.name} ({cfg.mode})", n["store"])
-        card_id = cfg.card_identity()
-
-        def record(p: _Prepared, resp: JudgeResponse) -> None:
-            resp = capped(resp, p.request.max_answer_chars)
-            parsed = None
-            if resp.error is None and resp.raw_response is not None:
-                parsed = mode.parse(resp.raw_response, p.request.k, cfg)
-            store.put_judgment(judgment_for(cfg, mode, p, rubric_name, rubric_version, resp, parsed, card_id))
-
-        for p, cached in from_disk:
-            record(p, cached)
-            n["disk"] += 1
+        progress.start(len(plan.unique), f"judging: {cfg.name} ({cfg.mode})", len(plan.stored))
+        for p, cached in plan.from_disk:
+            record_answer(store, plan, p, cached)
             progress.advance()
 
         def done(p: _Prepared, resp: JudgeResponse) -> None:
             nonlocal request_s
-            record(p, resp)
-            if disk:
-                diskcache.save(p.request_key, capped(resp, p.request.max_answer_chars), cfg.kind)
+            record_answer(store, plan, p, resp, save_to_disk=True)
             n["requested"] += 1
             n["failed"] += resp.error is not None
             n["in"] += resp.n_input_tokens or 0
@@ -228,38 +293,25 @@ def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None
             request_s += resp.latency_s or 0.0
             progress.advance()
 
-        workers = max(1, min(int(getattr(backend, "concurrency", 1)), len(todo)))
+        workers = max(1, min(int(getattr(backend, "concurrency", 1)), len(plan.todo)))
         if workers == 1:
-            for p in todo:
+            for p in plan.todo:
                 done(p, backend.complete(p.request))
         else:
-            _run_concurrently(backend, todo, workers, done)
+            _run_concurrently(backend, plan.todo, workers, done)
         model_load_s = getattr(backend, "load_s", None)
     finally:
         progress.stop()
-        if own_backend:
-            backend.close()
+        if own_backend and made:
+            made[0].close()
 
-    final = store.judgments(p.judgment_key for p in unique)
-    n_failed = sum(1 for j in final.values() if j.error)
-    n_unparseable = sum(1 for j in final.values() if not j.error and j.parse_error)
-    n_ties = sum(1 for j in final.values() if not j.error and not j.parse_error and (j.parsed or {}).get("ties")
-                 and cfg.mode == "rank")
-    by_group: dict[int, list[Judgment]] = {}
-    for p in prepared:
-        j = final.get(p.judgment_key)
-        if j is not None:
-            by_group.setdefault(id(p.task.group), []).append(mode.view(j, p.task))
-    ratings: list[Rating] = []
-    for group in groups:
-        ratings += mode.ratings(cfg, group, by_group.get(id(group), []))
-    store.add(ratings, replace=True)
+    ratings, final = write_ratings(store, plan)
     return JudgeResult(
-        cfg.name, cfg.kind, cfg.mode, n_requested=n["requested"], n_cached_store=n["store"], n_cached_disk=n["disk"],
-        n_failed=n_failed, n_requests_failed=n["failed"], n_unparseable=n_unparseable, n_ties=n_ties, n_ratings=len(ratings),
-        n_invalid_ratings=sum(1 for r in ratings if not r.valid), n_input_tokens=n["in"], n_output_tokens=n["out"],
-        cost_usd=cfg.cost_usd(n["in"], n["out"]) if cfg.price_known() else None, request_s=request_s,
-        elapsed_s=time.perf_counter() - started, model_load_s=model_load_s, ratings=ratings, **counts)
+        cfg.name, cfg.kind, cfg.mode, n_requested=n["requested"], n_cached_store=len(plan.stored),
+        n_cached_disk=len(plan.from_disk), n_requests_failed=n["failed"], n_input_tokens=n["in"],
+        n_output_tokens=n["out"], cost_usd=cfg.cost_usd(n["in"], n["out"]) if cfg.price_known() else None,
+        request_s=request_s, elapsed_s=time.perf_counter() - started, model_load_s=model_load_s, ratings=ratings,
+        **result_counts(plan, final, ratings))
 
 
 def _run_concurrently(backend: JudgeBackend, todo: list[_Prepared], workers: int,

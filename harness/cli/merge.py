@@ -1,0 +1,36 @@
+"""`harness merge`: merge shard stores (offline boards) into a main store, idempotently by key (harness.merge)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("merge", help="merge shard stores (e.g. from offline boards) into a main store",
+                       description="Merge the runs, model loads, generations, judgments and ratings of shard "
+                                   "stores into a main store by key: merging the same shard twice adds nothing. "
+                                   "A shard of another schema, or a row whose key the main store (or another "
+                                   "shard) holds with different content, is refused and nothing is written.")
+    p.add_argument("shards", nargs="+", metavar="SHARD", help="shard store files (.sqlite)")
+    p.add_argument("--into", required=True, metavar="MAIN", help="the main store (created if missing)")
+    p.set_defaults(func=merge_command)
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness import api
+    from harness.merge import TABLES
+
+    result = api.merge(args.shards, args.into)
+    out = Console()
+    table = Table(title=Text(f"merged {len(result.sources)} shard(s) into {result.into}"))
+    for col in ("table", "added", "replaced", "unchanged"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for name in TABLES:
+        c = result.counts[name]
+        table.add_row(name, str(c.added), str(c.replaced), str(c.unchanged))
+    out.print(table)
+    return 0
