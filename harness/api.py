@@ -87,8 +87,15 @@ def run(model: str | Sequence[str] | None = None, *, device: str = "auto", promp
         limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS, temperature: float = 0.0, top_p: float = 0.95,
         seed: int = 0, seeds: Sequence[int] | None = None, store: str | Path | None = None, judge: bool = True,
         report: bool = True, report_dir: str | Path | None = None, progress: Progress | None = None,
-        command: str = "harness.run()") -> RunResult:
+        command: str = "harness.run()", repeat: int = 1, on_contention: str = "record",
+        contention_threshold: float | None = None) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
+
+    `model` takes catalog names (`NAME[:VARIANT,...]`) and sources given directly: `hf:OWNER/REPO:QUANT`,
+    `hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO` (ONNX), `ollama:NAME[:TAG]`, a .gguf path or an ONNX folder.
+    Each sample's cost is measured `repeat` times; a measurement during which other processes took more
+    than `contention_threshold` of the machine (default: the device profile's) is flagged contended and,
+    with `on_contention` "remeasure" or "wait", measured again (see harness.engine.MeasurePolicy).
 
     The whole plan (device, models and their variants, prompts, sampling, judges) is checked before the
     store is opened for writing: bad input raises UsageError and leaves the store untouched.
@@ -108,7 +115,10 @@ def run(model: str | Sequence[str] | None = None, *, device: str = "auto", promp
     if limit:
         prompt_list = prompt_list[:limit]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
-    plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling)
+    policy = engine.MeasurePolicy(repeat=repeat, on_contention=on_contention,
+                                  contention_threshold=contention_threshold).check()
+    plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling,
+                       policy=policy)
     judge_configs = _default_judges() if judge else []
     engine.prepare(plan, progress)
     store_path = _store_path(store)
@@ -212,10 +222,12 @@ def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, r
 # -- leaderboard ---------------------------------------------------------------------------------------
 def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
                 min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
-                run_ids: Sequence[str] | None = None, strict: bool = False) -> list[LeaderboardRow]:
+                run_ids: Sequence[str] | None = None, strict: bool = False,
+                include_flagged: bool = False) -> list[LeaderboardRow]:
     """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
     passing first, then lowest harm, then highest decode tok/s. With no limits every variant passes unless
-    all its generations failed."""
+    all its generations failed. Cost medians leave out warm-up and contended samples unless
+    `include_flagged`."""
     from harness.devices import parse_size
 
     max_ram_bytes = parse_size(max_ram, "--max-ram") if isinstance(max_ram, str) else max_ram
@@ -229,7 +241,7 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
 
         return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
                                      max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
-                                     use_upper_bound=strict)
+                                     use_upper_bound=strict, include_flagged=include_flagged)
 
 
 def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:
