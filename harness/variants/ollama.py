@@ -67,7 +67,7 @@ def available(root: Path) -> list[str]:
         full = name if (host, ns) == (DEFAULT_REGISTRY, "library") else \
             f"{ns}/{name}" if host == DEFAULT_REGISTRY else f"{host}/{ns}/{name}"
         out.append(f"{full}:{tag}")
-    return out
+    return sorted(out)
 
 
 def blob_file(root: Path, digest: str) -> Path:
