@@ -13,7 +13,8 @@ when others took more than the threshold (the device profile's `contention_thres
 The first sample after a variant is loaded is its warm-up: measured once, stored flagged `warmup`.
 `MeasurePolicy` says how often a sample's cost is measured (`repeat`) and what a contended measurement
 leads to: `record` keeps it flagged, `remeasure` measures again at once, `wait` waits for the machine to
-calm down and then measures again (both up to MAX_REMEASURE more times). The output is always the first
+calm down and then measures again (both up to MAX_REMEASURE more times; a wait that runs out,
+WAIT_TIMEOUT_S, ends the sample's re-measuring: it is recorded flagged). The output is always the first
 generation's; with several measurements the sample's cost is the median of its uncontended ones, and
 every measurement is kept in `Generation.measurements`. Warnings about the host (more threads than
 allowed cores, a governor other than performance, a Jetson without fixed clocks) go to the progress
@@ -48,7 +49,7 @@ from harness.variants import ModelManifest, VariantFile, resolve_variant
 
 ON_CONTENTION = ("record", "remeasure", "wait")
 MAX_REMEASURE = 3  # more measurements of a contended one, under `remeasure` and `wait`
-WAIT_TIMEOUT_S = 300.0  # `wait`: the longest wait for a calm machine before measuring anyway
+WAIT_TIMEOUT_S = 60.0  # `wait`: the longest wait for a calm machine; after that the sample is recorded as it is
 MAX_REPEAT = 100
 
 
@@ -314,10 +315,14 @@ def measure_sample(backend: Backend, sample: Sample, device: DeviceProfile, sour
     """Measure one sample as the policy says (see the module docstring) and return its record."""
     threshold = policy.threshold(device)
 
+    gave_up = False
+
     def calm_down() -> float | None:
+        nonlocal gave_up
         if monitor is None:
             return None
         calm, waited, last = wait_for_calm(monitor, threshold, policy.wait_timeout_s)
+        gave_up = gave_up or not calm
         if not calm:
             share = f"{(last.interference_frac or 0) + (last.cpu_steal_frac or 0):.0%}" if last else "?"
             progress.message(f"the machine is still busy after {waited:.1f} s (others use {share} of it): "
@@ -339,7 +344,7 @@ def measure_sample(backend: Backend, sample: Sample, device: DeviceProfile, sour
         if a.error:
             break
         extra = 0
-        while retry and a.contended and extra < policy.max_remeasure:
+        while retry and a.contended and extra < policy.max_remeasure and not gave_up:
             waited = calm_down() if wait else None
             a = measure_once(backend, sample, sources, monitor, threshold)
             a.waited_s = waited

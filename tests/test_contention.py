@@ -90,7 +90,7 @@ def test_samples_under_a_competing_load_are_flagged_and_left_out(tmp_path: Path,
         assert g["interference_frac"] is not None and g["cpu_steal_frac"] is not None
         assert flagged_as_the_rule_says(g, 0.10), g
         assert g["settings"]["measurement"] == {"repeat": 1, "on_contention": "record", "contention_threshold": 0.1,
-                                                 "max_remeasure": 3, "wait_timeout_s": 300.0}
+                                                 "max_remeasure": 3, "wait_timeout_s": 60.0}
     # one busy process per CPU takes about half the machine: every sample is contended
     assert all(g["contended"] for g in rows)
     row = leaderboard(store)
@@ -154,15 +154,15 @@ def test_wait_watches_the_machine_before_measuring_again(tmp_path: Path, busy: l
     from harness import engine
 
     progress = Recorder()
-    p = plan(engine.MeasurePolicy(on_contention="wait", wait_timeout_s=1.0, max_remeasure=1))
+    p = plan(engine.MeasurePolicy(on_contention="wait", wait_timeout_s=1.0))
     with Store.open(tmp_path / "wait.sqlite") as st:
         engine.execute(p, st, progress)  # type: ignore[arg-type]
     warm, g = gens(tmp_path / "wait.sqlite")
-    ms = g["measurements"]
-    # still busy: after the contended first measurement it waited (1 s at most, in 0.5 s looks), then measured
-    # once more (max_remeasure 1), flagged again
-    assert len(ms) == 2 and ms[0]["contended"] and ms[0]["waited_s"] is not None and ms[0]["waited_s"] >= 1.0
-    assert ms[1]["waited_s"] >= 1.0 and g["backend_timings"]["waited_for_calm_s"] >= 2.0
+    # The warm-up was contended, so before measuring the next sample it watched the machine (in 0.5 s looks)
+    # for up to 1 s; still busy, it measured anyway, recorded the wait, flagged the sample and stopped there
+    # (a wait that runs out ends the re-measuring: under a steady load it would never end).
+    assert warm["contended"] and g["contended"] and g["measurements"] is None
+    assert g["backend_timings"]["waited_for_calm_s"] >= 1.0
     assert any("still busy after" in m and "measuring anyway" in m for m in progress.messages)
 
 
