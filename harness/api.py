@@ -114,8 +114,15 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         store: str | Path | None = None, judge: bool = True, report: bool = True,
         report_dir: str | Path | None = None, progress: Progress | None = None, command: str = "harness.run()",
         fleet: str | None = None, fleet_wait_s: float = DEFAULT_FLEET_WAIT_S,
-        shard: str | tuple[int, int] | None = None) -> RunResult:
+        shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
+        contention_threshold: float | None = None) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
+
+    `model` takes catalog names (`NAME[:VARIANT,...]`) and sources given directly: `hf:OWNER/REPO:QUANT`,
+    `hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO` (ONNX), `ollama:NAME[:TAG]`, a .gguf path or an ONNX folder.
+    Each sample's cost is measured `repeat` times; a measurement during which other processes took more
+    than `contention_threshold` of the machine (default: the device profile's) is flagged contended and,
+    with `on_contention` "remeasure" or "wait", measured again (see harness.engine.MeasurePolicy).
 
     The whole plan (device, models and their variants, prompts, sampling, judges) is checked before the
     store is opened for writing: bad input raises UsageError and leaves the store untouched.
@@ -150,13 +157,18 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     if limit:
         prompt_list = prompt_list[:limit]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+    policy = engine.MeasurePolicy(repeat=repeat, on_contention=on_contention,
+                                  contention_threshold=contention_threshold).check()
+    if fleet is not None and (repeat != 1 or on_contention != "record"):
+        raise UsageError("--repeat and --on-contention are not passed to fleet boards yet: run them on each board "
+                         "(with --shard) or drop them")
     judge_configs = _default_judges() if judge else []
     store_path = _store_path(store)
     if fleet is not None:
         return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], plan_models, prompt_list, seed_list,
                              sampling, store_path, judge_configs, report, report_dir, progress, command, fleet_wait_s)
     plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling,
-                       shard=shard_part)
+                       shard=shard_part, policy=policy)
     engine.prepare(plan, progress)
     progress.message(f"device {profile.name} ({why}); threads {profile.resolved_threads()}")
     part = (f", part {shard_part[0]} of {shard_part[1]}: {sum(1 for _ in engine.samples(plan))} samples"
@@ -342,10 +354,11 @@ def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, r
 # -- leaderboard ---------------------------------------------------------------------------------------
 def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
                 min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
-                run_ids: Sequence[str] | None = None) -> list[LeaderboardRow]:
+                run_ids: Sequence[str] | None = None, include_flagged: bool = False) -> list[LeaderboardRow]:
     """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
     passing first, then lowest harm, then highest decode tok/s. `max_harm` applies to the upper end of the harm
-    rate's 95% interval. With no limits every variant passes unless all its generations failed."""
+    rate's 95% interval. With no limits every variant passes unless all its generations failed. Cost medians
+    leave out warm-up and contended samples unless `include_flagged`."""
     from harness.devices import parse_size
 
     max_ram_bytes = parse_size(max_ram, "--max-ram") if isinstance(max_ram, str) else max_ram
@@ -358,7 +371,8 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
         from harness.reporting import deployable_candidates
 
         return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
-                                     max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None)
+                                     max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
+                                     include_flagged=include_flagged)
 
 
 def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:

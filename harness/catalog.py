@@ -1,8 +1,10 @@
 """Finds catalog files (devices, models, prompts, judges) by name.
 
 Search order: folders given with `--catalog DIR` (or the HARNESS_CATALOG
-environment variable, os.pathsep-separated), then the catalog shipped in the
-wheel (harness/_catalog), then the repository checkout (for editable installs).
+environment variable, os.pathsep-separated), then the user catalog
+($XDG_CONFIG_HOME/harness, default ~/.config/harness, where `harness models add`
+writes when no --catalog is given), then the catalog shipped in the wheel
+(harness/_catalog), then the repository checkout (for editable installs).
 A user folder may hold the same sub-folders as the shipped catalog; an entry
 there shadows a shipped entry of the same name.
 """
@@ -40,11 +42,28 @@ def user_dirs(dirs: Sequence[str | Path]) -> Iterator[None]:
         _USER_DIRS.reset(token)
 
 
+def default_user_catalog() -> Path:
+    """$XDG_CONFIG_HOME/harness (default ~/.config/harness)."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "harness"
+
+
+def writable_catalog() -> Path:
+    """Where commands that add entries write: the first --catalog folder, else the first HARNESS_CATALOG
+    folder, else the default user catalog."""
+    given = list(_USER_DIRS.get())
+    env = [Path(p).expanduser() for p in os.environ.get("HARNESS_CATALOG", "").split(os.pathsep) if p]
+    return (given or env or [default_user_catalog()])[0]
+
+
 def roots() -> list[Path]:
     """Catalog roots, highest priority first."""
     out = list(_USER_DIRS.get())
     env = os.environ.get("HARNESS_CATALOG", "")
     out += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    user = default_user_catalog()
+    if user.is_dir() and user not in out:
+        out.append(user)
     here = Path(__file__).resolve().parent
     shipped = here / "_catalog"
     if shipped.is_dir():

@@ -19,6 +19,9 @@ from harness.errors import UsageError
 from harness.tomlfile import read_toml
 
 GIB = 1024**3
+# Share of the machine other processes may take during a sample before it is flagged contended
+# (harness.telemetry.interference explains the choice); a profile's contention_threshold overrides it.
+DEFAULT_CONTENTION_THRESHOLD = 0.10
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class DeviceProfile:
     notes: str = ""
     source: str = ""
     match: dict[str, Any] = field(default_factory=dict)
+    contention_threshold: float = DEFAULT_CONTENTION_THRESHOLD
 
     def resolved_threads(self) -> int:
         if self.threads > 0:
@@ -49,6 +53,14 @@ class DeviceProfile:
         d = asdict(self)
         d["onnx_providers"] = list(self.onnx_providers)
         return d
+
+
+def check_contention_threshold(value: Any, where: str) -> float:
+    """A contention threshold is a share of the machine in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
+        raise UsageError(f"{where}: a contention threshold is a share of the machine in (0, 1], e.g. 0.1 for "
+                         f"10%, not {value!r}")
+    return float(value)
 
 
 def _parse_bytes(value: Any, where: str) -> int:
@@ -87,6 +99,9 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     if "onnx_providers" in kwargs:
         kwargs["onnx_providers"] = tuple(kwargs["onnx_providers"])
     kwargs["source"] = str(path)
+    if "contention_threshold" in kwargs:
+        kwargs["contention_threshold"] = check_contention_threshold(kwargs["contention_threshold"],
+                                                                    f"{where}: contention_threshold")
     try:
         return DeviceProfile(**kwargs)
     except TypeError as exc:

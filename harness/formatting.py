@@ -55,3 +55,19 @@ def pvalue(v: Any) -> str:
 
 def ratio(v: Any) -> str:
     return "-" if missing(v) else f"{float(v):.2f}x"
+
+
+def num_iqr(value: Any, q1: Any, q3: Any, spec: str = ".1f") -> str:
+    """'87.0 [84.1-90.2]' (a median and its interquartile range), or '-' when there is no value."""
+    if missing(value):
+        return "-"
+    if missing(q1) or missing(q3):
+        return num(value, spec)
+    return f"{num(value, spec)} [{num(q1, spec)}-{num(q3, spec)}]"
+
+
+def excluded(n_contended: Any, n_warmup: Any) -> str:
+    """'2 contended, 1 warm-up' (samples left out of the cost medians), or '-' for none."""
+    parts = [f"{int(n)} {what}" for n, what in ((n_contended, "contended"), (n_warmup, "warm-up"))
+             if not missing(n) and int(n)]
+    return ", ".join(parts) or "-"

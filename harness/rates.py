@@ -29,9 +29,17 @@ Definitions
   card's (it assumes the judge errs on these outputs as it did on the card's set);
   `uncalibrated`: the judge's raw rate, nothing measured its errors: marked and warned about everywhere.
   `harm_raw_*` always holds the judge's raw rate.
-- Cost: medians over generations without an error (TTFT, prompt and decode tokens/s, latency, energy
-  per output token, share of the bandwidth bound); peak RAM and VRAM are maxima; latency p90 is where
-  the slowest decile starts (linear interpolation).
+- Cost: medians over the cost measurements of generations without an error (TTFT, prompt and decode
+  tokens/s, latency, energy per output token, share of the bandwidth bound); a generation measured
+  several times (--repeat, re-measurements) contributes each of its measurements. By default the
+  medians leave out the warm-up sample of each loaded variant and every contended measurement (other
+  processes took more than the threshold of the machine); `n_warmup` and `n_contended` count the
+  samples left out (a sample counts as contended when none of its measurements was clean), `n_cost`
+  the measurements the medians are over. Unflagged rows (older stores, imports) count as clean.
+  Decode tok/s comes with its interquartile range (q1, q3; linear interpolation). Peak RAM and VRAM
+  are maxima over every generation without an error; latency p90 is where the slowest decile starts.
+- Faster: a variant is called faster than another on the same device only when their decode
+  interquartile ranges do not overlap, each over at least two measurements (`clearly_faster`).
 """
 
 from __future__ import annotations
@@ -165,6 +173,15 @@ class CostSummary:
     peak_vram_bytes: int | None
     energy_j_per_token: float | None
     bandwidth_fraction: float | None
+    n_cost: int = 0  # cost measurements the medians are over
+    n_contended: int = 0  # samples left out: no clean measurement
+    n_warmup: int = 0  # samples left out: the warm-up after loading
+    decode_tps_q1: float | None = None
+    decode_tps_q3: float | None = None
+
+    @property
+    def n_excluded(self) -> int:
+        return self.n_contended + self.n_warmup
 
 
 @dataclass(frozen=True)
@@ -221,6 +238,15 @@ class LeaderboardRow:
     front_ram: bool = False  # on the harm-vs-peak-RAM Pareto front of its device
     passes: bool = True  # meets the limits of a deployable-candidates query
     reasons: tuple[str, ...] = ()  # why not
+    n_cost: int = 0  # cost measurements the medians are over
+    n_contended: int = 0  # samples left out of the cost medians: contended
+    n_warmup: int = 0  # samples left out of the cost medians: warm-up
+    decode_tps_q1: float | None = None  # interquartile range of decode tok/s
+    decode_tps_q3: float | None = None
+
+    @property
+    def n_excluded(self) -> int:
+        return self.n_contended + self.n_warmup
 
     @property
     def key(self) -> VariantKey:
@@ -362,23 +388,86 @@ def choose_refusal_rater(rates: Sequence[RefusalRate]) -> str | None:
 
 
 # -- cost ----------------------------------------------------------------------------------------------
-def cost_summaries(generations: Sequence[Generation]) -> list[CostSummary]:
+COST_FIELDS = ("ttft_s", "prompt_tps", "decode_tps", "latency_s", "energy_j_per_token", "bandwidth_fraction")
+
+
+def cost_measurements(g: Generation, include_flagged: bool = False) -> list[dict[str, Any]]:
+    """The cost measurements of one generation that count (see the module docstring): its `measurements`
+    without errors (and, unless `include_flagged`, without contended ones), else its own figures."""
+    if g.measurements:
+        entries = [m for m in g.measurements if isinstance(m, dict) and m.get("error") is None]
+        return entries if include_flagged else [m for m in entries if not m.get("contended")]
+    if g.contended and not include_flagged:
+        return []
+    return [{"ttft_s": g.ttft_s, "prompt_tps": g.prompt_tps, "decode_tps": g.decode_tps, "latency_s": g.latency_s,
+             "energy_j_per_token": g.energy_j_per_token, "bandwidth_fraction": g.bandwidth_fraction}]
+
+
+def cost_summaries(generations: Sequence[Generation], include_flagged: bool = False) -> list[CostSummary]:
     groups: dict[VariantKey, list[Generation]] = {}
     for g in generations:
         groups.setdefault((g.device, g.model, g.variant), []).append(g)
     out = []
     for (device, model, variant), rows in sorted(groups.items()):
         ok = [g for g in rows if g.ok]
+        warm = 0 if include_flagged else sum(1 for g in ok if g.warmup)
+        counted = ok if include_flagged else [g for g in ok if not g.warmup]
+        per = [cost_measurements(g, include_flagged) for g in counted]
+        n_contended = sum(1 for ms in per if not ms)
+        ms = [m for sample in per for m in sample]
+
+        def col(name: str, ms: list[dict[str, Any]] = ms) -> list[float | None]:
+            return [m.get(name) for m in ms]
+
         size = maximum(g.model_size_bytes for g in rows)
         rss = maximum(g.peak_rss_bytes for g in ok)
         vram = maximum(g.peak_vram_bytes for g in ok)
         out.append(CostSummary(
             device, model, variant, rows[0].backend, len(rows), len(rows) - len(ok),
             int(size) if size is not None else None,
-            median(g.ttft_s for g in ok), median(g.prompt_tps for g in ok), median(g.decode_tps for g in ok),
-            median(g.latency_s for g in ok), quantile((g.latency_s for g in ok), 0.9),
+            median(col("ttft_s")), median(col("prompt_tps")), median(col("decode_tps")),
+            median(col("latency_s")), quantile(col("latency_s"), 0.9),
             int(rss) if rss is not None else None, int(vram) if vram is not None else None,
-            median(g.energy_j_per_token for g in ok), median(g.bandwidth_fraction for g in ok)))
+            median(col("energy_j_per_token")), median(col("bandwidth_fraction")),
+            n_cost=len(ms), n_contended=n_contended, n_warmup=warm,
+            decode_tps_q1=quantile(col("decode_tps"), 0.25), decode_tps_q3=quantile(col("decode_tps"), 0.75)))
+    return out
+
+
+MIN_MEASUREMENTS_TO_COMPARE = 2
+
+
+def clearly_faster(a: LeaderboardRow | CostSummary, b: LeaderboardRow | CostSummary) -> bool:
+    """Whether `a` decodes faster than `b` beyond their spread: both have at least two measurements and a's
+    decode interquartile range lies wholly above b's."""
+    if a.n_cost < MIN_MEASUREMENTS_TO_COMPARE or b.n_cost < MIN_MEASUREMENTS_TO_COMPARE:
+        return False
+    if a.decode_tps_q1 is None or b.decode_tps_q3 is None:
+        return False
+    return a.decode_tps_q1 > b.decode_tps_q3
+
+
+@dataclass(frozen=True)
+class Fastest:
+    """The fastest decoding variant of a device, and whether it is clearly so."""
+
+    device: str
+    leader: LeaderboardRow  # highest median decode tok/s
+    clear: bool  # clearly faster than every other variant of the device
+    overlapping: tuple[LeaderboardRow, ...]  # variants it is not clearly faster than
+
+
+def fastest(rows: Sequence[LeaderboardRow]) -> list[Fastest]:
+    """Per device with a measured decode speed: the variant with the highest median, and the variants it is not
+    clearly faster than (what a surface may call 'fastest' honestly)."""
+    out = []
+    for device in sorted({r.device for r in rows}):
+        measured = [r for r in rows if r.device == device and r.decode_tps is not None]
+        if not measured:
+            continue
+        leader = max(measured, key=lambda r: (r.decode_tps or 0.0, r.name))
+        others = tuple(r for r in measured if r is not leader and not clearly_faster(leader, r))
+        out.append(Fastest(device, leader, not others, others))
     return out
 
 
@@ -469,9 +558,11 @@ class RateTables:
 
 
 def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount], labels: Sequence[LabelCount],
-                rater: str | None = None, cards: Mapping[str, JudgeCard] | None = None) -> RateTables:
+                rater: str | None = None, cards: Mapping[str, JudgeCard] | None = None,
+                include_flagged: bool = False) -> RateTables:
     """Every figure of every surface, computed once. `cards`: the judge card to correct each rater with (by rater
-    key; harness.calibration.cards_for_correction chooses them)."""
+    key; harness.calibration.cards_for_correction chooses them). Cost medians leave out warm-up and contended
+    samples unless `include_flagged`."""
     harm = harm_rates(generations, counts)
     refusals = refusal_rates(generations, labels)
     primary = choose_primary_rater(harm, rater)
@@ -490,7 +581,7 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             harmful_keys.setdefault((g.device, g.model, g.variant), []).append(g.sample_key)
     card = (cards or {}).get(primary) if primary else None
     rows = []
-    for c in cost_summaries(generations):
+    for c in cost_summaries(generations, include_flagged):
         key = (c.device, c.model, c.variant)
         h: HarmRate | None = by_rater.get(key, {}).get(primary) if primary else None
         w = worst.get(key)
@@ -519,7 +610,8 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             harm_raw_ci_high=h.ci_high if h else None, harm_card=est.card if est else None,
             harm_human_n=est.human_n if est else None, harm_human_rate=est.human_rate if est else None,
             harm_human_ci_low=est.human_ci_low if est else None, harm_human_ci_high=est.human_ci_high if est else None,
-            harm_note=est.note if est else None))
+            harm_note=est.note if est else None, n_cost=c.n_cost, n_contended=c.n_contended, n_warmup=c.n_warmup,
+            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3))
     rows = _ranked(_with_fronts(rows))
     return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts)
 
@@ -659,7 +751,10 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
         elif c.peak_rss_bytes > max_ram_bytes:
             reasons.append(f"peak RAM {mb(c.peak_rss_bytes)} > max {mb(max_ram_bytes)}")
     if min_tps is not None:
-        if c.decode_tps is None:
+        if c.decode_tps is None and c.n_contended:
+            reasons.append(f"no clean decode measurement ({c.n_contended} contended sample(s) left out): re-run on "
+                           "a quiet machine, or count them with --include-flagged")
+        elif c.decode_tps is None:
             reasons.append("decode tok/s was not measured")
         elif c.decode_tps < min_tps:
             reasons.append(f"decode {c.decode_tps:.1f} tok/s < min {min_tps:g}")

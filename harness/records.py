@@ -107,6 +107,19 @@ class Generation:
     # The rated item when it is not simply the prompt: imported outputs that people ranked in separate blocks for
     # one prompt (a prompt the study gave to two annotation groups) are two items. None: the prompt's item.
     item_id: str | None = None
+    # What else happened on the machine while the cost was measured (harness.telemetry.interference);
+    # properties of the measurement, not of the sample's identity (the sample key ignores them).
+    interference_frac: float | None = None  # other processes' CPU time / capacity of the allowed CPUs
+    cpu_steal_frac: float | None = None  # hypervisor steal / the same capacity
+    cpu_mhz: float | None = None  # mean CPU clock
+    temp_c: float | None = None  # hottest thermal zone
+    throttled: bool | None = None  # the CPU was throttled (or under-volted, or capped) during the sample
+    contended: bool | None = None  # interference + steal over the threshold: cost excluded from medians
+    warmup: bool | None = None  # the first sample after loading its variant: cost excluded from medians
+    repeats: int | None = None  # cost measurements asked for (--repeat N); None or 1 = one
+    # Every cost measurement of this sample when there was more than one (repeats, re-measurements after
+    # contention): the top-level cost is the median over the uncontended ones (all, if none is).
+    measurements: list[JSON] | None = None
 
     @property
     def ok(self) -> bool:

@@ -51,13 +51,19 @@ def rate(store_path: Path) -> dict[str, dict]:
         add_rows(store, "ratings", rows)
         cost = {}
         for variant in ("Q4_1", "Q8_0"):
-            mine = [g for g in gens if g["variant"] == variant and not g["error"]]
+            ok = [g for g in gens if g["variant"] == variant and not g["error"]]
+            # The first sample after loading is the warm-up; the fixture's run flags nothing contended.
+            assert [g["warmup"] for g in ok] == [True, False, False, False, False]
+            assert not any(g["contended"] for g in ok)
+            mine = [g for g in ok if not g["warmup"]]
             latencies = sorted(g["latency_s"] for g in mine)
+            q1, _, q3 = statistics.quantiles([g["decode_tps"] for g in mine], n=4, method="inclusive")
             cost[variant] = {
                 "ttft_s": statistics.median(g["ttft_s"] for g in mine),
                 "decode_tps": statistics.median(g["decode_tps"] for g in mine),
+                "decode_q1": q1, "decode_q3": q3,
                 "latency_p90_s": statistics.quantiles(latencies, n=10, method="inclusive")[8],
-                "peak_rss_bytes": max(g["peak_rss_bytes"] for g in mine),
+                "peak_rss_bytes": max(g["peak_rss_bytes"] for g in ok),
                 "size_bytes": mine[0]["model_size_bytes"],
             }
         return cost
@@ -84,8 +90,9 @@ def test_markdown_leaderboard(small_store: Path, tmp_path: Path) -> None:
         front = "front: " + ", ".join(fronts[variant]) if fronts[variant] else ""
         return (f"| {rank} | smollm2-135m-instruct | {variant} | {harm} | uncalibrated | 3 | {n_invalid} | {worst} | "
                 f"{refusal} | "
-                f"{over} | {c['ttft_s']:.3f} | {c['decode_tps']:.1f} | {c['latency_p90_s']:.2f} | "
-                f"{c['peak_rss_bytes'] / 1e6:.0f} MB | - | - | {c['size_bytes'] / 1e6:.0f} MB | {front} |")
+                f"{over} | {c['ttft_s']:.3f} | {c['decode_tps']:.1f} [{c['decode_q1']:.1f}-{c['decode_q3']:.1f}] | "
+                f"{c['latency_p90_s']:.2f} | {c['peak_rss_bytes'] / 1e6:.0f} MB | - | - | "
+                f"{c['size_bytes'] / 1e6:.0f} MB | 1 warm-up | {front} |")
 
     # Wilson 95%: 0/3 -> [0, 56%]; 1/3 -> [6, 79%]; 2/3 -> [21, 94%]; 0/2 -> [0, 66%]; 1/2 -> [9, 91%]
     lines = md.splitlines()
@@ -107,6 +114,9 @@ def test_leaderboard_json_query(small_store: Path, cli) -> None:  # type: ignore
     assert out[1]["harm_method"] == "uncalibrated" and "uncalibrated" in out[1]["harm_note"]
     assert out[0]["refusal_rate"] == pytest.approx(2 / 3) and out[1]["over_refusal_rate"] == pytest.approx(1 / 2)
     assert out[1]["decode_tps"] == pytest.approx(cost["Q4_1"]["decode_tps"])
+    assert out[1]["decode_tps_q1"] == pytest.approx(cost["Q4_1"]["decode_q1"])
+    assert out[1]["decode_tps_q3"] == pytest.approx(cost["Q4_1"]["decode_q3"])
+    assert (out[1]["n_warmup"], out[1]["n_contended"], out[1]["n_cost"]) == (1, 0, 4)
     assert out[1]["peak_rss_bytes"] == cost["Q4_1"]["peak_rss_bytes"] and isinstance(out[1]["peak_rss_bytes"], int)
     # a point estimate under the limit is not enough: 0/3 has an upper bound of 56.1% > 20%
     r = cli("leaderboard", "--store", small_store, "--max-harm", "0.2", "--json")

@@ -116,6 +116,7 @@ def test_source_integrates_board_power_over_the_sample(tmp_path: Path, monkeypat
     assert reading.energy_j == pytest.approx(9.872 * 0.4, rel=0.25)
     assert reading.energy_j <= 9.872 * window_s + 1e-9
     assert src.window and all(s.gpu_load_pct == 87.0 for s in src.window)
+    assert reading.temp_c == pytest.approx(55.031) and reading.cpu_mhz == 1510.0  # the sample's heat and clocks
     assert src._proc.poll() is not None  # closed
 
 
@@ -123,3 +124,17 @@ def test_probe_without_tegrastats(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("PATH", str(tmp_path))
     reason = TegrastatsSource.probe(load_profile("laptop-cpu"))
     assert reason is not None and "tegrastats" in reason and "not found" in reason
+
+
+def test_clocks_and_hottest_sensor_per_line() -> None:
+    # Orin Nano loaded: six cores at 1510 MHz; hottest of cpu 52.125, soc2 50.5, soc0 51.093, gpu 55.031, tj 55.031,
+    # soc1 51.5 -> 55.031
+    _, loaded = (parse_line(x) for x in lines("tegrastats_orin_nano.txt"))
+    assert loaded is not None and loaded.cpu_mhz == [1510] * 6 and loaded.mean_cpu_mhz == 1510.0
+    assert loaded.hottest_c == pytest.approx(55.031)
+    # Nano: PMIC@100C is a fixed placeholder, not a temperature: the hottest is AO@31.5C when idle
+    idle, _ = (parse_line(x) for x in lines("tegrastats_nano.txt"))
+    assert idle is not None and idle.hottest_c == 31.5 and idle.mean_cpu_mhz == 102.0
+    # TX2: two cores are off; the online ones are 345 MHz
+    (tx2,) = (parse_line(x) for x in lines("tegrastats_tx2.txt"))
+    assert tx2 is not None and tx2.cpu_mhz == [345, 345, 345, 345]

@@ -65,8 +65,9 @@ class PromptFormat:
         """The format a manifest asks for; UsageError when it wants a template the model lacks."""
         fmt = manifest.chat_format
         if fmt == "template" and not chat_template:
-            raise UsageError(f"{model_file} has no chat template: set [chat] format = \"completion\" in "
-                             f"{manifest.path}")
+            where = (str(manifest.path) if manifest.path is not None else
+                     "a manifest of its own (`harness models add SPEC --name NAME`, then edit it)")
+            raise UsageError(f"{model_file} has no chat template: set [chat] format = \"completion\" in {where}")
         if fmt not in ("template", "completion"):
             raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
         return cls(fmt, chat_template if fmt == "template" else None, manifest.completion_template,

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rater", dest="rater", default=None, metavar="RATER",
                    help="rater whose harm rate counts (default: the rater with most valid ratings; humans on a tie)")
     p.add_argument("--run", action="append", default=[], metavar="ID", help="only generations of this run (repeatable)")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="count warm-up and contended measurements in the cost medians (left out by default)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=leaderboard_command)
 
@@ -47,7 +49,8 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
     candidates = api.leaderboard(args.store, device=args.device, max_ram=args.max_ram, min_tps=args.min_tps,
                                  max_harm=parse_rate(args.max_harm) if args.max_harm is not None else None,
-                                 rater=args.rater, run_ids=args.run or None)
+                                 rater=args.rater, run_ids=args.run or None,
+                                 include_flagged=args.include_flagged)
     if args.json:
         print(json.dumps([c.as_dict() for c in candidates], indent=2))
         return 0

@@ -1,4 +1,4 @@
-"""`harness models list|show|quantize|export-onnx`: model manifests and their variants."""
+"""`harness models list|show|add|quantize|export-onnx`: model manifests and their variants."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("name")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=show_command)
+    a = msub.add_parser("add", help="write a manifest for a model source (hf:, ollama:, a .gguf path or an ONNX "
+                                    "folder) into the user catalog",
+                        description="Write models/NAME.toml for a source into the user catalog: the first --catalog "
+                                    "folder, else HARNESS_CATALOG, else ~/.config/harness. Licence and parameter count "
+                                    "come from the repository card and the Hub's GGUF metadata, or from the GGUF "
+                                    "file; nothing is downloaded.")
+    a.add_argument("spec", help="hf:OWNER/REPO:QUANT[,QUANT], hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO, "
+                                "ollama:NAME[:TAG], or a path")
+    a.add_argument("--name", required=True, help="the catalog name (letters, digits, '.', '_', '-')")
+    a.add_argument("--description", default=None)
+    a.add_argument("--force", action="store_true", help="overwrite an existing manifest of that name")
+    a.set_defaults(func=add_command)
     q = msub.add_parser("quantize", help="derive GGUF variants with llama.cpp's quantizer (cached)")
     q.add_argument("name")
     q.add_argument("--to", required=True, metavar="V1,V2,...", help="variants, e.g. F16,Q8_0,Q4_K_M,Q4_0,Q2_K")
@@ -57,11 +69,63 @@ def _cached_variants(m) -> list[dict]:  # type: ignore[no-untyped-def]
     return [meta for f in sorted(d.glob("*.json")) if isinstance(meta := read_json(f), dict)]
 
 
+def add_command(args: argparse.Namespace) -> int:
+    from harness import catalog
+    from harness.variants import parse_spec, source_kind
+    from harness.variants.manifest import check_plain_name
+    from harness.variants.sources import is_source_spec, manifest_text
+
+    name = check_plain_name(args.name, "model name", "--name")
+    if not is_source_spec(args.spec):
+        raise UsageError(f"{args.spec!r} is not a model source: give hf:OWNER/REPO:QUANT, hf:OWNER/REPO/FILE.gguf, "
+                         "hf:OWNER/REPO, ollama:NAME[:TAG] or a path (catalog models are already in the catalog)")
+    target = catalog.writable_catalog() / "models" / f"{name}.toml"
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists: pass --force to overwrite it, or choose another --name")
+    m, _ = parse_spec(args.spec)
+    facts = _source_facts(m, source_kind(m))
+    text = manifest_text(m, name, args.spec, license=facts.get("license") or m.license,
+                         parameters=facts.get("parameters"), notes=facts.get("notes", ""),
+                         description=args.description or "")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".toml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    Console().print(f"wrote {target}\nrun it with `harness run --model {name}`", markup=False, highlight=False)
+    return 0
+
+
+def _source_facts(m, kind: str | None) -> dict:  # type: ignore[no-untyped-def]
+    """Licence, parameter count and a note about where they came from, without downloading anything."""
+    from harness.variants.gguf import read_info
+
+    if kind == "hf":
+        from harness.variants.hf import describe
+
+        d = describe(m)
+        note = f"From hf:{m.source['hf']} (commit {str(d['commit'])[:12]} when added on {d['checked_at']})."
+        return {"license": d["license"], "parameters": d["parameters"], "notes": note}
+    if kind == "ollama":
+        from harness.variants.ollama import _found
+
+        found = _found(m)
+        info = read_info(found.blob, found.digest)
+        return {"license": m.license or info.get("license"), "parameters": info.get("n_parameters")}
+    if kind == "onnx-folder":
+        return {}
+    from harness.variants import source_path
+
+    info = read_info(source_path(m))
+    return {"license": info.get("license"), "parameters": info.get("n_parameters")}
+
+
 def show_command(args: argparse.Namespace) -> int:
-    from harness.variants import load_manifest, resolve_variant, variant_notes
+    from harness.variants import load_manifest, resolve_variant, source_kind, variant_notes
     from harness.variants.gguf import read_info
 
     m = load_manifest(args.name)
+    if source_kind(m) in ("hf", "onnx-folder"):
+        return _show_source(m, args.json)
     vf = resolve_variant(m, m.source_variant)
     info = read_info(vf.path)
     cached = _cached_variants(m)
@@ -90,6 +154,24 @@ def show_command(args: argparse.Namespace) -> int:
                           variant_notes(m, str(meta.get("variant"))))
         c.print(table)
     _print_onnx_variants(m, c)
+    return 0
+
+
+def _show_source(m, as_json: bool) -> int:  # type: ignore[no-untyped-def]
+    """A manifest whose files are elsewhere (the Hub, a folder): what it names, without downloading."""
+    facts: dict = {}
+    if "hf" in m.source:
+        from harness.variants.hf import describe
+
+        facts = describe(m)
+    out = {"manifest": str(m.path), "name": m.name, "description": m.description, "license": m.license,
+           "parameters": m.parameters, "source": m.source, "default_variants": list(m.default_variants), **facts}
+    if as_json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    c = Console()
+    for k, v in out.items():
+        c.print(f"{k}: {v}", markup=False, highlight=False)
     return 0
 
 

@@ -17,8 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="device profile name or .toml path, or 'auto' (detect this host; the default); with --fleet "
                         "repeatable: the devices to run on (default: every device the fleet offers)")
     p.add_argument("--model", action="append", default=[], metavar="SPEC",
-                   help="model spec: NAME or NAME:VARIANT[,VARIANT...] (repeatable; default: "
-                        f"{DEFAULT_MODEL} with its default variants)")
+                   help="model spec: NAME or NAME:VARIANT[,VARIANT...] from the catalog, hf:OWNER/REPO:QUANT, "
+                        "hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO (an ONNX export), ollama:NAME[:TAG], or a path to a "
+                        f".gguf file or an ONNX folder (repeatable; default: {DEFAULT_MODEL} with its default "
+                        "variants)")
     p.add_argument("--prompts", default=DEFAULT_PROMPTS, metavar="SET|FILE",
                    help="prompt set name or .jsonl/.csv file (default: harm-eliciting + benign controls)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="take the first N prompts of the set")
@@ -29,6 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=None, metavar="N", help="sampling seed (default 0)")
     p.add_argument("--seeds", default=None, metavar="N,N,...", help="several seeds: one sample per prompt and seed")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="measure each sample's cost N times (the output is the first generation's); the "
+                        "leaderboard shows the median and interquartile range")
+    p.add_argument("--on-contention", choices=("record", "remeasure", "wait"), default="record",
+                   help="when other processes took more than the threshold of the machine during a measurement: "
+                        "record it flagged (default; excluded from cost medians), remeasure it at once, or wait "
+                        "for the machine to calm down and measure again")
+    p.add_argument("--contention-threshold", type=float, default=None, metavar="FRACTION",
+                   help="share of the machine other processes may use during a measurement before it counts as "
+                        "contended (default: the device profile's contention_threshold, 0.1)")
     p.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
     p.add_argument("--no-judge", action="store_true", help="skip the default local judges")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
@@ -80,7 +92,8 @@ def run_command(args: argparse.Namespace) -> int:
                      max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                      seeds=parse_seeds(args), store=args.store, judge=not args.no_judge, report=not args.no_report,
                      report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
-                     **fleet_options)
+                     repeat=args.repeat, on_contention=args.on_contention,
+                     contention_threshold=args.contention_threshold, **fleet_options)
     console.print(f"[bold]generated[/] {result.written} new, {result.skipped} already in the store "
                   f"({result.planned} planned)")
     if result.fleet is not None:

@@ -27,15 +27,17 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
     rater = next((r.harm_rater for r in rows if r.harm_rater), None)
     refusal = any(r.refusal_rater for r in rows)
     title = ("leaderboard: harm on harmful prompts by " + rater if rater else
-             "leaderboard (not judged yet: no harm columns)") + "; cost medians, peak RSS is the maximum"
+             "leaderboard (not judged yet: no harm columns)") + ("; cost medians [interquartile range] without "
+                                                                 "warm-up and contended samples, peak RSS is the "
+                                                                 "maximum")
     table = Table(title=Text(title))
     cols = ["device", "model", "variant"]
     if rater:
         cols += ["harm", "how", "n rated", "invalid"]
     if refusal:
         cols += ["refusal", "over-refusal"]
-    cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s", "latency s", "peak RSS MB", "J/token",
-             "of BW bound", "errors"]
+    cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s [IQR]", "latency s", "peak RSS MB", "J/token",
+             "of BW bound", "cost excluded", "errors"]
     for col in cols:
         if col in ("device", "model", "variant"):
             table.add_column(Text(col), justify="left", no_wrap=True)
@@ -49,9 +51,10 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
             cells += [_fmt(r.refusal_rate, ".0%"), _fmt(r.over_refusal_rate, ".0%")]
         cells += [
             str(r.n), _fmt(r.size_bytes and r.size_bytes / 1e6, ".0f"), _fmt(r.ttft_s, ".3f"),
-            _fmt(r.prompt_tps, ".0f"), _fmt(r.decode_tps, ".1f"), _fmt(r.latency_s, ".2f"),
-            _fmt(r.peak_rss_bytes and r.peak_rss_bytes / 1e6, ".0f"), _fmt(r.energy_j_per_token, ".3f"),
-            _fmt(r.bandwidth_fraction, ".0%"), str(r.n_errors),
+            _fmt(r.prompt_tps, ".0f"), f.num_iqr(r.decode_tps, r.decode_tps_q1, r.decode_tps_q3),
+            _fmt(r.latency_s, ".2f"), _fmt(r.peak_rss_bytes and r.peak_rss_bytes / 1e6, ".0f"),
+            _fmt(r.energy_j_per_token, ".3f"), _fmt(r.bandwidth_fraction, ".0%"),
+            f.excluded(r.n_contended, r.n_warmup), str(r.n_errors),
         ]
         table.add_row(*(Text(str(c)) for c in cells))
     table.caption = harm_caption(rows)
@@ -78,15 +81,15 @@ def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
     rater = next((c.harm_rater for c in candidates if c.harm_rater), None)
     n_pass = sum(c.passes for c in candidates)
     table = Table(title=Text(f"{n_pass} of {len(candidates)} variant(s) meet the limits (best first)"))
-    for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})", "decode tok/s", "peak RAM",
-                "size", "ok", "why not"):
-        table.add_column(Text(col), justify="right" if col in ("#", "decode tok/s", "peak RAM", "size") else "left",
-                         overflow="fold")
+    for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})", "decode tok/s [IQR]",
+                "cost excluded", "peak RAM", "size", "ok", "why not"):
+        table.add_column(Text(col), justify="right" if col in ("#", "decode tok/s [IQR]", "peak RAM", "size")
+                         else "left", overflow="fold")
     for i, c in enumerate(candidates, 1):
         harm = f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high) + (f" {c.harm_method}" if c.harm_method else "")
         cells = [str(i), c.device, c.model, c.variant, harm,
-                 f.num(c.decode_tps), f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no",
-                 "; ".join(c.reasons)]
+                 f.num_iqr(c.decode_tps, c.decode_tps_q1, c.decode_tps_q3), f.excluded(c.n_contended, c.n_warmup),
+                 f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no", "; ".join(c.reasons)]
         table.add_row(*(Text(str(v)) for v in cells), style=None if c.passes else "dim")
     table.caption = harm_caption(candidates)
     return table

@@ -11,7 +11,7 @@ from harness.store import Store
 
 def deployable_candidates(store: Store, *, device: str | None = None, max_ram_bytes: int | None = None,
                           min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
-                          run_ids: list[str] | None = None) -> list[rates.LeaderboardRow]:
+                          run_ids: list[str] | None = None, include_flagged: bool = False) -> list[rates.LeaderboardRow]:
     """Every variant (on the device, if given) with its figures, `passes` and `reasons`, best first."""
     inputs = load_inputs(store, run_ids)
     devices = sorted({g.device for g in inputs.gens})
@@ -20,6 +20,6 @@ def deployable_candidates(store: Store, *, device: str | None = None, max_ram_by
     if device is not None and device not in devices:
         raise UsageError(f"no generations for device {device!r} in {store.path}: pass --device with one of: "
                          f"{', '.join(devices)}")
-    table = inputs.tables(rater)
+    table = inputs.tables(rater, include_flagged)
     return rates.candidates(table.leaderboard, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
                             max_harm=max_harm)

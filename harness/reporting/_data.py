@@ -72,8 +72,9 @@ class RateInputs:
     labels: list[rates.LabelCount]
     cards: dict[str, JudgeCard]
 
-    def tables(self, rater: str | None = None) -> rates.RateTables:
-        return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards)
+    def tables(self, rater: str | None = None, include_flagged: bool = False) -> rates.RateTables:
+        return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
+                                 include_flagged=include_flagged)
 
 
 def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None) -> RateInputs:

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     from harness.reporting._tables import Tables
 
 COLUMNS = ["#", "model", "variant", "harm (95% CI)", "how", "n rated", "n invalid", "worst category", "refusal",
-           "over-refusal", "TTFT s", "decode tok/s", "latency p90 s", "peak RAM", "VRAM", "J/token", "size",
-           "Pareto"]
+           "over-refusal", "TTFT s", "decode tok/s [IQR]", "latency p90 s", "peak RAM", "VRAM", "J/token", "size",
+           "cost excluded", "Pareto"]
 
 
 def cell(value: Any) -> str:
@@ -56,8 +56,9 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
         lines.append(f"Refusal = share of **{cell(tables.refusal_rater)}** labels that are refusal or partial "
                      "refusal (a partial refusal counts as a refusal), on harmful prompts; over-refusal = the same "
                      "on benign controls.")
-    lines.append("Cost = medians over generations without an error; peak RAM, VRAM are maxima; "
-                 "latency p90 marks the slowest decile.")
+    lines.append("Cost = medians [interquartile range] over the clean measurements of generations without an "
+                 "error (warm-up samples and contended measurements left out and counted); peak RAM, VRAM are "
+                 "maxima; latency p90 marks the slowest decile.")
     others = sorted(set(tables.harm_rates["rater"]) - {tables.primary_rater}) if len(tables.harm_rates) else []
     rates = tables.harm_rates.set_index(["device", "model", "variant", "rater"]) if others else None
     first = f"harm ({cell(tables.primary_rater)}, 95% CI)" if tables.primary_rater else COLUMNS[3]
@@ -80,9 +81,10 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
                 *[_other(rates, (*key, rater)) for rater in others],
                 f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
                 f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"]),
-                f.num(r["ttft_s"], ".3f"), f.num(r["decode_tps"], ".1f"), f.num(r["latency_p90_s"], ".2f"),
+                f.num(r["ttft_s"], ".3f"), f.num_iqr(r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]),
+                f.num(r["latency_p90_s"], ".2f"),
                 f.mb(r["peak_rss_bytes"]), f.mb(r["peak_vram_bytes"]), f.num(r["energy_j_per_token"], ".3f"),
-                f.mb(r["size_bytes"]),
+                f.mb(r["size_bytes"]), f.excluded(r["n_contended"], r["n_warmup"]),
                 front_mark(fr["front_tps"], fr["front_ram"]) if fr is not None else "",
             ]
             lines.append("| " + " | ".join(cell(v) for v in values) + " |")

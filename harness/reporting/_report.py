@@ -144,6 +144,9 @@ def glance_section(report: Report) -> h.Section:
     if board.empty:
         return s.add(h.empty("No generations in this selection: run `harness run` first."))
     items = []
+    from harness.rates import fastest as fastest_of
+
+    fastest = fastest_of(t.rows)
     if t.primary_rater is None:
         items.append(h.tag("li", "No judgments yet: harm columns are empty. Costs below are measured; run "
                                  "`harness judge` (or `harness run` without --no-judge) to add harm ratings."))
@@ -166,10 +169,24 @@ def glance_section(report: Report) -> h.Section:
                              f"{_name(best)} at {figure}).")
             else:
                 parts.append(f"Harm: {_name(best)} at {figure}.")
-        fast = [r for r in recs if not f.missing(r["decode_tps"])]
-        if fast:
-            top = max(fast, key=lambda r: float(r["decode_tps"]))
-            parts.append(f"Fastest: {_name(top)} at {f.num(top['decode_tps'])} tok/s.")
+        verdict = next((v for v in fastest if v.device == device), None)
+        if verdict is not None:
+            top = verdict.leader
+            speed = f"{f.num(top.decode_tps)} tok/s (IQR {f.num(top.decode_tps_q1)}-{f.num(top.decode_tps_q3)})"
+            if verdict.clear:
+                parts.append(f"Fastest: {top.name} at {speed}.")
+            else:
+                near = ", ".join(f"{o.name} ({f.num_iqr(o.decode_tps, o.decode_tps_q1, o.decode_tps_q3)})"
+                                 for o in verdict.overlapping)
+                parts.append(f"No variant is clearly fastest: {top.name} has the highest median, {speed}, but its "
+                             f"decode interquartile range overlaps {near} (or too few measurements).")
+        excluded = [r for r in recs if int(r["n_contended"] or 0) or int(r["n_warmup"] or 0)]
+        n_cont = sum(int(r["n_contended"] or 0) for r in recs)
+        if n_cont:
+            parts.append(f"{n_cont} contended sample(s) (other processes used the machine) are left out of the cost "
+                         "medians.")
+        elif excluded:
+            parts.append("Cost medians leave out each variant's warm-up sample.")
         light = [r for r in recs if not f.missing(r["peak_rss_bytes"])]
         if light:
             low = min(light, key=lambda r: float(r["peak_rss_bytes"]))
@@ -240,9 +257,13 @@ def leaderboard_section(report: Report) -> h.Section:
             h.Column("worst category", True)]
     cols += [h.Column(f"harm ({r})") for r in other_raters]
     cols += [h.Column("refusal"), h.Column("over-refusal", title_attr="refusals on benign controls"),
-             h.Column("TTFT s"), h.Column("decode tok/s"), h.Column("latency s"),
+             h.Column("TTFT s"), h.Column("decode tok/s [IQR]", title_attr="median [interquartile range] over clean "
+                                                                             "measurements"),
+             h.Column("latency s"),
              h.Column("latency p90 s", title_attr="the slowest decile starts here"), h.Column("peak RAM"),
              h.Column("peak VRAM"), h.Column("J/token"), h.Column("size on disk"), h.Column("n gens"),
+             h.Column("cost excluded", title_attr="samples left out of the cost medians: contended (other processes "
+                                                  "used the machine) and warm-up"),
              h.Column("errors"), h.Column("Pareto", True)]
     for device, rows in t.leaderboard.groupby("device", sort=True):
         s.add(h.tag("h3", str(device)))
@@ -267,9 +288,11 @@ def leaderboard_section(report: Report) -> h.Section:
                 f.count(r["harm_n_invalid"]), worst, *others,
                 f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
                 f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"]),
-                f.num(r["ttft_s"], ".3f"), f.num(r["decode_tps"]), f.num(r["latency_s"], ".2f"),
+                f.num(r["ttft_s"], ".3f"), f.num_iqr(r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]),
+                f.num(r["latency_s"], ".2f"),
                 f.num(r["latency_p90_s"], ".2f"), f.mb(r["peak_rss_bytes"]), f.mb(r["peak_vram_bytes"]),
-                f.num(r["energy_j_per_token"], ".3f"), f.mb(r["size_bytes"]), r["n"], r["n_errors"],
+                f.num(r["energy_j_per_token"], ".3f"), f.mb(r["size_bytes"]), r["n"],
+                f.excluded(r["n_contended"], r["n_warmup"]), r["n_errors"],
                 _markdown.front_mark(fr["front_tps"], fr["front_ram"]),
             ])
             classes.append("front" if bool(fr["front_tps"]) or bool(fr["front_ram"]) else "")
@@ -567,7 +590,11 @@ def definitions_section(report: Report) -> h.Section:
          "errors. 'judge raw' always shows the judge's raw rate."),
         ("Refusal rate: share of valid refusal labels that are 'refusal' or 'partial_refusal' on harmful prompts "
          "(a partial refusal counts as a refusal); over-refusal: the same on benign controls."),
-        ("Cost: medians over generations without an error (TTFT, decode tokens/s, latency, energy per output token); "
+        ("Cost: medians over the clean measurements of generations without an error (TTFT, decode tokens/s, latency, "
+         "energy per output token), with the interquartile range of decode tokens/s; each variant's warm-up sample "
+         "and every contended measurement (other processes took more than the threshold of the machine) are left "
+         "out and counted; a variant is called fastest only when its decode interquartile range lies above every "
+         "other's; "
          "peak RAM (RSS) and VRAM are maxima over the variant's generations; latency p90 is where the slowest decile "
          "starts. Size on disk is the model file."),
         ("Primary harm rater (ranks the leaderboard, draws the fronts and the ladder): the rater named with --rater, "

@@ -46,7 +46,8 @@ def leaderboard_frame(rows: list[rates.LeaderboardRow]) -> pd.DataFrame:
         df[f"harm_rate[{name}]"] = [r.other_harm.get(name) for r in rows]
     for col in ("harm_rate", "harm_ci_low", "harm_ci_high", "worst_category_rate", "refusal_rate", "refusal_ci_low",
                 "refusal_ci_high", "over_refusal_rate", "over_refusal_ci_low", "over_refusal_ci_high", "ttft_s",
-                "prompt_tps", "decode_tps", "latency_s", "latency_p90_s", "energy_j_per_token", "bandwidth_fraction"):
+                "prompt_tps", "decode_tps", "latency_s", "latency_p90_s", "energy_j_per_token", "bandwidth_fraction",
+                "decode_tps_q1", "decode_tps_q3"):
         df[col] = pandas().to_numeric(df[col], errors="coerce").astype(float)
     return df
 

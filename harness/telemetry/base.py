@@ -18,6 +18,8 @@ class TelemetryReading:
     peak_vram_bytes: int | None = None
     energy_j: float | None = None
     mean_power_w: float | None = None
+    temp_c: float | None = None  # hottest sensor the source reads (tegrastats)
+    cpu_mhz: float | None = None  # mean CPU clock over the sample (tegrastats)
 
 
 class TelemetrySource(ABC):
@@ -54,5 +56,9 @@ def merge_readings(readings: list[TelemetryReading]) -> TelemetryReading:
             out.energy_j = r.energy_j
             out.mean_power_w = r.mean_power_w
             names.append(r.source)
+        if out.temp_c is None and r.temp_c is not None:
+            out.temp_c = r.temp_c
+        if out.cpu_mhz is None and r.cpu_mhz is not None:
+            out.cpu_mhz = r.cpu_mhz
     out.source = "+".join(names)
     return out

@@ -11,7 +11,10 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.devices import DeviceProfile
 
 _NVP_MODE = re.compile(r"NV Power Mode:\s*(\S+)")
 
@@ -52,6 +55,12 @@ def thermal_zones(root: Path = Path("/sys/class/thermal")) -> dict[str, float]:
     return out
 
 
+def hottest_c(root: Path = Path("/sys/class/thermal")) -> float | None:
+    """The temperature of the hottest readable thermal zone, in degrees Celsius; None without any."""
+    temps = thermal_zones(root)
+    return max(temps.values()) if temps else None
+
+
 def cpufreq_governors(root: Path = Path("/sys/devices/system/cpu")) -> dict[str, int]:
     """How many CPUs run each cpufreq governor (e.g. {'performance': 4})."""
     counts: dict[str, int] = {}
@@ -62,6 +71,46 @@ def cpufreq_governors(root: Path = Path("/sys/devices/system/cpu")) -> dict[str,
             continue
         counts[g] = counts.get(g, 0) + 1
     return counts
+
+
+def clocks_pinned(root: Path = Path("/sys/devices/system/cpu")) -> bool | None:
+    """Whether every CPU's frequency range is a single value (scaling_min_freq == scaling_max_freq, as
+    `jetson_clocks` sets it); None without cpufreq."""
+    seen = False
+    for d in sorted(root.glob("cpu[0-9]*/cpufreq")):
+        try:
+            lo, hi = int((d / "scaling_min_freq").read_text()), int((d / "scaling_max_freq").read_text())
+        except (OSError, ValueError):
+            continue
+        seen = True
+        if lo != hi:
+            return False
+    return True if seen else None
+
+
+def measurement_warnings(threads: int, allowed_cores: int, governors: dict[str, int] | None, jetson: bool,
+                         power_mode: dict[str, Any] | None, power_mode_why: str | None,
+                         pinned: bool | None) -> list[str]:
+    """What makes this host's cost figures unrepeatable, said before a run (pure: the readings are given)."""
+    out = []
+    if threads > allowed_cores:
+        out.append(f"the device profile runs {threads} threads but this process may use {allowed_cores} core(s) "
+                   f"(os.sched_getaffinity): llama.cpp's spinning threads then fight each other and decode "
+                   f"collapses; set threads = {allowed_cores} in the profile or widen the affinity")
+    others = sorted(g for g in (governors or {}) if g != "performance")
+    if others:
+        out.append(f"CPU frequency governor is {', '.join(others)}, not performance: clocks follow the load and "
+                   "figures vary between runs; for repeatable numbers run "
+                   "`sudo cpupower frequency-set -g performance`")
+    if jetson:
+        if power_mode is None:
+            out.append(f"Jetson power mode unknown ({power_mode_why or 'nvpmodel -q printed nothing'}): set one "
+                       "with `sudo nvpmodel -m N` and record it")
+        if pinned is False:
+            mode = f" in {power_mode['name']}" if power_mode else ""
+            out.append(f"Jetson clocks are not fixed{mode} (scaling_min_freq != scaling_max_freq): run "
+                       "`sudo jetson_clocks` for repeatable figures")
+    return out
 
 
 def host_state() -> dict[str, Any]:
@@ -78,3 +127,14 @@ def host_state() -> dict[str, Any]:
         unavailable["cpufreq_governor"] = "no /sys/devices/system/cpu/cpu*/cpufreq on this host"
     return {"power_mode": mode, "thermal_c": temps or None, "cpufreq_governors": governors or None,
             "unavailable": unavailable}
+
+
+def host_warnings(device: DeviceProfile) -> list[str]:
+    """measurement_warnings for this host and a device profile."""
+    from harness.devices import jetson_release
+    from harness.telemetry.interference import allowed_cpus
+
+    jetson = device.kind == "jetson" or jetson_release() is not None or shutil.which("nvpmodel") is not None
+    mode, why = jetson_power_mode() if jetson else (None, None)
+    return measurement_warnings(device.resolved_threads(), len(allowed_cpus()), cpufreq_governors() or None, jetson,
+                                mode, why, clocks_pinned() if jetson else None)

@@ -41,6 +41,10 @@ _SWAP = re.compile(r"\bSWAP (\d+)/(\d+)MB")
 _GR3D = re.compile(r"\bGR3D_FREQ (\d+)%")
 _EMC = re.compile(r"\bEMC_FREQ (\d+)%")
 _TEMP = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C\b")
+_CPUS = re.compile(r"\bCPU \[([^\]]*)\]")
+_CPU_CORE = re.compile(r"(\d+)%@(\d+)")
+# Sensors that are not temperatures of the silicon: PMIC@100C (or 50C) is a fixed placeholder on many boards.
+NOT_A_TEMPERATURE = ("PMIC",)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class TegraStats:
     gpu_load_pct: float | None = None
     emc_load_pct: float | None = None
     temperatures_c: dict[str, float] = field(default_factory=dict)
+    cpu_mhz: list[int] = field(default_factory=list)  # clock of every online core ("off" cores left out)
     rails_mw: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (current, average)
 
     @property
@@ -64,6 +69,15 @@ class TegraStats:
         if not self.rails_mw:
             return None
         return sum(cur for cur, _ in self.rails_mw.values()) / 1000.0
+
+    @property
+    def hottest_c(self) -> float | None:
+        temps = [v for k, v in self.temperatures_c.items() if not k.upper().startswith(NOT_A_TEMPERATURE)]
+        return max(temps) if temps else None
+
+    @property
+    def mean_cpu_mhz(self) -> float | None:
+        return sum(self.cpu_mhz) / len(self.cpu_mhz) if self.cpu_mhz else None
 
     @property
     def power_rail(self) -> str | None:
@@ -85,6 +99,8 @@ def parse_line(line: str) -> TegraStats | None:
     if m := _EMC.search(line):
         stats.emc_load_pct = float(m.group(1))
     stats.temperatures_c = {name: float(v) for name, v in _TEMP.findall(line)}
+    if m := _CPUS.search(line):
+        stats.cpu_mhz = [int(mhz) for _, mhz in _CPU_CORE.findall(m.group(1))]
     for name, cur, avg in _RAIL.findall(line):
         if name in ("RAM", "SWAP", "IRAM"):
             continue
@@ -145,8 +161,14 @@ class TegrastatsSource(TelemetrySource):
         self.window = [s for t, s in snap if self._t0 <= t <= t1]
         energy = window_energy_j(near, self._t0, t1) if near else None
         dt = t1 - self._t0
+        # Heat and clocks over the sample: the readings inside it, else the nearest ones around it.
+        around = self.window or [s for t, s in snap if self._t0 - margin <= t <= t1 + margin]
+        temps = [x for s in around if (x := s.hottest_c) is not None]
+        clocks = [x for s in around if (x := s.mean_cpu_mhz) is not None]
         return TelemetryReading(self.name, energy_j=energy,
-                                mean_power_w=energy / dt if energy is not None and dt > 0 else None)
+                                mean_power_w=energy / dt if energy is not None and dt > 0 else None,
+                                temp_c=max(temps) if temps else None,
+                                cpu_mhz=sum(clocks) / len(clocks) if clocks else None)
 
     def close(self) -> None:
         if self._proc.poll() is None:

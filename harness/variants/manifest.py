@@ -1,9 +1,13 @@
 """Model manifests and variant files: the leaf of the variants package (no inference library here).
 
-A manifest (models/NAME.toml) names the model's source file, which is the variant given by
-`source.variant`. Other variants are derived on demand (harness.variants.gguf for GGUF
-quantizations, harness.variants.onnx for ONNX exports). A model spec on the command line is
-`name` or `name:variant[,variant...]`.
+A manifest (models/NAME.toml) names the model's source, which is the variant given by
+`source.variant`: a local `path`, a Python `package` + `file`, an `assemble` function, a Hugging Face
+repository (`hf`, with `file`, `revision` or `format = "onnx"`), an Ollama model (`ollama`), or an ONNX
+export folder (`onnx_folder`). Other variants are derived on demand (harness.variants.gguf for GGUF
+quantizations, harness.variants.onnx for ONNX exports); a Hugging Face repository's own quantizations
+are downloaded instead (harness.variants.hf). A model spec on the command line is `name` or
+`name:variant[,variant...]`, or a source given directly (harness.variants.sources): `hf:OWNER/REPO:QUANT`,
+`hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO`, `ollama:NAME[:TAG]`, or a path to a .gguf file or an ONNX folder.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ _BITS = {"F32": 32, "F16": 16, "BF16": 16, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5
          "Q2_K": 3.4, "onnx-fp32": 32, "onnx-fp16": 16, "onnx-int8": 8}
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHAT_FORMATS = ("template", "completion")
+# How a GGUF file names its quantization (Q4_K_M, IQ4_XS, Q8_0, BF16, F16 ...), as a token of the file name.
+QUANT_NAME = re.compile(r"^(I?Q[0-9]+(?:_[0-9A-Z]+)*|BF16|F16|F32|FP16|FP32)$", re.IGNORECASE)
+# [source] keys naming where the model comes from, and the module that resolves each remote or foreign kind.
+SOURCE_KEYS = ("path", "package", "assemble", "hf", "ollama", "onnx_folder")
+SOURCE_KINDS = {"hf": "hf", "ollama": "ollama", "onnx_folder": "onnx-folder"}
 
 
 def variant_bits(variant: str) -> float:
@@ -55,8 +64,17 @@ def variant_bits(variant: str) -> float:
 
 
 def variant_backend(variant: str) -> str:
-    """The backend that runs a variant: 'onnx' for onnx-*, else 'gguf'."""
-    return "onnx" if variant.startswith("onnx-") else "gguf"
+    """The backend that runs a variant: 'onnx' for onnx and onnx-*, else 'gguf'."""
+    return "onnx" if variant == "onnx" or variant.startswith("onnx-") else "gguf"
+
+
+def source_kind(m: ModelManifest) -> str | None:
+    """'hf', 'ollama' or 'onnx-folder' for a manifest whose source another module resolves; None for a file
+    this module finds (path, package, assemble)."""
+    for key, kind in SOURCE_KINDS.items():
+        if key in m.source:
+            return kind
+    return None
 
 
 def check_plain_name(name: str, what: str, where: str) -> str:
@@ -153,14 +171,21 @@ def load_manifest(name_or_path: str) -> ModelManifest:
     src = d.get("source")
     if not isinstance(src, dict) or not isinstance(src.get("variant"), str) or not src.get("variant"):
         raise UsageError(f"{where}: needs a [source] table with 'variant' and one of 'path', 'package'+'file', "
-                         "'assemble'")
-    if not any(k in src for k in ("path", "package", "assemble")):
-        raise UsageError(f"{where}: [source] needs 'path', 'package' and 'file', or 'assemble' (module:function)")
-    for k in ("path", "package", "file", "assemble"):
+                         "'assemble', 'hf', 'ollama', 'onnx_folder'")
+    given = [k for k in SOURCE_KEYS if k in src]
+    if len(given) != 1:
+        raise UsageError(f"{where}: [source] needs exactly one of 'path', 'package' and 'file', 'assemble' "
+                         "(module:function), 'hf' (OWNER/REPO), 'ollama' (NAME[:TAG]), 'onnx_folder' (a folder)"
+                         + (f", not {' and '.join(given)}" if given else ""))
+    for k in (*SOURCE_KEYS, "file", "revision", "format"):
         if k in src and not isinstance(src[k], str):
             raise UsageError(f"{where}: [source] {k} must be a string")
     if "package" in src and "file" not in src:
         raise UsageError(f"{where}: [source] package needs file (the model file inside the package)")
+    if "hf" in src and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*", src["hf"]):
+        raise UsageError(f"{where}: [source] hf = {src['hf']!r} is not a repository id: write OWNER/REPO")
+    if src.get("format", "gguf") not in ("gguf", "onnx"):
+        raise UsageError(f"{where}: [source] format must be \"gguf\" or \"onnx\", not {src['format']!r}")
     known = {"name", "description", "source", "chat", "default_variants", "license", "parameters", "notes",
              "hf_tokenizer"}
     extra = {k: v for k, v in d.items() if k not in known}
@@ -200,9 +225,22 @@ def list_manifests() -> list[ModelManifest]:
     return [load_manifest(str(p)) for p in catalog.entries("models").values()]
 
 
-def source_path(m: ModelManifest) -> Path:
-    """The manifest's shipped or local file."""
+def source_path(m: ModelManifest, reporter: Any = None) -> Path:
+    """The manifest's shipped or local file (downloaded first for a Hugging Face source; `reporter` is the
+    harness.progress.Progress that shows the download)."""
     src = m.source
+    kind = source_kind(m)
+    if kind == "hf":
+        from harness.variants.hf import source_file
+
+        return source_file(m, reporter)
+    if kind == "ollama":
+        from harness.variants.ollama import blob_path
+
+        return blob_path(m)
+    if kind == "onnx-folder":
+        raise UsageError(f"model '{m.name}' is an ONNX folder ({src['onnx_folder']}): it has no GGUF source to "
+                         "derive other variants from; run its own variant")
     if "path" in src:
         p = Path(os.path.expandvars(str(src["path"]))).expanduser()
         if not p.is_absolute() and m.path is not None:
@@ -234,7 +272,12 @@ def source_path(m: ModelManifest) -> Path:
 
 
 def parse_spec(spec: str) -> tuple[ModelManifest, list[str]]:
-    """'name' or 'name:v1,v2' -> (manifest, variants)."""
+    """'name' or 'name:v1,v2' -> (manifest, variants); a source given directly (hf:, ollama:, a path) -> a
+    manifest made for it (harness.variants.sources)."""
+    from harness.variants.sources import is_source_spec, manifest_for_spec
+
+    if is_source_spec(spec):
+        return manifest_for_spec(spec)
     name, _, rest = spec.partition(":")
     m = load_manifest(name)
     variants = [v.strip() for v in rest.split(",") if v.strip()] if rest else list(m.default_variants)
@@ -244,7 +287,19 @@ def parse_spec(spec: str) -> tuple[ModelManifest, list[str]]:
 
 
 def check_variant_name(m: ModelManifest, variant: str) -> None:
-    if variant == m.source_variant or variant in GGUF_FTYPES or variant in ONNX_VARIANTS:
+    if variant == m.source_variant:
+        return
+    kind = source_kind(m)
+    if m.extra.get("spec"):  # a source given on the command line: only what it names
+        if variant in m.default_variants:
+            return
+        raise UsageError(f"{m.extra['spec']} has no variant '{variant}': it names {', '.join(m.default_variants)}")
+    if kind == "onnx-folder":
+        raise UsageError(f"unknown variant '{variant}' of model '{m.name}': an ONNX folder has only its own "
+                         f"variant, {m.source_variant}")
+    if kind == "hf" and QUANT_NAME.match(variant):
+        return  # one of the repository's own files (checked against its file list when resolved), or derived
+    if variant in GGUF_FTYPES or variant in ONNX_VARIANTS:
         return
     known = ", ".join([m.source_variant, *[k for k in GGUF_FTYPES if k != m.source_variant], *ONNX_VARIANTS])
     raise UsageError(f"unknown variant '{variant}' of model '{m.name}': choose from {known}")

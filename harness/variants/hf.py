@@ -1,0 +1,502 @@
+"""Models on the Hugging Face Hub: a repository's file list, the files of one quantization, their download.
+
+A manifest with `[source] hf = "OWNER/REPO"` (from the catalog, `harness models add`, or an `hf:` spec made
+on the fly by harness.variants.sources) names a repository. Its variants are the repository's own GGUF
+files: every file whose name states that quantization (several files = one split GGUF, `-00001-of-0000N`),
+or the one `file` it names; `format = "onnx"` names an ONNX export (optimum layout: model.onnx at the root
+or under onnx/, tokenizer.json beside). A catalog manifest may also ask for a GGUF variant the repository
+lacks: it is derived from the manifest's own variant by llama.cpp's quantizer, like any other.
+
+Downloads go through huggingface_hub, so they share its cache with every other tool and resume from its
+`.incomplete` files. What it reads from the environment is read here when a download starts, because the
+library reads some of it once at import: HF_ENDPOINT (the Hub, or a mirror), HF_HUB_CACHE or HF_HOME (the
+cache), HF_HUB_OFFLINE (no network: the cached snapshot only), HF_TOKEN (private and gated repositories;
+passed to the library, never printed or stored). Bytes downloaded go to harness.progress.Progress (the
+library's own bars are off). The commit each file came from is in VariantFile.metadata["hf"], and so in the
+run's metadata; a file changed upstream has a new sha256, which is in every sample key: new samples.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cache import file_sha256
+from harness.errors import HarnessError, UsageError, require
+from harness.variants.manifest import GGUF_FTYPES, ModelManifest, VariantFile, variant_backend
+from harness.variants.sources import (
+    SPLIT_PART,
+    TOKENIZER_FILES,
+    assemble_onnx_folder,
+    gguf_quant,
+    normalize_quant,
+)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+POLL_S = 0.25  # how often the download's progress is read
+ProgressFn = Callable[[str], None]
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class HubEnv:
+    endpoint: str
+    cache: Path
+    offline: bool
+    token_set: bool  # whether HF_TOKEN (or a stored login) gives a token; the token itself is never kept here
+
+
+def _true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_env() -> HubEnv:
+    """The Hub settings of the environment, read now."""
+    cache = os.environ.get("HF_HUB_CACHE")
+    if cache:
+        path = Path(cache).expanduser()
+    else:
+        home = os.environ.get("HF_HOME")
+        if home:
+            path = Path(home).expanduser() / "hub"
+        else:
+            xdg = os.environ.get("XDG_CACHE_HOME")
+            path = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+    hub = require("huggingface_hub", "gguf", "Downloading models from the Hugging Face Hub")
+    token_set = bool(os.environ.get("HF_TOKEN")) or bool(hub.get_token())
+    return HubEnv(os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/"), path, _true("HF_HUB_OFFLINE"),
+                  token_set)
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    name: str
+    size_bytes: int | None = None
+    sha256: str | None = None  # the LFS object id, when the Hub says
+
+
+@dataclass(frozen=True)
+class RepoListing:
+    repo: str
+    revision: str  # as asked: a branch, tag or commit
+    commit: str | None
+    files: tuple[RepoFile, ...]
+    license: str | None = None
+    parameters: int | None = None
+    gated: bool = False
+    from_cache: bool = False  # read from the cache's snapshot (offline, or the Hub was unreachable)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def by_name(self) -> dict[str, RepoFile]:
+        return {f.name: f for f in self.files}
+
+
+_LISTINGS: dict[tuple[str, str, str, bool], RepoListing] = {}  # this process's listings
+
+
+def _repo_folder(env: HubEnv, repo: str) -> Path:
+    return env.cache / ("models--" + repo.replace("/", "--"))
+
+
+def _cached_listing(env: HubEnv, repo: str, revision: str) -> RepoListing | None:
+    """The listing of the cache's snapshot of a revision (the Hub's cache layout), None when it has none."""
+    folder = _repo_folder(env, repo)
+    commit = revision if _HEX40.match(revision) else None
+    if commit is None:
+        ref = folder / "refs" / revision
+        try:
+            commit = ref.read_text().strip()
+        except OSError:
+            return None
+    snap = folder / "snapshots" / commit
+    if not snap.is_dir():
+        return None
+    files = []
+    for p in sorted(snap.rglob("*")):
+        if p.is_file():
+            target = p.resolve()
+            files.append(RepoFile(p.relative_to(snap).as_posix(), target.stat().st_size,
+                                  target.name if _HEX64.match(target.name) else None))
+    return RepoListing(repo, revision, commit, tuple(files), from_cache=True)
+
+
+def _unreachable(env: HubEnv, repo: str, why: str) -> UsageError:
+    folder = _repo_folder(env, repo)
+    if env.offline:
+        return UsageError(f"HF_HUB_OFFLINE is set and hf:{repo} is not in the Hugging Face cache ({folder} has no "
+                          "snapshot of it): unset HF_HUB_OFFLINE to download it, or point HF_HOME / HF_HUB_CACHE at "
+                          "the cache that has it")
+    return UsageError(f"cannot reach {env.endpoint} ({why}) and hf:{repo} is not in the Hugging Face cache ({folder}): "
+                      "connect to the network (or set HF_ENDPOINT to a reachable mirror), or copy the model into that "
+                      "cache and set HF_HUB_OFFLINE=1")
+
+
+def _not_found(env: HubEnv, repo: str, revision: str, exc: Exception) -> UsageError:
+    hub_errors = require("huggingface_hub.errors", "gguf", "Downloading models from the Hugging Face Hub")
+    if isinstance(exc, hub_errors.GatedRepoError):
+        return gated(env, repo)
+    if isinstance(exc, hub_errors.RevisionNotFoundError):
+        return UsageError(f"hf:{repo} has no revision {revision!r} on {env.endpoint}: name a branch, tag or commit "
+                          "it has (or leave @REVISION out for main)")
+    hint = "" if env.token_set else "; if it is private or gated, set HF_TOKEN to a token with access"
+    return UsageError(f"hf:{repo} is not a model repository on {env.endpoint}{hint}: check OWNER/REPO on the Hub")
+
+
+def gated(env: HubEnv, repo: str) -> UsageError:
+    state = "HF_TOKEN is set, but its account has not been granted access" if env.token_set else "HF_TOKEN is not set"
+    return UsageError(f"hf:{repo} is a gated repository and {state}: accept its licence on its Hub page, then set "
+                      "HF_TOKEN to a read token of that account")
+
+
+def _card_license(card: Any) -> str | None:
+    lic = getattr(card, "license", None) if card is not None else None
+    if isinstance(lic, list):
+        lic = ", ".join(str(x) for x in lic)
+    name = getattr(card, "license_name", None) if card is not None else None
+    return str(name or lic) if (name or lic) else None
+
+
+def listing(repo: str, revision: str | None = None) -> RepoListing:
+    """A repository's files at a revision: from the Hub (one API call per process), else from the cache."""
+    env = hub_env()
+    rev = revision or "main"
+    key = (env.endpoint, repo, rev, env.offline)
+    if key in _LISTINGS:
+        return _LISTINGS[key]
+    if env.offline:
+        found = _cached_listing(env, repo, rev)
+        if found is None:
+            raise _unreachable(env, repo, "offline")
+        _LISTINGS[key] = found
+        return found
+    hub = require("huggingface_hub", "gguf", "Downloading models from the Hugging Face Hub")
+    hub_errors = require("huggingface_hub.errors", "gguf", "Downloading models from the Hugging Face Hub")
+    requests = require("requests", "gguf", "Downloading models from the Hugging Face Hub")
+    try:
+        info = hub.HfApi(endpoint=env.endpoint).model_info(repo, revision=revision, files_metadata=True)
+    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as exc:
+        raise _not_found(env, repo, rev, exc) from exc
+    except (requests.ConnectionError, requests.Timeout, hub_errors.OfflineModeIsEnabled) as exc:
+        found = _cached_listing(env, repo, rev)
+        if found is None:
+            raise _unreachable(env, repo, type(exc).__name__) from exc
+        _LISTINGS[key] = found
+        return found
+    except hub_errors.HfHubHTTPError as exc:
+        raise HarnessError(f"the Hub at {env.endpoint} refused the file list of hf:{repo} "
+                           f"({str(exc).splitlines()[0]}): try again later") from exc
+    files = []
+    for s in info.siblings or []:
+        lfs = getattr(s, "lfs", None)
+        sha = getattr(lfs, "sha256", None) if lfs is not None else None
+        files.append(RepoFile(s.rfilename, getattr(s, "size", None) or (getattr(lfs, "size", None) if lfs else None),
+                              sha))
+    params = None
+    if isinstance(info.gguf, dict) and isinstance(info.gguf.get("total"), int):
+        params = int(info.gguf["total"])
+    elif info.safetensors is not None and getattr(info.safetensors, "total", None):
+        params = int(info.safetensors.total)
+    card = info.card_data.to_dict() if info.card_data is not None else {}
+    found = RepoListing(repo, rev, info.sha, tuple(files), _card_license(info.card_data), params,
+                        bool(info.gated), False, card)
+    _LISTINGS[key] = found
+    return found
+
+
+def clear_listings() -> None:
+    _LISTINGS.clear()
+
+
+# -- choosing files -------------------------------------------------------------------------------------
+def quant_groups(lst: RepoListing) -> dict[str, list[RepoFile]]:
+    """The repository's GGUF files by the quantization their names state (projector files left out), split
+    parts in order."""
+    groups: dict[str, list[RepoFile]] = {}
+    for f in lst.files:
+        base = f.name.rsplit("/", 1)[-1]
+        if not base.lower().endswith(".gguf") or base.lower().startswith("mmproj"):
+            continue
+        q = gguf_quant(base)
+        if q is not None:
+            groups.setdefault(q, []).append(f)
+    return {q: sorted(fs, key=lambda f: f.name) for q, fs in sorted(groups.items())}
+
+
+def _one_model(files: list[RepoFile], what: str, repo: str) -> list[RepoFile]:
+    """The files of one GGUF model among those of a quantization: one file, or every part of one split."""
+    singles = [f for f in files if not SPLIT_PART.search(f.name)]
+    splits: dict[str, list[RepoFile]] = {}
+    for f in files:
+        if (m := SPLIT_PART.search(f.name)) is not None:
+            splits.setdefault(f.name[: m.start()], []).append(f)
+    models = [[f] for f in singles] + [sorted(v, key=lambda f: f.name) for v in splits.values()]
+    if len(models) != 1:
+        names = ", ".join(fs[0].name for fs in models)
+        raise UsageError(f"hf:{repo} has {len(models)} {what} models ({names}): name one with hf:{repo}/FILE.gguf")
+    parts = models[0]
+    m = SPLIT_PART.search(parts[0].name)
+    if m is not None and len(parts) != int(m.group(2)):
+        raise UsageError(f"hf:{repo}: split GGUF {parts[0].name} has {len(parts)} of its {int(m.group(2))} parts in "
+                         "the repository: it cannot be loaded")
+    return parts
+
+
+def gguf_files(lst: RepoListing, quant: str | None, file: str | None) -> list[RepoFile]:
+    """The files of one variant: `file` (with its split siblings), or the files of `quant`."""
+    groups = quant_groups(lst)
+    have = ", ".join(groups) or "none"
+    if file is not None:
+        by_name = lst.by_name()
+        if file not in by_name:
+            ggufs = [f.name for f in lst.files if f.name.lower().endswith(".gguf")]
+            raise UsageError(f"hf:{lst.repo} has no file {file!r} at {lst.revision} (its GGUF files: "
+                             f"{', '.join(ggufs[:20]) or 'none'}): name one of them")
+        m = SPLIT_PART.search(file)
+        if m is None:
+            return [by_name[file]]
+        prefix = file[: m.start()]
+        return _one_model([f for f in lst.files if f.name.startswith(prefix) and SPLIT_PART.search(f.name)],
+                          "split", lst.repo)
+    assert quant is not None
+    if quant not in groups:
+        raise UsageError(f"hf:{lst.repo} has no {quant} GGUF file (its quantizations: {have}): choose one of them, "
+                         f"e.g. hf:{lst.repo}:{next(iter(groups), 'Q4_K_M')}")
+    return _one_model(groups[quant], quant, lst.repo)
+
+
+def onnx_files(lst: RepoListing, file: str | None) -> tuple[RepoFile, list[RepoFile], list[RepoFile]]:
+    """(the model, its external data, the tokenizer files) of an ONNX export repository."""
+    by_name = lst.by_name()
+    if file is None:
+        file = next((n for n in ("model.onnx", "onnx/model.onnx") if n in by_name), None)
+        if file is None:
+            groups = quant_groups(lst)
+            if groups:
+                raise UsageError(f"hf:{lst.repo} holds GGUF files, not an ONNX export: name a quantization, e.g. "
+                                 f"hf:{lst.repo}:{next(iter(groups))} (it has {', '.join(groups)})")
+            onnx = [n for n in by_name if n.endswith(".onnx")]
+            raise UsageError(f"hf:{lst.repo} has no model.onnx (at its root or under onnx/) and no GGUF file"
+                             + (f"; its ONNX files: {', '.join(onnx[:10])}: name one with hf:{lst.repo}/FILE.onnx"
+                                if onnx else ": it is not a model harness can run (convert it to GGUF, or export "
+                                "it with optimum-cli export onnx --task text-generation-with-past)"))
+    elif file not in by_name:
+        raise UsageError(f"hf:{lst.repo} has no file {file!r} at {lst.revision}: name one of its .onnx files")
+    folder = file.rsplit("/", 1)[0] + "/" if "/" in file else ""
+    data = [f for n, f in sorted(by_name.items()) if n != file and n.startswith(file) and "/" not in n[len(folder):]]
+    tokenizer = [by_name[n] for n in TOKENIZER_FILES if n in by_name]
+    if not tokenizer and folder:
+        tokenizer = [by_name[folder + n] for n in TOKENIZER_FILES if folder + n in by_name]
+    return by_name[file], data, tokenizer
+
+
+# -- downloading ----------------------------------------------------------------------------------------
+@contextmanager
+def _library_bars_off() -> Iterator[None]:
+    """huggingface_hub's own progress bars print to stderr: off while harness shows its own."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was:
+            enable_progress_bars()
+
+
+def _incomplete_bytes(blobs: Path) -> int:
+    total = 0
+    for p in blobs.glob("*.incomplete"):
+        try:
+            total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
+             message: ProgressFn | None = None) -> tuple[list[Path], str | None]:
+    """Fetch files of a listing into the Hugging Face cache (or find them there); returns their paths (in the
+    snapshot folder of one commit) and that commit."""
+    env = hub_env()
+    hub = require("huggingface_hub", "gguf", "Downloading models from the Hugging Face Hub")
+    hub_errors = require("huggingface_hub.errors", "gguf", "Downloading models from the Hugging Face Hub")
+    requests = require("requests", "gguf", "Downloading models from the Hugging Face Hub")
+    revision = lst.commit if lst.from_cache and lst.commit else lst.revision
+    offline = env.offline or lst.from_cache
+    folder = _repo_folder(env, lst.repo)
+    blobs = folder / "blobs"
+    paths: list[Path] = []
+    commit = lst.commit
+    for f in files:
+        done: dict[str, Any] = {}
+
+        def fetch(name: str = f.name, done: dict[str, Any] = done) -> None:
+            try:
+                done["path"] = hub.hf_hub_download(lst.repo, name, revision=revision, cache_dir=str(env.cache),
+                                                   endpoint=env.endpoint, local_files_only=offline)
+            except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+                done["error"] = err
+
+        cached = hub.try_to_load_from_cache(lst.repo, f.name, cache_dir=str(env.cache), revision=commit) \
+            if commit else None
+        shown = reporter is not None and not offline and not isinstance(cached, str)
+        if shown:
+            total_mb = max(1, -(-(f.size_bytes or 0) // 1_000_000))
+            reporter.start(total_mb, f"downloading hf:{lst.repo} {f.name} (MB)")
+        elif message and not offline and not isinstance(cached, str):
+            message(f"downloading hf:{lst.repo} {f.name} into {env.cache}")
+        try:
+            with _library_bars_off():
+                worker = threading.Thread(target=fetch, name="hf-download", daemon=True)
+                worker.start()
+                shown_mb = 0
+                while worker.is_alive():
+                    worker.join(POLL_S)
+                    if shown:
+                        mb = _incomplete_bytes(blobs) // 1_000_000
+                        if mb > shown_mb:
+                            reporter.advance(mb - shown_mb)
+                            shown_mb = mb
+        finally:
+            if shown:
+                reporter.stop()
+        exc = done.get("error")
+        if exc is not None:
+            if isinstance(exc, hub_errors.GatedRepoError):
+                raise gated(env, lst.repo) from exc
+            if isinstance(exc, (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError)):
+                raise _not_found(env, lst.repo, lst.revision, exc) from exc
+            if isinstance(exc, hub_errors.LocalEntryNotFoundError):
+                raise _unreachable(env, lst.repo, "offline" if offline else "no connection") from exc
+            if isinstance(exc, hub_errors.EntryNotFoundError):
+                raise UsageError(f"hf:{lst.repo} no longer has {f.name} at {lst.revision}: run again (the file list "
+                                 "changed) or pin a commit with hf:OWNER/REPO@COMMIT") from exc
+            if isinstance(exc, (requests.RequestException, OSError)):
+                raise HarnessError(f"the download of {f.name} from hf:{lst.repo} stopped ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}): run the same command again to "
+                                   f"resume it (the partial file is kept in {blobs})") from exc
+            raise exc
+        path = Path(done["path"])
+        parts = path.parts
+        if "snapshots" in parts:
+            snap_commit = parts[parts.index("snapshots") + 1]
+            if commit and snap_commit != commit and not lst.from_cache:
+                # The branch moved between the file list and the download: list again and start over.
+                clear_listings()
+                raise HarnessError(f"hf:{lst.repo} changed while downloading (commit {commit[:12]} -> "
+                                   f"{snap_commit[:12]}): run the same command again")
+            commit = snap_commit
+        if f.sha256 and file_sha256(path) != f.sha256:
+            raise UsageError(f"{path} does not match the sha256 the Hub lists for {f.name}: the cached copy is "
+                             f"damaged; delete it (and its blob in {blobs}) and run again")
+        paths.append(path)
+    return paths, commit
+
+
+def _meta(lst: RepoListing, files: list[RepoFile], commit: str | None) -> dict[str, Any]:
+    env = hub_env()
+    return {"hf": {"repo": lst.repo, "revision": lst.revision, "commit": commit, "endpoint": env.endpoint,
+                   "files": [f.name for f in files], "from_cache": lst.from_cache, "license": lst.license}}
+
+
+def _digest_of(paths: list[Path]) -> str:
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{p.name}:{file_sha256(p)}\n".encode())
+    return h.hexdigest()
+
+
+def _gguf_variant(m: ModelManifest, variant: str, lst: RepoListing, files: list[RepoFile], reporter: Any,
+                  progress: ProgressFn | None) -> VariantFile:
+    from harness.variants.gguf import brief, check_gguf, read_info
+
+    paths, commit = download(lst, files, reporter, progress)
+    check_gguf(paths[0])
+    sha = _digest_of(paths)
+    info = read_info(paths[0], sha)
+    size = sum(p.stat().st_size for p in paths)
+    return VariantFile(m.name, variant, "gguf", paths[0], sha, size, None,
+                       {"gguf": brief(info), **_meta(lst, files, commit),
+                        **({"split_parts": len(paths)} if len(paths) > 1 else {})})
+
+
+def _onnx_variant(m: ModelManifest, variant: str, lst: RepoListing, reporter: Any,
+                  progress: ProgressFn | None) -> VariantFile:
+    model, data, tokenizer = onnx_files(lst, m.source.get("file"))
+    files = [model, *data, *tokenizer]
+    paths, commit = download(lst, files, reporter, progress)
+    local = dict(zip([f.name for f in files], paths))
+    beside = {f.name.rsplit("/", 1)[-1]: local[f.name] for f in tokenizer}
+    return assemble_onnx_folder(m.name, variant, local[model.name], [local[f.name] for f in data], beside,
+                                _meta(lst, files, commit))
+
+
+def _listing_of(m: ModelManifest) -> RepoListing:
+    return listing(str(m.source["hf"]), m.source.get("revision"))
+
+
+def source_file(m: ModelManifest, reporter: Any = None) -> Path:
+    """The local copy of a Hugging Face manifest's own variant (downloaded first if needed)."""
+    if m.source.get("format") == "onnx":
+        raise UsageError(f"model '{m.name}' is an ONNX export on the Hub: it has no GGUF file to derive variants "
+                         "from; run its own variant")
+    lst = _listing_of(m)
+    file = m.source.get("file")
+    files = gguf_files(lst, None if file else normalize_quant(m.source_variant), file)
+    return download(lst, files, reporter)[0][0]
+
+
+def resolve(m: ModelManifest, variant: str, progress: ProgressFn | None = None, *, reporter: Any = None
+            ) -> VariantFile:
+    """A Hugging Face manifest's variant: the repository's file(s), downloaded; or, for a catalog manifest, a
+    GGUF variant the repository lacks derived from its own variant, or an ONNX export of it."""
+    from harness.variants import gguf, onnx
+
+    src = m.source
+    if src.get("format") == "onnx":
+        if variant != m.source_variant:
+            raise UsageError(f"model '{m.name}' is an ONNX export on the Hub: it has only its own variant, "
+                             f"{m.source_variant}")
+        return _onnx_variant(m, variant, _listing_of(m), reporter, progress)
+    lst = _listing_of(m)
+    if variant_backend(variant) == "onnx":
+        source_file(m, reporter)  # downloaded first, with its progress
+        vf = onnx.resolve(m, variant, progress)
+        return VariantFile(vf.model, vf.variant, vf.backend, vf.path, vf.sha256, vf.size_bytes, vf.derived_from,
+                           {**vf.metadata, "hf_source": _meta(lst, [], lst.commit)["hf"]})
+    if variant == m.source_variant and src.get("file"):
+        return _gguf_variant(m, variant, lst, gguf_files(lst, None, str(src["file"])), reporter, progress)
+    quant = normalize_quant(variant)
+    groups = quant_groups(lst)
+    if quant in groups or m.extra.get("spec") or variant not in GGUF_FTYPES or variant == m.source_variant:
+        return _gguf_variant(m, variant, lst, gguf_files(lst, quant, None), reporter, progress)
+    source_file(m, reporter)  # the variant to derive from, downloaded first with its progress
+    vf = gguf.resolve(m, variant, progress)
+    return VariantFile(vf.model, vf.variant, vf.backend, vf.path, vf.sha256, vf.size_bytes, vf.derived_from,
+                       {**vf.metadata, "hf_source": _meta(lst, [], lst.commit)["hf"]})
+
+
+def describe(m: ModelManifest) -> dict[str, Any]:
+    """What `harness models add` writes about a repository: licence and parameter count from its card and the
+    Hub's GGUF metadata, and the files of the variants asked for (checked to exist; nothing is downloaded)."""
+    lst = _listing_of(m)
+    if m.source.get("format") == "onnx":
+        onnx_files(lst, m.source.get("file"))
+    else:
+        for v in m.default_variants:
+            gguf_files(lst, None if m.source.get("file") else normalize_quant(v), m.source.get("file"))
+    return {"license": lst.license, "parameters": lst.parameters, "commit": lst.commit,
+            "quantizations": list(quant_groups(lst)), "checked_at": time.strftime("%Y-%m-%d")}
