@@ -39,6 +39,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_PROMPTS = "default"
 DEFAULT_MAX_TOKENS = 48
 MAX_SEED = 2**32 - 1
+MAX_NEW_TOKENS = 1_000_000
+MAX_BOOTSTRAP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,8 @@ def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: 
     """Sampling settings a user can get wrong, checked before anything runs."""
     if limit is not None and (isinstance(limit, bool) or limit < 1):
         raise UsageError(f"--limit must be at least 1, not {limit}")
-    if isinstance(max_tokens, bool) or max_tokens < 1:
-        raise UsageError(f"--max-tokens must be at least 1, not {max_tokens}")
+    if isinstance(max_tokens, bool) or not 1 <= max_tokens <= MAX_NEW_TOKENS:
+        raise UsageError(f"--max-tokens must be from 1 to {MAX_NEW_TOKENS:,}, not {max_tokens}")
     if not math.isfinite(temperature) or temperature < 0:
         raise UsageError(f"--temperature must be a finite number >= 0 (0 = greedy), not {temperature}")
     if not math.isfinite(top_p) or not 0 < top_p <= 1:
@@ -84,6 +86,16 @@ def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: 
     for s in seeds:
         if isinstance(s, bool) or not 0 <= s <= MAX_SEED:
             raise UsageError(f"seed {s} is outside 0..{MAX_SEED}: pass a non-negative 32-bit seed")
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise UsageError(f"seed {repeated[0]} is given twice in --seeds: list each seed once")
+
+
+def check_bootstrap(n: int) -> None:
+    """A bootstrap resample count: 0 (no intervals) up to MAX_BOOTSTRAP."""
+    if isinstance(n, bool) or not 0 <= n <= MAX_BOOTSTRAP:
+        raise UsageError(f"--bootstrap {n} is outside 0..{MAX_BOOTSTRAP:,}: give 0 (no intervals) or a count such "
+                         "as 1000")
 
 
 def _store_path(store: str | Path | None) -> Path:
@@ -137,7 +149,7 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     from harness.variants import parse_spec
 
     progress = progress or NoProgress()
-    seed_list = list(dict.fromkeys(seeds)) if seeds else [seed]
+    seed_list = list(seeds) if seeds else [seed]
     check_sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seeds=seed_list, limit=limit)
     device_names = [device] if isinstance(device, str) else list(device)
     shard_part = parse_shard(shard) if shard is not None else None
@@ -325,8 +337,7 @@ def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limi
 def report(store: str | Path | None = None, out: str | Path | None = None, *, run_ids: Sequence[str] | None = None,
            rater: str | None = None, reference_variant: str | None = None, bootstrap: int = 1000) -> ReportResult:
     """Write report.html, leaderboard.md and the tables (CSV and Parquet) for a store (opened read-only)."""
-    if bootstrap < 0:
-        raise UsageError(f"--bootstrap {bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    check_bootstrap(bootstrap)
     path = _store_path(store)
     with Store.open(path, readonly=True) as st:
         if st.count("generations") == 0 and st.count("ratings") == 0:
@@ -401,8 +412,7 @@ def calibrate(judge: str, sets: Sequence[str], *, store: str | Path | None = Non
                          "--set labels-csv:judge-comparison.csv")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, not {limit}")
-    if bootstrap < 0:
-        raise UsageError(f"--bootstrap {bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    check_bootstrap(bootstrap)
     cfg = load_judge(judge).with_overrides(mode=mode, order=order, base_url=base_url)
     parsed = [parse_set_spec(s) for s in sets]
     with Store.open(_store_path(store)) as st:
@@ -432,8 +442,7 @@ def study_judge(release: str | Path, judge: str, *, out: str | Path | None = Non
 
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, not {limit}")
-    if bootstrap < 0:
-        raise UsageError(f"--bootstrap {bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    check_bootstrap(bootstrap)
     out_dir = Path(out) if out is not None else DEFAULT_OUT
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file: pass a folder")

@@ -8,6 +8,7 @@ bandwidth used by the roofline. `detect_host()` reads this machine and
 
 from __future__ import annotations
 
+import math
 import platform
 import re
 from dataclasses import asdict, dataclass, field
@@ -64,7 +65,11 @@ def check_contention_threshold(value: Any, where: str) -> float:
 
 
 def _parse_bytes(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise UsageError(f"{where}: expected a size such as '4GB', got {value!r}")
     if isinstance(value, int):
+        if value <= 0:
+            raise UsageError(f"{where}: a size must be positive, not {value}: write it like 4GB")
         return value
     if isinstance(value, str):
         return parse_size(value, where)
@@ -79,7 +84,53 @@ def parse_size(text: str, where: str = "size") -> int:
     number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
     base = 1024 if binary else 1000
     power = " KMGT".index(unit) if unit else 0
-    return int(number * base**power)
+    size = int(number * base**power)
+    if size <= 0:
+        raise UsageError(f"{where}: a size must be positive, not {text!r}: write it like 4GB")
+    return size
+
+
+KINDS = ("cpu", "cuda", "jetson")
+# integer fields: (lowest, highest, what the value means); llama.cpp crashes on some out-of-range values
+INT_FIELDS: dict[str, tuple[int, int, str]] = {
+    "threads": (0, 1024, "0 = the host's physical cores, else a thread count"),
+    "n_gpu_layers": (-1, 100_000, "-1 = all layers on the GPU, 0 = none"),
+    "n_batch": (1, 1 << 20, "tokens per llama.cpp batch, e.g. 512"),
+    "n_ctx": (64, 1 << 24, "context tokens, e.g. 2048"),
+    "cpu_cores": (1, 100_000, "physical cores"),
+}
+
+
+def check_fields(data: dict[str, Any], where: str) -> None:
+    """Every field of a profile checked for type and range before anything runs: one line names the file, the
+    field and the allowed values."""
+    for key, (lo, hi, meaning) in INT_FIELDS.items():
+        if key in data:
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise UsageError(f"{where}: {key} = {v!r} must be a whole number from {lo} to {hi} ({meaning})")
+            if not lo <= v <= hi:
+                raise UsageError(f"{where}: {key} = {v} is out of range: use {lo} to {hi} ({meaning})")
+    for key in ("name", "description", "notes", "gpu"):
+        if key in data and not isinstance(data[key], str):
+            raise UsageError(f"{where}: {key} must be a string, not {data[key]!r}")
+    if "name" in data:
+        from harness.variants.manifest import check_plain_name
+
+        check_plain_name(data["name"], "device name", where)
+    if "kind" in data and data["kind"] not in KINDS:
+        raise UsageError(f"{where}: kind = {data['kind']!r} is unknown: use one of {', '.join(KINDS)}")
+    providers = data.get("onnx_providers", ["CPUExecutionProvider"])
+    if not isinstance(providers, list) or not providers or not all(isinstance(x, str) and x for x in providers):
+        raise UsageError(f"{where}: onnx_providers must be a non-empty list of onnxruntime provider names, e.g. "
+                         "[\"CUDAExecutionProvider\", \"CPUExecutionProvider\"]")
+    if "peak_bandwidth_gbps" in data:
+        v = data["peak_bandwidth_gbps"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise UsageError(f"{where}: peak_bandwidth_gbps = {v!r} must be a positive number of GB/s "
+                             "(measure it with `harness devices probe`)")
+    if "match" in data and not isinstance(data["match"], dict):
+        raise UsageError(f"{where}: match must be a table")
 
 
 def load_profile(name_or_path: str) -> DeviceProfile:
@@ -90,6 +141,9 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"{where}: unknown fields {sorted(unknown)}: known fields are {sorted(known - {'source'})}")
+    if "source" in data:
+        raise UsageError(f"{where}: 'source' is set by harness (the file's path): remove it")
+    check_fields(data, where)
     kwargs = dict(data)
     kwargs.setdefault("name", path.stem)
     if "memory_budget" in kwargs:

@@ -7,14 +7,12 @@ benign controls. Importers map a user's columns onto the record fields.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import catalog
+from harness import catalog, jsontext
 from harness.errors import UsageError
 from harness.keys import text_sha256
 
@@ -112,7 +110,7 @@ def read_jsonl(path: Path, set_name: str | None = None) -> list[Prompt]:
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = jsontext.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
         if not isinstance(d, dict):
@@ -177,15 +175,20 @@ def import_csv(path: Path, cols: ColumnMap | None = None, set_name: str | None =
                default_category: str = "uncategorized") -> list[Prompt]:
     cols = cols or ColumnMap()
     set_name = set_name or path.stem
-    text = _read(path)
-    try:
-        reader = csv.DictReader(io.StringIO(text))
-        rows = list(reader)
-    except csv.Error as exc:
-        raise UsageError(f"{path}: malformed CSV ({exc}): check quoting") from exc
-    if not rows:
+    from harness.csvtext import rows as csv_rows
+
+    records = csv_rows(_read(path), str(path))
+    header = [h.replace("\ufeff", "").strip() for h in records[0][1]] if records else []
+    body = [(line, values) for line, values in records[1:] if any(v.strip() for v in values)]
+    if not header or not body:
         raise UsageError(f"{path} holds no rows: add a header and one prompt per row")
-    prompts = [_map_row(r, cols, i, str(path), set_name, default_category) for i, r in enumerate(rows, 1)]
+    prompts = []
+    for n, (line, values) in enumerate(body, 1):
+        if len(values) > len(header):
+            raise UsageError(f"{path}: line {line} has {len(values)} fields but the header has {len(header)}: quote "
+                             "fields that contain commas")
+        row = {h: (values[j] if j < len(values) else "") for j, h in enumerate(header)}
+        prompts.append(_map_row(row, cols, n, f"{path}:{line}", set_name, default_category))
     _check_unique(prompts, path)
     return prompts
 
@@ -199,7 +202,7 @@ def import_jsonl(path: Path, cols: ColumnMap | None = None, set_name: str | None
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = jsontext.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
         if not isinstance(d, dict):
@@ -220,8 +223,11 @@ def _check_unique(prompts: list[Prompt], path: Path) -> None:
 
 
 def write_jsonl(prompts: list[Prompt], out: str | Path) -> None:
+    """Write a prompt set atomically (a failure leaves any earlier file as it was)."""
+    from harness.outputs import atomic_write
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
+    with atomic_write(out) as fh:
         for p in prompts:
             fh.write(json.dumps(p.as_record(), ensure_ascii=False) + "\n")

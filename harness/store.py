@@ -552,8 +552,12 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
-            # A WAL store in a folder we cannot write (no -shm file): read it as an immutable file.
+        except sqlite3.OperationalError as exc:
+            # A WAL store in a folder we cannot write (no -shm file can be made): read it as an immutable file.
+            # Only then: an immutable read of a file another process is writing would see a torn database.
+            if os.access(path.parent, os.W_OK) or "unable to open" not in str(exc):
+                conn.close()
+                raise
             conn.close()
             uri = f"file:{path.resolve().as_posix()}?mode=ro&immutable=1"
             conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)

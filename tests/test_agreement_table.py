@@ -245,7 +245,7 @@ def test_agree_cli_errors(tmp_path: Path, cli) -> None:  # type: ignore[no-untyp
                                    "model": row["model"], "code": row["code"], "harmful": row["harmful"], "valid": 1}
                                   for i, row in enumerate(CASE)])
     for args, text in ((["--raters", "human"], "at least two"), (["--raters", "human,nobody"], "nobody"),
-                       (["--bootstrap", "-1"], "negative"), (["--rbo-p", "1.5"], "outside")):
+                       (["--bootstrap", "-1"], "is outside"), (["--rbo-p", "1.5"], "outside")):
         r = cli("agree", "--store", store, *args)
         assert r.code == 2, args
         assert text in r.err and r.err.count("\n") == 1

@@ -21,7 +21,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("harness.errors", "harness.keys", "harness.records", "harness.progress", "harness.registry",
               "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog",
-              "harness.encodings")),
+              "harness.encodings", "harness.outputs", "harness.jsontext",
+              "harness.csvtext")),
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.variants")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",
@@ -113,6 +114,22 @@ def test_only_the_store_speaks_sql(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert "sqlite3" not in text, f"{path} uses sqlite3: go through harness.store"
     assert not SQL.search(text), f"{path} writes SQL: add a typed method to harness.store"
+
+
+CONSOLE = re.compile(r"\bConsole\(|markup=True")
+MATH_PLOTS = re.compile(r"^def (?!to_svg)\w+_svg\(", re.M)
+
+
+def test_terminal_and_plots_show_text_as_text() -> None:
+    """Names and outputs reach the terminal and the plots: consoles come from harness.cli.console.terminal()
+    (markup off), and every plot is drawn under _plots.plain_text (mathtext off)."""
+    bad = [str(p) for p in MODULES if module_name(p) != "harness.cli.console"
+           and CONSOLE.search(p.read_text(encoding="utf-8"))]
+    assert not bad, f"make consoles with harness.cli.console.terminal(): {bad}"
+    plots = (PACKAGE / "reporting" / "_plots.py").read_text(encoding="utf-8")
+    for m in MATH_PLOTS.finditer(plots):
+        before = plots[: m.start()].rstrip().splitlines()[-1]
+        assert before == "@plain_text", f"{m.group(0)} in _plots.py is not drawn under @plain_text"
 
 
 def test_importing_harness_loads_no_heavy_library() -> None:

@@ -100,6 +100,34 @@ def test_faults_are_retried_recorded_and_nothing_is_lost(cli, server, tmp_path: 
     assert "83%" in r.out
 
 
+MALFORMED = {
+    "choicesstr": "no choice list (choices: str)",
+    "choicesnull": "first choice has no message",
+    "choicesobj": "no choice list (choices: dict)",
+    "contentnum": "message content is not text (int)",
+    "huge": "more than the",  # Content-Length over the bound: refused before reading
+    "hugechunked": "larger than",  # no length: cut off while streaming in
+}
+
+
+def test_malformed_and_oversized_bodies_are_recorded_errors(cli, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A 200 whose choices are a string, [null] or an object, content that is not text, and 5 MB answers: each
+    becomes a failed judgment with its reason (oversized ones are not retried), and the store stays small."""
+    store = tmp_path / "malformed.sqlite"
+    keys = synthetic.write_store(store, [(f"Prompt {k}?", "m", f"Reply [[fault:{k}]]") for k in MALFORMED]
+                                 + [("Prompt fine?", "m", "A fine reply")])
+    r = cli("judge", "--store", store, "--judge", JUDGE_TOML, "--base-url", server.base_url, "--quiet")
+    assert r.code == 0, r.err  # one judgment succeeded: not every request failed
+    assert f"{len(MALFORMED)} failed" in r.out
+    by_key = {j["sample_keys"][0]: j for j in _rows(store, "judgments")}
+    for (kind, reason), key in zip(MALFORMED.items(), keys):
+        j = by_key[key]
+        assert j["error"] and reason in j["error"] and j["parsed"] is None and j["raw_response"] is None, (kind, j)
+        assert j["attempts"] == (1 if kind.startswith("huge") else 4), (kind, j["attempts"])
+    assert by_key[keys[-1]]["parsed"] == {"score": 2}
+    assert store.stat().st_size < 1_000_000  # 10 MB of answers were never stored
+
+
 def test_failed_judgments_are_retried_by_the_next_run(cli, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = tmp_path / "retry.sqlite"
     synthetic.write_store(store, [("P1?", "m", "ok [[answer:Score: 1]]"), ("P2?", "m", "bad [[fault:500x4]]")])

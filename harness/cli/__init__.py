@@ -38,7 +38,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors naming the fix (exit code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"harness: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"harness: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def one_line(message: str) -> str:
+    """An error message as one terminal line: line breaks and other control characters from the input it quotes
+    (a file's header, a name) are shown escaped, never obeyed."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         if debug:
             raise
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished samples are stored, re-run the same command to resume", file=sys.stderr)
@@ -86,5 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the top level reports and exits 1
         if debug:
             raise
-        print(f"harness: error: {type(exc).__name__}: {exc} (re-run with --debug for a traceback)", file=sys.stderr)
+        print(f"harness: error: {type(exc).__name__}: {one_line(str(exc))} (re-run with --debug for a traceback)",
+              file=sys.stderr)
         return 1

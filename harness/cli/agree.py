@@ -8,6 +8,8 @@ from pathlib import Path
 
 from harness.errors import UsageError
 
+TASKS = ("rank", "score", "label", "refusal", "pairwise")
+
 HELP = """Metrics (see harness.agreement.metrics): rbo = extrapolated Rank-Biased Overlap (Webber et al. 2010,
 eq. 32) of the harmful outputs, most harmful first, mean over items; alpha_* = Krippendorff's alpha;
 kendall_tau_b / spearman per item, averaged where defined; exact_match; cohen_kappa; fleiss_kappa
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
     p.add_argument("--raters", default=None, metavar="A,B,...",
                    help="raters to compare (default: all); rater:annotator names one annotator, e.g. human:group-1")
-    p.add_argument("--task", default=None, help="only this task (rank, score, label, refusal, pairwise)")
+    p.add_argument("--task", default=None, help=f"only this task ({', '.join(TASKS)})")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples of items (0 = no CIs)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--by-category", action="store_true", help="also one row set per item category")
@@ -34,15 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def agree_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from harness.agreement import agreement_table
     from harness.agreement.render import agreement_rich
     from harness.agreement.table import RboOptions
+    from harness.api import check_bootstrap
+    from harness.cli.console import terminal
     from harness.store import DEFAULT_STORE, Store
 
-    if args.bootstrap < 0:
-        raise UsageError(f"--bootstrap {args.bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    check_bootstrap(args.bootstrap)
+    if args.task is not None and args.task not in TASKS:
+        raise UsageError(f"--task {args.task!r} is unknown: use one of {', '.join(TASKS)}")
     if not 0 < args.rbo_p < 1:
         raise UsageError(f"--rbo-p {args.rbo_p} is outside (0, 1): use e.g. --rbo-p 0.9")
     raters = [r.strip() for r in args.raters.split(",") if r.strip()] if args.raters else None
@@ -56,7 +59,7 @@ def agree_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    console = Console()
+    console = terminal()
     if not rows:
         console.print("no two raters rated the same outputs: nothing to compare")
         return 0

@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
+
+from harness.cli.console import labelled, terminal
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,7 +46,7 @@ def list_command(args: argparse.Namespace) -> int:
     for p in list_profiles():
         table.add_row(p.name, p.kind, str(p.threads or "auto"), str(p.n_gpu_layers), ", ".join(p.onnx_providers),
                       f"{p.memory_budget_bytes / 1e9:.1f} GB", str(p.peak_bandwidth_gbps or "-"), p.description)
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
@@ -56,9 +57,9 @@ def show_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(p.as_dict(), indent=2))
     else:
-        c = Console()
+        c = terminal()
         for k, v in p.as_dict().items():
-            c.print(f"[bold]{k}[/]: {v}")
+            c.print(labelled(k, v))
     return 0
 
 
@@ -70,12 +71,12 @@ def detect_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"host": host.as_dict(), "profile": profile.name, "why": why}, indent=2))
         return 0
-    c = Console()
-    c.print(f"[bold]CPU[/]: {host.cpu_model} ({host.physical_cores} physical / {host.logical_cores} logical cores)")
-    c.print(f"[bold]RAM[/]: {host.ram_bytes / 2**30:.1f} GiB   [bold]machine[/]: {host.machine} {host.system}")
-    c.print(f"[bold]NVIDIA GPUs[/]: {', '.join(g['name'] for g in host.gpus) or 'none (NVML not available or no GPU)'}")
-    c.print(f"[bold]Jetson[/]: {host.jetson_release or 'no'}   [bold]board[/]: {host.board_model or '-'}")
-    c.print(f"[bold]closest profile[/]: {profile.name} ({why})")
+    c = terminal()
+    c.print(labelled("CPU", f"{host.cpu_model} ({host.physical_cores} physical / {host.logical_cores} logical cores)"))
+    c.print(labelled("RAM", f"{host.ram_bytes / 2**30:.1f} GiB", "machine", f"{host.machine} {host.system}"))
+    c.print(labelled("NVIDIA GPUs", ', '.join(g['name'] for g in host.gpus) or 'none (NVML not available or no GPU)'))
+    c.print(labelled("Jetson", host.jetson_release or 'no', "board", host.board_model or '-'))
+    c.print(labelled("closest profile", f"{profile.name} ({why})"))
     return 0
 
 
@@ -135,18 +136,18 @@ def probe_command(args: argparse.Namespace) -> int:
         print(json.dumps({"host": host, "cpu_flags": flags, "bandwidth": measured,
                           "profile": str(target) if target else None}, indent=2))
         return 0
-    c = Console()
-    c.print(f"[bold]CPU[/]: {host['cpu_model']} ({host['physical_cores']} physical cores)")
-    c.print(f"[bold]kernel-relevant CPU flags[/]: {' '.join(cpu_flags_of_interest(flags)) or '-'}")
-    c.print(f"[bold]memory bandwidth[/]: {threads} thread(s), {args.size_mb} MiB arrays per thread, "
-            f"best of {args.repeats}")
+    c = terminal()
+    c.print(labelled("CPU", f"{host['cpu_model']} ({host['physical_cores']} physical cores)"))
+    c.print(labelled("kernel-relevant CPU flags", ' '.join(cpu_flags_of_interest(flags)) or '-'))
+    c.print(labelled("memory bandwidth", f"{threads} thread(s), {args.size_mb} MiB arrays per thread, "
+                                         f"best of {args.repeats}"))
     table = Table()
     table.add_column("kernel")
     table.add_column("GB/s", justify="right")
     for k, v in measured["gbps"].items():
         table.add_row(k, f"{v:.1f}")
     c.print(table)
-    c.print(f"[bold]achievable bandwidth (roofline bound)[/]: {measured['achievable_gbps']:.1f} GB/s")
+    c.print(labelled("achievable bandwidth (roofline bound)", f"{measured['achievable_gbps']:.1f} GB/s"))
     if target is not None:
         c.print(f"wrote device profile {target} (use it with --device {target})")
     return 0

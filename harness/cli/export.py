@@ -7,7 +7,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.errors import UsageError, require
 
@@ -20,44 +20,58 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--table", default="generations", help="generations, judgments, ratings, runs, model_loads")
     p.add_argument("--format", default="jsonl", choices=FORMATS)
     p.add_argument("--out", default=None, metavar="FILE", help="output file (default: standard output; required for parquet)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists (never an SQLite database)")
     p.set_defaults(func=export_command)
 
 
+def _flat(v: Any) -> Any:
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str]) -> None:
+    """JSONL (values as they are) or CSV (nested values as JSON; text cells spreadsheet-safe)."""
+    from harness.outputs import spreadsheet_cell
+
+    if fmt == "jsonl":
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    elif rows:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: spreadsheet_cell(_flat(v)) for k, v in r.items()})
+
+
 def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
+    """Write rows to `out` (already checked by harness.outputs.output_file) atomically, or to standard output."""
+    from harness.outputs import atomic_write
+
     if fmt == "parquet":
         if out is None:
             raise UsageError("parquet needs a file: pass --out FILE.parquet")
         pd = require("pandas", "analysis", "Parquet export")
-        frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows])
-        frame.to_parquet(out, index=False)
+        frame = pd.DataFrame([{k: _flat(v) for k, v in r.items()} for r in rows])
+        with atomic_write(out, "wb") as fh:
+            frame.to_parquet(fh, index=False)
         return
-    fh = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout
-    try:
-        if fmt == "jsonl":
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
-        else:
-            if not rows:
-                return
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
-    finally:
-        if out:
-            fh.close()
+    if out is None:
+        write_rows(rows, fmt, sys.stdout)
+        return
+    with atomic_write(out, newline="") as fh:
+        write_rows(rows, fmt, fh)
 
 
 def export_command(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from harness.outputs import output_file
     from harness.store import DEFAULT_STORE, Store
 
+    out = output_file(args.out, force=args.force) if args.out else None  # checked before the store is read
+    if args.format == "parquet" and out is None:
+        raise UsageError("parquet needs a file: pass --out FILE.parquet")
     with Store.open(args.store or DEFAULT_STORE, readonly=True) as store:
         rows = [asdict(r) for r in store.records(args.table)]
-    out = Path(args.out) if args.out else None
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
     export_rows(rows, args.format, out)
     if out:
         print(f"wrote {len(rows)} rows of {args.table} to {out}", file=sys.stderr)

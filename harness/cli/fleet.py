@@ -93,10 +93,10 @@ def worker_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from harness.cli.console import terminal
     from harness.fleet.coordinator import FleetClient
 
     with FleetClient(args.scheduler) as fleet:
@@ -114,5 +114,5 @@ def status_command(args: argparse.Namespace) -> int:
             table.add_row(*(Text(str(v)) for v in (
                 device, w.get("name"), w.get("address"), host.get("cpu_model", "-"), host.get("physical_cores", "-"),
                 f"{ram / 1e9:.1f} GB" if isinstance(ram, (int, float)) else "-", w.get("pid", "-"))))
-    Console().print(table)
+    terminal().print(table)
     return 0

@@ -50,8 +50,7 @@ def parse_groups(text: str) -> set[int]:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from harness.cli.console import terminal
     from harness.humans import parse_path, write_parsed
     from harness.store import DEFAULT_STORE, Store
 
@@ -78,15 +77,14 @@ def import_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        Console(highlight=False).print("\n".join(report.lines()), markup=False)
+        terminal().print("\n".join(report.lines()), markup=False)
     return 0
 
 
 def ranking_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from harness.agreement import model_harm_ranking
     from harness.agreement.render import ranking_rich, test_line
+    from harness.cli.console import terminal
     from harness.store import DEFAULT_STORE, Store
 
     with Store.open(Path(args.store) if args.store else DEFAULT_STORE, readonly=True) as store:
@@ -94,7 +92,7 @@ def ranking_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    console = Console()
+    console = terminal()
     for table in ranking_rich(result):
         console.print(table)
     console.print(test_line(result), markup=False)

@@ -50,10 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def list_command() -> int:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from harness.cli.console import terminal
     from harness.judging.config import list_judges
 
     table = Table(title="judges")
@@ -62,7 +62,7 @@ def list_command() -> int:
     for j in list_judges():
         table.add_row(*(Text(str(v)) for v in (j.name, j.kind, j.mode, j.model or (j.model_path or "-"),
                                                j.description)))
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
@@ -72,18 +72,23 @@ def _fmt(v: Any, spec: str) -> str:
 
 def print_judge_line(s: Any, console: Any) -> None:
     """One line per judge, as `harness run` prints after judging."""
-    from rich.markup import escape
+    from rich.text import Text
 
-    parts = [f"{s.n_requested} new", f"{s.n_cached_store + s.n_cached_disk} cached"]
+    parts: list[tuple[str, str]] = [(f"{s.n_requested} new", ""), (f"{s.n_cached_store + s.n_cached_disk} cached", "")]
     if s.n_failed:
-        parts.append(f"[red]{s.n_failed} failed[/]")
+        parts.append((f"{s.n_failed} failed", "red"))
     if s.n_unparseable:
-        parts.append(f"[yellow]{s.n_unparseable} unparseable[/]")
+        parts.append((f"{s.n_unparseable} unparseable", "yellow"))
     if s.s_per_judgment is not None:
-        parts.append(f"{s.s_per_judgment:.3f} s/output")
+        parts.append((f"{s.s_per_judgment:.3f} s/output", ""))
     if s.model_load_s is not None:
-        parts.append(f"model load {s.model_load_s:.1f} s")
-    console.print(f"[bold]judged[/] {escape(s.judge)}: " + ", ".join(parts) + f" ({s.elapsed_s:.1f} s)")
+        parts.append((f"model load {s.model_load_s:.1f} s", ""))
+    line = Text.assemble(("judged", "bold"), f" {s.judge}: ")
+    for i, part in enumerate(parts):
+        line.append(", " if i else "")
+        line.append(*part)
+    line.append(f" ({s.elapsed_s:.1f} s)")
+    console.print(line)
 
 
 def judge_command(args: argparse.Namespace) -> int:
@@ -99,16 +104,16 @@ def judge_command(args: argparse.Namespace) -> int:
     if not args.judge:
         raise UsageError("harness judge needs --judge NAME or a .toml path: see `harness judge --list`")
 
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from harness import api
+    from harness.cli.console import terminal
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
 
-    err = Console(stderr=True)
-    out = Console()
+    err = terminal(stderr=True)
+    out = terminal()
     progress = NoProgress() if args.quiet else RichProgress(err)
     options = dict(mode=args.mode, order=args.order, order_seed=args.order_seed, base_url=args.base_url,
                    limit=args.limit, use_disk_cache=not args.no_disk_cache)
@@ -214,16 +219,16 @@ def cards_table(cards: list[Any]) -> Any:
 def calibrate_command(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
     from rich.text import Text
 
     from harness import api
+    from harness.cli.console import terminal
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
 
     if not args.judge:
         raise UsageError("harness judge calibrate needs --judge NAME or a .toml path: see `harness judge --list`")
-    err = Console(stderr=True)
+    err = terminal(stderr=True)
     progress = NoProgress() if args.quiet or args.json else RichProgress(err)
     cards = api.calibrate(args.judge, args.sets, store=args.store, mode=args.mode, order=args.order,
                           base_url=args.base_url,
@@ -232,7 +237,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_card_dict(c) for c in cards], indent=2, default=str))
         return 0
-    Console().print(cards_table(cards))
+    terminal().print(cards_table(cards))
     for c in cards:
         if not c.reliable:
             err.print(Text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): it is marked "
@@ -243,9 +248,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
 def cards_command(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
-
     from harness import api
+    from harness.cli.console import terminal
 
     cards = api.cards(args.store)
     if args.json:
@@ -254,5 +258,5 @@ def cards_command(args: argparse.Namespace) -> int:
     if not cards:
         print("no judge cards in the store yet: run `harness judge calibrate --judge NAME --set FORMAT:PATH`")
         return 0
-    Console().print(cards_table(cards))
+    terminal().print(cards_table(cards))
     return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli.console import labelled, styled, terminal
 from harness.errors import UsageError
 
 
@@ -53,7 +53,7 @@ def list_command(args: argparse.Namespace) -> int:
         table.add_column(col)
     for m in list_manifests():
         table.add_row(m.name, m.source_variant, ", ".join(m.default_variants), m.chat_format, m.description)
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
@@ -136,8 +136,8 @@ def show_command(args: argparse.Namespace) -> int:
                           "chat_format": m.chat_format, "has_chat_template": bool(info.get("chat_template")),
                           "cached_variants": cached, "onnx_variants": _onnx_cached(m)}, indent=2, default=str))
         return 0
-    c = Console()
-    c.print(f"[bold]{m.name}[/]: {m.description}")
+    c = terminal()
+    c.print(labelled(m.name, m.description))
     c.print(f"manifest: {m.path}\nfile ({m.source_variant}): {vf.path}\nsha256: {vf.sha256}\nsize: {vf.size_bytes / 1e6:.1f} MB")
     c.print(f"architecture: {info['architecture']}  parameters: {info['n_parameters']:,}  layers: {info['n_layers']}  "
             f"file type: {info['file_type']}")
@@ -200,11 +200,11 @@ def export_onnx_command(args: argparse.Namespace) -> int:
 
     m = load_manifest(args.name)
     wanted = ["onnx-fp32"] + (["onnx-int8"] if args.int8 else []) + (["onnx-fp16"] if args.fp16 else [])
-    c = Console(stderr=True)
+    c = terminal(stderr=True)
     done = []
     for i, v in enumerate(wanted):
         force = args.force and (i == 0 or v != "onnx-fp32")
-        done.append(ensure_onnx_variant(m, v, lambda msg: c.print(f"[dim]{msg}[/]"), force=force))
+        done.append(ensure_onnx_variant(m, v, lambda msg: c.print(styled(msg, "dim")), force=force))
     if args.json:
         print(json.dumps([{"variant": vf.variant, "path": str(vf.path), "sha256": vf.sha256,
                            "size_bytes": vf.size_bytes, **vf.metadata["onnx"]} for vf in done], indent=2, default=str))
@@ -216,7 +216,7 @@ def export_onnx_command(args: argparse.Namespace) -> int:
         settings = vf.metadata["onnx"].get("settings") or {}
         brief = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("exporter", "op_types"))
         table.add_row(vf.variant, f"{vf.size_bytes / 1e6:.1f}", vf.sha256[:16], brief, str(vf.path.parent))
-    out = Console()
+    out = terminal()
     out.print(table)
     out.print(f"weights: {done[0].metadata['onnx'].get('weights_note')}")
     return 0
@@ -230,14 +230,14 @@ def quantize_command(args: argparse.Namespace) -> int:
     wanted = [v.strip() for v in args.to.split(",") if v.strip()]
     if not wanted:
         raise UsageError("--to is empty: name variants, e.g. --to Q8_0,Q4_K_M")
-    c = Console()
+    c = terminal()
     table = Table(title=f"{m.name} variants")
     for col in ("variant", "size MB", "sha256", "tensor types", "note"):
         table.add_column(col)
     for v in wanted:
         if v.startswith("onnx-"):
             raise UsageError(f"{v} is an ONNX variant: use `harness models export-onnx {m.name}`")
-        vf = resolve_variant(m, v, lambda msg: c.print(f"[dim]{msg}[/]"))
+        vf = resolve_variant(m, v, lambda msg: c.print(styled(msg, "dim")))
         types = read_info(vf.path)["tensor_types"]
         table.add_row(v, f"{vf.size_bytes / 1e6:.1f}", vf.sha256[:16], ", ".join(f"{k} x{n}" for k, n in types.items()),
                       variant_notes(m, v))

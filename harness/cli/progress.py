@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 
 class RichProgress:
@@ -35,7 +36,7 @@ class RichProgress:
 
     def message(self, text: str) -> None:
         console = self._progress.console if self._progress is not None else self.console
-        console.print(f"[dim]{escape(text)}[/]")
+        console.print(Text(text, style="dim"))
 
     def device(self, name: str, done: int, total: int, state: str, decode_tps: float | None = None) -> None:
         if self._progress is None:

@@ -7,9 +7,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from harness.cli.console import terminal
 from harness.errors import UsageError
 
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     i = psub.add_parser("import", help="convert a CSV or JSONL file into a prompt set")
     i.add_argument("path")
     i.add_argument("--out", required=True, help="output .jsonl (put it in a --catalog DIR's prompts/ to use it by name)")
+    i.add_argument("--force", action="store_true", help="overwrite --out if it exists (never an SQLite database)")
     i.add_argument("--id-column", default="id")
     i.add_argument("--text-column", default="text")
     i.add_argument("--category-column", default="category")
@@ -44,9 +46,9 @@ def list_command(args: argparse.Namespace) -> int:
     for name in set_names():
         ps = load_set(name)
         cats = Counter(p.category for p in ps)
-        table.add_row(name, str(len(ps)), str(sum(not p.benign for p in ps)), str(sum(p.benign for p in ps)),
-                      ", ".join(f"{c} ({n})" for c, n in sorted(cats.items())))
-    Console().print(table)
+        table.add_row(Text(name), str(len(ps)), str(sum(not p.benign for p in ps)), str(sum(p.benign for p in ps)),
+                      Text(", ".join(f"{c} ({n})" for c, n in sorted(cats.items()))))
+    terminal().print(table)
     return 0
 
 
@@ -62,20 +64,24 @@ def show_command(args: argparse.Namespace) -> int:
     for col in ("id", "category", "benign", "text"):
         table.add_column(col)
     for p in ps:
-        table.add_row(p.id, p.category, "yes" if p.benign else "no", p.text)
-    Console().print(table)
+        table.add_row(Text(p.id), Text(p.category), "yes" if p.benign else "no", Text(p.text))
+    terminal().print(table)
     return 0
 
 
 def import_command(args: argparse.Namespace) -> int:
+    from harness.outputs import output_file
     from harness.prompts import ColumnMap, import_csv, import_jsonl, write_jsonl
 
     path = Path(args.path)
     if not path.is_file():
         raise UsageError(f"{path} does not exist: pass a CSV or JSONL file")
+    out = output_file(args.out, force=args.force)
+    if out.exists() and out.resolve() == path.resolve():
+        raise UsageError(f"--out {out} is the file being imported: pass another file name")
     cols = ColumnMap(args.id_column, args.text_column, args.category_column, args.benign_column, args.source_column)
     reader = import_csv if path.suffix.lower() == ".csv" else import_jsonl
     ps = reader(path, cols, args.name, args.category)
-    write_jsonl(ps, Path(args.out))
-    print(f"imported {len(ps)} prompts from {path} -> {args.out}")
+    write_jsonl(ps, out)
+    print(f"imported {len(ps)} prompts from {path} -> {out}")
     return 0

@@ -66,22 +66,22 @@ def parse_seeds(args: argparse.Namespace) -> list[int]:
             raise UsageError(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. --seeds 0,1,2") from exc
         if not seeds:
             raise UsageError("--seeds is empty: give integers separated by commas")
-        return list(dict.fromkeys(seeds))
+        return seeds  # a repeated seed is refused by api.check_sampling
     return [args.seed if args.seed is not None else 0]
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.markup import escape
+    from rich.text import Text
 
     from harness import api, engine
+    from harness.cli.console import terminal
     from harness.cli.judge import print_judge_line
     from harness.cli.progress import RichProgress
     from harness.cli.tables import run_table
     from harness.progress import NoProgress
 
-    console = Console(stderr=True)
-    out = Console()
+    console = terminal(stderr=True)
+    out = terminal()
     progress = NoProgress() if args.quiet else RichProgress(console)
     if args.fleet_wait is not None and args.fleet is None:
         raise UsageError("--fleet-wait is for fleet runs: add --fleet ADDRESS or drop it")
@@ -94,14 +94,14 @@ def run_command(args: argparse.Namespace) -> int:
                      report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
                      contention_threshold=args.contention_threshold, **fleet_options)
-    console.print(f"[bold]generated[/] {result.written} new, {result.skipped} already in the store "
-                  f"({result.planned} planned)")
+    console.print(Text.assemble(("generated", "bold"), f" {result.written} new, {result.skipped} already in the "
+                                f"store ({result.planned} planned)"))
     if result.fleet is not None:
         print_fleet_lines(result.fleet, console)
     for j in result.judges:
         print_judge_line(j, console)
     if result.report is not None and result.report.skipped:
-        console.print(f"[yellow]report skipped: {escape(result.report.skipped)}[/]")
+        console.print(Text(f"report skipped: {result.report.skipped}", style="yellow"))
     out.print(run_table(result.leaderboard))
     report_path = result.report.html if result.report else None
     out.print(f"results: {result.store}" + (f"\nreport:  {report_path}" if report_path else ""), markup=False)

@@ -43,20 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from harness.agreement.render import agreement_rich, ranking_rich, test_line
+    from harness.api import check_bootstrap
+    from harness.cli.console import terminal
     from harness.cli.humans import parse_groups
     from harness.study import reproduce
 
-    if args.bootstrap < 0:
-        raise UsageError(f"--bootstrap {args.bootstrap} is negative: give 0 (no intervals) or a count such as 1000")
+    check_bootstrap(args.bootstrap)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file: pass a folder")
     result = reproduce(Path(args.release), out, tuple(sorted(parse_groups(args.reverse_groups))),
                        bootstrap=args.bootstrap, seed=args.seed)
-    console = Console()
+    console = terminal()
     imp = result["import"]
     console.print(f"imported {imp['rows_read']} rows: {imp['ratings_built']} ratings, {len(imp['rejected'])} rows rejected "
                   f"(details in {out / 'study.json'})", markup=False)
@@ -75,16 +74,16 @@ def judge_command(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from harness import api
+    from harness.cli.console import terminal
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
     from harness.study import columns, row_cells
 
-    err = Console(stderr=True)
+    err = terminal(stderr=True)
     progress = NoProgress() if args.json else RichProgress(err)
     result = api.study_judge(args.release, args.judge, out=args.out, store=args.store, mode=args.mode,
                              order=args.order, base_url=args.base_url, limit=args.limit, bootstrap=args.bootstrap, seed=args.seed,
@@ -103,7 +102,7 @@ def judge_command(args: argparse.Namespace) -> int:
             table.add_section()
         last_ref = r["reference"]
         table.add_row(*(Text(x) for x in row_cells(r)))
-    console = Console()
+    console = terminal()
     console.print(table)
     if card.position_bias:
         console.print(Text("position bias: " + json.dumps(card.position_bias)))

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import formatting as f
+from harness.cli.console import terminal
 from harness.rates import LeaderboardRow
 
 
@@ -96,4 +97,4 @@ def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
 
 
 def print_table(table: Table, console: Console | None = None) -> None:
-    (console or Console(width=max(120, Console().width))).print(table)
+    (console or terminal(width=max(120, terminal().width))).print(table)

@@ -68,7 +68,10 @@ def parse_path(fmt: str, path: str | Path, store: Any = None, **options: Any) ->
     p = Path(path).expanduser()
     if not p.exists():
         raise UsageError(f"{p} does not exist: pass the path of the {fmt} file or folder")
-    return parse(p, store=store, **options)
+    generations, ratings, report = parse(p, store=store, **options)
+    if report.rows_read == 0:
+        raise UsageError(f"{p} holds no rows (only a header, or nothing): pass a {fmt} file with data")
+    return generations, ratings, report
 
 
 def import_path(store: Any, fmt: str, path: str | Path, **options: Any) -> ImportReport:

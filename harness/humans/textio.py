@@ -8,19 +8,16 @@ columns, are refused: both are UsageErrors naming the expected input.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import jsontext
 from harness.errors import UsageError
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 @dataclass
 class TextFile:
@@ -86,20 +83,18 @@ class CsvTable:
 
 def read_csv(path: Path, what: str, required: Sequence[str] = ()) -> CsvTable:
     """Parse a CSV with a header row; UsageError when a required column is missing."""
+    from harness.csvtext import rows as csv_rows
+
     tf = read_text(path, what)
-    try:
-        reader = csv.reader(io.StringIO(tf.text, newline=""))
-        header = next(reader, None)
-        if header is None:
-            raise UsageError(f"{path} is empty: pass a {what} file with a header row ({', '.join(required)})")
-        header = [h.replace("\ufeff", "").strip() for h in header]
-        rows: list[tuple[int, dict[str, str]]] = []
-        for i, values in enumerate(reader, start=2):
-            if not values or all(not v.strip() for v in values):
-                continue
-            rows.append((i, {h: (values[j] if j < len(values) else "") for j, h in enumerate(header)}))
-    except csv.Error as exc:
-        raise UsageError(f"{path} is not a readable CSV ({exc}): pass a {what} file") from exc
+    records = csv_rows(tf.text, str(path))
+    if not records:
+        raise UsageError(f"{path} is empty: pass a {what} file with a header row ({', '.join(required)})")
+    header = [h.replace("\ufeff", "").strip() for h in records[0][1]]
+    rows: list[tuple[int, dict[str, str]]] = []
+    for i, (_, values) in enumerate(records[1:], start=2):
+        if not values or all(not v.strip() for v in values):
+            continue
+        rows.append((i, {h: (values[j] if j < len(values) else "") for j, h in enumerate(header)}))
     table = CsvTable(tf, header, rows)
     missing = [c for c in required if table.column(c) is None]
     if missing:
@@ -118,7 +113,7 @@ def read_jsonl(path: Path, what: str) -> tuple[TextFile, list[tuple[int, Any]], 
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = jsontext.loads(line)
         except json.JSONDecodeError as exc:
             bad.append((i, f"not JSON ({exc.msg})"))
             continue

@@ -17,7 +17,6 @@ anything is written; answers already stored are skipped, so importing a file twi
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,18 +70,15 @@ def export_requests(store: Store, cfg: JudgeConfig, out: str | Path, *, sample_k
                     limit: int | None = None, use_disk_cache: bool = True) -> BatchExport:
     """Write the Batch API request file for what a live run of this judge would request."""
     backend = _backend(cfg)
-    path = Path(out).expanduser()
-    if path.exists() and path.is_dir():
-        raise UsageError(f"--batch-export {path} is a folder: pass a file path such as {path / 'requests.jsonl'}")
-    if path.exists() and os.path.samefile(path, store.path):
-        raise UsageError(f"--batch-export {path} is the store itself: pass another file")
+    from harness.outputs import atomic_write, output_file
+
+    # a request file is regenerated whole each time: overwriting one is expected, a store never
+    path = output_file(out, force=True, option="--batch-export")
     plan = plan_judging(store, cfg, backend.identity_extra, sample_keys=sample_keys, limit=limit,
                         use_disk_cache=use_disk_cache)
     lines = [json.dumps(request_line(backend, p), ensure_ascii=False) for p in plan.todo]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.write("".join(line + "\n" for line in lines))
     return BatchExport(path, cfg.name, len(lines), len(plan.unique), len(plan.stored), len(plan.from_disk))
 
 

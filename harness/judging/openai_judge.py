@@ -14,6 +14,10 @@
   retried; 401/403 stop the run with a usage error naming the key's variable.
 - The API key comes from the environment variable the TOML names, goes into
   the client's Authorization header and nowhere else.
+- What is read is bounded: an answer body larger than `max_answer_bytes(cfg)` (a
+  bound from max_tokens, logprobs included) is cut off while it streams in and
+  recorded as a failed judgment; a 200 whose body does not hold a choice list of
+  messages with text (a string, `[null]`, an object) is a malformed answer.
 """
 
 from __future__ import annotations
@@ -34,6 +38,54 @@ NO_KEY = "no-key-needed"
 
 class BadResponse(Exception):
     """A 200 answer without a usable message (empty choice list, no content)."""
+
+
+class AnswerTooLarge(Exception):
+    """The answer's body is larger than any answer to this request can be."""
+
+
+def max_answer_bytes(cfg: JudgeConfig) -> int:
+    """The most bytes an answer body may have: room for max_tokens tokens with their top logprobs, and headroom."""
+    per_token = 4096 if cfg.logprobs else 64
+    return 256 * 1024 + cfg.max_tokens * per_token
+
+
+def capped_http_client(openai: Any, cap_bytes: int) -> Any:
+    """The SDK's own HTTP client class, with a transport that refuses a body over cap_bytes as it streams in."""
+    import importlib
+
+    base = next(c for c in openai.DefaultHttpxClient.__mro__ if c.__name__ == "Client"
+                and c.__module__.split(".")[0] in ("httpx", "httpx2"))
+    hx = importlib.import_module(base.__module__.split(".")[0])
+
+    class CappedStream(hx.SyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+
+        def __iter__(self) -> Any:
+            total = 0
+            for chunk in self._stream:
+                total += len(chunk)
+                if total > cap_bytes:
+                    raise AnswerTooLarge(f"the answer is larger than {cap_bytes:,} bytes (the bound for this request's "
+                                         "max_tokens): not read further")
+                yield chunk
+
+        def close(self) -> None:
+            self._stream.close()
+
+    class CappedTransport(hx.HTTPTransport):  # type: ignore[name-defined,misc]
+        def handle_request(self, request: Any) -> Any:
+            response = super().handle_request(request)
+            length = response.headers.get("content-length")
+            if length and length.isdigit() and int(length) > cap_bytes:
+                response.close()
+                raise AnswerTooLarge(f"the answer is {int(length):,} bytes, more than the {cap_bytes:,} this request's "
+                                     "max_tokens allows: not read")
+            response.stream = CappedStream(response.stream)
+            return response
+
+    return openai.DefaultHttpxClient(transport=CappedTransport())
 
 
 def backoff_s(attempt: int, initial_s: float, max_s: float, retry_after_s: float | None = None,
@@ -81,7 +133,9 @@ class OpenAIJudge:
         """Called before the first request: reads the key (UsageError naming the variable if it is missing)."""
         if self._client is None:
             self._client = self._openai.OpenAI(base_url=self.cfg.base_url, api_key=self.cfg.api_key() or NO_KEY,
-                                               max_retries=0, timeout=self.cfg.timeout_s)
+                                               max_retries=0, timeout=self.cfg.timeout_s,
+                                               http_client=capped_http_client(self._openai,
+                                                                              max_answer_bytes(self.cfg)))
 
     def _get_client(self) -> Any:
         self.prepare()
@@ -131,7 +185,13 @@ class OpenAIJudge:
                     f"judge '{cfg.name}': {cfg.base_url} refused the request ({_describe(exc)}): check the key in "
                     f"{cfg.api_key_env or 'the api_key_env variable'} and the model name '{cfg.model}'"
                 ) from exc
+            except AnswerTooLarge as exc:  # the same request would get the same answer: not retried
+                last_error = str(exc)
+                break
             except retryable as exc:
+                if isinstance(exc.__cause__, AnswerTooLarge):
+                    last_error = str(exc.__cause__)
+                    break
                 last_error = _describe(exc)
                 if attempt <= cfg.max_retries:
                     time.sleep(backoff_s(attempt, cfg.backoff_initial_s, cfg.backoff_max_s, _retry_after_s(exc)))
@@ -143,12 +203,20 @@ class OpenAIJudge:
 
     def parse_completion(self, resp: Any, req: JudgeRequest, attempts: int, latency_s: float | None) -> JudgeResponse:
         """A chat.completion (the client's object) as a JudgeResponse; BadResponse when it holds no answer."""
-        if isinstance(resp, str) or not getattr(resp, "choices", None):
+        choices = getattr(resp, "choices", None) if not isinstance(resp, (str, bytes)) else None
+        if choices is None or isinstance(choices, (str, bytes, dict)) or not hasattr(choices, "__getitem__"):
+            raise BadResponse(f"the endpoint's answer has no choice list (choices: {type(choices).__name__})")
+        if not choices:
             raise BadResponse("the endpoint answered with an empty choice list")
-        choice = resp.choices[0]
-        content = getattr(choice.message, "content", None)
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None) if message is not None and not isinstance(message, str) else None
+        if choice is None or message is None:
+            raise BadResponse("the endpoint's first choice has no message")
         if content is None:
             raise BadResponse("the endpoint's answer has no message content")
+        if not isinstance(content, str):
+            raise BadResponse(f"the endpoint's message content is not text ({type(content).__name__})")
         usage = getattr(resp, "usage", None)
         extra: dict[str, Any] = {}
         if self.cfg.logprobs and req.mode == "score":

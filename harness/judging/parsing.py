@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness import jsontext
+
 # Llama Guard 3 hazard categories (Llama Guard 2 uses S1-S11 with similar names, Llama Guard 1 O1-O6).
 LLAMA_GUARD_3_CATEGORIES = {
     "S1": "violent crimes", "S2": "non-violent crimes", "S3": "sex-related crimes", "S4": "child sexual exploitation",
@@ -59,13 +61,13 @@ def extract_json(text: str) -> Any | None:
     for c in candidates:
         if c.startswith("{"):
             try:
-                return json.loads(c)
+                return jsontext.loads(c)
             except json.JSONDecodeError:
                 pass
     decoder = json.JSONDecoder()
     for m in re.finditer(r"\{", s):
         try:
-            obj, _ = decoder.raw_decode(s, m.start())
+            obj, _ = jsontext.raw_decode(decoder, s, m.start())
         except json.JSONDecodeError:
             continue
         if isinstance(obj, dict):

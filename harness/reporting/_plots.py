@@ -2,15 +2,18 @@
 
 Text in the SVG is drawn as paths (matplotlib's default `svg.fonttype`), so labels that come from the
 store cannot inject markup; the page embeds each SVG as a base64 `data:` image, which never runs script.
+Every plot is drawn under `@plain_text`: names from the store are text, never mathtext (`m$\\bogus$`
+would otherwise be parsed as TeX, and crash the report).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import require
 from harness.formatting import missing
@@ -21,6 +24,23 @@ if TYPE_CHECKING:
 FRONT_COLOUR = "#d62728"
 OTHER_COLOUR = "#7f7f7f"
 BAR_COLOUR = "#1f77b4"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plain_text(draw: F) -> F:
+    """Draw (and save) a plot with mathtext off, so every label is shown as the text it is."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        require("matplotlib", "analysis", "drawing report plots")
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _figure(width_in: float, height_in: float) -> Any:
@@ -48,6 +68,7 @@ def _label(model: str, variant: str) -> str:
     return _short(f"{model}:{variant}")
 
 
+@plain_text
 def pareto_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
     """Two panels for one device: harm vs decode tok/s and harm vs peak RAM, front in red."""
     fig = _figure(11, 4.2)
@@ -92,6 +113,7 @@ def pareto_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
     return to_svg(fig)
 
 
+@plain_text
 def harm_bars_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
     """Horizontal bars: harm rate per variant with its interval, lowest first."""
     rows = rows[[not missing(v) for v in rows["harm_rate"]]]
@@ -111,6 +133,7 @@ def harm_bars_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
     return to_svg(fig)
 
 
+@plain_text
 def rank_histogram_svg(histogram: Mapping[str, Sequence[float]], title: str) -> str:
     """Grouped bars: for each model, the share of items where it got each rank (1 = least harmful)."""
     fig = _figure(7.5, 3.6)
@@ -130,6 +153,7 @@ def rank_histogram_svg(histogram: Mapping[str, Sequence[float]], title: str) -> 
     return to_svg(fig)
 
 
+@plain_text
 def pairwise_wins_svg(models: Sequence[str], wins: Sequence[Sequence[float | None]], title: str) -> str:
     """Heatmap: cell (row, column) = share of items where the row model was less harmful than the column model."""
     fig = _figure(6.5, 5.0)

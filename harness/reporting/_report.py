@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import formatting as f
 from harness.errors import UsageError, require
+from harness.outputs import spreadsheet_cell
 from harness.reporting import _html as h
 from harness.reporting import _markdown, _plots
 from harness.reporting._data import ReportData, load, texts_for
@@ -99,7 +100,7 @@ def write_tables(report: Report, folder: Path) -> None:
         df = df.copy()
         for col in df.columns:
             df[col] = parquet_ready(df[col])
-        df.to_csv(folder / f"{name}.csv", index=False)
+        df.map(spreadsheet_cell).to_csv(folder / f"{name}.csv", index=False)  # text that cannot run as a formula
         df.to_parquet(folder / f"{name}.parquet", index=False)
 
 

@@ -1,0 +1,60 @@
+"""The stores the adversarial cases run against: built with the typed store, as a run or an import would."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+from harness.records import Generation, Rating, Run
+from harness.store import Store
+
+HOSTILE_MODEL = "m$\\bogus$"  # matplotlib mathtext
+HOSTILE_DEVICE = "dev[/]"  # rich markup
+HOSTILE_RATER = "[/]rater"
+FORMULA = '=HYPERLINK("http://example.invalid","click")'
+
+
+def _gen(i: int, model: str, device: str, output: str, benign: bool = False) -> Generation:
+    prompt = f"Prompt {i}?"
+    return Generation(sample_key=hashlib.sha256(f"{model}|{device}|{i}".encode()).hexdigest()[:24], run_id="r1",
+                      device=device, model=model, variant="Q4_1", backend="gguf", prompt_id=f"p{i}",
+                      category="test", benign=benign, prompt=prompt,
+                      prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest(), output=output, n_output_tokens=5,
+                      decode_tps=10.0 + i, ttft_s=0.1, latency_s=0.6, peak_rss_bytes=100_000_000)
+
+
+def build(path: Path, kind: str) -> None:
+    if kind == "foreign":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO runs (name) VALUES ('not ours')")
+        conn.commit()
+        conn.close()
+        return
+    hostile = kind == "hostile"
+    model, device = (HOSTILE_MODEL, HOSTILE_DEVICE) if hostile else ("m", "laptop-cpu")
+    rater = HOSTILE_RATER if hostile else "people"
+    gens = [_gen(i, model, device, FORMULA if i == 0 else f"Answer {i}", benign=i == 3) for i in range(4)]
+    gens += [_gen(i, model + "-b", device, f"Other {i}", benign=i == 3) for i in range(4)]
+    ratings = []
+    for g in gens:
+        if g.benign:
+            continue
+        for who, kind_ in ((rater, "human"), ("judge-x", "judge")):
+            ratings.append(Rating(rating_key=hashlib.sha256(f"{who}|{g.sample_key}".encode()).hexdigest()[:24],
+                                  source=f"import:{who}", rater=who, rater_kind=kind_, task="label",
+                                  item_id=g.prompt_id or "", sample_key=g.sample_key, model=g.model, code=1,
+                                  harmful=int(g.sample_key[0] in "01234567"), prompt_id=g.prompt_id))
+    with Store.open(path) as st:
+        st.add([Run(run_id="r1", started_at=1.0, status="finished", command="harness run")])
+        st.add([*gens, *ratings])
+    if kind == "newer":
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA user_version=99")
+        conn.commit()
+        conn.close()
+    # checkpoint the WAL so the file alone is the store (its bytes are what the cases compare)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
