@@ -8,11 +8,12 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 # The agreement tests cross-check our RBO against the rbo package; its metadata pins numpy<2 (it runs fine on 2.x).
 .venv/bin/python -m pip install --quiet --no-deps rbo==0.1.3
-# The report test renders the HTML page in a real headless Chromium (Debian's package).
-if ! command -v chromium >/dev/null 2>&1; then
+# The report test renders the HTML page in a real headless Chromium, and the labelling page's tests drive it
+# through chromium-driver (Debian's packages).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "scripts/test.sh: could not install chromium; the browser test will fail" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "scripts/test.sh: could not install chromium and chromium-driver; the browser tests will fail" >&2
   fi
 fi
 # Lint and types first: a failure here fails the test command.

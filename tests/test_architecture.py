@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",
              "harness.llama_server", "harness.roofline", "harness.engine")),
     ("judge", ("harness.judging",)),
-    ("agree", ("harness.humans", "harness.agreement", "harness.study")),
+    ("agree", ("harness.humans", "harness.annotate", "harness.agreement", "harness.study")),
     ("rates", ("harness.rates",)),
     ("report", ("harness.reporting",)),
     ("api", ("harness.api",)),

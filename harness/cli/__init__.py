@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "export",
     "judge",
     "humans",
+    "annotate",
     "agree",
     "study",
     "report",
