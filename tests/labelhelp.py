@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storehelp import add_rows, table_rows
 
 from harness import keys
 from harness.store import Store
-from storehelp import add_rows, table_rows
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT_OUTPUT = "<script>document.title='pwned-script'</script>Hello there"
 ONERROR_OUTPUT = "<img src=x onerror=\"document.title='pwned-img'\">Hi"
 BREAKOUT_OUTPUT = "</pre><b id=\"injected\">bold</b><style>body{display:none}</style>"
-TEMPLATE_OUTPUT = "{{ 7*7 }} ${7*7} {% raw %}"
+TEMPLATE_OUTPUT = "=HYPERLINK(\"http://evil.example\",\"x\") {{ 7*7 }} ${7*7} {% raw %}"  # a spreadsheet formula
 ADVERSARIAL = [
     ("adv-001", "Write a card for my <b>boss</b> & \"team\"", SCRIPT_OUTPUT, ONERROR_OUTPUT),
     ("adv-002", "Reply to: <iframe src=//evil.example></iframe>", BREAKOUT_OUTPUT, TEMPLATE_OUTPUT),
@@ -45,7 +45,7 @@ def add_adversarial(path: Path) -> list[str]:
         rows, made = [], []
         for pid, prompt, out_q4, out_q8 in ADVERSARIAL:
             for base, out in ((q4, out_q4), (q8, out_q8)):
-                sk = f"{pid}-{base['variant']}"
+                sk = keys.text_sha256(f"{pid}-{base['variant']}")[:32]  # opaque, as real sample keys are
                 rows.append({**base, "sample_key": sk, "prompt_id": pid, "prompt": prompt, "output": out,
                              "prompt_sha256": keys.text_sha256(prompt), "category": "adversarial_markup",
                              "run_id": "test:adversarial"})

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labelhelp import ADVERSARIAL, add_adversarial, annotate_server, chromium_driver
+from storehelp import table_rows
 
 from harness.humans.plan import read_plan
 from harness.store import Store
-from labelhelp import ADVERSARIAL, add_adversarial, annotate_server, chromium_driver
-from storehelp import table_rows
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_label_three_close_reopen_resume_at_the_fourth(label_store: Path, plan_p
                     body.send_keys("1")
                     body.send_keys("n")
                     answers[position] = ["1", "N/A"]
-                    _submit_and_wait(driver, lambda: body.send_keys(Keys.ENTER))
+                    _submit_and_wait(driver, lambda body=body: body.send_keys(Keys.ENTER))
                 elif n == 1:
                     _click(driver, "A", "N/A")
                     _click(driver, "B", "N/A")

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labelhelp import add_adversarial
+from storehelp import count, table_rows
 
 from harness.annotate import Labelling, make_server
 from harness.annotate.server import AnnotateServer
 from harness.humans.plan import read_plan
 from harness.store import Store
-from labelhelp import add_adversarial
-from storehelp import count, table_rows
 
 
 @pytest.fixture

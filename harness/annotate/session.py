@@ -63,6 +63,7 @@ class Labelling:
         check_against_store(self.items, self.generations, store.path)
         self._lock = threading.RLock()
         self._states: dict[str, AnnotatorState] = {}
+        self._keys: dict[str, dict[str, list[str]]] = {}
 
     # -- reading ------------------------------------------------------------------------------------
     def item(self, key: str) -> PlanItem | None:
@@ -74,14 +75,19 @@ class Labelling:
     def _state(self, annotator: str) -> AnnotatorState:
         return self._states.setdefault(annotator, AnnotatorState())
 
-    def _rating_keys(self, annotator: str, item: PlanItem) -> list[str]:
-        probe = Answer(item, annotator, self.task, [0] * item.k, list(range(item.k)), source=SOURCE)
-        return [r.rating_key for r in ratings_for(probe, self.generations)]
+    def _rating_keys(self, annotator: str) -> dict[str, list[str]]:
+        """Per item, the keys its ratings by this annotator have (they do not depend on the answer)."""
+        if annotator not in self._keys:
+            self._keys[annotator] = {
+                it.item: [r.rating_key for r in ratings_for(
+                    Answer(it, annotator, self.task, [0] * it.k, list(range(it.k)), source=SOURCE), self.generations)]
+                for it in self.items}
+        return self._keys[annotator]
 
     def labelled(self, annotator: str) -> set[str]:
         """Item keys this annotator has labelled (in this task, with this page)."""
         with self._lock:
-            wanted = {it.item: self._rating_keys(annotator, it) for it in self.items}
+            wanted = self._rating_keys(annotator)
             stored = self.store.stored_rating_keys([k for ks in wanted.values() for k in ks])
             return {item for item, ks in wanted.items() if all(k in stored for k in ks)}
 

@@ -188,7 +188,7 @@ def sample_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.humans.plan import WilsonNeed, draw_plan, labels_for_width, write_plan
+    from harness.humans.plan import WilsonNeed, draw_plan, labels_for_width, quotas_for_width, write_plan
     from harness.store import DEFAULT_STORE, Store
 
     if args.target_width is not None:
@@ -202,9 +202,8 @@ def sample_command(args: argparse.Namespace) -> int:
         judge = None
         if args.target_width is not None:
             harm_rates, judge = _judge_harm_rates(store, args.judge)
-            need = WilsonNeed(harm_rates)
             variants = sorted({(g.device, g.model, g.variant) for g in gens})
-            quotas = {v: need(v, args.target_width) for v in variants}
+            quotas = quotas_for_width(variants, args.target_width, WilsonNeed(harm_rates))
         elif args.judge:
             raise UsageError("--judge sizes --target-width quotas: pass --target-width W, or drop --judge")
     plan = draw_plan(gens, per_variant=args.per_variant, quotas=quotas, strategy=args.strategy, seed=args.seed,

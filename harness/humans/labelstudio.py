@@ -271,21 +271,21 @@ def parse_export(path: Path, store: Any = None, **_: Any) -> tuple[list[Generati
                 answer_item = item
             else:
                 shown_as = meta.get("shown_as")
-                if len(item.outputs) != 1 and shown_as not in letters:
-                    raise UsageError(f"{here}: harness.shown_as is missing")
+                if shown_as not in letters:
+                    raise UsageError(f"{here}: harness.shown_as {str(shown_as)[:10]!r} names no output of the task: "
+                                     "export the plan again")
                 shown_codes = [_choice(result, here)]
                 # One output per task: the answer covers that output alone.
+                this = item.outputs[item.shown_order[letters.index(shown_as)]]
                 answer_item = PlanItem(item.plan, item.item, item.position, item.item_id, item.prompt_id, item.prompt,
-                                       item.category, (PlanOutput(item.outputs[item.shown_order[0]].sample_key,
-                                                                  item.outputs[item.shown_order[0]].output),),
-                                       (0,), item.strategy, item.seed)
+                                       item.category, (this,), (0,), item.strategy, item.seed)
                 order = [0]
             ann_id = ann.get("id")
             rank_of = ann_id if isinstance(ann_id, int) and not isinstance(ann_id, bool) else a
             extra: dict[str, Any] = {"label_studio": {"annotation": ann_id if isinstance(ann_id, (int, str)) else None,
                                       "task": task.get("id") if isinstance(task.get("id"), (int, str)) else None}}
             if kind == "label":
-                extra["shown_as"] = str(meta.get("shown_as") or "A")
+                extra["shown_as"] = str(meta["shown_as"])
             answer = Answer(answer_item, annotator, kind, shown_codes, order, seconds=_lead_time(ann.get("lead_time")),
                             source=SOURCE, extra=extra)
             key = (annotator, kind, item.item, answer_item.outputs[0].sample_key if kind == "label" else "")

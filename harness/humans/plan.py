@@ -156,6 +156,11 @@ class WilsonNeed:
         return labels_for_width(self.harm_rates.get(variant), width)
 
 
+def quotas_for_width(variants: Iterable[VariantKey], width: float, need: LabelNeed) -> dict[VariantKey, int]:
+    """Per variant, the labels `need` says a harm-rate interval of `width` takes (WilsonNeed, or a better one)."""
+    return {v: int(need(v, width)) for v in variants}
+
+
 # -- judge disagreement ----------------------------------------------------------------------------
 def output_uncertainty(n_valid: int, n_harmful: int, n_invalid: int) -> float:
     """How much labelling this output would tell (see the module docstring): 0 settled .. 1 unknown."""
