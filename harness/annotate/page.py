@@ -60,6 +60,8 @@ SCRIPT = """
     if (e.ctrlKey || e.metaKey || e.altKey) { return; }
     var k = e.key;
     var task = form.getAttribute('data-task');
+    var tag = e.target && e.target.tagName;
+    if (tag === 'BUTTON' || tag === 'A' || tag === 'TEXTAREA') { return; }  // their own Enter and keys
     if (k === 'Enter') { e.preventDefault(); form.requestSubmit ? form.requestSubmit() : form.submit(); return; }
     if (k === 'ArrowDown' || k === 'j') { e.preventDefault(); focusSet(current + 1); return; }
     if (k === 'ArrowUp' || k === 'k') { e.preventDefault(); focusSet(current - 1); return; }
