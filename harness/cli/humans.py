@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("humans", help="human rankings and labels: import, model harm ranking")
     hsub = p.add_subparsers(dest="humans_command", metavar="ACTION", required=True)
     i = hsub.add_parser("import", help="import a file or folder of human (and third-party judge) ratings",
-                        description="Import ratings; importing the same file twice adds nothing. Formats: "
+                        description="Import ratings; importing the same file twice adds nothing (label-studio and "
+                                    "plan-csv, labels of this store's own outputs, update answers that changed). "
+                                    "Formats: "
                                     + ", ".join(FORMATS))
     i.add_argument("format", choices=FORMATS, metavar="FORMAT", help=" | ".join(FORMATS))
     i.add_argument("path", metavar="PATH", help="the file, or for llm-harm the release folder")
