@@ -16,7 +16,9 @@ stores written by an earlier version stop resuming (tests/test_keys.py pins them
   judgment_key   a judge's name plus the request key (keys the judgments table)
   judge_rating_key / import_rating_key   one rating per (rater, task, item, output): from our
                  judges, and from imported files (where it came from and what it rates, never
-                 its value, so re-importing writes nothing)
+                 its value, so re-importing writes nothing); people's labels collected by
+                 `harness annotate`, Label Studio and sheets use import_rating_key too
+  plan_item_key / plan_id   a labelling plan's items (the outputs shown together) and the plan
 """
 
 from __future__ import annotations
@@ -115,3 +117,14 @@ def import_rating_key(source: str, rater: str, annotator: str | None, task: str,
                       variant: str | None, sample_key: str | None) -> str:
     """One imported rating: where it came from and what it rates."""
     return "r:" + _digest(source, rater, annotator, task, item, model, variant, sample_key)
+
+
+# -- labelling plans --------------------------------------------------------------------------------
+def plan_item_key(sample_keys: Sequence[str]) -> str:
+    """One item of a labelling plan: the outputs shown together, whatever their order."""
+    return "i:" + _digest(*sorted(sample_keys), length=20)
+
+
+def plan_id(strategy: str, seed: int, item_keys: Sequence[str]) -> str:
+    """A labelling plan: how it was drawn and the items it holds, in order (the same draw, the same id)."""
+    return "plan:" + _digest(strategy, seed, *item_keys, length=16)

@@ -328,10 +328,14 @@ class Store:
 
     # -- ratings --------------------------------------------------------------------------------------
     def ratings(self, *, rater: str | None = None, task: str | None = None, tasks: Sequence[str] | None = None,
-                sample_keys: Sequence[str] | None = None, source: str | None = None) -> list[Rating]:
+                sample_keys: Sequence[str] | None = None, source: str | None = None,
+                annotator: str | None = None) -> list[Rating]:
         if "ratings" not in self._tables:
             return []
         where, params = ["1=1"], []
+        if annotator is not None:
+            where.append("annotator = ?")
+            params.append(annotator)
         if rater is not None:
             where.append("rater = ?")
             params.append(rater)
@@ -347,6 +351,31 @@ class Store:
         if sample_keys is not None:
             return self._by_keys(Rating, "ratings", "*", "sample_key", sample_keys, " AND ".join(where), params)
         return self._select(Rating, "ratings", " AND ".join(where), params)
+
+    def stored_rating_keys(self, rating_keys: Sequence[str]) -> set[str]:
+        """Which of these rating keys are in the store."""
+        if "ratings" not in self._tables:
+            return set()
+        found: set[str] = set()
+        unique = list(dict.fromkeys(rating_keys))
+        for i in range(0, len(unique), CHUNK):
+            chunk = unique[i:i + CHUNK]
+            found |= {r[0] for r in self._conn.execute(
+                f"SELECT rating_key FROM ratings WHERE rating_key IN ({', '.join('?' for _ in chunk)})", chunk)}
+        return found
+
+    def delete_ratings(self, rating_keys: Sequence[str]) -> int:
+        """Delete ratings by key in one transaction (a person taking an answer back); returns rows deleted."""
+        if "ratings" not in self._tables or not rating_keys:
+            return 0
+        deleted = 0
+        unique = list(dict.fromkeys(rating_keys))
+        with self.transaction() as conn:
+            for i in range(0, len(unique), CHUNK):
+                chunk = unique[i:i + CHUNK]
+                deleted += conn.execute(f"DELETE FROM ratings WHERE rating_key IN ({', '.join('?' for _ in chunk)})",
+                                        chunk).rowcount
+        return deleted
 
     def rating_table(self, fields: Sequence[str]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Columns of every rating as plain tuples (no JSON decoding), for vectorized statistics."""

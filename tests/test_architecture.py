@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
              "harness.llama_server", "harness.roofline", "harness.engine")),
     ("fleet", ("harness.fleet",)),
     ("judge", ("harness.judging",)),
-    ("agree", ("harness.humans", "harness.agreement", "harness.study", "harness.calibration")),
+    ("agree", ("harness.humans", "harness.annotate", "harness.agreement", "harness.study", "harness.calibration")),
     ("rates", ("harness.rates",)),
     ("report", ("harness.reporting",)),
     ("api", ("harness.api",)),

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "export",
     "judge",
     "humans",
+    "annotate",
     "agree",
     "study",
     "report",

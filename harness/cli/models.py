@@ -91,7 +91,7 @@ def add_command(args: argparse.Namespace) -> int:
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
-    Console().print(f"wrote {target}\nrun it with `harness run --model {name}`", markup=False, highlight=False)
+    terminal().print(f"wrote {target}\nrun it with `harness run --model {name}`", markup=False, highlight=False)
     return 0
 
 
@@ -169,7 +169,7 @@ def _show_source(m, as_json: bool) -> int:  # type: ignore[no-untyped-def]
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return 0
-    c = Console()
+    c = terminal()
     for k, v in out.items():
         c.print(f"{k}: {v}", markup=False, highlight=False)
     return 0

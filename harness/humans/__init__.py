@@ -13,6 +13,11 @@ Formats (see each module's docstring):
   pairwise-jsonl  chosen / rejected preference pairs (HH-RLHF harmless-base format)
   labels-csv      per-response labels by several annotators and judges (JailbreakBench judge
                   comparison; XSTest compliance labels)
+  label-studio    Label Studio's JSON export of a project made from a labelling plan
+  plan-csv        a filled tasks.csv of a labelling plan (spreadsheets, crowd platforms)
+
+The last two are labels collected on this store's own outputs (harness.humans.plan): they need the
+store the plan was drawn from, and re-importing a newer export updates answers that changed.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from harness.errors import UsageError
 from harness.humans.report import ImportReport
 from harness.records import Generation, Rating
 
-FORMATS = ["llm-harm", "rankings-csv", "rankings-jsonl", "pairwise-jsonl", "labels-csv"]
+FORMATS = ["llm-harm", "rankings-csv", "rankings-jsonl", "pairwise-jsonl", "labels-csv", "label-studio", "plan-csv"]
+COLLECTED_FORMATS = ("label-studio", "plan-csv")  # labels of this store's outputs: need the store, update answers
 
 Parsed = tuple[list[Generation], list[Rating], ImportReport]
 
@@ -47,19 +53,42 @@ def _parser(fmt: str) -> Callable[..., Parsed]:
         from harness.humans.labels import parse_labels
 
         return parse_labels
+    if fmt == "label-studio":
+        from harness.humans.labelstudio import parse_export
+
+        return parse_export
+    if fmt == "plan-csv":
+        from harness.humans.sheets import parse_sheet
+
+        return parse_sheet
     raise UsageError(f"unknown import format '{fmt}': use one of {', '.join(FORMATS)}")
 
 
 def write_parsed(store: Any, generations: list[Generation], ratings: list[Rating],
-                 report: ImportReport) -> ImportReport:
-    """Write parsed rows (existing keys are kept) and fill the written counts of the report."""
+                 report: ImportReport, *, update: bool = False) -> ImportReport:
+    """Write parsed rows (existing keys are kept) and fill the written counts of the report. With `update`, a
+    stored rating whose answer changed (code, verdict, label, validity) is replaced and counted as updated."""
     unique_ratings = {r.rating_key: r for r in ratings}
     unique_generations = {g.sample_key: g for g in generations}
     report.ratings_built = len(unique_ratings)
     report.generations_built = len(unique_generations)
+    changed: list[Rating] = []
+    if update and unique_ratings:
+        stored = store.stored_rating_keys(list(unique_ratings))
+        if stored:
+            sample_keys = sorted({r.sample_key for k, r in unique_ratings.items() if k in stored and r.sample_key})
+            before = {r.rating_key: r for r in store.ratings(sample_keys=sample_keys) if r.rating_key in stored}
+            changed = [r for k, r in unique_ratings.items() if k in before and _answer(before[k]) != _answer(r)]
     report.generations_written = store.add(unique_generations.values())
     report.ratings_written = store.add(unique_ratings.values())
+    if changed:
+        store.add(changed, replace=True)
+        report.ratings_updated = len(changed)
     return report
+
+
+def _answer(r: Rating) -> tuple[Any, ...]:
+    return (r.code, r.harmful, r.label, r.valid)
 
 
 def parse_path(fmt: str, path: str | Path, store: Any = None, **options: Any) -> Parsed:
@@ -80,4 +109,4 @@ def import_path(store: Any, fmt: str, path: str | Path, **options: Any) -> Impor
     return write_parsed(store, generations, ratings, report)
 
 
-__all__ = ["FORMATS", "ImportReport", "import_path", "parse_path", "write_parsed"]
+__all__ = ["COLLECTED_FORMATS", "FORMATS", "ImportReport", "import_path", "parse_path", "write_parsed"]

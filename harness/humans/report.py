@@ -31,9 +31,11 @@ class ImportReport:
     invalid_ratings: int = 0
     generations_written: int = 0
     ratings_written: int = 0
+    ratings_updated: int = 0  # stored answers replaced by a changed one (collected labels re-imported)
     repaired: Counter[str] = field(default_factory=Counter)
     rejected: list[Rejection] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)  # rows read but not ratings, by why (e.g. skipped)
 
     def repair(self, what: str, n: int = 1) -> None:
         self.repaired[what] += n
@@ -43,6 +45,9 @@ class ImportReport:
         if file.repaired_encoding:
             self.repair(file.repaired_encoding)
             self.notes.append(file.decoding_note)
+    def exclude(self, why: str, n: int = 1) -> None:
+        if n:
+            self.excluded[why] += n
 
     def reject(self, file: str, row: int, reason: str, stored_invalid: bool = False) -> None:
         self.rejected.append(Rejection(file, row, reason, stored_invalid))
@@ -57,10 +62,12 @@ class ImportReport:
             "invalid_ratings": self.invalid_ratings,
             "generations_written": self.generations_written,
             "ratings_written": self.ratings_written,
+            "ratings_updated": self.ratings_updated,
             "already_present": (self.ratings_built - self.ratings_written)
             + (self.generations_built - self.generations_written),
             "repaired": dict(sorted(self.repaired.items())),
             "rejected": [r.__dict__ for r in self.rejected],
+            "excluded": dict(sorted(self.excluded.items())),
             "notes": list(self.notes),
         }
 
@@ -70,7 +77,10 @@ class ImportReport:
             f"  wrote {self.ratings_written} of {self.ratings_built} ratings ({self.invalid_ratings} invalid) "
             f"and {self.generations_written} of {self.generations_built} generations",
         ]
-        if self.ratings_built and not self.ratings_written and not self.generations_written:
+        if self.ratings_updated:
+            out.append(f"  updated {self.ratings_updated} stored rating(s) whose answer changed")
+        if self.ratings_built and not self.ratings_written and not self.generations_written \
+                and not self.ratings_updated:
             out.append("  nothing new: every rating and generation was already in the store")
         elif self.ratings_written < self.ratings_built or self.generations_written < self.generations_built:
             out.append("  the rest were already in the store")
@@ -79,6 +89,9 @@ class ImportReport:
             out.extend(f"    {n:>6}  {what}" for what, n in sorted(self.repaired.items()))
         else:
             out.append("  repaired: nothing")
+        if self.excluded:
+            out.append("  excluded (not ratings):")
+            out.extend(f"    {n:>6}  {why}" for why, n in sorted(self.excluded.items()))
         out.append(f"  rejected: {len(self.rejected)} row(s)")
         out.extend(f"    {r.text()}" for r in self.rejected[:MAX_LISTED])
         if len(self.rejected) > MAX_LISTED:
