@@ -13,8 +13,9 @@ long-running steps report to a `harness.progress.Progress` when one is given.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,11 +71,15 @@ class RunResult:
 
 
 # -- validation --------------------------------------------------------------------------------------
+def check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+
+
 def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: Sequence[int],
                    limit: int | None) -> None:
     """Sampling settings a user can get wrong, checked before anything runs."""
-    if limit is not None and (isinstance(limit, bool) or limit < 1):
-        raise UsageError(f"--limit must be at least 1, not {limit}")
+    check_limit(limit)
     if isinstance(max_tokens, bool) or not 1 <= max_tokens <= MAX_NEW_TOKENS:
         raise UsageError(f"--max-tokens must be from 1 to {MAX_NEW_TOKENS:,}, not {max_tokens}")
     if not math.isfinite(temperature) or temperature < 0:
@@ -250,23 +255,34 @@ def _default_judges() -> list[object]:
 
 
 # -- judge ---------------------------------------------------------------------------------------------
+def _judge_config(judge: str, limit: int | None, **overrides: object) -> Any:
+    """The judge TOML with command-line overrides, checked before any store is opened."""
+    from harness.judging import load_judge
+
+    check_limit(limit)
+    return load_judge(judge).with_overrides(**overrides)
+
+
+@contextlib.contextmanager
+def _judged_store(store: str | Path | None, *, readonly: bool = False) -> Iterator[Store]:
+    """An existing store with generations to judge (UsageError naming the fix otherwise)."""
+    path = _store_path(store)
+    with Store.open(path, create=False, readonly=readonly) as st:
+        if st.count("generations") == 0:
+            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+        yield st
+
+
 def judge(store: str | Path | None, judge: str, *, mode: str | None = None, concurrency: int | None = None,
           order: str | None = None, order_seed: int | None = None, base_url: str | None = None,
           limit: int | None = None, sample_keys: Sequence[str] | None = None, use_disk_cache: bool = True,
           progress: Progress | None = None) -> JudgeResult:
     """Judge a store's generations with one judge (a catalog name or a .toml path); cached, resumable."""
-    from harness.judging import load_judge
-
     if concurrency is not None and concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
-    cfg = load_judge(judge).with_overrides(mode=mode, concurrency=concurrency, order=order, order_seed=order_seed,
-                                           base_url=base_url)
-    path = _store_path(store)
-    with Store.open(path, create=False) as st:
-        if st.count("generations") == 0:
-            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+    cfg = _judge_config(judge, limit, mode=mode, concurrency=concurrency, order=order, order_seed=order_seed,
+                        base_url=base_url)
+    with _judged_store(store) as st:
         return _judge(st, cfg, sample_keys=list(sample_keys) if sample_keys is not None else None, limit=limit,
                       progress=progress or NoProgress(), use_disk_cache=use_disk_cache)
 
@@ -277,16 +293,10 @@ def judge_batch_export(store: str | Path | None, judge: str, out: str | Path, *,
                        use_disk_cache: bool = True) -> BatchExport:
     """Write the OpenAI Batch API request file for what `judge()` would request (harness.judging.batch); the
     store is only read."""
-    from harness.judging import load_judge
     from harness.judging.batch import export_requests
 
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
-    cfg = load_judge(judge).with_overrides(mode=mode, order=order, order_seed=order_seed, base_url=base_url)
-    path = _store_path(store)
-    with Store.open(path, readonly=True) as st:
-        if st.count("generations") == 0:
-            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+    cfg = _judge_config(judge, limit, mode=mode, order=order, order_seed=order_seed, base_url=base_url)
+    with _judged_store(store, readonly=True) as st:
         return export_requests(st, cfg, out, sample_keys=list(sample_keys) if sample_keys is not None else None,
                                limit=limit, use_disk_cache=use_disk_cache)
 
@@ -297,17 +307,11 @@ def judge_batch_import(store: str | Path | None, judge: str, results: str | Path
                        use_disk_cache: bool = True, progress: Progress | None = None) -> JudgeResult:
     """Record an OpenAI Batch API results file as this judge's judgments and ratings, as `judge()` would; the
     judge and its options must be those of the export."""
-    from harness.judging import load_judge
     from harness.judging.batch import import_results
     from harness.rates import judge_rates
 
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
-    cfg = load_judge(judge).with_overrides(mode=mode, order=order, order_seed=order_seed, base_url=base_url)
-    path = _store_path(store)
-    with Store.open(path, create=False) as st:
-        if st.count("generations") == 0:
-            raise UsageError(f"store {path} has no generations: run `harness run --store {path}` first")
+    cfg = _judge_config(judge, limit, mode=mode, order=order, order_seed=order_seed, base_url=base_url)
+    with _judged_store(store) as st:
         result = import_results(st, cfg, results, sample_keys=list(sample_keys) if sample_keys is not None else None,
                                 limit=limit, use_disk_cache=use_disk_cache, progress=progress or NoProgress())
     return replace(result, rates=judge_rates(result.ratings))
@@ -410,8 +414,7 @@ def calibrate(judge: str, sets: Sequence[str], *, store: str | Path | None = Non
     if not sets:
         raise UsageError("harness judge calibrate needs --set FORMAT:PATH (repeatable), e.g. "
                          "--set labels-csv:judge-comparison.csv")
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
+    check_limit(limit)
     check_bootstrap(bootstrap)
     cfg = load_judge(judge).with_overrides(mode=mode, order=order, base_url=base_url)
     parsed = [parse_set_spec(s) for s in sets]
@@ -437,16 +440,13 @@ def study_judge(release: str | Path, judge: str, *, out: str | Path | None = Non
     import json
     from dataclasses import asdict
 
-    from harness.judging import load_judge
     from harness.study import DEFAULT_OUT, benchmark_markdown, judge_benchmark
 
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
     check_bootstrap(bootstrap)
     out_dir = Path(out) if out is not None else DEFAULT_OUT
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file: pass a folder")
-    cfg = load_judge(judge).with_overrides(mode=mode, order=order, base_url=base_url)
+    cfg = _judge_config(judge, limit, mode=mode, order=order, base_url=base_url)
     result = judge_benchmark(Path(release), cfg, limit=limit, bootstrap=bootstrap, seed=seed, progress=progress,
                              use_disk_cache=use_disk_cache)
     if store is not None:

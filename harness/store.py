@@ -179,17 +179,10 @@ class Store:
         with `replace`). Returns the rows written."""
         written = 0
         now = time.time()
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self.transaction() as conn:
             for record in records:
-                table = rec.TABLE_OF[type(record)]
-                row = rec.to_row(record)
-                for c in rec.table_columns(table):
-                    if c.stamped and row.get(c.name) is None:
-                        row[c.name] = now
-                names = list(row)
-                verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-                sql = f"{verb} INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-                written += conn.execute(sql, [row[n] for n in names]).rowcount
+                written += _write_record(conn, verb, record, now)
         return written
 
     def put(self, record: Any, *, replace: bool = True) -> bool:
@@ -493,22 +486,10 @@ class Store:
             with self.transaction() as conn:
                 for verb, group in (("INSERT", inserts), ("INSERT OR REPLACE", replacements)):
                     for record in group:
-                        table = rec.TABLE_OF[type(record)]
-                        row = rec.to_row(record)
-                        for c in rec.table_columns(table):
-                            if c.stamped and row.get(c.name) is None:
-                                row[c.name] = now
-                        names = list(row)
-                        conn.execute(f"{verb} INTO {table} ({', '.join(names)}) VALUES "
-                                     f"({', '.join('?' for _ in names)})", [row[n] for n in names])
+                        _write_record(conn, verb, record, now)
         except sqlite3.IntegrityError as exc:
             raise UsageError(f"store {self.path} changed while merging ({exc}); nothing was written: "
                              "re-run the merge") from exc
-
-    def file_identity(self) -> tuple[int, int]:
-        """(device, inode) of the store file, to refuse writing an export over it."""
-        st = os.stat(self.path)
-        return st.st_dev, st.st_ino
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _records(self, cls: type[R], sql: str, params: Sequence[Any] = ()) -> list[R]:
@@ -573,6 +554,18 @@ def _process_alive(metadata: Any) -> bool:
         return False
     recorded = proc.get("create_time")
     return not isinstance(recorded, (int, float)) or abs(created - recorded) < 1.0
+
+
+def _write_record(conn: sqlite3.Connection, verb: str, record: Any, now: float) -> int:
+    """One record written with `verb` (INSERT, INSERT OR IGNORE, INSERT OR REPLACE); unset stamps get `now`."""
+    table = rec.TABLE_OF[type(record)]
+    row = rec.to_row(record)
+    for c in rec.table_columns(table):
+        if c.stamped and row.get(c.name) is None:
+            row[c.name] = now
+    names = list(row)
+    sql = f"{verb} INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    return int(conn.execute(sql, [row[n] for n in names]).rowcount)
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:

@@ -12,6 +12,8 @@ import pytest
 
 from harness.cli import main
 
+pytest_plugins = ["faulthelp", "labelhelp"]  # fixtures: the fault server; the labelling store and plan
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -131,3 +131,19 @@ def annotate_server(*args: str, timeout_s: float = 60) -> Iterator[Served]:
         rest = proc.stdout.read() if proc.stdout else ""
         lines.extend(rest.splitlines(keepends=True))
         proc.stdout.close() if proc.stdout else None
+
+
+@pytest.fixture
+def label_store(small_store: Path) -> Path:
+    """A private copy of the small run's store with the adversarial outputs added."""
+    add_adversarial(small_store)
+    return small_store
+
+
+@pytest.fixture
+def plan_path(label_store: Path, tmp_path: Path, cli: Any) -> Path:
+    """A labelling plan of 5 outputs per variant of `label_store`."""
+    out = tmp_path / "plan.jsonl"
+    r = cli("humans", "sample", "--store", label_store, "--per-variant", "5", "--out", out)
+    assert r.code == 0, r.err
+    return out

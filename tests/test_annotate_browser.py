@@ -10,26 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-from labelhelp import ADVERSARIAL, add_adversarial, annotate_server, chromium_driver
+from labelhelp import ADVERSARIAL, annotate_server, chromium_driver
 from storehelp import table_rows
 
 from harness.humans.plan import read_plan
 from harness.store import Store
-
-
-@pytest.fixture
-def label_store(small_store: Path) -> Path:
-    add_adversarial(small_store)
-    return small_store
-
-
-@pytest.fixture
-def plan_path(label_store: Path, tmp_path: Path, cli: Any) -> Path:
-    out = tmp_path / "plan.jsonl"
-    r = cli("humans", "sample", "--store", label_store, "--per-variant", "5", "--out", out)
-    assert r.code == 0, r.err
-    return out
 
 
 def _page_ratings(store_path: Path, annotator: str) -> list[dict[str, Any]]:

@@ -16,26 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labelhelp import add_adversarial
 from storehelp import count, table_rows
 
 from harness.annotate import Labelling, make_server
 from harness.annotate.server import AnnotateServer
 from harness.humans.plan import read_plan
 from harness.store import Store
-
-
-@pytest.fixture
-def label_store(small_store: Path) -> Path:
-    add_adversarial(small_store)
-    return small_store
-
-
-@pytest.fixture
-def plan_path(label_store: Path, tmp_path: Path, cli: Any) -> Path:
-    out = tmp_path / "plan.jsonl"
-    assert cli("humans", "sample", "--store", label_store, "--per-variant", "5", "--out", out).code == 0
-    return out
 
 
 @dataclass

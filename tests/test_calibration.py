@@ -7,16 +7,14 @@ what each output's marker asks, so the judge's confusion counts against people a
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from conftest import shared_data
+from faulthelp import synthetic
 
 from harness.stats import (
     normal_quantile,
@@ -30,24 +28,6 @@ from harness.stats import (
 FIXTURES = Path(__file__).parent / "fixtures"
 JUDGE_TOML = FIXTURES / "judges" / "fault-score.toml"
 HUMANS = FIXTURES / "humans"
-
-
-def _fixture(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"calibration_fixture_{name}", FIXTURES / "judges" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fault_server = _fixture("fault_server")
-synthetic = _fixture("synthetic_store")
-
-
-@pytest.fixture
-def server() -> Iterator[object]:
-    with fault_server.FaultServer(slow_s=2.5) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)

@@ -12,25 +12,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import pytest
-from labelhelp import SCRIPT_OUTPUT, TEMPLATE_OUTPUT, add_adversarial
+from labelhelp import SCRIPT_OUTPUT, TEMPLATE_OUTPUT
 from storehelp import count, table_rows
 
 from harness.humans.plan import read_plan
 from harness.store import Store
-
-
-@pytest.fixture
-def label_store(small_store: Path) -> Path:
-    add_adversarial(small_store)
-    return small_store
-
-
-@pytest.fixture
-def plan_path(label_store: Path, tmp_path: Path, cli: Any) -> Path:
-    out = tmp_path / "plan.jsonl"
-    assert cli("humans", "sample", "--store", label_store, "--per-variant", "5", "--out", out).code == 0
-    return out
 
 
 def _export(cli: Any, plan: Path, out: Path, fmt: str = "label-studio", task: str = "rank") -> Path:

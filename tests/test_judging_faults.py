@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from conftest import run_harness
+from faulthelp import JUDGE_TOML, KEY_ENV, fault_server, synthetic
 from storehelp import table_rows
 
-FIXTURES = Path(__file__).parent / "fixtures" / "judges"
-JUDGE_TOML = FIXTURES / "fault-score.toml"
-KEY_ENV = "HARNESS_TEST_FAULT_KEY"
 SECRET = "sk-test-SECRET123"
-
-
-def _fixture(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"judges_fixture_{name}", FIXTURES / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fault_server = _fixture("fault_server")
-synthetic = _fixture("synthetic_store")
-
-
-@pytest.fixture
-def server() -> Iterator[object]:
-    with fault_server.FaultServer(slow_s=2.5) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)
