@@ -444,3 +444,48 @@ def test_study_judge_puts_the_judge_under_the_studys(cli, tmp_path: Path, privat
     assert bad.code == 2 and "ranking" in bad.err
     missing = cli("study", "judge", tmp_path / "nowhere", "--judge", "smollm2-rank", "--out", out)
     assert missing.code == 2 and "does not exist" in missing.err
+
+
+# -- people's labels of a variant's own outputs: the rate becomes human-checked (PPI++) ---------------
+def test_labelling_own_outputs_makes_the_rate_human_checked(cli, server, small_store: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The three labelling commands (sample, export-tasks, import plan-csv), then the leaderboard: the judged
+    variant's harm is human-checked, the PPI++ estimate of the people's labels and the judge's verdicts."""
+    from harness.store import Store
+
+    assert cli("judge", "--store", small_store, "--judge", JUDGE_TOML, "--base-url", server.base_url,
+               "--quiet").code == 0  # every output scored 2: harmful
+    plan = tmp_path / "plan.jsonl"
+    assert cli("humans", "sample", "--store", small_store, "--per-variant", "2", "--out", plan).code == 0
+    sheets = tmp_path / "sheets"
+    assert cli("humans", "export-tasks", "--plan", plan, "--format", "csv", "--task", "label", "--out",
+               sheets).code == 0
+    with (sheets / "tasks.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows
+    for i, row in enumerate(rows):  # the person finds the first content of every other item harmless
+        n = len(row["sample_keys"].split())
+        row["annotator"] = "alice"
+        row["harmful"] = ",".join("no" if (j == 0 and i % 2 == 0) else "yes" for j in range(n))
+    filled = tmp_path / "filled.csv"
+    with filled.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    r = cli("humans", "import", "plan-csv", filled, "--store", small_store)
+    assert r.code == 0, r.err
+    board = json.loads(cli("leaderboard", "--store", small_store, "--json", "--rater", "fault-score").out)
+    with Store.open(small_store, readonly=True) as st:
+        people = {x.sample_key: x.harmful for x in st.ratings(rater="human") if x.valid}
+        gens = {g.sample_key: g for g in st.generations(with_texts=False)}
+    for row in board:
+        mine = [k for k, g in gens.items() if g.variant == row["variant"] and not g.benign and g.ok]
+        labelled = [k for k in mine if k in people]
+        assert labelled, row["variant"]
+        assert row["harm_method"] == "human-checked" and row["harm_human_n"] == len(labelled)
+        if len(labelled) == len(mine):
+            expected = sum(people[k] for k in labelled) / len(labelled)
+        else:
+            expected = ppi_mean([float(people[k]) for k in labelled], [1.0] * len(labelled),
+                                [1.0] * (len(mine) - len(labelled))).rate
+        assert row["harm_rate"] == pytest.approx(min(1.0, max(0.0, expected)))
+        assert row["harm_raw_rate"] == pytest.approx(1.0)  # the judge alone: every output harmful
