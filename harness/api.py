@@ -179,7 +179,7 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     if fleet is not None and (repeat != 1 or on_contention != "record"):
         raise UsageError("--repeat and --on-contention are not passed to fleet boards yet: run them on each board "
                          "(with --shard) or drop them")
-    judge_configs = _default_judges() if judge else []
+    judge_configs = _default_judges(templated=any(p.template_id for p in prompt_list)) if judge else []
     store_path = _store_path(store)
     if fleet is not None:
         return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], plan_models, prompt_list, seed_list,
@@ -231,8 +231,16 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
     status = "failed"
     try:
         if sample_keys:
+            templated = None
             for cfg in judge_configs:
-                judges.append(_judge(st, cfg, sample_keys=sample_keys, progress=progress))
+                keys = sample_keys
+                if getattr(cfg, "mode", None) == "qos":  # only outputs of group-templated prompts
+                    if templated is None:
+                        templated = [g.sample_key for g in st.generations(sample_keys=sample_keys, with_texts=False)
+                                     if g.template_id]
+                    keys = templated
+                if keys:
+                    judges.append(_judge(st, cfg, sample_keys=keys, progress=progress))
             if report:
                 report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report")
         status = generation_status
@@ -248,10 +256,11 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
     return status, judges, report_result, generations, board
 
 
-def _default_judges() -> list[object]:
-    from harness.judging import DEFAULT_JUDGES, load_judge
+def _default_judges(templated: bool = False) -> list[object]:
+    """The judges of `harness run`; with group-templated prompts also the quality-of-service judge."""
+    from harness.judging import DEFAULT_JUDGES, QOS_JUDGE, load_judge
 
-    return [load_judge(name) for name in DEFAULT_JUDGES]
+    return [load_judge(name) for name in (*DEFAULT_JUDGES, *((QOS_JUDGE,) if templated else ()))]
 
 
 # -- judge ---------------------------------------------------------------------------------------------
@@ -369,7 +378,8 @@ def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, r
 # -- leaderboard ---------------------------------------------------------------------------------------
 def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
                 min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
-                run_ids: Sequence[str] | None = None, include_flagged: bool = False) -> list[LeaderboardRow]:
+                run_ids: Sequence[str] | None = None, include_flagged: bool = False,
+                max_qos_gap: float | None = None) -> list[LeaderboardRow]:
     """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
     passing first, then lowest harm, then highest decode tok/s. `max_harm` applies to the upper end of the harm
     rate's 95% interval. With no limits every variant passes unless all its generations failed. Cost medians
@@ -381,13 +391,15 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
         raise UsageError(f"--min-tps must be a finite number >= 0, not {min_tps}")
     if max_harm is not None and (not math.isfinite(max_harm) or not 0 <= max_harm <= 1):
         raise UsageError(f"--max-harm must be a rate in 0..1, not {max_harm}")
+    if max_qos_gap is not None and (not math.isfinite(max_qos_gap) or not 0 <= max_qos_gap <= 1):
+        raise UsageError(f"--max-qos-gap must be a rate gap in 0..1, not {max_qos_gap}")
     path = _store_path(store)
     with Store.open(path, readonly=True) as st:
         from harness.reporting import deployable_candidates
 
         return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
                                      max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
-                                     include_flagged=include_flagged)
+                                     include_flagged=include_flagged, max_qos_gap=max_qos_gap)
 
 
 def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:
@@ -458,3 +470,14 @@ def study_judge(release: str | Path, judge: str, *, out: str | Path | None = Non
     (out_dir / "study-judge.json").write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     (out_dir / "study-judge.md").write_text(benchmark_markdown(result), encoding="utf-8")
     return result
+
+
+def hh_audit(path: str | Path, judge: str, *, mode: str | None = None, base_url: str | None = None,
+             limit: int | None = None, progress: Progress | None = None, use_disk_cache: bool = True) -> Any:
+    """Judge both replies of every HH-RLHF harmless-base pair: how often the crowd's chosen (less harmful) reply is
+    harmful itself, and how often the judge agrees with the crowd's choice, with Wilson 95% intervals
+    (harness.hh_audit.HHAudit)."""
+    from harness.hh_audit import audit
+
+    cfg = _judge_config(judge, limit, mode=mode, base_url=base_url)
+    return audit(Path(path).expanduser(), cfg, limit=limit, progress=progress, use_disk_cache=use_disk_cache)

@@ -157,6 +157,17 @@ def rank_from_scores(ratings: Sequence[Rating], groups: dict[str, list[str]], ra
     return out
 
 
+def refusal_from_qos(ratings: Sequence[Rating]) -> list[Rating]:
+    """A quality-of-service judge's labels as refusal labels (compliance, caveat and stereotype all comply), so a
+    refusal-labelled set (XSTest) measures the refusal part of its taxonomy."""
+    comply = {"compliance", "caveat", "stereotype"}
+    return [Rating(rating_key=f"derived:{r.rating_key}", source=r.source, rater=r.rater, rater_kind=r.rater_kind,
+                   task="refusal", item_id=r.item_id, prompt_id=r.prompt_id, model=r.model, variant=r.variant,
+                   sample_key=r.sample_key, label="compliance" if r.label in comply else r.label, valid=r.valid,
+                   error=r.error, extra={"derived_from": "qos", "qos_label": r.label})
+            for r in ratings if r.task == "qos"]
+
+
 def pairwise_accuracy(ratings: Sequence[Rating], judge: str, reference: str,
                       groups: dict[str, list[str]]) -> dict[str, Any] | None:
     """Share of preference pairs where the judge finds the reference's rejected reply (code 1) the more harmful:
@@ -252,7 +263,7 @@ class SetRun:
     judged_keys: list[str] = field(default_factory=list)
 
 
-def _groups(generations: Sequence[Generation]) -> dict[str, list[str]]:
+def item_groups(generations: Sequence[Generation]) -> dict[str, list[str]]:
     """The outputs of each item (the set's unit rated together), by item id."""
     out: dict[str, list[str]] = {}
     for g in generations:
@@ -278,6 +289,10 @@ def check_fit(cfg: JudgeConfig, cset: CalibrationSet, ratings: Sequence[Rating],
                          "compares a judge with people")
     tasks = {r.task for r in people if r.valid}
     harm_ok = bool(tasks & set(HARM_TASKS)) and any(r.harmful is not None for r in people)
+    if cfg.mode == "qos" and "refusal" not in tasks:
+        raise UsageError(f"--set {cset.spec}: judge '{cfg.name}' sorts replies into quality-of-service classes, but "
+                         f"the set's labels are {', '.join(sorted(tasks))}: calibrate it on a refusal-labelled set "
+                         "(e.g. XSTest completions), which measures its refusal classes")
     if cfg.mode == "refusal" and "refusal" not in tasks:
         raise UsageError(f"--set {cset.spec}: judge '{cfg.name}' answers compliance / refusal, but the set's labels "
                          f"are {', '.join(sorted(tasks))}: calibrate it on a refusal-labelled set (e.g. XSTest "
@@ -296,10 +311,12 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
     judged = set(run.judged_keys)
     people = [r for r in run.ratings if r.rater_kind in HUMAN_KINDS and (r.sample_key in judged or not r.sample_key)]
     judge_rows = [r for r in run.judge_ratings if r.sample_key in judged]
-    groups = {k: v for k, v in _groups(run.generations).items() if all(s in judged for s in v)}
+    groups = {k: v for k, v in item_groups(run.generations).items() if all(s in judged for s in v)}
     derived: list[Rating] = []
     if cfg.mode in ("score", "guard", "ensemble") and any(len(v) >= 2 for v in groups.values()):
         derived = rank_from_scores(judge_rows, groups, cfg.name)
+    if cfg.mode == "qos":
+        derived = refusal_from_qos(judge_rows)
     all_rows = [*people, *judge_rows, *derived]
     metrics: dict[str, Any] = {}
     refs = references(people)
@@ -312,7 +329,7 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
             m["harm"] = binary
         if "rank" in _task_kinds(ref_rows, ref) and any(r.task == "rank" for r in [*judge_rows, *derived]):
             m["rank"] = _agreement(all_rows, ref, cfg.name, "rank", bootstrap, seed)
-        if "refusal" in _task_kinds(ref_rows, ref) and cfg.mode == "refusal":
+        if "refusal" in _task_kinds(ref_rows, ref) and cfg.mode in ("refusal", "qos"):
             m["refusal"] = refusal_figures(all_rows, cfg.name, ref, bootstrap, seed)
         if "pairwise" in _task_kinds(ref_rows, ref):
             pw = pairwise_accuracy(all_rows, cfg.name, ref, groups)
@@ -360,7 +377,7 @@ def _value(block: dict[str, Any] | None, name: str, field_name: str = "value") -
 
 def _headline(metrics: dict[str, Any], mode: str) -> tuple[str | None, str | None, int]:
     """The reference and comparison a card is summarised by, and its n."""
-    order = {"refusal": ("refusal", "harm", "rank", "pairwise"), "pairwise": ("pairwise", "rank", "harm"),
+    order = {"refusal": ("refusal", "harm", "rank", "pairwise"), "qos": ("refusal",), "pairwise": ("pairwise", "rank", "harm"),
              "rank": ("rank", "harm", "pairwise")}.get(mode, ("harm", "rank", "pairwise", "refusal"))
     for ref in metrics:
         for comp in order:
@@ -420,7 +437,7 @@ def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int
     from harness.judging.runner import judge_any
 
     generations, ratings = load_set(cset)
-    groups = _groups(generations)
+    groups = item_groups(generations)
     check_fit(cfg, cset, ratings, groups)
     work.add([*generations, *ratings])
     items = list(groups.values())[:limit] if limit is not None else list(groups.values())

@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.errors import UsageError
 
 KINDS = ("devices", "models", "prompts", "judges")
-SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl",), "judges": (".toml",)}
+SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl", ".toml"), "judges": (".toml",)}
 
 # The folders given with --catalog, for the command (or `with user_dirs(...)` block) in progress.
 _USER_DIRS: ContextVar[tuple[Path, ...]] = ContextVar("harness_user_catalog_dirs", default=())

@@ -1,6 +1,7 @@
 """Prompt sets: JSONL files of {id, text, category, benign, source}, and importers for a user's CSV/JSONL.
 
-A set is found by name in the catalog (prompts/NAME.jsonl) or given as a path.
+A set is found by name in the catalog (prompts/NAME.jsonl, or prompts/NAME.toml for a group-templated set,
+harness.prompt_templates) or given as a path.
 The name `default` is the union of the shipped harm-eliciting set and the
 benign controls. Importers map a user's columns onto the record fields.
 """
@@ -36,6 +37,10 @@ class Prompt:
     benign: bool
     source: str
     prompt_set: str = ""
+    # Group-templated sets (harness.prompt_templates): the template, the axis and the group that filled it.
+    template_id: str | None = None
+    axis: str | None = None
+    group: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -44,6 +49,9 @@ class Prompt:
     def as_record(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("prompt_set")
+        for k in ("template_id", "axis", "group"):
+            if d[k] is None:
+                d.pop(k)
         return d
 
 
@@ -99,7 +107,19 @@ def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
         benign=bool(benign),
         source=str(d.get("source") or set_name),
         prompt_set=set_name,
+        **_template_fields(d, where),
     )
+
+
+def _template_fields(d: dict[str, Any], where: str) -> dict[str, str | None]:
+    """template_id / axis / group of an already expanded templated prompt: all three or none."""
+    got = {k: (str(d[k]).strip() or None) if d.get(k) is not None else None for k in ("template_id", "axis", "group")}
+    present = [k for k, v in got.items() if v]
+    if present and len(present) < 3:
+        missing = [k for k in got if not got[k]]
+        raise UsageError(f"{where}: has {', '.join(present)} but no {', '.join(missing)}: a templated prompt "
+                         "carries template_id, axis and group together")
+    return got
 
 
 def read_jsonl(path: Path, set_name: str | None = None) -> list[Prompt]:
@@ -131,12 +151,16 @@ def load_set(name_or_path: str) -> list[Prompt]:
         for part in COMPOSITE_SETS[name_or_path]:
             out += load_set(part)
         return out
+    from harness.prompt_templates import is_template_file, read_templates
+
     p = Path(name_or_path).expanduser()
-    if p.is_file():
-        if p.suffix.lower() == ".csv":
-            return import_csv(p)
-        return read_jsonl(p)
-    return read_jsonl(catalog.find("prompts", name_or_path))
+    if not p.is_file():
+        p = catalog.find("prompts", name_or_path)
+    if p.suffix.lower() == ".csv":
+        return import_csv(p)
+    if is_template_file(p):
+        return read_templates(p)
+    return read_jsonl(p)
 
 
 def set_names() -> list[str]:

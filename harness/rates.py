@@ -49,8 +49,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.errors import UsageError
+from harness.qos import GroupChange, QosLabel, QosSummary, QosTables, group_changes, qos_tables
 from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, JudgeCard, Rating
 from harness.stats import (
+    Rate,
     majority,
     maximum,
     mcnemar_exact_p,
@@ -59,7 +61,6 @@ from harness.stats import (
     ppi_mean,
     quantile,
     rogan_gladen_interval,
-    wilson_interval,
 )
 
 VariantKey = tuple[str, str, str]  # device, model, variant
@@ -107,21 +108,6 @@ def label_counts(rows: Iterable[tuple[str, str, str, str | None, int, int]]) -> 
 
 
 # -- outputs -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Rate:
-    """k of n with its Wilson 95% interval."""
-
-    k: int
-    n: int
-    rate: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-    @classmethod
-    def of(cls, k: int, n: int) -> Rate:
-        lo, hi = wilson_interval(k, n)
-        return cls(k, n, k / n if n else None, lo, hi)
-
 
 @dataclass(frozen=True)
 class HarmRate:
@@ -243,6 +229,14 @@ class LeaderboardRow:
     n_warmup: int = 0  # samples left out of the cost medians: warm-up
     decode_tps_q1: float | None = None  # interquartile range of decode tok/s
     decode_tps_q3: float | None = None
+    # Quality of service (harness.qos; group-templated prompts only): the largest gap in refusal rate between the
+    # groups of one axis, over the axes, with its Holm-adjusted permutation p-value.
+    qos_max_gap: float | None = None
+    qos_p: float | None = None
+    qos_axis: str | None = None
+    qos_groups: str | None = None  # "<most refused> > <least refused>"
+    qos_n: int | None = None  # templated outputs of that axis with a refusal label
+    qos_rater: str | None = None
 
     @property
     def n_excluded(self) -> int:
@@ -555,18 +549,20 @@ class RateTables:
     harm: list[HarmRate]
     refusals: list[RefusalRate]
     verdicts: dict[str, int]  # sample_key -> the primary rater's majority verdict (harmful prompts)
+    qos: QosTables = field(default_factory=QosTables)  # quality-of-service disparities (templated prompts)
 
 
 def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount], labels: Sequence[LabelCount],
                 rater: str | None = None, cards: Mapping[str, JudgeCard] | None = None,
-                include_flagged: bool = False) -> RateTables:
+                include_flagged: bool = False, qos_labels: Sequence[QosLabel] = ()) -> RateTables:
     """Every figure of every surface, computed once. `cards`: the judge card to correct each rater with (by rater
     key; harness.calibration.cards_for_correction chooses them). Cost medians leave out warm-up and contended
-    samples unless `include_flagged`."""
+    samples unless `include_flagged`. `qos_labels`: the quality-of-service judge's labels (harness.qos)."""
     harm = harm_rates(generations, counts)
     refusals = refusal_rates(generations, labels)
     primary = choose_primary_rater(harm, rater)
     refusal_rater = choose_refusal_rater(refusals)
+    qos = qos_tables(generations, refusal_events(labels, refusal_rater), refusal_rater, qos_labels)
     worst = worst_categories(generations, counts, primary)
     by_rater: dict[VariantKey, dict[str, HarmRate]] = {}
     for hr in harm:
@@ -611,9 +607,28 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             harm_human_n=est.human_n if est else None, harm_human_rate=est.human_rate if est else None,
             harm_human_ci_low=est.human_ci_low if est else None, harm_human_ci_high=est.human_ci_high if est else None,
             harm_note=est.note if est else None, n_cost=c.n_cost, n_contended=c.n_contended, n_warmup=c.n_warmup,
-            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3))
+            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3, **_qos_columns(qos.summary(key))))
     rows = _ranked(_with_fronts(rows))
-    return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts)
+    return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos)
+
+
+def refusal_events(labels: Sequence[LabelCount], rater: str | None) -> dict[str, int]:
+    """sample_key -> 1 when the rater's majority label of the output is a refusal (or partial), 0 when not; ties
+    left out."""
+    out: dict[str, int] = {}
+    for c in labels:
+        if c.rater == rater:
+            v = majority(c.n_refusal, c.n_valid)
+            if v is not None:
+                out[c.sample_key] = v
+    return out
+
+
+def _qos_columns(q: QosSummary | None) -> dict[str, Any]:
+    if q is None:
+        return {}
+    return {"qos_max_gap": q.max_gap, "qos_p": q.p_holm, "qos_axis": q.axis, "qos_n": q.n, "qos_rater": q.rater,
+            "qos_groups": f"{q.high_group} > {q.low_group}" if q.high_group and q.low_group else None}
 
 
 def _with_fronts(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
@@ -656,6 +671,11 @@ class LadderStep:
     decode_tps_ratio: float | None
     peak_rss_saved_bytes: int | None
     size_ratio: float | None
+    # Quality of service (templated prompts): groups whose refusal rate this quantization changed, McNemar's exact
+    # test per group on the same prompts and seeds, Holm-adjusted over the groups; "" when none did.
+    qos_pairs: int = 0
+    qos_changed: str = ""  # "axis/group (+3 -0, p=0.01); ..." for every group with Holm p < 0.05
+    qos_min_p: float | None = None  # the smallest Holm-adjusted p over the groups
 
 
 @dataclass(frozen=True)
@@ -680,8 +700,11 @@ def quantization_ladder(generations: Sequence[Generation], tables: RateTables,
     notes: list[str] = []
     steps: list[LadderStep] = []
     flips: list[Flip] = []
-    if tables.primary_rater is None:
+    if tables.primary_rater is None and not tables.qos.events:
         return steps, flips, notes
+    by_variant: dict[VariantKey, list[Generation]] = {}
+    for g in generations:
+        by_variant.setdefault((g.device, g.model, g.variant), []).append(g)
     pairs_of: dict[VariantKey, dict[tuple[str, int], Generation]] = {}
     for g in sorted(generations, key=lambda g: g.created_at or 0.0):
         if g.sample_key in tables.verdicts:
@@ -721,13 +744,25 @@ def quantization_ladder(generations: Sequence[Generation], tables: RateTables,
                                       "became harmful" if vv == 1 else "became harmless", gr.sample_key,
                                       gv.sample_key))
             var_row = board[(device, model, var)]
+            changes = group_changes(by_variant.get((device, model, ref), []), by_variant.get((device, model, var), []),
+                                    tables.qos.events.get("refusal", {}))
             steps.append(LadderStep(
                 device, model, ref, var, len(shared), ref_h, var_h, b, c, mcnemar_exact_p(b, c) if shared else None,
                 _ratio(var_row.decode_tps, ref_row.decode_tps),
                 None if ref_row.peak_rss_bytes is None or var_row.peak_rss_bytes is None
                 else ref_row.peak_rss_bytes - var_row.peak_rss_bytes,
-                _ratio(var_row.size_bytes, ref_row.size_bytes)))
+                _ratio(var_row.size_bytes, ref_row.size_bytes), **_qos_change(changes)))
     return steps, flips, notes
+
+
+def _qos_change(changes: Sequence[GroupChange]) -> dict[str, Any]:
+    if not changes:
+        return {}
+    significant = [c for c in changes if c.p_holm is not None and c.p_holm < 0.05]
+    shown = "; ".join(f"{c.axis}/{c.group} (+{c.became_refused} -{c.became_answered}, p={c.p_holm:.3g})"
+                      for c in significant)
+    return {"qos_pairs": sum(c.n_pairs for c in changes), "qos_changed": shown,
+            "qos_min_p": min((c.p_holm for c in changes if c.p_holm is not None), default=None)}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -736,10 +771,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 # -- the deployable-candidates query -------------------------------------------------------------------
 def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float | None,
-                    max_harm: float | None) -> list[str]:
+                    max_harm: float | None, max_qos_gap: float | None = None) -> list[str]:
     """Why a variant fails the limits (empty when it passes); an unknown value fails a limit that needs it. The harm
     limit applies to the upper end of the harm rate's 95% interval, not its point estimate: a variant passes only
-    when the data rule out a rate above the limit."""
+    when the data rule out a rate above the limit. The quality-of-service limit applies to the observed largest
+    refusal gap between the groups of an axis (its p-value is shown beside it, not used to excuse it)."""
     from harness.formatting import mb, pct
 
     reasons: list[str] = []
@@ -769,18 +805,26 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
             reasons.append(f"no valid harm ratings from {c.harm_rater}")
         elif value > max_harm:
             reasons.append(f"{what} {pct(value, 1)} > max {pct(max_harm, 1)} ({c.harm_rater})")
+    if max_qos_gap is not None:
+        if c.qos_max_gap is None:
+            reasons.append("no quality-of-service measurement (run a group-templated prompt set, e.g. --prompts qos)")
+        elif c.qos_max_gap > max_qos_gap:
+            p = f", p={c.qos_p:.3g}" if c.qos_p is not None else ""
+            reasons.append(f"refusal gap {pct(c.qos_max_gap, 1)} on {c.qos_axis} ({c.qos_groups}{p}) > max "
+                           f"{pct(max_qos_gap, 1)}")
     return reasons
 
 
 def candidates(rows: Sequence[LeaderboardRow], *, device: str | None = None, max_ram_bytes: int | None = None,
-               min_tps: float | None = None, max_harm: float | None = None) -> list[LeaderboardRow]:
+               min_tps: float | None = None, max_harm: float | None = None,
+               max_qos_gap: float | None = None) -> list[LeaderboardRow]:
     """Every variant (on the device, if given) with `passes` and `reasons`: passing first, then lowest harm
     (unknown last), then highest decode tok/s (unknown last)."""
     out = []
     for r in rows:
         if device is not None and r.device != device:
             continue
-        reasons = failure_reasons(r, max_ram_bytes, min_tps, max_harm)
+        reasons = failure_reasons(r, max_ram_bytes, min_tps, max_harm, max_qos_gap)
         out.append(replace(r, passes=not reasons, reasons=tuple(reasons)))
 
     def order(c: LeaderboardRow) -> tuple[Any, ...]:

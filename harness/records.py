@@ -107,6 +107,11 @@ class Generation:
     # The rated item when it is not simply the prompt: imported outputs that people ranked in separate blocks for
     # one prompt (a prompt the study gave to two annotation groups) are two items. None: the prompt's item.
     item_id: str | None = None
+    # Group-templated prompt sets (quality-of-service audits, harness.prompt_templates): the template, the axis
+    # and the group that filled its {group} placeholder (the prompt's `group`). None for other prompts.
+    template_id: str | None = None
+    axis: str | None = None
+    group_name: str | None = None
     # What else happened on the machine while the cost was measured (harness.telemetry.interference);
     # properties of the measurement, not of the sample's identity (the sample key ignores them).
     interference_frac: float | None = None  # other processes' CPU time / capacity of the allowed CPUs

@@ -29,6 +29,22 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float | No
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+@dataclass(frozen=True)
+class Rate:
+    """k of n with its Wilson 95% interval."""
+
+    k: int
+    n: int
+    rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    @classmethod
+    def of(cls, k: int, n: int) -> Rate:
+        lo, hi = wilson_interval(k, n)
+        return cls(k, n, k / n if n else None, lo, hi)
+
+
 def median(values: Iterable[float | None]) -> float | None:
     """The median of the values that are not None; None when there are none."""
     vals = [float(v) for v in values if v is not None and not math.isnan(v)]

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--min-tps", type=float, default=None, metavar="TPS", help="minimum median decode tokens/s")
     p.add_argument("--max-harm", default=None, metavar="RATE",
                    help="maximum harm rate, e.g. 0.05 or 5%%: the upper end of the rate's 95%% interval must be below it")
+    p.add_argument("--max-qos-gap", default=None, metavar="GAP",
+                   help="maximum gap in refusal rate between the groups of any axis (quality of service, group-"
+                        "templated prompts such as --prompts qos), e.g. 0.1 or 10%%")
     p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # always on now: see --max-harm
     p.add_argument("--judge", dest="rater", help=argparse.SUPPRESS)  # the old name of --rater
     p.add_argument("--rater", dest="rater", default=None, metavar="RATER",
@@ -31,15 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=leaderboard_command)
 
 
-def parse_rate(text: str) -> float:
+def parse_rate(text: str, option: str = "--max-harm") -> float:
     """'0.05' or '5%' -> 0.05; must lie in [0, 1]."""
     t = text.strip()
     try:
         value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError as exc:
-        raise UsageError(f"--max-harm {text!r} is not a number: write a rate like 0.05 or 5%") from exc
+        raise UsageError(f"{option} {text!r} is not a number: write a rate like 0.05 or 5%") from exc
     if not math.isfinite(value) or not 0 <= value <= 1:
-        raise UsageError(f"--max-harm {text!r} is outside 0..1: write a rate like 0.05 or 5%")
+        raise UsageError(f"{option} {text!r} is outside 0..1: write a rate like 0.05 or 5%")
     return value
 
 
@@ -50,7 +53,9 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     candidates = api.leaderboard(args.store, device=args.device, max_ram=args.max_ram, min_tps=args.min_tps,
                                  max_harm=parse_rate(args.max_harm) if args.max_harm is not None else None,
                                  rater=args.rater, run_ids=args.run or None,
-                                 include_flagged=args.include_flagged)
+                                 include_flagged=args.include_flagged,
+                                 max_qos_gap=(parse_rate(args.max_qos_gap, "--max-qos-gap")
+                                              if args.max_qos_gap is not None else None))
     if args.json:
         print(json.dumps([c.as_dict() for c in candidates], indent=2))
         return 0

@@ -9,7 +9,7 @@ from harness.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("study", help="reproduce the LLM-Harm study from its public release")
+    p = sub.add_parser("study", help="reproduce the LLM-Harm study from its public release; audit HH-RLHF pairs")
     ssub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
     r = ssub.add_parser("reproduce", help="import the release into a fresh store and print the study's tables",
                         description="Writes study.json, study.md and study.sqlite into --out.")
@@ -40,6 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     j.add_argument("--no-disk-cache", action="store_true", help="judge again instead of reading cached judgments")
     j.add_argument("--json", action="store_true", help="print the result as JSON")
     j.set_defaults(func=judge_command)
+    a = ssub.add_parser("hh-audit", help="is HH-RLHF's chosen (less harmful) reply itself harmful? judge both replies",
+                        description="Judges the chosen and the rejected reply of every HH-RLHF harmless-base pair and "
+                                    "prints how often the chosen reply (less harmful by the crowd) is itself harmful, "
+                                    "and the judge's agreement with the crowd's choice, with Wilson 95% intervals.")
+    a.add_argument("file", metavar="FILE", help="HH-RLHF harmless-base pairs (JSONL with chosen/rejected; .gz read)")
+    a.add_argument("--judge", required=True, metavar="NAME|FILE.toml",
+                   help="a judge with per-reply harm verdicts (score, guard), e.g. smollm2-score; a pairwise judge "
+                        "gives the agreement only")
+    a.add_argument("--mode", default=None, help="override the judge's mode (score or pairwise)")
+    a.add_argument("--base-url", default=None, metavar="URL", help="override an openai judge's endpoint")
+    a.add_argument("--limit", type=int, default=None, metavar="N", help="audit only the first N pairs")
+    a.add_argument("--no-disk-cache", action="store_true", help="judge again instead of reading cached judgments")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+    a.set_defaults(func=hh_audit_command)
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
@@ -110,4 +124,40 @@ def judge_command(args: argparse.Namespace) -> int:
         err.print(Text(f"note: {card.note}"))
     console.print(Text(f"wrote {args.out}/study-judge.json and {args.out}/study-judge.md"
                        + (f"; card stored in {args.store}" if args.store else "")))
+    return 0
+
+
+def hh_audit_command(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness import api
+    from harness.cli.console import terminal
+    from harness.cli.progress import RichProgress
+    from harness.hh_audit import share_text
+    from harness.progress import NoProgress
+
+    err = terminal(stderr=True)
+    progress = NoProgress() if args.json else RichProgress(err)
+    result = api.hh_audit(args.file, args.judge, mode=args.mode, base_url=args.base_url, limit=args.limit,
+                          progress=progress, use_disk_cache=not args.no_disk_cache)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2, default=str))
+        return 0
+    table = Table(title=Text(f"HH-RLHF audit of {result.pairs} pair(s) by {result.judge} ({result.mode} mode)"))
+    table.add_column(Text("figure"))
+    table.add_column(Text("share [95% Wilson interval] (k/n)"), justify="right")
+    table.add_row(Text("chosen reply judged harmful"), Text(share_text(result.chosen_harmful)))
+    table.add_row(Text("rejected reply judged harmful"), Text(share_text(result.rejected_harmful)))
+    table.add_row(Text("both replies judged harmful"), Text(share_text(result.both_harmful)))
+    table.add_row(Text("judge agrees with the crowd (rejected is more harmful)"), Text(share_text(result.agreement)))
+    console = terminal()
+    console.print(table)
+    console.print(Text(f"{result.judged} judge rating(s), {result.invalid} invalid (never counted as harmless); "
+                       f"{result.ties} tie(s) left out of the agreement"))
+    if result.note:
+        err.print(Text(f"note: {result.note}"))
     return 0

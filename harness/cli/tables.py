@@ -28,7 +28,7 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
     rater = next((r.harm_rater for r in rows if r.harm_rater), None)
     refusal = any(r.refusal_rater for r in rows)
     title = ("leaderboard: harm on harmful prompts by " + rater if rater else
-             "leaderboard (not judged yet: no harm columns)") + ("; cost medians [interquartile range] without "
+             "leaderboard (no harm columns: no rated outputs on harmful prompts)") + ("; cost medians [interquartile range] without "
                                                                  "warm-up and contended samples, peak RSS is the "
                                                                  "maximum")
     table = Table(title=Text(title))
@@ -37,6 +37,9 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
         cols += ["harm", "how", "n rated", "invalid"]
     if refusal:
         cols += ["refusal", "over-refusal"]
+    qos = any(r.qos_max_gap is not None for r in rows)
+    if qos:
+        cols += ["refusal gap (p)"]
     cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s [IQR]", "latency s", "peak RSS MB", "J/token",
              "of BW bound", "cost excluded", "errors"]
     for col in cols:
@@ -50,6 +53,8 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
             cells += [_fmt(r.harm_rate, ".0%"), r.harm_method or "-", _fmt(r.harm_n, "d"), _fmt(r.harm_n_invalid, "d")]
         if refusal:
             cells += [_fmt(r.refusal_rate, ".0%"), _fmt(r.over_refusal_rate, ".0%")]
+        if qos:
+            cells += [qos_gap(r)]
         cells += [
             str(r.n), _fmt(r.size_bytes and r.size_bytes / 1e6, ".0f"), _fmt(r.ttft_s, ".3f"),
             _fmt(r.prompt_tps, ".0f"), f.num_iqr(r.decode_tps, r.decode_tps_q1, r.decode_tps_q3),
@@ -60,6 +65,15 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
         table.add_row(*(Text(str(c)) for c in cells))
     table.caption = harm_caption(rows)
     return table
+
+
+def qos_gap(r: LeaderboardRow) -> str:
+    """'25% religion (p=0.031)': the largest refusal gap between the groups of an axis, Holm-adjusted p."""
+    if r.qos_max_gap is None:
+        return "-"
+    if not r.qos_axis:
+        return f"{f.pct(r.qos_max_gap)} (no gap)"
+    return f"{f.pct(r.qos_max_gap)} {r.qos_axis} (p={f.pvalue(r.qos_p)})"
 
 
 def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
@@ -82,13 +96,15 @@ def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
     rater = next((c.harm_rater for c in candidates if c.harm_rater), None)
     n_pass = sum(c.passes for c in candidates)
     table = Table(title=Text(f"{n_pass} of {len(candidates)} variant(s) meet the limits (best first)"))
-    for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})", "decode tok/s [IQR]",
-                "cost excluded", "peak RAM", "size", "ok", "why not"):
+    qos = any(c.qos_max_gap is not None for c in candidates)
+    for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})",
+                *(("refusal gap (p)",) if qos else ()), "decode tok/s [IQR]", "cost excluded", "peak RAM", "size",
+                "ok", "why not"):
         table.add_column(Text(col), justify="right" if col in ("#", "decode tok/s [IQR]", "peak RAM", "size")
                          else "left", overflow="fold")
     for i, c in enumerate(candidates, 1):
         harm = f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high) + (f" {c.harm_method}" if c.harm_method else "")
-        cells = [str(i), c.device, c.model, c.variant, harm,
+        cells = [str(i), c.device, c.model, c.variant, harm, *((qos_gap(c),) if qos else ()),
                  f.num_iqr(c.decode_tps, c.decode_tps_q1, c.decode_tps_q3), f.excluded(c.n_contended, c.n_warmup),
                  f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no", "; ".join(c.reasons)]
         table.add_row(*(Text(str(v)) for v in cells), style=None if c.passes else "dim")

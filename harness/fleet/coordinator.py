@@ -13,6 +13,7 @@ cancelled, and the run finishes the rest; re-running after the board is back com
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -171,8 +172,7 @@ def run_fleet(store: Store, fleet: FleetClient, *, devices: Sequence[str],
                             "process": engine.process_identity()}))
     queue = distributed.Queue(f"harness-{run_id}", client=client)
     tasks: dict[str, _Task] = {}
-    prompt_dicts = [{"id": p.id, "text": p.text, "category": p.category, "benign": p.benign, "source": p.source,
-                     "prompt_set": p.prompt_set} for p in prompts]
+    prompt_dicts = [dataclasses.asdict(p) for p in prompts]
     sampling_dict = {k: v for k, v in sampling.as_dict().items() if k != "seed"}
     for device in devices:
         for model, variant in variants:

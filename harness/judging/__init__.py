@@ -45,9 +45,11 @@ from harness.judging.runner import JudgeResult, judge_store
 # The default local judges of `harness run`: the refusal detector (instant) and the embedded model as a
 # 0-3 harm scorer (one grammar-constrained digit per output).
 DEFAULT_JUDGES = ("refusal-detector", "smollm2-score")
+QOS_JUDGE = "smollm2-qos"  # added by `harness run` for group-templated prompt sets (quality of service)
 
 __all__ = [
     "DEFAULT_JUDGES",
+    "QOS_JUDGE",
     "MODES",
     "JudgeConfig",
     "JudgeResult",

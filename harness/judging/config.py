@@ -307,6 +307,8 @@ def validate(cfg: JudgeConfig, where: str) -> None:
         raise bad(f"max_score must be between 1 and 9, not {cfg.max_score}")
     if not 1 <= cfg.harmful_threshold <= cfg.max_score:
         raise bad(f"harmful_threshold must be between 1 and max_score ({cfg.max_score}), not {cfg.harmful_threshold}")
+    if cfg.mode == "qos" and cfg.structured_output == "digit" and cfg.max_score != 4:
+        raise bad(f"a qos judge answering one digit needs max_score = 4 (its five classes 0-4), not {cfg.max_score}")
     if not 2 <= cfg.max_outputs <= 26:
         raise bad(f"max_outputs must be between 2 and 26 (Content A..Z), not {cfg.max_outputs}")
     if cfg.max_output_chars is not None and cfg.max_output_chars < 20:

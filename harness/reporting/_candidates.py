@@ -1,4 +1,4 @@
-"""The deployable-candidates query: which variants meet RAM, speed and harm limits, best first, and why each
+"""The deployable-candidates query: which variants meet RAM, speed, harm and quality-of-service limits, best first, and why each
 other variant fails (the rules are harness.rates.candidates)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from harness.store import Store
 
 def deployable_candidates(store: Store, *, device: str | None = None, max_ram_bytes: int | None = None,
                           min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
-                          run_ids: list[str] | None = None, include_flagged: bool = False) -> list[rates.LeaderboardRow]:
+                          run_ids: list[str] | None = None, include_flagged: bool = False,
+                          max_qos_gap: float | None = None) -> list[rates.LeaderboardRow]:
     """Every variant (on the device, if given) with its figures, `passes` and `reasons`, best first."""
     inputs = load_inputs(store, run_ids)
     devices = sorted({g.device for g in inputs.gens})
@@ -22,4 +23,4 @@ def deployable_candidates(store: Store, *, device: str | None = None, max_ram_by
                          f"{', '.join(devices)}")
     table = inputs.tables(rater, include_flagged)
     return rates.candidates(table.leaderboard, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
-                            max_harm=max_harm)
+                            max_harm=max_harm, max_qos_gap=max_qos_gap)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import rates
 from harness.errors import UsageError, require
+from harness.qos import QOS_TASK, QosLabel, qos_labels
 from harness.records import HARM_TASKS, Generation, JudgeCard
 from harness.store import Store
 
@@ -71,10 +72,11 @@ class RateInputs:
     counts: list[rates.RatingCount]
     labels: list[rates.LabelCount]
     cards: dict[str, JudgeCard]
+    qos_labels: list[QosLabel] = field(default_factory=list)
 
     def tables(self, rater: str | None = None, include_flagged: bool = False) -> rates.RateTables:
         return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
-                                 include_flagged=include_flagged)
+                                 include_flagged=include_flagged, qos_labels=self.qos_labels)
 
 
 def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None) -> RateInputs:
@@ -91,7 +93,8 @@ def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: lis
     raters = list(rates.rater_keys(counts).values())
     identities = {name: store.judge_identities(name) for name in {r.split("/")[0] for r in raters}}
     cards = cards_for_correction(store.cards(), raters, identities)
-    return RateInputs(gens, counts, labels, cards)
+    qos = qos_labels(store.label_counts(QOS_TASK)) if any(g.template_id for g in gens) else []
+    return RateInputs(gens, counts, labels, cards, qos)
 
 
 def load(store: Store, run_ids: list[str] | None = None) -> ReportData:

@@ -40,7 +40,7 @@ pre.text { white-space: pre-wrap; word-break: break-word; background: #f9fafb; b
 details { margin: 6px 0; }
 summary { cursor: pointer; }
 .star { color: #d62728; font-weight: bold; }
-li.warn { color: #9a3412; font-weight: 600; }
+li.warn, p.warn { color: #9a3412; font-weight: 600; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
 """

@@ -33,6 +33,14 @@ def _other(rates: Any, key: tuple[str, str, str, str]) -> str:
     return f"{f.rate_ci(x['rate'], x['ci_low'], x['ci_high'])} (n={f.count(x['n_valid'])})"
 
 
+def _qos_cell(r: dict[str, Any]) -> str:
+    if f.missing(r.get("qos_max_gap")):
+        return "-"
+    if f.missing(r.get("qos_axis")):
+        return f"{f.pct(r['qos_max_gap'])} (no gap)"
+    return f"{f.pct(r['qos_max_gap'])} {r['qos_axis']} (p={f.pvalue(r['qos_p'])})"
+
+
 def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
     board = tables.leaderboard
     front = tables.pareto.set_index(["device", "model", "variant"])
@@ -62,7 +70,13 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
     others = sorted(set(tables.harm_rates["rater"]) - {tables.primary_rater}) if len(tables.harm_rates) else []
     rates = tables.harm_rates.set_index(["device", "model", "variant", "rater"]) if others else None
     first = f"harm ({cell(tables.primary_rater)}, 95% CI)" if tables.primary_rater else COLUMNS[3]
-    columns = [*COLUMNS[:3], first, *COLUMNS[4:8], *[f"harm ({cell(r)})" for r in others], *COLUMNS[8:]]
+    qos = "qos_max_gap" in board and board["qos_max_gap"].notna().any()
+    columns = [*COLUMNS[:3], first, *COLUMNS[4:8], *[f"harm ({cell(r)})" for r in others], *COLUMNS[8:10],
+               *(["refusal gap (Holm p)"] if qos else []), *COLUMNS[10:]]
+    if qos:
+        lines.append("Refusal gap = the largest difference in refusal rate between the groups of one axis on "
+                     "harmless group-templated requests (quality of service), with its Holm-adjusted permutation "
+                     "p-value.")
     if others:
         lines.append("Other raters' harm rates (same definition) follow the worst category.")
     for device, rows in board.groupby("device", sort=True):
@@ -81,6 +95,7 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
                 *[_other(rates, (*key, rater)) for rater in others],
                 f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
                 f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"]),
+                *([_qos_cell(r)] if qos else []),
                 f.num(r["ttft_s"], ".3f"), f.num_iqr(r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]),
                 f.num(r["latency_p90_s"], ".2f"),
                 f.mb(r["peak_rss_bytes"]), f.mb(r["peak_vram_bytes"]), f.num(r["energy_j_per_token"], ".3f"),

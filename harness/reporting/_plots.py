@@ -173,3 +173,37 @@ def pairwise_wins_svg(models: Sequence[str], wins: Sequence[Sequence[float | Non
     ax.set_title(title, fontsize=11)
     fig.colorbar(im, ax=ax, label="% of items")
     return to_svg(fig)
+
+
+@plain_text
+def qos_svg(title: str, axes_groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, int]]]]) -> str:
+    """A dot plot of one variant and measure: per axis (largest gap first; its name and gap on a header line),
+    each group's rate with its 95% interval. `axes_groups`: [(axis label, [(group, rate, ci_low, ci_high, n)])]."""
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+    ticks: list[tuple[float, str, bool]] = []  # (y, label, is a header)
+    dots: list[tuple[float, float, float, float, str]] = []
+    y = 0.0
+    for i, (axis, groups) in enumerate(axes_groups):
+        colour = palette[i % len(palette)]
+        ticks.append((y, _short(axis, 60), True))
+        y += 1.0
+        for g, rate, lo, hi, n in groups:
+            ticks.append((y, _short(f"{g} (n={n})", 40), False))
+            dots.append((y, rate, lo, hi, colour))
+            y += 1.0
+        y += 0.4
+    fig = _figure(8.5, max(1.6, 0.2 * y + 0.9))
+    ax = fig.subplots()
+    for y_pos, rate, lo, hi, colour in dots:
+        ax.plot([lo, hi], [y_pos, y_pos], color=colour, linewidth=2, alpha=0.55)
+        ax.plot([rate], [y_pos], "o", color=colour, markersize=4.5)
+    ax.set_yticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=7.5)
+    for label, (_, _, header) in zip(ax.get_yticklabels(), ticks):
+        if header:
+            label.set_fontweight("bold")
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("rate with 95% Wilson interval")
+    ax.set_title(_short(title, 90), fontsize=10)
+    ax.grid(axis="x", color="#eeeeee")
+    return to_svg(fig)

@@ -76,6 +76,8 @@ def table_frames(report: Report) -> dict[str, pd.DataFrame]:
     t, j = report.tables, report.judges
     return {"leaderboard": t.leaderboard, "harm_rates": t.harm_rates, "refusal_rates": t.refusal_rates,
             "pareto": t.pareto, "quantization_ladder": t.ladder, "quantization_flips": t.flips,
+            **({"qos_groups": t.qos_groups} if t.qos_groups is not None else {}),
+            **({"qos_disparities": t.qos_axes} if t.qos_axes is not None else {}),
             "judge_confusion": j.confusion, "judge_corrected_harm": j.corrected, "judge_agreement": j.agreement,
             "judge_cost": j.cost}
 
@@ -129,7 +131,7 @@ def render_html(store: Store, report: Report) -> str:
              f"ratings ({data.counts_summary['human_ratings']} from humans or experts)")]
     sections = [
         glance_section(report), leaderboard_section(report), pareto_section(report), ladder_section(store, report),
-        judges_section(report), study_section(report), examples_section(store, report), definitions_section(report),
+        qos_section(store, report), judges_section(report), study_section(report), examples_section(store, report), definitions_section(report),
     ]
     return h.page("harness report: harm and cost of small LLMs", meta, sections)
 
@@ -201,6 +203,18 @@ def glance_section(report: Report) -> h.Section:
         items.append(h.tag("li", f"Quantization changed harm: {r['model']}:{r['variant']} vs {r['reference']} on "
                                  f"{r['device']}: {r['became_harmful']} prompt(s) became harmful, "
                                  f"{r['became_harmless']} became harmless (McNemar p={f.pvalue(r['mcnemar_p'])})."))
+    qos_rows = [r for r in t.rows if r.qos_max_gap is not None]
+    for r in qos_rows:
+        if r.qos_p is not None and r.qos_p < 0.05:
+            items.append(h.tag("li", f"Quality of service: {r.name} on {r.device} refuses {r.qos_groups} by "
+                                     f"{f.pct(r.qos_max_gap)} more on {r.qos_axis} (Holm p={f.pvalue(r.qos_p)}): "
+                                     "a group gets a worse service (see Quality of service).", "warn"))
+    if qos_rows and not any(r.qos_p is not None and r.qos_p < 0.05 for r in qos_rows):
+        widest = max(qos_rows, key=lambda r: r.qos_max_gap or 0.0)
+        items.append(h.tag("li", f"Quality of service: no significant refusal gap between groups in {len(qos_rows)} "
+                                 f"variant(s) (largest {f.pct(widest.qos_max_gap)}"
+                                 + (f", {widest.name} on {widest.qos_axis}, Holm p={f.pvalue(widest.qos_p)})"
+                                    if widest.qos_axis else ")") + "."))
     methods = {str(m) for m in board["harm_method"].dropna()} if "harm_method" in board else set()
     if "uncalibrated" in methods:
         items.append(h.tag("li", f"WARNING: harm rates marked uncalibrated are {t.primary_rater}'s raw verdicts: no "
@@ -342,13 +356,17 @@ def ladder_section(store: Store, report: Report) -> h.Section:
                      "discordant pairs.", "note"))
     body = [[r["device"], r["model"], r["reference"], r["variant"], r["n_pairs"], r["ref_harmful"],
              r["variant_harmful"], r["became_harmful"], r["became_harmless"], f.pvalue(r["mcnemar_p"]),
-             f.ratio(r["decode_tps_ratio"]), f.mb(r["peak_rss_saved_bytes"]), f.ratio(r["size_ratio"])]
+             f.ratio(r["decode_tps_ratio"]), f.mb(r["peak_rss_saved_bytes"]), f.ratio(r["size_ratio"]),
+             (r["qos_changed"] or f"none (min Holm p {f.pvalue(r['qos_min_p'])})") if r["qos_pairs"] else "-"]
             for r in t.ladder.to_dict("records")]
     s.add(h.table([h.Column("device", True), h.Column("model", True), h.Column("reference", True),
                    h.Column("variant", True), h.Column("pairs"), h.Column("harmful (ref)"),
                    h.Column("harmful (variant)"), h.Column("became harmful"), h.Column("became harmless"),
                    h.Column("McNemar p"), h.Column("speed vs ref"), h.Column("peak RAM saved"),
-                   h.Column("size vs ref")], body))
+                   h.Column("size vs ref"),
+                   h.Column("groups whose refusal rate changed", True,
+                            "quality of service: McNemar's exact test per group on the same templated prompts and "
+                            "seeds, Holm-adjusted over the groups; listed when p < 0.05")], body))
     if t.flips.empty:
         return s.add(h.tag("p", "No prompt flips between harmful and not harmful.", "note"))
     shown = t.flips.groupby(["device", "model", "reference", "variant"], sort=True).head(FLIPS_SHOWN_PER_PAIR)
@@ -370,6 +388,111 @@ def ladder_section(store: Store, report: Report) -> h.Section:
         parts.append(h.Raw("</details>"))
         s.add(*parts)
     return s
+
+
+QOS_MEASURE_TITLES = {"refusal": "refusal rate", "caveat": "caveat rate (unprompted warnings, moralizing)",
+                      "stereotype": "stereotype rate"}
+QOS_FLIPS_SHOWN = 6
+
+
+def qos_section(store: Store, report: Report) -> h.Section:
+    """Quality of service: per variant, each group's refusal (and caveat, stereotype) rate on harmless templated
+    requests, the largest gaps first, with the disparity statistics and example template pairs."""
+    t = report.tables
+    assert t.rate_tables is not None
+    q = t.rate_tables.qos
+    s = h.Section("qos", "Quality of service")
+    if not q.disparities:
+        return s.add(h.empty("No group-templated prompts were run and labelled: run a template set (`harness run "
+                             "--prompts qos`) to see whether refusals and caveats fall unequally on groups."))
+    s.add(h.tag("p", "Every request here is harmless and differs only in the group it mentions (the same template "
+                     "filled with each group of an axis). A model that refuses, lectures or stereotypes more for "
+                     "one group than another gives that group a worse service: a harm a low harm rate does not "
+                     "show. Dots are each group's rate with its 95% Wilson interval; the largest gap between two "
+                     "groups of an axis is tested by permuting the groups within each template (so template "
+                     "difficulty cancels), Holm-adjusted over the axes of a variant; Cochran's Q (McNemar for two "
+                     "groups) compares the groups on the templates answered for all of them. A small p (below "
+                     "0.05) says the gap is unlikely to be chance; a large gap with a large p says there are too "
+                     "few prompts to tell.", "note"))
+    raters = ", ".join(f"{m}: {r}" for m, r in q.raters.items())
+    s.add(h.tag("p", f"Labels by {raters}. Caveat and stereotype labels come from a judge: read its card in Judge "
+                     "reliability before trusting them; a missing or unparseable label is left out and counted, "
+                     "never counted as answered.", "note"))
+    for note in q.notes:
+        s.add(h.tag("p", "Warning: " + note, "note warn"))
+    axes = t.qos_axes
+    assert axes is not None and t.qos_groups is not None
+    columns = [h.Column("model", True), h.Column("variant", True), h.Column("device", True), h.Column("measure", True),
+               h.Column("axis", True), h.Column("n"), h.Column("no label"), h.Column("largest gap"),
+               h.Column("most > least", True), h.Column("permutation p"), h.Column("Holm p"),
+               h.Column("paired templates"), h.Column("Cochran's Q (df)"), h.Column("McNemar p")]
+
+    def cells(r: dict[str, Any]) -> list[Any]:
+        gap = (r["max_gap"] or 0) > 0
+        return [r["model"], r["variant"], r["device"], r["measure"], r["axis"], r["n"], r["n_invalid"],
+                f.pct(r["max_gap"]), f"{r['high_group']} > {r['low_group']}" if r["high_group"] and gap else "-",
+                f.pvalue(r["p_value"]) + ("" if r["exact"] else " (MC)"), f.pvalue(r["p_holm"]),
+                r["n_paired_templates"],
+                "-" if f.missing(r["cochran_q"]) else f"{r['cochran_q']:.2f} ({int(r['cochran_df'])}), "
+                                                       f"p={f.pvalue(r['cochran_p'])}",
+                f.pvalue(r["mcnemar_p"])]
+
+    keys = ["device", "model", "variant", "measure"]
+    worst = axes.drop_duplicates(keys, keep="first")  # largest gap first within each measure
+    s.add(h.tag("h3", "The largest gap of each variant and measure"))
+    s.add(h.table(columns, [cells(r) for r in worst.to_dict("records")]))
+    s.add(h.Raw("<details><summary>"), h.tag("span", f"every axis ({len(axes)} rows)"), h.Raw("</summary>"),
+          h.table(columns, [cells(r) for r in axes.to_dict("records")]), h.Raw("</details>"))
+    groups = t.qos_groups
+    quiet = []
+    for r in worst.to_dict("records"):
+        device, model, variant, measure = (r[k] for k in keys)
+        g_all = groups[(groups["device"] == device) & (groups["model"] == model) & (groups["variant"] == variant)
+                       & (groups["measure"] == measure) & (groups["n"] > 0)]
+        if not (g_all["events"] > 0).any():
+            quiet.append(f"{model}:{variant} on {device}: no {measure} for any group ({int(g_all['n'].sum())} outputs)")
+            continue
+        panels = []
+        for a in axes[(axes["device"] == device) & (axes["model"] == model) & (axes["variant"] == variant)
+                      & (axes["measure"] == measure)].to_dict("records"):
+            g = g_all[g_all["axis"] == a["axis"]]
+            gap = f"gap {f.pct(a['max_gap'])}, Holm p {f.pvalue(a['p_holm'])}"
+            panels.append((f"{a['axis']} ({gap})", [(str(x["group"]), float(x["rate"]), float(x["ci_low"]),
+                                                     float(x["ci_high"]), int(x["n"])) for x in g.to_dict("records")]))
+        title = f"{model}:{variant} on {device}: {QOS_MEASURE_TITLES.get(str(measure), measure)}"
+        s.add(h.tag("h3", title))
+        s.add(h.img(_plots.data_uri(_plots.qos_svg(title, panels)), title))
+    if quiet:
+        s.add(h.Raw("<ul>"), h.join(h.tag("li", line, "note") for line in quiet), h.Raw("</ul>"))
+    s.add(*_qos_flips(store, q))
+    return s
+
+
+def _qos_flips(store: Store, q: Any) -> list[Any]:
+    """Example template pairs: one group refused (or caveated), another answered, largest gaps first."""
+    picked = []
+    for d in sorted(q.disparities, key=lambda d: -(d.disparity.max_gap or 0.0)):
+        for fl in d.disparity.flips[:2]:
+            picked.append((d, fl))
+        if len(picked) >= QOS_FLIPS_SHOWN:
+            break
+    if not picked:
+        return [h.tag("p", "No template got the event for one group and not for another.", "note")]
+    texts = texts_for(store, [k for _, fl in picked for k in (fl.example_with, fl.example_without) if k])
+    parts: list[Any] = [h.tag("h3", "Example template pairs"),
+                        h.tag("p", "The same template for two groups of one axis, where one group got the event and "
+                                   "the other did not. Texts are shown exactly as stored, escaped.", "note")]
+    for d, fl in picked[:QOS_FLIPS_SHOWN]:
+        a, b = texts.get(fl.example_with or "", {}), texts.get(fl.example_without or "", {})
+        parts += [h.Raw('<div class="example">'),
+                  h.tag("div", f"{d.model}:{d.variant} on {d.device} | {d.measure} | template {fl.template_id} | "
+                               f"{fl.axis}: {fl.group_with} vs {fl.group_without}", "who"),
+                  h.Raw('<div class="pair"><div>'),
+                  h.tag("div", f"{fl.group_with}: {d.measure}", "who"), h.text_block(a.get("prompt"), 600),
+                  h.text_block(a.get("output"), 1500), h.Raw("</div><div>"),
+                  h.tag("div", f"{fl.group_without}: no {d.measure}", "who"), h.text_block(b.get("prompt"), 600),
+                  h.text_block(b.get("output"), 1500), h.Raw("</div></div></div>")]
+    return parts
 
 
 def judges_section(report: Report) -> h.Section:
