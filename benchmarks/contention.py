@@ -44,8 +44,9 @@ duty, period, on_s, off_s = map(float, sys.argv[1:5])
 t0 = time.perf_counter()
 while True:
     now = time.perf_counter()
-    if off_s > 0 and (now - t0) % (on_s + off_s) >= on_s:
-        time.sleep(0.005)
+    phase = (now - t0) % (on_s + off_s) if off_s > 0 else 0.0
+    if phase >= on_s:  # off: sleep through to the next burst (polling here would itself wake the CPUs)
+        time.sleep(on_s + off_s - phase)
         continue
     end = now + duty * period
     while time.perf_counter() < end:
@@ -99,13 +100,17 @@ def compare(args: argparse.Namespace, out: Path) -> None:
             continue
         with competing_load(1.0, on, off):
             results[name] = run(name, out, args, on_contention=policy)
+    results["quiet-after"] = run("quiet-after", out, args)  # the machine itself may drift over the runs
     quiet_gens = results["quiet"].generations
     q, q_n, q_flagged = decode_median(quiet_gens, False)
+    q_after, _, _ = decode_median(results["quiet-after"].generations, False)
     threshold = (quiet_gens[0].settings or {}).get("measurement", {}).get("contention_threshold")
     print(f"{args.model}, {args.prompts} prompts x {args.max_tokens} tokens; load: one busy process per CPU, "
           f"{on:g} s on / {off:g} s off; contention threshold {threshold}")
     print(f"quiet                      decode median {q:.1f} tok/s  (n={q_n}, flagged contended on the quiet "
           f"machine: {q_flagged})" if q else "quiet: no clean decode measurement: the machine was not quiet")
+    print(f"quiet again after the loaded runs: {ratio(q_after, q)} of quiet  (drift of the machine itself, which "
+          "no in-VM counter sees)")
     if "record" in results:
         g = results["record"].generations
         every, n_every, _ = decode_median(g, True)
@@ -125,7 +130,7 @@ def compare(args: argparse.Namespace, out: Path) -> None:
         for g in res.generations:
             qd = quiet_by_prompt.get(g.prompt_id)
             r = g.decode_tps / qd if g.decode_tps and qd else None
-            if name != "quiet" and not g.warmup and not g.contended and r is not None and r < 0.9:
+            if not name.startswith("quiet") and not g.warmup and not g.contended and r is not None and r < 0.9:
                 slow_unflagged += 1
             print(f"  {name:<9} {g.prompt_id:<9} {g.decode_tps or 0:7.1f} {f'{r:.2f}' if r else '-':>5} "
                   f"{g.interference_frac if g.interference_frac is not None else float('nan'):6.3f} "
@@ -133,7 +138,8 @@ def compare(args: argparse.Namespace, out: Path) -> None:
                   f"{'contended' if g.contended else '-':<9} {'warm-up' if g.warmup else '-':<7} "
                   f"{len(g.measurements) if g.measurements else 1}")
     print(f"\nslow (under 0.9 of quiet) and unflagged samples under load: {slow_unflagged} (must be 0)")
-    with_load = [g for n, res in results.items() if n != "quiet" for g in res.generations if not g.warmup]
+    with_load = [g for n, res in results.items() if not n.startswith("quiet") for g in res.generations
+                 if not g.warmup]
     print(f"samples under load flagged contended: {sum(bool(g.contended) for g in with_load)} of {len(with_load)}")
 
 

@@ -22,7 +22,7 @@ from harness.tomlfile import read_toml
 GIB = 1024**3
 # Share of the machine other processes may take during a sample before it is flagged contended
 # (harness.telemetry.interference explains the choice); a profile's contention_threshold overrides it.
-DEFAULT_CONTENTION_THRESHOLD = 0.10
+DEFAULT_CONTENTION_THRESHOLD = 0.05
 
 
 @dataclass(frozen=True)

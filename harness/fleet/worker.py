@@ -84,18 +84,27 @@ async def serve_worker(scheduler: str, config: BoardConfig, *, listen_host: str 
                        on_ready: Callable[[str], None] | None = None, connect_timeout_s: float = 60.0) -> None:
     """Run a worker for this board until it is closed (Ctrl-C, SIGTERM, or the scheduler unreachable for
     `connect_timeout_s`: TimeoutError when it never answered)."""
+    import dask
+
     distributed = require_distributed()
     host = listen_host or _listen_host(scheduler)
     plugin = _plugin_class()(config)
-    worker = distributed.Worker(
-        scheduler, nthreads=1, name=config.name, resources={device_resource(config.device): 1}, host=host,
-        dashboard=False, dashboard_address="127.0.0.1:0", memory_limit=0, plugins=(plugin,),
-        death_timeout=connect_timeout_s,
-        startup_information={INFO_KEY: lambda _w: config.info()})
+    with dask.config.set(BOARD_DASK_CONFIG):
+        worker = distributed.Worker(
+            scheduler, nthreads=1, name=config.name, resources={device_resource(config.device): 1}, host=host,
+            dashboard=False, dashboard_address="127.0.0.1:0", memory_limit=0, plugins=(plugin,),
+            death_timeout=connect_timeout_s,
+            startup_information={INFO_KEY: lambda _w: config.info()})
     async with worker:
         if on_ready is not None:
             on_ready(worker.address)
         await worker.finished()
+
+
+# A board's worker stays out of the way of what its job measures: Dask's statistical profiler samples the stack
+# of the running task (ours waits on the job for its whole length) every 10 ms, and on a small board those
+# wake-ups slow llama.cpp's spin-waiting decode threads (benchmarks/fleet_overhead.py).
+BOARD_DASK_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 def _listen_host(scheduler: str) -> str:

@@ -23,11 +23,13 @@ flagging a sample; `wait_for_calm` measures the machine while this process idles
 
 The counters are in clock ticks (USER_HZ, 100 a second): over a window of T seconds on N CPUs the
 resolution is 1 / (100 T N) of the machine, and the tick sampling of busy time adds a few ticks of noise,
-so a 0.5 s sample on 2 cores resolves about 1-3% of the machine. The default threshold (10% of the
-machine, harness.devices.DEFAULT_CONTENTION_THRESHOLD, a device profile's
-`contention_threshold`) sits well above that noise floor and above what a quiet host's
-daemons take (under 2% here), and well below what any competing busy thread takes (one busy process on
-2 cores shows as about 30-50%).
+so a 0.5 s sample on 2 cores resolves about 1-3% of the machine. The default threshold (5% of the
+machine, harness.devices.DEFAULT_CONTENTION_THRESHOLD, a device profile's `contention_threshold`) sits
+above that noise floor and above what a quiet host's daemons take (at most 3.9% over 160 quiet samples
+here, 2026-12-04), and low enough to catch a load that overlaps only part of a sample: because llama.cpp's
+threads spin-wait, a full load over a tenth of a 0.4 s sample shows as 9% of the machine and cost 36% of
+its decode speed (benchmarks/contention.py), which a 10% threshold let through. One busy process on 2
+cores shows as about 30-50%.
 """
 
 from __future__ import annotations
