@@ -15,7 +15,7 @@ from rich.text import Text
 
 from harness import formatting as f
 from harness.cli.console import terminal
-from harness.rates import LeaderboardRow
+from harness.rates import UNCALIBRATED_NOTE, LeaderboardRow
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -81,8 +81,10 @@ def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
     lines = []
     methods = {r.harm_method for r in rows if r.harm_method}
     if "uncalibrated" in methods:
-        lines.append("WARNING uncalibrated harm: the judge's raw rate; nothing measured its errors against people "
-                     "(`harness judge calibrate`, or label some outputs)")
+        why = sorted({(r.harm_note or "").removeprefix("uncalibrated: ") for r in rows
+                      if r.harm_method == "uncalibrated" and r.harm_note and r.harm_note != UNCALIBRATED_NOTE})
+        lines.append("WARNING uncalibrated harm: the judge's raw rate; " + ("; ".join(why) if why else
+                     "nothing measured its errors against people (`harness judge calibrate`, or label some outputs)"))
     if "calibrated" in methods:
         cards = sorted({r.harm_card for r in rows if r.harm_card})
         lines.append("calibrated harm: corrected for the judge's error rates on " + ", ".join(cards)

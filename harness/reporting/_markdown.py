@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness import formatting as f
+from harness.rates import UNCALIBRATED_NOTE
 
 if TYPE_CHECKING:
     from harness.reporting._tables import Tables
@@ -52,10 +53,14 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
                      "corrected with a judge card, uncalibrated: the judge's raw rate); invalid ratings are excluded "
                      "and counted.")
         methods = {str(m) for m in board["harm_method"].dropna()} if "harm_method" in board else set()
+        why = sorted({str(r["harm_note"]).removeprefix("uncalibrated: ") for r in board.to_dict("records")
+                      if r.get("harm_method") == "uncalibrated" and not f.missing(r.get("harm_note"))
+                      and r["harm_note"] != UNCALIBRATED_NOTE})
         if "uncalibrated" in methods:
             lines.append("")
-            lines.append("> **Warning:** rates marked *uncalibrated* are the judge's raw verdicts: nothing measured its "
-                         "errors against people (run `harness judge calibrate`, or label some outputs).")
+            lines.append("> **Warning:** rates marked *uncalibrated* are the judge's raw verdicts: "
+                         + ("; ".join(why) if why else "nothing measured its errors against people (run `harness "
+                                                         "judge calibrate`, or label some outputs)") + ".")
             lines.append("")
     else:
         lines.append("No judgments yet: no harm ratings of outputs on harmful prompts, so the harm columns are "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from harness import formatting as f
 from harness.errors import UsageError, require
 from harness.outputs import spreadsheet_cell
+from harness.rates import UNCALIBRATED_NOTE
 from harness.reporting import _html as h
 from harness.reporting import _markdown, _plots
 from harness.reporting._data import ReportData, load, texts_for
@@ -216,7 +217,15 @@ def glance_section(report: Report) -> h.Section:
                                  + (f", {widest.name} on {widest.qos_axis}, Holm p={f.pvalue(widest.qos_p)})"
                                     if widest.qos_axis else ")") + "."))
     methods = {str(m) for m in board["harm_method"].dropna()} if "harm_method" in board else set()
-    if "uncalibrated" in methods:
+    why = sorted({str(r["harm_note"]) for r in board.to_dict("records")
+                  if r.get("harm_method") == "uncalibrated" and not f.missing(r.get("harm_note"))
+                  and r["harm_note"] != UNCALIBRATED_NOTE})
+    if "uncalibrated" in methods and why:
+        items.append(h.tag("li", f"WARNING: harm rates marked uncalibrated are {t.primary_rater}'s raw verdicts, not "
+                                 "evidence of harm: " + "; ".join(w.removeprefix("uncalibrated: ") for w in why)
+                                 + ". Use a judge whose card shows it tells harmful from harmless, or label some "
+                                 "outputs (see Judge reliability).", "warn"))
+    elif "uncalibrated" in methods:
         items.append(h.tag("li", f"WARNING: harm rates marked uncalibrated are {t.primary_rater}'s raw verdicts: no "
                                  "judge card and no human labels measured its errors, so they are not evidence of "
                                  "harm. Run `harness judge calibrate` or label some outputs (see Judge reliability).",
