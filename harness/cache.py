@@ -10,10 +10,14 @@ variants are checked against their recorded sha256 before any sample is recorded
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,23 @@ def cache_dir() -> Path:
         base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "harness"
     base.mkdir(parents=True, exist_ok=True)
     return base
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path, *, parents: bool = False) -> Iterator[Path]:
+    """A temporary folder beside `folder` (`.<name>.tmp-<random>`) to write into; when the block ends without an
+    error it replaces `folder` (readers see the old folder or the whole new one), and it is removed whatever
+    happens. Callers that can race hold a lock around it."""
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=parents)
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

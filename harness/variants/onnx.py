@@ -37,12 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.cache import cache_dir, file_sha256, read_json, verified_sha256, write_json_atomic
+from harness.cache import cache_dir, file_sha256, read_json, staged_folder, verified_sha256, write_json_atomic
 from harness.errors import HarnessError, UsageError
 from harness.variants.gguf import check_gguf, read_info
 from harness.variants.manifest import ONNX_VARIANTS, ModelManifest, VariantFile, load_manifest, source_path
@@ -413,10 +412,8 @@ def export_variant(m: ModelManifest, variant: str, progress: ProgressFn, force: 
         if variant != "onnx-fp32":
             export_variant(m, "onnx-fp32", progress, force=False)
             fp32_meta = read_json(variant_dir(m, src_sha, "onnx-fp32") / SIDECAR)
-        tmp = folder.parent / f".{variant}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
         t0 = time.perf_counter()
-        try:
+        with staged_folder(folder) as tmp:
             if variant == "onnx-fp32":
                 info = _export_fp32(m, src, tmp, progress)
             elif variant == "onnx-int8":
@@ -441,12 +438,6 @@ def export_variant(m: ModelManifest, variant: str, progress: ProgressFn, force: 
                 "created_at": time.time(), **info,
             }
             write_json_atomic(tmp / SIDECAR, meta)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.rename(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         progress(f"wrote {m.name}:{variant} ({meta['size_bytes'] / 1e6:.0f} MB) in {meta['export_s']:.0f} s "
                  f"-> {folder}")
     return folder

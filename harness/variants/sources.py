@@ -24,14 +24,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cache import cache_dir, file_sha256, read_json, write_json_atomic
+from harness.cache import cache_dir, file_sha256, read_json, staged_folder, write_json_atomic
 from harness.errors import UsageError
 from harness.variants.manifest import QUANT_NAME, ModelManifest, VariantFile, check_plain_name
 
@@ -316,18 +314,10 @@ def assemble_onnx_folder(model_name: str, variant: str, model: Path, data: list[
     folder = cache_dir() / "onnx-folders" / plain(model_name) / sha[:16] / variant
     if read_json(folder / SIDECAR) != json.loads(json.dumps(sidecar, sort_keys=True, default=str)) or \
             not all((folder / n).exists() for n in links):
-        tmp = folder.parent / f".{variant}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
+        with staged_folder(folder, parents=True) as tmp:
             for name, target in links.items():
                 (tmp / name).symlink_to(Path(target).resolve())
             write_json_atomic(tmp / SIDECAR, sidecar)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.rename(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     size = sum(p.stat().st_size for p in [model, *data])
     return VariantFile(model_name, variant, "onnx", folder / model.name, sha, size, None,
                        {"onnx": {"folder": str(model.parent), "files": sorted(shas), "tokenizer": sidecar["tokenizer"]},
