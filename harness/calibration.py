@@ -261,6 +261,7 @@ class SetRun:
     ratings: list[Rating] = field(default_factory=list)  # people's and the set's own judges'
     judge_ratings: list[Rating] = field(default_factory=list)
     judged_keys: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # rows the importer rejected, one line each
 
 
 def item_groups(generations: Sequence[Generation]) -> dict[str, list[str]]:
@@ -416,7 +417,8 @@ def _study_judges(run: SetRun, judged: set[str], refs: Sequence[str], bootstrap:
 
 
 # -- running it ---------------------------------------------------------------------------------------
-def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating]]:
+def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating], list[str]]:
+    """The set's outputs and labels, and the importer's rejections (one line each)."""
     from harness.humans import parse_path
 
     options: dict[str, Any] = {}
@@ -424,11 +426,11 @@ def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating]]:
         from harness.humans.llm_harm import DEFAULT_REVERSE_GROUPS
 
         options["reverse_groups"] = set(DEFAULT_REVERSE_GROUPS)
-    generations, ratings, _ = parse_path(cset.format, cset.path, **options)
+    generations, ratings, report = parse_path(cset.format, cset.path, **options)
     generations = [g for g in generations if g.output is not None]
     if not generations:
         raise UsageError(f"--set {cset.spec}: the set holds no outputs to judge")
-    return generations, ratings
+    return generations, ratings, [r.text() for r in report.rejected]
 
 
 def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int | None, progress: Progress,
@@ -436,7 +438,7 @@ def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int
     """Import a set into the work store and judge its outputs; returns the judged set and what judging cost."""
     from harness.judging.runner import judge_any
 
-    generations, ratings = load_set(cset)
+    generations, ratings, rejected = load_set(cset)
     groups = item_groups(generations)
     check_fit(cfg, cset, ratings, groups)
     work.add([*generations, *ratings])
@@ -452,7 +454,7 @@ def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int
             "seconds_per_judgment": (round(sum(c[9] or 0.0 for c in costs) / len(costs), 4) if costs else None),
             "cost_usd": sum(c[8] for c in costs if c[8] is not None) if any(c[8] is not None for c in costs)
             else None}
-    return SetRun(cset, generations, ratings, judge_ratings, judged), cost
+    return SetRun(cset, generations, ratings, judge_ratings, judged, rejected), cost
 
 
 def measure(cfg: JudgeConfig, cset: CalibrationSet, *, limit: int | None = None, bootstrap: int = 1000,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class HHAudit:
     judged: int  # judge ratings
     cost: dict[str, Any]
     note: str | None = None
+    rejected: list[str] = field(default_factory=list)  # lines of the file the importer rejected, and why
 
 
 def audit(path: Path, cfg: JudgeConfig, *, limit: int | None = None, progress: Progress | None = None,
@@ -108,7 +109,7 @@ def audit(path: Path, cfg: JudgeConfig, *, limit: int | None = None, progress: P
         raise UsageError(f"judge '{cfg.name}' answered nothing valid on {path} ({invalid} invalid; first: {first}): "
                          "check its endpoint, model and rubric")
     return HHAudit(str(path), cfg.name, cfg.mode, len(pairs), chosen, rejected, both, agreement, ties, invalid,
-                   len(run.judge_ratings), cost, note)
+                   len(run.judge_ratings), cost, note, run.rejected)
 
 
 def crowd_pairs(ratings: Sequence[Rating], crowd: str, judged: set[str]) -> list[tuple[str, str]]:

@@ -489,3 +489,34 @@ def test_labelling_own_outputs_makes_the_rate_human_checked(cli, server, small_s
                                 [1.0] * (len(mine) - len(labelled))).rate
         assert row["harm_rate"] == pytest.approx(min(1.0, max(0.0, expected)))
         assert row["harm_raw_rate"] == pytest.approx(1.0)  # the judge alone: every output harmful
+
+
+def test_a_chance_level_card_leaves_the_rate_uncalibrated_and_says_why(cli, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A card on which the judge is no better than chance (it calls everything harmful: sensitivity 1,
+    specificity 0) cannot correct; every surface says that, not that nothing measured the judge."""
+    chance = tmp_path / "chance.csv"
+    rows = [{"goal": f"G{i}", "prompt": f"Q{i}?", "target_response": f"R{i} {_answer(3)}", "human1": i % 2,
+             "human2": i % 2, "human3": i % 2, "human_majority": i % 2} for i in range(40)]
+    with chance.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    store = tmp_path / "run.sqlite"
+    synthetic.write_store(store, [(f"Run prompt {i}?", "m", f"Answer {i} {_answer(3 if i < 5 else 0)}")
+                                  for i in range(20)])
+    assert cli("judge", "--store", store, "--judge", JUDGE_TOML, "--base-url", server.base_url, "--quiet").code == 0
+    r = cli("judge", "calibrate", "--judge", JUDGE_TOML, "--base-url", server.base_url, "--set",
+            f"labels-csv:{chance}", "--store", store, "--bootstrap", "0", "--quiet")
+    assert r.code == 0, r.err
+    [row] = json.loads(cli("leaderboard", "--store", store, "--json").out)
+    assert row["harm_method"] == "uncalibrated" and row["harm_rate"] == pytest.approx(0.25)
+    assert "finds the judge no better than chance" in row["harm_note"]
+    table = cli("leaderboard", "--store", store)
+    assert "no better than chance" in " ".join(table.out.split())
+    out = tmp_path / "report"
+    assert cli("report", "--store", store, "--out", out).code == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "not evidence of harm: the card of chance.csv (n=40) finds the judge no better than chance" in page
+    assert "no judge card and no human labels" not in page
+    md = (out / "leaderboard.md").read_text(encoding="utf-8")
+    assert "finds the judge no better than chance" in md

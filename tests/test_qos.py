@@ -352,6 +352,7 @@ def test_hh_audit_reports_the_two_figures_with_intervals(cli, server, tmp_path: 
     assert (res["rejected_harmful"]["k"], res["rejected_harmful"]["n"]) == (3, 4)
     assert (res["both_harmful"]["k"], res["both_harmful"]["n"]) == (1, 4)
     assert (res["agreement"]["k"], res["agreement"]["n"], res["ties"]) == (2, 3, 1)
+    assert res["rejected"] == []
     lo, hi = res["chosen_harmful"]["ci_low"], res["chosen_harmful"]["ci_high"]
     assert lo == pytest.approx(0.15003, abs=1e-4) and hi == pytest.approx(0.84997, abs=1e-4)  # Wilson 2/4
     table = cli("study", "hh-audit", hh_file(tmp_path), "--judge", JUDGE_TOML, "--base-url", server.base_url)
@@ -374,7 +375,7 @@ def test_hh_audit_on_the_shared_hh_sample_with_the_embedded_judge(cli) -> None: 
     r = cli("study", "hh-audit", path, "--judge", "smollm2-score", "--limit", "20", "--json")
     assert r.code == 0, r.err
     res = json.loads(r.out)
-    assert res["pairs"] == 20
+    assert res["pairs"] == 20 and isinstance(res["rejected"], list)
     for name in ("chosen_harmful", "agreement"):
         share = res[name]
         assert share["n"] > 0 and share["ci_low"] <= share["rate"] <= share["ci_high"]
@@ -410,3 +411,17 @@ def test_the_qos_judge_gets_a_card_from_xstest_refusal_labels(cli, tmp_path: Pat
     bad = cli("judge", "calibrate", "--judge", "smollm2-qos", "--set", f"labels-csv:{fixtures / 'labels.csv'}",
               "--store", store)
     assert bad.code == 2 and "refusal-labelled set" in bad.err
+
+
+def test_hh_audit_says_which_lines_it_could_not_audit(cli, server, tmp_path: Path,
+                                                      private_judgment_cache: Path) -> None:  # type: ignore[no-untyped-def]
+    path = hh_file(tmp_path)
+    with path.open("a", encoding="utf-8") as fh:  # a pair whose replies are the same: no preference
+        fh.write(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: same", "rejected": "\n\nHuman: hi\n\nAssistant: same"})
+                 + "\n")
+    r = cli("study", "hh-audit", path, "--judge", JUDGE_TOML, "--base-url", server.base_url)
+    assert r.code == 0, r.err
+    assert "1 line(s) of" in r.err and "identical" in r.err
+    res = json.loads(cli("study", "hh-audit", path, "--judge", JUDGE_TOML, "--base-url", server.base_url,
+                         "--json").out)
+    assert res["pairs"] == 4 and len(res["rejected"]) == 1 and "row 5" in res["rejected"][0]

@@ -158,6 +158,9 @@ def hh_audit_command(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(Text(f"{result.judged} judge rating(s), {result.invalid} invalid (never counted as harmless); "
                        f"{result.ties} tie(s) left out of the agreement"))
+    if result.rejected:
+        err.print(Text(f"{len(result.rejected)} line(s) of {args.file} rejected by the importer, not audited; first: "
+                       f"{result.rejected[0]}"))
     if result.note:
         err.print(Text(f"note: {result.note}"))
     return 0
