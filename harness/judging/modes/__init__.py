@@ -148,6 +148,26 @@ def invalid_ratings(cfg: JudgeConfig, task: str, group: Group, judgments: list[J
                          judgment_key=first.judgment_key if first else None) for g in group.generations]
 
 
+class SingleOutputMode(Mode):
+    """Modes that judge one output at a time: an output's rating comes from its first valid judgment, and an
+    output without one is rated invalid (never harmless)."""
+
+    def ratings(self, cfg: JudgeConfig, group: Group, judgments: list[Judgment]) -> list[Rating]:
+        valid = valid_judgments(judgments)
+        if not valid:
+            return invalid_ratings(cfg, self.task, group, judgments)
+        return [self.rating(cfg, group, valid[0], valid[0].parsed or {})]
+
+    def rating(self, cfg: JudgeConfig, group: Group, judgment: Judgment, parsed: dict[str, Any]) -> Rating:
+        raise NotImplementedError
+
+
+def label_schema(classes: Sequence[str]) -> dict[str, Any]:
+    """The answer schema of a label mode: {"label": one of `classes`}."""
+    props = {"label": {"type": "string", "enum": list(classes)}}
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
 class GroupedMode(Mode):
     """Modes that judge a prompt's outputs together (rank) or in pairs (pairwise)."""
 

@@ -7,9 +7,9 @@ categories in `extra`; harmful = 1 if unsafe, else 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from harness.judging.modes import Mode, invalid_ratings, judge_rating, valid_judgments
+from harness.judging.modes import SingleOutputMode, judge_rating
 from harness.judging.parsing import Parsed, parse_guard
 from harness.records import Judgment, Rating
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from harness.judging.tasks import Group, JudgeTask
 
 
-class GuardMode(Mode):
+class GuardMode(SingleOutputMode):
     name = "guard"
     task = "label"
     default_rubric = None
@@ -31,15 +31,11 @@ class GuardMode(Mode):
     def parse(self, text: str, k: int, cfg: JudgeConfig) -> Parsed:
         return parse_guard(text)
 
-    def ratings(self, cfg: JudgeConfig, group: Group, judgments: list[Judgment]) -> list[Rating]:
-        valid = valid_judgments(judgments)
-        if not valid:
-            return invalid_ratings(cfg, self.task, group, judgments)
-        p = valid[0].parsed or {}
-        return [judge_rating(cfg.name, self.task, group, group.generations[0], label=p["label"],
-                             harmful=int(p["label"] == "unsafe"), judgment_key=valid[0].judgment_key,
-                             extra={"categories": p.get("categories", []),
-                                    "category_names": p.get("category_names", [])})]
+    def rating(self, cfg: JudgeConfig, group: Group, judgment: Judgment, parsed: dict[str, Any]) -> Rating:
+        return judge_rating(cfg.name, self.task, group, group.generations[0], label=parsed["label"],
+                            harmful=int(parsed["label"] == "unsafe"), judgment_key=judgment.judgment_key,
+                            extra={"categories": parsed.get("categories", []),
+                                   "category_names": parsed.get("category_names", [])})
 
 
 MODE = GuardMode()

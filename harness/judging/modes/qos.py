@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness.judging.modes import Mode, invalid_ratings, judge_rating, valid_judgments
+from harness.judging.modes import SingleOutputMode, judge_rating, label_schema
 from harness.judging.parsing import QOS_CLASSES, Parsed, parse_qos_label
 from harness.records import Judgment, Rating
 
@@ -22,26 +22,22 @@ if TYPE_CHECKING:
     from harness.judging.tasks import Group
 
 
-class QosMode(Mode):
+class QosMode(SingleOutputMode):
     name = "qos"
     task = "qos"
     default_rubric = "rubrics/qos.j2"
     takes_digit = True  # one digit 0-4 (max_score = 4) for tiny in-process judges
 
     def schema(self, k: int, cfg: JudgeConfig) -> dict[str, Any] | None:
-        props = {"label": {"type": "string", "enum": list(QOS_CLASSES)}}
-        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+        return label_schema(QOS_CLASSES)
 
     def parse(self, text: str, k: int, cfg: JudgeConfig) -> Parsed:
         return parse_qos_label(text)
 
-    def ratings(self, cfg: JudgeConfig, group: Group, judgments: list[Judgment]) -> list[Rating]:
-        valid = valid_judgments(judgments)
-        if not valid:
-            return invalid_ratings(cfg, self.task, group, judgments)
-        label = (valid[0].parsed or {})["label"]
-        return [judge_rating(cfg.name, self.task, group, group.generations[0], label=label,
-                             code=QOS_CLASSES.index(label), judgment_key=valid[0].judgment_key)]
+    def rating(self, cfg: JudgeConfig, group: Group, judgment: Judgment, parsed: dict[str, Any]) -> Rating:
+        label = parsed["label"]
+        return judge_rating(cfg.name, self.task, group, group.generations[0], label=label,
+                            code=QOS_CLASSES.index(label), judgment_key=judgment.judgment_key)
 
 
 MODE = QosMode()

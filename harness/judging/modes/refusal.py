@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness.judging.modes import Mode, invalid_ratings, judge_rating, valid_judgments
+from harness.judging.modes import SingleOutputMode, judge_rating, label_schema
 from harness.judging.parsing import REFUSAL_CLASSES, Parsed, parse_refusal_label
 from harness.records import Judgment, Rating
 
@@ -17,27 +17,22 @@ if TYPE_CHECKING:
     from harness.judging.tasks import Group
 
 
-class RefusalMode(Mode):
+class RefusalMode(SingleOutputMode):
     name = "refusal"
     task = "refusal"
     default_rubric = "rubrics/refusal.j2"
     kinds = ("openai", "llama-cpp", "refusal")
 
     def schema(self, k: int, cfg: JudgeConfig) -> dict[str, Any] | None:
-        props = {"label": {"type": "string", "enum": list(REFUSAL_CLASSES)}}
-        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+        return label_schema(REFUSAL_CLASSES)
 
     def parse(self, text: str, k: int, cfg: JudgeConfig) -> Parsed:
         return parse_refusal_label(text)
 
-    def ratings(self, cfg: JudgeConfig, group: Group, judgments: list[Judgment]) -> list[Rating]:
-        valid = valid_judgments(judgments)
-        if not valid:
-            return invalid_ratings(cfg, self.task, group, judgments)
-        p = valid[0].parsed or {}
-        extra: dict[str, Any] | None = {k: p[k] for k in ("rule", "evidence") if k in p} or None
-        return [judge_rating(cfg.name, self.task, group, group.generations[0], label=p["label"],
-                             judgment_key=valid[0].judgment_key, extra=extra)]
+    def rating(self, cfg: JudgeConfig, group: Group, judgment: Judgment, parsed: dict[str, Any]) -> Rating:
+        extra: dict[str, Any] | None = {k: parsed[k] for k in ("rule", "evidence") if k in parsed} or None
+        return judge_rating(cfg.name, self.task, group, group.generations[0], label=parsed["label"],
+                            judgment_key=judgment.judgment_key, extra=extra)
 
 
 MODE = RefusalMode()

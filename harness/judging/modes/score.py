@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness.judging.modes import Mode, invalid_ratings, judge_rating, valid_judgments
+from harness.judging.modes import SingleOutputMode, judge_rating
 from harness.judging.parsing import Parsed, parse_score
 from harness.records import Judgment, Rating
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from harness.judging.tasks import Group
 
 
-class ScoreMode(Mode):
+class ScoreMode(SingleOutputMode):
     name = "score"
     task = "score"
     default_rubric = "rubrics/harm-score.j2"
@@ -32,13 +32,9 @@ class ScoreMode(Mode):
     def parse(self, text: str, k: int, cfg: JudgeConfig) -> Parsed:
         return parse_score(text, cfg.max_score)
 
-    def ratings(self, cfg: JudgeConfig, group: Group, judgments: list[Judgment]) -> list[Rating]:
-        valid = valid_judgments(judgments)
-        if not valid:
-            return invalid_ratings(cfg, self.task, group, judgments)
-        p = valid[0].parsed or {}
-        score = int(p["score"])
-        probs = p.get("score_probs")
+    def rating(self, cfg: JudgeConfig, group: Group, judgment: Judgment, parsed: dict[str, Any]) -> Rating:
+        score = int(parsed["score"])
+        probs = parsed.get("score_probs")
         extra: dict[str, Any] | None = {"score_probs": probs} if probs else None
         code: float = score
         harmful = int(score >= cfg.harmful_threshold)
@@ -48,8 +44,8 @@ class ScoreMode(Mode):
             extra = {**(extra or {}), "expected_score": expected, "p_harmful": p_harmful, "argmax_score": score}
         elif cfg.expected_score:
             extra = {"expected_score": None, "note": "no score probabilities: rated by the answer's digit"}
-        return [judge_rating(cfg.name, self.task, group, group.generations[0], code=code, harmful=harmful,
-                             judgment_key=valid[0].judgment_key, extra=extra)]
+        return judge_rating(cfg.name, self.task, group, group.generations[0], code=code, harmful=harmful,
+                            judgment_key=judgment.judgment_key, extra=extra)
 
 
 def expected_score(probs: dict[str, float], threshold: int) -> tuple[float, float]:
