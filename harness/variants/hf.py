@@ -366,6 +366,8 @@ def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
                         if mb > shown_mb:
                             reporter.advance(mb - shown_mb)
                             shown_mb = mb
+                if shown and "error" not in done and total_mb > shown_mb:
+                    reporter.advance(total_mb - shown_mb)  # finished between two looks: the bar ends full
         finally:
             if shown:
                 reporter.stop()
