@@ -1,4 +1,4 @@
-"""Plays the adversarial corpus (tests/adversarial/cases.toml): every hostile or careless input ends with the
+"""Plays the adversarial corpus (tests/adversarial/*.toml, one file per theme): every hostile or careless input ends with the
 exit code and message it must, and the store's bytes stay as they were."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ HERE = Path(__file__).parent / "adversarial"
 sys.path.insert(0, str(HERE))
 import stores  # noqa: E402
 
-CASES: list[dict[str, Any]] = read_toml(HERE / "cases.toml")["case"]
+CASES: list[dict[str, Any]] = [case for path in sorted(HERE.glob("*.toml")) for case in read_toml(path).get("case", [])]
 SPECIAL_TEXT = {"DEEP": lambda: "[" * 100_000 + "]" * 100_000 + "\n",
                 "LONGFIELD": lambda: "id,text\na,\"" + "x" * 200_000 + "\"\n"}
 SPECIAL_HEX = {"LATENUL": lambda: ("id,text\n" + "a,hello\n" * 700).encode() + b"b,bad\x00byte\n"}
