@@ -65,3 +65,20 @@ def open_llama(**kwargs: Any) -> tuple[Any, dict[str, Any]]:
     with model_params_override(use_extra_bufts=False):
         llm = lib.Llama(**kwargs)
     return llm, {"extra_buffer_types": False, "extra_buffer_types_reason": why}
+
+
+def tokenize_segments(llm: Any, pieces: list[tuple[str, bool]], *, add_bos: bool) -> list[int]:
+    """Tokens of (text, is_template) pieces (harness.backends.prompt_format.chat_segments): a template's own text
+    with its special-token strings as control tokens, everything else (prompts, outputs, rubrics) as plain text.
+    `add_bos` prepends the BOS token when the model's vocabulary asks for one."""
+    tokens = list(llm.tokenize(b"", add_bos=True, special=False)) if add_bos else []
+    for text, is_template in pieces:
+        tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=is_template)
+    return tokens
+
+
+def template_tokens(llm: Any) -> tuple[str, str]:
+    """The BOS and EOS token texts a chat template is rendered with ("" when the model has none)."""
+    model = llm._model
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return (model.token_get_text(bos) if bos != -1 else "", model.token_get_text(eos) if eos != -1 else "")

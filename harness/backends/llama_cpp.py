@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from harness.backends.base import Backend, BackendResult, Sampling
 from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
 from harness.errors import UsageError, require
+from harness.llama_runtime import tokenize_segments
 
 if TYPE_CHECKING:
     from harness.devices import DeviceProfile
@@ -36,7 +37,7 @@ class LlamaCppBackend(Backend):
 
     def load(self, variant: VariantFile, device: DeviceProfile, manifest: ModelManifest) -> dict[str, Any]:
         threads = device.resolved_threads()
-        from harness.llama_runtime import open_llama
+        from harness.llama_runtime import open_llama, template_tokens
 
         try:
             self._llm, buffers = open_llama(
@@ -50,12 +51,10 @@ class LlamaCppBackend(Backend):
             )
         except (ValueError, RuntimeError) as exc:
             raise UsageError(f"llama.cpp could not load {variant.path} ({exc}): the file may be corrupt; re-derive it") from exc
-        model = self._llm._model
-        eos, bos = self._llm.token_eos(), self._llm.token_bos()
+        bos_text, eos_text = template_tokens(self._llm)
         self._format = PromptFormat.for_model(
             manifest, self._llm.metadata.get("tokenizer.chat_template"), model_file=variant.path.name,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "")
+            eos_token=eos_text, bos_token=bos_text)
         fmt = self._format.chat_format
         return {
             "threads": threads,
@@ -69,10 +68,9 @@ class LlamaCppBackend(Backend):
 
     def _tokens(self, prompt: str) -> list[int]:
         assert self._format is not None, "load() first"
-        text = self._format.render(prompt)
-        # A rendered chat template carries its own special tokens; a completion frame gets the BOS.
-        template = self._format.uses_template
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=not template, special=template))
+        # A rendered chat template carries its own special tokens (and only it: the prompt is plain text);
+        # a completion frame gets the BOS.
+        return tokenize_segments(self._llm, self._format.segments(prompt), add_bos=not self._format.uses_template)
 
     def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
         llm, lib, fmt = self._llm, self._lib, self._format

@@ -236,8 +236,7 @@ class OnnxBackend(Backend):
 
     def _tokens(self, prompt: str) -> list[int]:
         assert self._format is not None, "load() first"
-        text = self._format.render(prompt)
-        ids = list(self._tok.encode(text, add_special_tokens=False).ids)
+        ids = encode_segments(self._tok, self._format.segments(prompt))
         if self._format.uses_template:
             return ids
         bos = self._facts.get("bos_token_id")
@@ -327,3 +326,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def encode_segments(tok: Any, pieces: list[tuple[str, bool]]) -> list[int]:
+    """Token ids of (text, is_template) pieces with `tokenizers`: special-token strings are control tokens only in
+    the template's own text (`encode_special_tokens` makes the tokenizer read them as plain text elsewhere)."""
+    ids: list[int] = []
+    try:
+        for text, is_template in pieces:
+            tok.encode_special_tokens = not is_template
+            ids += tok.encode(text, add_special_tokens=False).ids
+    finally:
+        tok.encode_special_tokens = False
+    return ids
+

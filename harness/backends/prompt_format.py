@@ -7,6 +7,10 @@
   carries its own special tokens, so no BOS is added when tokenizing it.
 - `completion`: a plain text frame for base models, `completion_template` with `{prompt}`
   (e.g. "User: {prompt}\\nAssistant:"); a BOS token is added as the model's tokenizer says.
+- untrusted text stays text: `segments` renders the template with a private marker in place of each message's
+  content and splits the result there, so the template's own text (its turn markers are control tokens) and
+  the messages (prompts, outputs, rubrics: tokenized as plain text, never as control tokens) are tokenized
+  apart. A prompt or output that spells `<|im_end|><|im_start|>system` stays those characters.
 - `stop`: strings that end a generation (e.g. "\\nUser:" for a base model that keeps writing the
   dialogue): checked on the last tokens while streaming and cut from the final text.
 """
@@ -30,6 +34,11 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
 
 def render_chat(template: str, prompt: str, bos_token: str, eos_token: str) -> str:
     """The chat template rendered for one user message, as transformers and llama.cpp render it."""
+    return render_messages(template, [{"role": "user", "content": prompt}], bos_token, eos_token)
+
+
+def render_messages(template: str, messages: list[dict[str, str]], bos_token: str, eos_token: str) -> str:
+    """The chat template rendered for a conversation, with a generation prompt."""
     import jinja2.ext
     from jinja2.exceptions import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -41,7 +50,7 @@ def render_chat(template: str, prompt: str, bos_token: str, eos_token: str) -> s
     env.filters["tojson"] = _tojson
     try:
         return env.from_string(template).render(
-            messages=[{"role": "user", "content": prompt}], add_generation_prompt=True, bos_token=bos_token,
+            messages=messages, add_generation_prompt=True, bos_token=bos_token,
             eos_token=eos_token, raise_exception=raise_exception, strftime_now=lambda fmt: time.strftime(fmt))
     except TemplateError as exc:
         raise UsageError(f"the model's chat template does not render ({exc}): set [chat] format = \"completion\" "
@@ -82,6 +91,14 @@ class PromptFormat:
             return render_chat(self.chat_template, prompt, self.bos_token, self.eos_token)
         return self.completion_template.format(prompt=prompt)
 
+    def segments(self, prompt: str) -> list[tuple[str, bool]]:
+        """The model input for one user prompt as (text, is_template) pieces (see the module docstring)."""
+        if self.chat_template is None:
+            return [(self.completion_template.format(prompt=prompt), False)]
+        return chat_segments(self.chat_template, [{"role": "user", "content": prompt}], self.bos_token,
+                             self.eos_token)
+
+
     def check_context(self, n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
         if n_prompt_tokens + max_tokens > n_ctx:
             raise UsageError(
@@ -96,3 +113,26 @@ class PromptFormat:
         """The text cut at the first stop string, and whether one was found."""
         cut = min((text.index(s) for s in self.stops if s and s in text), default=None)
         return (text, False) if cut is None else (text[:cut], True)
+
+
+def chat_segments(template: str, messages: list[dict[str, str]], bos_token: str,
+                  eos_token: str) -> list[tuple[str, bool]]:
+    """A conversation rendered by a chat template as (text, is_template) pieces: the template's own text, where
+    special-token strings are control tokens, and each message's content, which is only ever text. A message the
+    template leaves out is left out."""
+    marks = [f"\ue000harness-message-{i}\ue001" for i in range(len(messages))]
+    rendered = render_messages(template, [{**m, "content": mark} for m, mark in zip(messages, marks)], bos_token,
+                               eos_token)
+    pieces: list[tuple[str, bool]] = []
+    rest = rendered
+    for mark, message in zip(marks, messages):
+        if rendered.count(mark) > 1:
+            raise UsageError("the model's chat template repeats a message's text: harness cannot keep that text "
+                             "apart from the template's control tokens; set [chat] format = \"completion\" in the "
+                             "model manifest")
+        before, found, after = rest.partition(mark)
+        if found:
+            pieces += [(before, True), (message["content"], False)]
+            rest = after
+    pieces.append((rest, True))
+    return [(text, is_template) for text, is_template in pieces if text]

@@ -91,7 +91,9 @@ class LlamaCppJudge:
         self.load_s: float | None = None
 
     def identity_extra(self) -> dict[str, Any]:
-        return {"model_sha256": self.model_sha256, **({"completion_frame": self.frame} if self.frame else {})}
+        # "tokens": how the prompt is tokenized; answers cached before messages became plain text are not reused
+        return {"model_sha256": self.model_sha256, "tokens": "plain-text-messages",
+                **({"completion_frame": self.frame} if self.frame else {})}
 
     def prepare(self) -> None:
         self._load()
@@ -143,6 +145,23 @@ class LlamaCppJudge:
             self._digits = ids
         return self._digits or None
 
+    def _prompt_tokens(self, req: JudgeRequest) -> list[int]:
+        """The judge's prompt as tokens: the chat template's own markers are control tokens, the messages (rubric,
+        the judged prompt and output) are plain text, so an output that spells the judge's turn markers cannot
+        forge a turn. A base model's messages go through its plain-text frame, all of it plain text."""
+        from harness.backends.prompt_format import chat_segments
+        from harness.llama_runtime import template_tokens, tokenize_segments
+
+        llm = self._llm
+        if self.frame is not None:
+            return tokenize_segments(llm, [(messages_as_text(req.messages or [], self.frame), False)], add_bos=True)
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise UsageError(f"judge '{self.cfg.name}': {self.model_path.name} has no chat template: use a model "
+                             "with one, or a base model's manifest with [chat] format = \"completion\"")
+        bos, eos = template_tokens(llm)
+        return tokenize_segments(llm, chat_segments(template, list(req.messages or []), bos, eos), add_bos=False)
+
     def complete(self, req: JudgeRequest) -> JudgeResponse:
         llm = self._load()
         cfg = self.cfg
@@ -164,12 +183,9 @@ class LlamaCppJudge:
                     "top_p": cfg.top_p, "seed": cfg.seed if cfg.seed is not None else 0,
                     "logits_processor": processors}
         try:
-            if self.frame is not None:  # a base model: no chat template, a plain-text frame
-                resp = llm.create_completion(prompt=messages_as_text(req.messages or [], self.frame), **sampling)
-                for choice in resp.get("choices") or []:
-                    choice["message"] = {"content": choice.get("text")}
-            else:
-                resp = llm.create_chat_completion(messages=req.messages, **sampling)
+            resp = llm.create_completion(prompt=self._prompt_tokens(req), **sampling)
+            for choice in resp.get("choices") or []:
+                choice["message"] = {"content": choice.get("text")}
         except ValueError as exc:  # e.g. the prompt does not fit the context
             return JudgeResponse(None, error=f"llama.cpp: {exc} (lower max_output_chars or raise n_ctx)",
                                  latency_s=time.perf_counter() - start)
