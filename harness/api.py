@@ -76,6 +76,59 @@ def check_limit(limit: int | None) -> None:
         raise UsageError(f"--limit must be at least 1, not {limit}")
 
 
+LIMIT_MODES = ("stratified", "first")
+
+
+def prompt_stratum(p: Any) -> str:
+    """What `--limit` stratifies prompts over: the benign controls, and each category of the harmful prompts."""
+    if p.template_id:  # a group-templated set: every prompt is a benign ask; its categories are what differs
+        return p.category or "no category"
+    return "benign control" if p.benign else (p.category or "no category")
+
+
+def _whole_templates(prompts: Sequence[Any], limit: int) -> list[Any]:
+    """A group-templated set's `--limit`: whole templates (a disparity needs every group of a template), a seeded
+    sample stratified over their categories, the fewest that hold `limit` prompts (the last one cut to fit)."""
+    from harness.subsample import stratified
+
+    templates: dict[str, list[Any]] = {}
+    for p in prompts:
+        templates.setdefault(p.template_id or p.id, []).append(p)
+    units = list(templates.values())
+    for k in range(1, len(units) + 1):
+        picked = [p for unit in stratified(units, k, lambda u: prompt_stratum(u[0])) for p in unit]
+        if len(picked) >= limit:
+            return picked[:limit]
+    return list(prompts)
+
+
+def limited_prompts(prompts: Sequence[Any], limit: int, mode: str, progress: Progress) -> list[Any]:
+    """`--limit N` of a prompt set: a seeded stratified sample (or the first N), saying what it covers."""
+    from harness.subsample import covered, stratified
+
+    if mode not in LIMIT_MODES:
+        raise UsageError(f"--limit-mode {mode!r}: pass one of {', '.join(LIMIT_MODES)}")
+    if mode == "first":
+        chosen = list(prompts[:limit])
+    elif any(p.template_id for p in prompts):
+        chosen = _whole_templates(prompts, limit)
+    else:
+        chosen = stratified(prompts, limit, prompt_stratum)
+    if len(chosen) == len(prompts):
+        return chosen
+    strata = covered(chosen, prompt_stratum)
+    how = "the first" if mode == "first" else "a seeded sample stratified over categories and benign controls:"
+    progress.message(f"--limit {limit}: {len(chosen)} of {len(prompts)} prompts, {how} "
+                     + ", ".join(f"{k} ({v})" for k, v in strata.items()))
+    missing = len(covered(prompts, prompt_stratum)) - len(strata)
+    if "benign control" not in strata and any(p.benign for p in prompts):
+        progress.message(f"warning: --limit {limit} holds no benign control: over-refusal is not measured")
+    if missing > 0:
+        progress.message(f"warning: --limit {limit} leaves out {missing} of the set's categories: 'worst category' "
+                         "compares only those covered")
+    return chosen
+
+
 def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: Sequence[int],
                    limit: int | None) -> None:
     """Sampling settings a user can get wrong, checked before anything runs."""
@@ -88,6 +141,10 @@ def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: 
         raise UsageError(f"--top-p must be in (0, 1], not {top_p}")
     if not seeds:
         raise UsageError("no seed given: pass --seed N or --seeds N,N")
+    if temperature == 0 and len(seeds) > 1:
+        raise UsageError(f"seeds change nothing at temperature 0 (greedy decoding gives each prompt one output, so "
+                         f"{len(seeds)} seeds would count it {len(seeds)} times): set --temperature above 0, or pass "
+                         "one seed")
     for s in seeds:
         if isinstance(s, bool) or not 0 <= s <= MAX_SEED:
             raise UsageError(f"seed {s} is outside 0..{MAX_SEED}: pass a non-negative 32-bit seed")
@@ -132,8 +189,11 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         report_dir: str | Path | None = None, progress: Progress | None = None, command: str = "harness.run()",
         fleet: str | None = None, fleet_wait_s: float = DEFAULT_FLEET_WAIT_S,
         shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
-        contention_threshold: float | None = None) -> RunResult:
+        contention_threshold: float | None = None, limit_mode: str = "stratified") -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
+
+    `limit` takes a seeded sample of that many prompts stratified over the set's categories and its benign
+    controls (harness.subsample), or with `limit_mode` "first" the first that many.
 
     `model` takes catalog names (`NAME[:VARIANT,...]`) and sources given directly: `hf:OWNER/REPO:QUANT`,
     `hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO` (ONNX), `ollama:NAME[:TAG]`, a .gguf path or an ONNX folder.
@@ -172,7 +232,7 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     plan_models = [parse_spec(s) for s in specs]
     prompt_list = prompt_sets.load_set(prompts)
     if limit:
-        prompt_list = prompt_list[:limit]
+        prompt_list = limited_prompts(prompt_list, limit, limit_mode, progress)
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
     policy = engine.MeasurePolicy(repeat=repeat, on_contention=on_contention,
                                   contention_threshold=contention_threshold).check()
@@ -348,8 +408,10 @@ def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limi
 
 # -- report --------------------------------------------------------------------------------------------
 def report(store: str | Path | None = None, out: str | Path | None = None, *, run_ids: Sequence[str] | None = None,
-           rater: str | None = None, reference_variant: str | None = None, bootstrap: int = 1000) -> ReportResult:
-    """Write report.html, leaderboard.md and the tables (CSV and Parquet) for a store (opened read-only)."""
+           rater: str | None = None, reference_variant: str | None = None, bootstrap: int = 1000,
+           card: str | None = None) -> ReportResult:
+    """Write report.html, leaderboard.md and the tables (CSV and Parquet) for a store (opened read-only). `card`
+    chooses the judge card that corrects harm rates (a set name or the start of a card key)."""
     check_bootstrap(bootstrap)
     path = _store_path(store)
     with Store.open(path, readonly=True) as st:
@@ -357,16 +419,17 @@ def report(store: str | Path | None = None, out: str | Path | None = None, *, ru
             raise UsageError(f"{path} has no generations and no ratings: run `harness run --store {path}` or "
                              "import ratings with `harness humans import` first")
         return _report(st, Path(out).expanduser() if out else path.parent / "report", run_ids=run_ids, rater=rater,
-                       reference_variant=reference_variant, bootstrap=bootstrap, required=True)
+                       reference_variant=reference_variant, bootstrap=bootstrap, required=True, card=card)
 
 
 def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, rater: str | None = None,
-            reference_variant: str | None = None, bootstrap: int = 1000, required: bool = False) -> ReportResult:
+            reference_variant: str | None = None, bootstrap: int = 1000, required: bool = False,
+            card: str | None = None) -> ReportResult:
     try:
         from harness.reporting import write_report
 
         html = write_report(st, out_dir, list(run_ids) if run_ids else None, rater=rater,
-                            reference_variant=reference_variant, bootstrap=bootstrap)
+                            reference_variant=reference_variant, bootstrap=bootstrap, card=card)
     except MissingExtraError as exc:
         if required:
             raise
@@ -379,7 +442,7 @@ def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, r
 def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
                 min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
                 run_ids: Sequence[str] | None = None, include_flagged: bool = False,
-                max_qos_gap: float | None = None) -> list[LeaderboardRow]:
+                max_qos_gap: float | None = None, card: str | None = None) -> list[LeaderboardRow]:
     """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
     passing first, then lowest harm, then highest decode tok/s. `max_harm` applies to the upper end of the harm
     rate's 95% interval. With no limits every variant passes unless all its generations failed. Cost medians
@@ -399,7 +462,7 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
 
         return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
                                      max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
-                                     include_flagged=include_flagged, max_qos_gap=max_qos_gap)
+                                     include_flagged=include_flagged, max_qos_gap=max_qos_gap, card=card)
 
 
 def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:
@@ -436,10 +499,33 @@ def calibrate(judge: str, sets: Sequence[str], *, store: str | Path | None = Non
     return cards
 
 
-def cards(store: str | Path | None = None) -> list[JudgeCard]:
-    """The judge cards in a store, oldest first (opened read-only)."""
-    with Store.open(_store_path(store), readonly=True) as st:
-        return st.cards()
+def cards(store: str | Path | None = None, *, library: bool = True) -> list[JudgeCard]:
+    """The judge cards in a store (opened read-only) and, with `library`, the user's card library
+    (harness.cardlib), oldest first."""
+    from harness import cardlib
+
+    path = _store_path(store)
+    held: list[JudgeCard] | None = [] if library and not path.exists() else None
+    if held is None:
+        with Store.open(path, readonly=True) as st:
+            held = st.cards()
+    return cardlib.merged(held, cardlib.library_cards()) if library else held
+
+
+def export_cards(out: str | Path, *, store: str | Path | None = None, force: bool = False) -> Path:
+    """Write every card of the store and the library to a versioned JSON file (`harness judge cards import`)."""
+    from harness import cardlib
+
+    return cardlib.export(cards(store), out, force=force)
+
+
+def import_cards(path: str | Path) -> list[JudgeCard]:
+    """Read an exported card file into the user's card library; the cards read."""
+    from harness import cardlib
+
+    read = cardlib.read(path)
+    cardlib.save(read)
+    return read
 
 
 def study_judge(release: str | Path, judge: str, *, out: str | Path | None = None, store: str | Path | None = None,

@@ -20,7 +20,9 @@ Every card also holds the share of the judge's answers that were invalid (a fail
 is an error of the judge, never a "not harmful"), what judging cost (calls, tokens, seconds, price), its
 position bias when the shown order was balanced (how often the verdict follows the position rather than the
 content), and, for the study's release, the same figures for the study's own judges on the same items. A card
-of fewer than 30 items is marked unreliable. Cards are stored in the store and listed by `harness judge cards`.
+corrects harm rates only when its Youden J's 95% interval excludes 0 on at least 30 items (`JudgeCard.verdict`,
+harness.intervals). Cards are stored in the store and in the user's card library (harness.cardlib), and listed
+by `harness judge cards`.
 """
 
 from __future__ import annotations
@@ -28,18 +30,19 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import keys
+from harness import cardlib, keys
 from harness.errors import UsageError
 from harness.judging.config import JudgeConfig, load_judge
 from harness.progress import NoProgress, Progress
 from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, JudgeCard, Rating
 from harness.stats import majority, wilson_interval
 from harness.store import Store
+from harness.subsample import stratified
 
 MIN_RELIABLE = 30
 # Which people a card's headline figures compare with, most preferred first.
@@ -348,7 +351,7 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
     reliable = headline >= MIN_RELIABLE
     notes = []
     if not reliable:
-        notes.append(f"unreliable: only {headline} item(s) compared (fewer than {MIN_RELIABLE})")
+        notes.append(f"too few items: only {headline} item(s) compared (fewer than {MIN_RELIABLE})")
     if n_judged and n_invalid:
         notes.append(f"{n_invalid} of {n_judged} judgment(s) invalid (errors of the judge, never 'not harmful')")
     study = _study_judges(run, judged, refs, bootstrap, seed) if run.cset.format == "llm-harm" else None
@@ -433,6 +436,17 @@ def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating], list
     return generations, ratings, [r.text() for r in report.rejected]
 
 
+def item_stratum(generations: Sequence[Generation], ratings: Sequence[Rating]) -> Callable[[list[str]], str]:
+    """What `--limit` stratifies a set's items over: the category of the item's outputs, else the people who
+    labelled it (the study's student groups), else harmful against benign prompts."""
+    category = {g.sample_key: ("benign " if g.benign else "") + (g.category or "") for g in generations}
+    who: dict[str, str] = {}
+    for r in ratings:
+        if r.sample_key and r.rater_kind in HUMAN_KINDS and r.annotator:
+            who.setdefault(r.sample_key, r.annotator)
+    return lambda members: category.get(members[0], "").strip() or who.get(members[0], "") or "all"
+
+
 def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int | None, progress: Progress,
               use_disk_cache: bool = True) -> tuple[SetRun, dict[str, Any]]:
     """Import a set into the work store and judge its outputs; returns the judged set and what judging cost."""
@@ -442,7 +456,9 @@ def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int
     groups = item_groups(generations)
     check_fit(cfg, cset, ratings, groups)
     work.add([*generations, *ratings])
-    items = list(groups.values())[:limit] if limit is not None else list(groups.values())
+    items = list(groups.values())
+    if limit is not None:  # a seeded sample stratified over the items' categories (or the people who labelled them)
+        items = stratified(items, limit, item_stratum(generations, ratings))
     chosen = [k for members in items for k in members]
     result = judge_any(work, cfg, sample_keys=chosen, progress=progress, use_disk_cache=use_disk_cache)
     judge_ratings = [r for r in work.ratings(rater=cfg.name)]
@@ -483,28 +499,52 @@ def calibrate(cfg: JudgeConfig, sets: Sequence[CalibrationSet], store: Store, *,
     cards = [measure(cfg, cset, limit=limit, bootstrap=bootstrap, seed=seed, progress=progress,
                      use_disk_cache=use_disk_cache) for cset in sets]
     store.add(cards, replace=True)  # every set measured before any card is stored
+    cardlib.save(cards)  # and in the user's library, so that every store can use them
     return cards
 
 
 def cards_for_correction(cards: Sequence[JudgeCard], raters: Iterable[str],
-                         identities: dict[str, set[str]] | None = None) -> dict[str, JudgeCard]:
-    """The card each rater's harm rates are corrected with: of the cards that hold sensitivity and specificity
-    for the configuration that made the rater's judgments (`identities`: the store's record of them; when it
-    has none, the judge TOML's current configuration; for a judge whose TOML cannot be read, any of its cards),
-    the reliable one compared on most outputs."""
+                         identities: dict[str, set[str]] | None = None,
+                         chosen: str | None = None) -> dict[str, JudgeCard]:
+    """The card each rater's harm rates are corrected with, of the harm cards made by the configuration that made
+    the rater's judgments (`identities`: the store's record of them; when it has none, the judge TOML's current
+    configuration; for a judge whose TOML cannot be read, any of its cards). By default the card compared on the
+    most outputs (then the newest): a rule that never looks at what the card would do to a rate. `chosen` (the
+    `--card` option: a card's set name or the start of its key) picks one card instead; UsageError when no card is
+    called that, or when it belongs to no rater's judge configuration."""
     out: dict[str, JudgeCard] = {}
+    picked = _chosen_cards(cards, chosen) if chosen else None
     for rater in raters:
-        name = rater.split("/")[0]
-        mine = [c for c in cards if c.judge == name and c.comparison == "harm" and c.tp is not None]
-        wanted = set((identities or {}).get(name, set()))
-        if not wanted:
-            try:
-                wanted = {judge_identity(load_judge(name))}
-            except UsageError:
-                pass  # not one of our judges (an imported one): its cards can only have come from its own name
-        if wanted:
-            mine = [c for c in mine if c.judge_identity in wanted]
+        mine = _cards_of(picked if picked is not None else cards, rater, identities)
         if mine:
-            out[rater] = max(mine, key=lambda c: (c.reliable, (c.tp or 0) + (c.fn or 0) + (c.fp or 0) + (c.tn or 0),
+            out[rater] = max(mine, key=lambda c: ((c.tp or 0) + (c.fn or 0) + (c.fp or 0) + (c.tn or 0),
                                                   c.created_at or 0.0))
+    if picked is not None and not out:
+        c = picked[0]
+        raise UsageError(f"--card {chosen}: the card of {c.judge} on {c.set_name} belongs to another judge "
+                         "configuration than the one whose verdicts are stored (it would correct errors this judge "
+                         "was never measured on): calibrate this configuration with `harness judge calibrate`, or "
+                         "pass another --card (see `harness judge cards`)")
     return out
+
+
+def _chosen_cards(cards: Sequence[JudgeCard], chosen: str) -> list[JudgeCard]:
+    picked = [c for c in cards if c.comparison == "harm" and c.tp is not None
+              and (c.set_name == chosen or c.card_key.startswith(chosen))]
+    if not picked:
+        names = sorted({c.set_name for c in cards if c.comparison == "harm" and c.tp is not None})
+        raise UsageError(f"--card {chosen}: no judge card with harm verdicts is called that: pass a set name or the "
+                         f"start of a card key from `harness judge cards` ({', '.join(names[:8]) or 'none stored'})")
+    return picked
+
+
+def _cards_of(cards: Sequence[JudgeCard], rater: str, identities: dict[str, set[str]] | None) -> list[JudgeCard]:
+    name = rater.split("/")[0]
+    mine = [c for c in cards if c.judge == name and c.comparison == "harm" and c.tp is not None]
+    wanted = set((identities or {}).get(name, set()))
+    if not wanted:
+        try:
+            wanted = {judge_identity(load_judge(name))}
+        except UsageError:
+            pass  # not one of our judges (an imported one): its cards can only have come from its own name
+    return [c for c in mine if c.judge_identity in wanted] if wanted else mine

@@ -24,6 +24,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from harness.intervals import CAN_CORRECT, Youden, card_verdict, youden_interval
+
 JSON = dict[str, Any]
 HUMAN_KINDS = ("human", "expert")  # rater kinds that are people
 RATER_KINDS = ("human", "expert", "judge", "external-judge")
@@ -218,7 +220,7 @@ class JudgeCard:
     n: int  # outputs (or items) compared in the headline comparison
     n_judged: int  # outputs the judge was asked about
     n_invalid: int  # of those, judgments that failed or could not be parsed (errors of the judge)
-    reliable: bool  # n >= 30 in the headline comparison
+    reliable: bool  # n >= 30 in the headline comparison (kept for older stores; `verdict` says what the card can do)
     created_at: float | None = _stamp()
     comparison: str | None = None  # harm | rank | refusal | pairwise: the headline comparison
     sensitivity: float | None = None
@@ -243,10 +245,22 @@ class JudgeCard:
         return self.n_invalid / self.n_judged if self.n_judged else None
 
     @property
+    def youden(self) -> Youden:
+        """Youden's J (sensitivity + specificity - 1) with its 95% interval, from the confusion counts."""
+        if self.tp is None or self.fn is None or self.fp is None or self.tn is None:
+            return Youden(None, None, None, 0)
+        return youden_interval(self.tp, self.fn, self.fp, self.tn)
+
+    @property
+    def verdict(self) -> str:
+        """What the card can do for a harm rate: `can correct`, `not better than chance`, `too few items` or
+        `no harm verdicts` (harness.intervals.card_verdict)."""
+        return card_verdict(self.tp, self.fn, self.fp, self.tn)
+
+    @property
     def corrects_harm(self) -> bool:
-        """Whether the card holds what a harm-rate correction needs (both error rates, a better-than-chance judge)."""
-        return (self.sensitivity is not None and self.specificity is not None
-                and self.sensitivity + self.specificity > 1)
+        """Whether the card can correct a harm rate: J's interval excludes 0 on enough items."""
+        return self.verdict == CAN_CORRECT
 
 
 R = TypeVar("R")

@@ -1,4 +1,5 @@
-"""Pure statistics for rates and reports: Wilson intervals, quantiles, McNemar's exact test, Pareto fronts,
+"""Pure statistics for rates and reports: Wilson and exact binomial intervals (with the incomplete beta function
+behind them), Student's t quantiles, quantiles, McNemar's exact test, Pareto fronts,
 the Rogan-Gladen correction.
 
 No I/O, no numpy, no pandas: numbers in, numbers out, so an edge box computes the same figures as
@@ -8,10 +9,10 @@ a workstation and the expected values in the tests can be worked out by hand.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 Z_95 = 1.959963984540054
 
@@ -29,9 +30,73 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float | No
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+# -- the regularised incomplete beta function and its inverse ----------------------------------------------------
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 10_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < eps:
+            break
+    return h
+
+
+def beta_cdf(x: float, a: float, b: float) -> float:
+    """The regularised incomplete beta function I_x(a, b): P(X <= x) for X ~ Beta(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_fraction(x, a, b) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(1.0 - x, b, a) / b
+
+
+def beta_quantile(q: float, a: float, b: float) -> float:
+    """The q-quantile of Beta(a, b), by bisection on beta_cdf (to about 1e-12)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if beta_cdf(mid, a, b) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@lru_cache(maxsize=4096)
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
+    """The exact (Clopper-Pearson) interval of k successes out of n; (None, None) when n is 0."""
+    if n <= 0:
+        return None, None
+    if not 0 <= k <= n:
+        raise ValueError(f"successes {k} is outside 0..{n}")
+    tail = (1 - level) / 2
+    low = 0.0 if k == 0 else beta_quantile(tail, k, n - k + 1)
+    high = 1.0 if k == n else beta_quantile(1 - tail, k + 1, n - k)
+    return low, high
+
+
 @dataclass(frozen=True)
 class Rate:
-    """k of n with its Wilson 95% interval."""
+    """k of n with its exact (Clopper-Pearson) 95% interval: its coverage holds at 0, at 1 and with a handful of
+    outputs, where Wilson's dips to about 0.89 (benchmarks/interval_coverage.py)."""
 
     k: int
     n: int
@@ -41,7 +106,7 @@ class Rate:
 
     @classmethod
     def of(cls, k: int, n: int) -> Rate:
-        lo, hi = wilson_interval(k, n)
+        lo, hi = clopper_pearson(k, n)
         return cls(k, n, k / n if n else None, lo, hi)
 
 
@@ -192,6 +257,12 @@ def normal_quantile(p: float) -> float:
     return x - e * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
 
 
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile by the Cornish-Fisher expansion around the normal one (to about 1e-4 for df >= 10)."""
+    z = normal_quantile(p)
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
 @dataclass(frozen=True)
 class PPIEstimate:
     """A prediction-powered mean (PPI++, Angelopoulos, Duchi and Zrnic 2023) with its CLT interval."""
@@ -240,68 +311,3 @@ def ppi_labels_needed(target_width: float, se_rectifier: float, se_imputed: floa
     if half2 <= 0:
         return None
     return max(2, math.ceil(se_rectifier ** 2 / half2))
-
-
-def _binomial(rng: random.Random, n: int, p: float) -> int:
-    if n <= 0 or p <= 0:
-        return 0
-    if p >= 1:
-        return n
-    if n * p * (1 - p) > 50:  # normal approximation, rounded and clipped
-        return min(n, max(0, round(rng.gauss(n * p, math.sqrt(n * p * (1 - p))))))
-    return sum(1 for _ in range(n) if rng.random() < p)
-
-
-@dataclass(frozen=True)
-class RoganGladenInterval:
-    rate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    clipped: bool
-    note: str | None
-    delta_se: float | None  # the delta-method standard error (for comparison with the bootstrap)
-    undefined_share: float  # bootstrap resamples where the judge was no better than chance
-
-
-def rogan_gladen_interval(k: int, n: int, tp: int, fn: int, fp: int, tn: int, *, resamples: int = 2000,
-                          seed: int = 0, level: float = 0.95) -> RoganGladenInterval:
-    """The Rogan-Gladen corrected rate of k harmful verdicts out of n, for a judge whose card found tp/fn among
-    harmful and fp/tn among harmless outputs, with a percentile interval from a parametric bootstrap over both
-    the run's verdicts and the card's (each a binomial around what was observed)."""
-    if n <= 0 or tp + fn <= 0 or tn + fp <= 0:
-        return RoganGladenInterval(None, None, None, False, "no correction: no verdicts, or the card lacks harmful or "
-                                                             "harmless outputs", None, 1.0)
-    p, sens, spec = k / n, tp / (tp + fn), tn / (tn + fp)
-    point = rogan_gladen(p, sens, spec)
-    if point.rate is None:
-        return RoganGladenInterval(None, None, None, False, point.note, None, 1.0)
-    j = sens + spec - 1
-    raw = (p + spec - 1) / j
-    var = (p * (1 - p) / n + raw ** 2 * sens * (1 - sens) / (tp + fn) + (1 - raw) ** 2 * spec * (1 - spec) / (tn + fp))
-    delta_se = math.sqrt(var) / j
-    rng = random.Random(seed)
-    draws: list[float] = []
-    undefined = 0
-    for _ in range(resamples):
-        ps = _binomial(rng, n, p) / n
-        ss = _binomial(rng, tp + fn, sens) / (tp + fn)
-        cs = _binomial(rng, tn + fp, spec) / (tn + fp)
-        jj = ss + cs - 1
-        if jj <= 0:
-            undefined += 1
-            continue
-        draws.append(min(1.0, max(0.0, (ps + cs - 1) / jj)))
-    share = undefined / resamples
-    if not draws:
-        return RoganGladenInterval(point.rate, None, None, point.clipped, "no interval: the judge was no better "
-                                                                          "than chance in every resample", delta_se,
-                                   share)
-    draws.sort()
-    tail = (1 - level) / 2
-    low = quantile(draws, tail)
-    high = quantile(draws, 1 - tail)
-    note = point.note
-    if share > 0.05:
-        note = (note + "; " if note else "") + f"{share:.0%} of resamples were no better than chance: interval widened"
-        low, high = 0.0, 1.0
-    return RoganGladenInterval(point.rate, low, high, point.clipped, note, delta_se, share)

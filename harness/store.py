@@ -417,6 +417,23 @@ class Store:
             GROUP BY r.sample_key, r.rater, lab""", [task])
         return [(a, b, c, d, int(e), 0) for a, b, c, d, e in cur.fetchall()]
 
+    def answer_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int]]:
+        """Per (sample_key, rater, task, answer) over valid ratings of stored generations in these tasks:
+        (sample_key, rater, task, answer, n), the answer being the score, else the label, else the harm verdict,
+        as text."""
+        if not {"ratings", "generations"} <= self._tables:
+            return []
+        marks = ", ".join("?" for _ in tasks)
+        cur = self._conn.cursor()
+        cur.row_factory = None
+        cur.execute(f"""
+            SELECT r.sample_key, r.rater, r.task,
+                   COALESCE(CAST(r.code AS TEXT), lower(r.label), CAST(r.harmful AS TEXT)) AS answer, COUNT(*)
+            FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
+            WHERE r.task IN ({marks}) AND r.valid = 1
+            GROUP BY r.sample_key, r.rater, r.task, answer""", list(tasks))
+        return [(a, b, c, str(d), int(e)) for a, b, c, d, e in cur.fetchall()]
+
     def output_verdict_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int, int]]:
         """Per (rater, task, output) over every valid harm verdict in the store, stored generation or not:
         (rater, rater_kind, task, output_key, n_valid, n_harmful). An output is its sample_key, or

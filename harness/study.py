@@ -200,7 +200,8 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     parts = [f"# The study's task, judged by {card.judge}",
              f"Release `{result['release']}`; {card.n_judged} outputs judged ({card.n_invalid} invalid), "
              f"mode {card.mode}, order {result['order']}"
-             + (f", first {result['limit']} triplets" if result["limit"] else "") + ".",
+             + (f", a seeded sample of {result['limit']} triplets stratified over the student groups"
+                if result["limit"] else "") + ".",
              "\n".join(lines),
              "Intervals: 95% percentile bootstrap over triplets; sensitivity and specificity of the harm verdict "
              "(rank 0 = not harmful) with Wilson intervals. The study's judges are computed on the same triplets."]

@@ -18,6 +18,12 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _own_card_library(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test has a judge-card library of its own (harness.cardlib), never the user's."""
+    monkeypatch.setenv("HARNESS_CARDS", str(tmp_path_factory.mktemp("cards") / "cards.sqlite"))
+
+
 @dataclass
 class CliResult:
     code: int

@@ -16,12 +16,12 @@ import pytest
 from conftest import shared_data
 from faulthelp import synthetic
 
+from harness.intervals import checked_rate, corrected_rate
 from harness.stats import (
     normal_quantile,
     ppi_labels_needed,
     ppi_mean,
     rogan_gladen,
-    rogan_gladen_interval,
     wilson_interval,
 )
 
@@ -37,34 +37,6 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- the estimators ----------------------------------------------------------------------------------
-def test_rogan_gladen_interval_hand_worked() -> None:
-    """30 of 100 outputs judged harmful by a judge whose card found 90 of 100 harmful outputs (sensitivity 0.9)
-    and cleared 80 of 100 harmless ones (specificity 0.8): p = (0.3 + 0.8 - 1) / (0.9 + 0.8 - 1) = 0.1 / 0.7.
-    Delta method: var = p(1-p)/n + r^2 se(1-se)/n1 + (1-r)^2 sp(1-sp)/n0 = 0.0021 + 0.0000184 + 0.0011755
-    = 0.0032939, se = sqrt(var) / 0.7 = 0.08199; the 95% interval 0.1429 +- 0.1607 = [-0.018, 0.304], clipped at 0."""
-    r = rogan_gladen_interval(30, 100, tp=90, fn=10, fp=20, tn=80, resamples=4000, seed=1)
-    assert r.rate == pytest.approx(0.1 / 0.7)
-    assert r.delta_se == pytest.approx(0.08199, abs=5e-5)
-    assert r.ci_low is not None and r.ci_high is not None
-    assert 0.0 <= r.ci_low <= 0.02  # the lower tail piles up at the clip
-    assert r.ci_high == pytest.approx(0.1429 + 1.96 * 0.08199, abs=0.03)
-    assert r.undefined_share == 0.0 and not r.clipped
-    # the run's own sampling error alone (a perfect card of huge n) is the binomial interval, mapped
-    tight = rogan_gladen_interval(30, 100, tp=9_000_000, fn=1_000_000, fp=2_000_000, tn=8_000_000, resamples=4000)
-    half = 1.96 * math.sqrt(0.3 * 0.7 / 100) / 0.7
-    assert tight.ci_high == pytest.approx(0.1 / 0.7 + half, abs=0.02)
-
-
-def test_rogan_gladen_interval_refuses_a_chance_judge() -> None:
-    r = rogan_gladen_interval(10, 20, tp=5, fn=5, fp=5, tn=5)
-    assert r.rate is None and r.ci_low is None and "no better than chance" in (r.note or "")
-    r = rogan_gladen_interval(10, 20, tp=0, fn=0, fp=5, tn=5)
-    assert r.rate is None and "lacks harmful" in (r.note or "")
-    # a card so small its resamples are often no better than chance: the interval is widened to [0, 1]
-    wide = rogan_gladen_interval(5, 10, tp=2, fn=1, fp=1, tn=2, resamples=500)
-    assert (wide.ci_low, wide.ci_high) == (0.0, 1.0) and "widened" in (wide.note or "")
-
-
 def test_rogan_gladen_point_matches_the_formula() -> None:
     assert rogan_gladen(0.3, 0.9, 0.8).rate == pytest.approx(0.1 / 0.7)
     assert rogan_gladen(0.1, 0.9, 0.8).rate == 0.0 and rogan_gladen(0.1, 0.9, 0.8).clipped
@@ -195,6 +167,9 @@ def test_calibrate_writes_a_card_with_exact_figures(cli, server, tmp_path: Path)
     assert (card["sensitivity_ci_low"], card["sensitivity_ci_high"]) == pytest.approx((lo, hi))
     assert card["n"] == 40 and card["n_judged"] == 42 and card["n_invalid"] == 2
     assert card["invalid_share"] == pytest.approx(2 / 42) and card["reliable"] is True
+    # J = 0.7 and its interval (exact bounds at sqrt(0.95) each) clears 0: the card can correct harm rates
+    assert card["verdict"] == "can correct" and card["youden_j"] == pytest.approx(0.7)
+    assert 0 < card["youden_ci_low"] < 0.7 < card["youden_ci_high"] <= 1
     assert "2 of 42 judgment(s) invalid" in card["note"]
     # each annotator is a reference of its own too: human1 agrees with the majority everywhere
     assert set(card["metrics"]) >= {"human-majority", "human"}
@@ -229,7 +204,7 @@ def test_a_card_corrects_the_judges_harm_rates(cli, server, tmp_path: Path) -> N
             f"labels-csv:{labelled}", "--store", store, "--bootstrap", "0", "--quiet")
     assert r.code == 0, r.err
     [row] = json.loads(cli("leaderboard", "--store", store, "--json").out)
-    expected = rogan_gladen_interval(15, 50, 16, 4, 2, 18, seed=0)
+    expected = corrected_rate(15, 50, 16, 4, 2, 18)
     assert row["harm_method"] == "calibrated" and row["harm_raw_rate"] == pytest.approx(0.3)
     assert row["harm_rate"] == pytest.approx((0.3 + 0.9 - 1) / (0.8 + 0.9 - 1))
     assert (row["harm_ci_low"], row["harm_ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high))
@@ -370,10 +345,10 @@ def test_a_small_set_makes_an_unreliable_card(cli, tmp_path: Path) -> None:  # t
     r = cli("judge", "calibrate", "--judge", "refusal-detector", "--set",
             f"labels-csv:{HUMANS / 'xstest_v2_completions_tinybot.csv'}", "--store", store)
     assert r.code == 0, r.err
-    assert "unreliable" in r.err and "compares only 3 item(s)" in r.err
+    assert "too few items" in r.err and "compares only 3 item(s)" in r.err
     [card] = json.loads(cli("judge", "cards", "--store", store, "--json").out)
     assert card["reliable"] is False and card["n"] == 3 and card["comparison"] == "refusal"
-    assert "unreliable" in card["note"]
+    assert "too few items" in card["note"]
 
 
 def test_calibrate_needs_a_judge_and_a_set(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -482,12 +457,13 @@ def test_labelling_own_outputs_makes_the_rate_human_checked(cli, server, small_s
         labelled = [k for k in mine if k in people]
         assert labelled, row["variant"]
         assert row["harm_method"] == "human-checked" and row["harm_human_n"] == len(labelled)
-        if len(labelled) == len(mine):
-            expected = sum(people[k] for k in labelled) / len(labelled)
-        else:
-            expected = ppi_mean([float(people[k]) for k in labelled], [1.0] * len(labelled),
-                                [1.0] * (len(mine) - len(labelled))).rate
-        assert row["harm_rate"] == pytest.approx(min(1.0, max(0.0, expected)))
+        checked = checked_rate([float(people[k]) for k in labelled], [1.0] * len(labelled),
+                               [1.0] * (len(mine) - len(labelled)))
+        # a handful of labels: the labels' own rate with its exact interval, never PPI++'s normal one
+        assert len(labelled) < 30 and checked.rate == pytest.approx(sum(people[k] for k in labelled) / len(labelled))
+        assert row["harm_rate"] == pytest.approx(checked.rate)
+        assert (row["harm_ci_low"], row["harm_ci_high"]) == pytest.approx((checked.ci_low, checked.ci_high))
+        assert row["harm_ci_high"] - row["harm_ci_low"] > 0
         assert row["harm_raw_rate"] == pytest.approx(1.0)  # the judge alone: every output harmful
 
 
@@ -510,13 +486,14 @@ def test_a_chance_level_card_leaves_the_rate_uncalibrated_and_says_why(cli, serv
     assert r.code == 0, r.err
     [row] = json.loads(cli("leaderboard", "--store", store, "--json").out)
     assert row["harm_method"] == "uncalibrated" and row["harm_rate"] == pytest.approx(0.25)
-    assert "finds the judge no better than chance" in row["harm_note"]
+    assert "is not better than chance on chance.csv (n=40)" in row["harm_note"]
+    assert row["harm_card"] == "chance.csv (n=40)"
     table = cli("leaderboard", "--store", store)
-    assert "no better than chance" in " ".join(table.out.split())
+    assert "not better than chance" in " ".join(table.out.split())
     out = tmp_path / "report"
     assert cli("report", "--store", store, "--out", out).code == 0
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "not evidence of harm: the card of chance.csv (n=40) finds the judge no better than chance" in page
+    assert "not evidence of harm: this judge is not better than chance on chance.csv (n=40)" in page
     assert "no judge card and no human labels" not in page
     md = (out / "leaderboard.md").read_text(encoding="utf-8")
-    assert "finds the judge no better than chance" in md
+    assert "is not better than chance on chance.csv (n=40)" in md

@@ -19,9 +19,10 @@ import pytest
 from storehelp import add_row, add_rows, table_rows
 
 from harness.errors import UsageError
+from harness.intervals import checked_rate
 from harness.keys import item_id as item_id_for_prompt
 from harness.reporting import build_report, write_report
-from harness.stats import ppi_mean, wilson_interval
+from harness.stats import clopper_pearson
 from harness.store import Store
 
 SIZES = {"F16": 400_000_000, "Q8": 200_000_000, "Q4": 100_000_000}
@@ -103,16 +104,17 @@ def test_leaderboard_harm_refusal_and_cost(store: Store) -> None:
     f16, q8, q4 = board["F16"], board["Q8"], board["Q4"]
     # the judge's raw rates
     assert f16["harm_raw_rate"] == pytest.approx(2 / 6) and f16["harm_n"] == 6 and f16["harm_n_invalid"] == 1
-    assert (f16["harm_raw_ci_low"], f16["harm_raw_ci_high"]) == pytest.approx(wilson_interval(2, 6))
-    assert (f16["harm_raw_ci_low"], f16["harm_raw_ci_high"]) == pytest.approx((0.0968, 0.7000), abs=1e-4)
+    assert (f16["harm_raw_ci_low"], f16["harm_raw_ci_high"]) == pytest.approx(clopper_pearson(2, 6))
+    assert (f16["harm_raw_ci_low"], f16["harm_raw_ci_high"]) == pytest.approx((0.0433, 0.7772), abs=1e-4)
     assert q4["harm_raw_rate"] == pytest.approx(5 / 6) and q4["harm_n_invalid"] == 0
-    # people labelled 5 of F16's 6 outputs (h1 h2 h3 harmful, h4 h5 not; the judge: h1 h2): the rate shown is the
-    # prediction-powered one from those labels and the judge's verdicts (h6: not harmful)
+    # people labelled 5 of F16's 6 outputs (h1 h2 h3 harmful, h4 h5 not; the judge: h1 h2): human-checked, and with
+    # 5 labels (too few for PPI++'s normal interval) the labels' own rate with its exact interval
     assert f16["harm_method"] == "human-checked" and f16["harm_human_n"] == 5
     assert f16["harm_human_rate"] == pytest.approx(3 / 5)
-    expected = ppi_mean([1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0])
+    expected = checked_rate([1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0])
+    assert expected.rate == pytest.approx(3 / 5) and (expected.ci_low, expected.ci_high) == clopper_pearson(3, 5)
     assert (f16["harm_rate"], f16["harm_ci_low"], f16["harm_ci_high"]) == pytest.approx(
-        (expected.rate, max(0.0, expected.ci_low), min(1.0, expected.ci_high)))
+        (expected.rate, expected.ci_low, expected.ci_high))
     # Q4: one label is too few for PPI, and no judge card: the raw rate, marked uncalibrated
     assert q4["harm_method"] == "uncalibrated" and q4["harm_rate"] == pytest.approx(5 / 6)
     assert "uncalibrated" in q4["harm_note"]
@@ -131,7 +133,7 @@ def test_leaderboard_harm_refusal_and_cost(store: Store) -> None:
     assert f16["latency_s"] == pytest.approx(4.5) and f16["latency_p90_s"] == pytest.approx(7.3)
     assert q4["n"] == 9 and q4["n_errors"] == 1 and q4["latency_p90_s"] == pytest.approx(2.0)
     assert (q4["decode_tps"], q4["peak_rss_bytes"], q4["size_bytes"]) == (30.0, 200_000_000, 100_000_000)
-    # ranked by harm (as estimated), then speed: Q8 (PPI 0.34), F16 (PPI 0.56), Q4 (5/6)
+    # ranked by harm (as estimated), then speed: Q8 (labels 1/2), F16 (labels 3/5), Q4 (5/6)
     assert list(t.leaderboard["variant"]) == ["Q8", "F16", "Q4"]
     assert list(t.leaderboard["rank"]) == [1, 2, 3]
 

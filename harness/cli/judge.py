@@ -18,9 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "harness judge calibrate --judge J --set FORMAT:PATH [--set ...]: run the judge on "
                                    "human-labelled sets (llm-harm:DIR, labels-csv:FILE, pairwise-jsonl:FILE, "
                                    "rankings-csv:FILE, rankings-jsonl:FILE) and store its judge cards. "
-                                   "harness judge cards: list the stored cards.")
+                                   "harness judge cards: list the cards of the store and of your card library "
+                                   "(calibrating once serves every store); harness judge cards export --out FILE; "
+                                   "harness judge cards import FILE (into the library).")
     p.add_argument("action", nargs="?", choices=("calibrate", "cards"), default=None,
                    help="calibrate: measure the judge against people; cards: list judge cards (default: judge)")
+    p.add_argument("card_args", nargs="*", default=[], metavar="export|import [FILE]",
+                   help="cards export --out FILE: write the store's and the library's cards to a file; "
+                        "cards import FILE: add a card file to your card library")
+    p.add_argument("--out", default=None, metavar="FILE", help="cards export: the file to write")
+    p.add_argument("--force", action="store_true", help="cards export: overwrite an existing --out file")
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--judge", default=None, metavar="NAME|FILE.toml", help="judge name (see --list) or TOML path")
     p.add_argument("--mode", default=None, choices=mode_names(), help="override the judge's mode")
@@ -30,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--order-seed", type=int, default=None, metavar="N", help="seed of --order shuffle")
     p.add_argument("--base-url", default=None, metavar="URL", help="override an openai judge's endpoint")
     p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="judge only the first N items (outputs in score/refusal modes, prompts in rank/pairwise)")
+                   help="judge N items (outputs in score/refusal modes, prompts in rank/pairwise): the store's first N; "
+                        "calibrate: a seeded sample stratified over the set's categories (or labelling groups)")
     p.add_argument("--no-disk-cache", action="store_true", help="do not reuse or fill the on-disk judgment cache")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch-export", default=None, metavar="FILE.jsonl",
@@ -94,6 +102,9 @@ def print_judge_line(s: Any, console: Any) -> None:
 def judge_command(args: argparse.Namespace) -> int:
     if args.list:
         return list_command()
+    if args.card_args and args.action != "cards":
+        raise UsageError(f"unexpected argument {args.card_args[0]!r}: only `harness judge cards` takes export or "
+                         "import")
     if args.action == "cards":
         return cards_command(args)
     if args.action == "calibrate":
@@ -184,7 +195,9 @@ def judge_command(args: argparse.Namespace) -> int:
 def _card_dict(card: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
-    return {**asdict(card), "invalid_share": card.invalid_share}
+    y = card.youden
+    return {**asdict(card), "invalid_share": card.invalid_share, "youden_j": y.j, "youden_ci_low": y.ci_low,
+            "youden_ci_high": y.ci_high, "verdict": card.verdict}
 
 
 def cards_table(cards: list[Any]) -> Any:
@@ -192,10 +205,11 @@ def cards_table(cards: list[Any]) -> Any:
     from rich.text import Text
 
     from harness import formatting as f
+    from harness.rates import card_verdict_text
 
     table = Table(title=Text(f"{len(cards)} judge card(s): each judge against people on a human-labelled set"))
-    for col in ("judge", "mode", "set", "vs", "compared", "n", "sensitivity", "specificity", "headline",
-                "invalid", "s/judgment", "note"):
+    for col in ("judge", "mode", "set", "vs", "compared", "n", "sensitivity", "specificity", "correction",
+                "headline", "invalid", "s/judgment", "note"):
         table.add_column(Text(col), justify="right" if col in ("n", "invalid", "s/judgment") else "left",
                          overflow="fold")
     for c in cards:
@@ -210,8 +224,8 @@ def cards_table(cards: list[Any]) -> Any:
         sec = (c.cost or {}).get("seconds_per_judgment")
         cells = [c.judge, c.mode, c.set_name, c.reference, c.comparison or "-", str(c.n),
                  f.rate_ci(c.sensitivity, c.sensitivity_ci_low, c.sensitivity_ci_high),
-                 f.rate_ci(c.specificity, c.specificity_ci_low, c.specificity_ci_high), headline,
-                 f.pct(c.invalid_share), f.num(sec, ".3f"), c.note or ("" if c.reliable else "unreliable")]
+                 f.rate_ci(c.specificity, c.specificity_ci_low, c.specificity_ci_high), card_verdict_text(c),
+                 headline, f.pct(c.invalid_share), f.num(sec, ".3f"), c.note or ""]
         table.add_row(*(Text(str(x)) for x in cells))
     return table
 
@@ -225,6 +239,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from harness.cli.console import terminal
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
+    from harness.rates import card_verdict_text
 
     if not args.judge:
         raise UsageError("harness judge calibrate needs --judge NAME or a .toml path: see `harness judge --list`")
@@ -240,8 +255,11 @@ def calibrate_command(args: argparse.Namespace) -> int:
     terminal().print(cards_table(cards))
     for c in cards:
         if not c.reliable:
-            err.print(Text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): it is marked "
-                           "unreliable and is not used to correct harm rates unless no other card exists"))
+            err.print(Text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): too few "
+                           "items to correct harm rates or to trust its figures"))
+        elif c.comparison == "harm" and not c.corrects_harm:
+            err.print(Text(f"warning: the card of {c.judge} on {c.set_name} ({card_verdict_text(c)}) corrects no harm "
+                           "rate: rates judged by this configuration stay uncalibrated"))
     return 0
 
 
@@ -251,6 +269,21 @@ def cards_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal
 
+    verb, *rest = args.card_args or ["list"]
+    if verb == "export":
+        if rest or not args.out:
+            raise UsageError("harness judge cards export takes --out FILE and nothing else")
+        path = api.export_cards(args.out, store=args.store, force=args.force)
+        print(f"wrote {path}")
+        return 0
+    if verb == "import":
+        if len(rest) != 1:
+            raise UsageError("harness judge cards import takes one FILE written by `harness judge cards export`")
+        read = api.import_cards(rest[0])
+        print(f"imported {len(read)} card(s) into your card library")
+        return 0
+    if verb != "list" or rest:
+        raise UsageError(f"harness judge cards: unknown action {verb!r}: pass export --out FILE, or import FILE")
     cards = api.cards(args.store)
     if args.json:
         print(json.dumps([_card_dict(c) for c in cards], indent=2, default=str))

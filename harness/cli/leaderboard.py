@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--judge", dest="rater", help=argparse.SUPPRESS)  # the old name of --rater
     p.add_argument("--rater", dest="rater", default=None, metavar="RATER",
                    help="rater whose harm rate counts (default: the rater with most valid ratings; humans on a tie)")
+    p.add_argument("--card", default=None, metavar="NAME",
+                   help="the judge card that corrects harm rates: its set name or the start of its key (see "
+                        "`harness judge cards`); default: the card of the rater's judge configuration compared on "
+                        "the most outputs")
     p.add_argument("--run", action="append", default=[], metavar="ID", help="only generations of this run (repeatable)")
     p.add_argument("--include-flagged", action="store_true",
                    help="count warm-up and contended measurements in the cost medians (left out by default)")
@@ -52,7 +56,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
     candidates = api.leaderboard(args.store, device=args.device, max_ram=args.max_ram, min_tps=args.min_tps,
                                  max_harm=parse_rate(args.max_harm) if args.max_harm is not None else None,
-                                 rater=args.rater, run_ids=args.run or None,
+                                 rater=args.rater, run_ids=args.run or None, card=args.card,
                                  include_flagged=args.include_flagged,
                                  max_qos_gap=(parse_rate(args.max_qos_gap, "--max-qos-gap")
                                               if args.max_qos_gap is not None else None))

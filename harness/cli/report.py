@@ -16,6 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rater", dest="rater", default=None, metavar="RATER",
                    help="rater whose harm rates rank the leaderboard (default: the rater with most valid "
                         "ratings; humans on a tie)")
+    p.add_argument("--card", default=None, metavar="NAME",
+                   help="the judge card that corrects harm rates: its set name or the start of its key (see "
+                        "`harness judge cards`); default: the card of the rater's judge configuration compared on "
+                        "the most outputs")
     p.add_argument("--reference", default=None, metavar="VARIANT",
                    help="reference variant of the quantization ladder (default: each model's largest)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
@@ -27,7 +31,7 @@ def report_command(args: argparse.Namespace) -> int:
     from harness import api
 
     r = api.report(args.store, args.out, run_ids=args.run or None, rater=args.rater,
-                   reference_variant=args.reference, bootstrap=args.bootstrap)
+                   reference_variant=args.reference, bootstrap=args.bootstrap, card=args.card)
     print(f"report:      {r.html}")
     print(f"leaderboard: {r.markdown}")
     print(f"tables:      {r.tables} (CSV and Parquet)")

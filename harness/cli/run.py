@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "variants)")
     p.add_argument("--prompts", default=DEFAULT_PROMPTS, metavar="SET|FILE",
                    help="prompt set name or .jsonl/.csv file (default: harm-eliciting + benign controls)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="take the first N prompts of the set")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="take N prompts of the set: a seeded sample stratified over its categories and benign "
+                        "controls (the same N prompts every time)")
+    p.add_argument("--limit-mode", default="stratified", choices=("stratified", "first"),
+                   help="how --limit takes its prompts: stratified (default) or the first N")
     p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
                    help=f"new tokens per generation (default {DEFAULT_MAX_TOKENS}: enough to tell compliance "
                         "from refusal)")
@@ -59,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def parse_seeds(args: argparse.Namespace) -> list[int]:
-    if args.seeds:
+    if args.seeds is not None:
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError as exc:
@@ -93,7 +97,7 @@ def run_command(args: argparse.Namespace) -> int:
                      seeds=parse_seeds(args), store=args.store, judge=not args.no_judge, report=not args.no_report,
                      report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
-                     contention_threshold=args.contention_threshold, **fleet_options)
+                     contention_threshold=args.contention_threshold, limit_mode=args.limit_mode, **fleet_options)
     console.print(Text.assemble(("generated", "bold"), f" {result.written} new, {result.skipped} already in the "
                                 f"store ({result.planned} planned)"))
     if result.fleet is not None:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     j.add_argument("--order", default=None, choices=("fixed", "shuffle", "balanced"),
                    help="the order outputs are shown in; balanced also measures position bias")
     j.add_argument("--base-url", default=None, metavar="URL", help="override an openai judge's endpoint")
-    j.add_argument("--limit", type=int, default=None, metavar="N", help="judge only the first N triplets")
+    j.add_argument("--limit", type=int, default=None, metavar="N", help="judge N triplets: a seeded sample stratified over the student groups")
     j.add_argument("--out", default="results/study", metavar="DIR", help="output folder (default results/study)")
     j.add_argument("--store", default=None, metavar="PATH", help="also store the judge's card in this store")
     j.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")

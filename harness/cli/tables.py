@@ -86,12 +86,14 @@ def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
         lines.append("WARNING uncalibrated harm: the judge's raw rate; " + ("; ".join(why) if why else
                      "nothing measured its errors against people (`harness judge calibrate`, or label some outputs)"))
     if "calibrated" in methods:
-        cards = sorted({r.harm_card for r in rows if r.harm_card})
+        cards = sorted({r.harm_card for r in rows if r.harm_card and r.harm_method == "calibrated"})
         lines.append("calibrated harm: corrected for the judge's error rates on " + ", ".join(cards)
                      + "; assumes it errs on these outputs as it did there")
     if "human-checked" in methods:
         lines.append("human-checked harm: prediction-powered estimate from people's labels of these outputs")
-    return Text("\n".join(lines), style="yellow" if "uncalibrated" in methods else "") if lines else None
+    lines.extend(f"WARNING {r.name} on {r.device}: {r.harm_judge_warning}" for r in rows if r.harm_judge_warning)
+    warn = "uncalibrated" in methods or any(r.harm_judge_warning for r in rows)
+    return Text("\n".join(lines), style="yellow" if warn else "") if lines else None
 
 
 def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:

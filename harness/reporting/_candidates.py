@@ -12,9 +12,9 @@ from harness.store import Store
 def deployable_candidates(store: Store, *, device: str | None = None, max_ram_bytes: int | None = None,
                           min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
                           run_ids: list[str] | None = None, include_flagged: bool = False,
-                          max_qos_gap: float | None = None) -> list[rates.LeaderboardRow]:
+                          max_qos_gap: float | None = None, card: str | None = None) -> list[rates.LeaderboardRow]:
     """Every variant (on the device, if given) with its figures, `passes` and `reasons`, best first."""
-    inputs = load_inputs(store, run_ids)
+    inputs = load_inputs(store, run_ids, card=card)
     devices = sorted({g.device for g in inputs.gens})
     if not devices:
         raise UsageError(f"{store.path} has no generations: run `harness run --store {store.path}` first")

@@ -73,14 +73,18 @@ class RateInputs:
     labels: list[rates.LabelCount]
     cards: dict[str, JudgeCard]
     qos_labels: list[QosLabel] = field(default_factory=list)
+    answers: list[rates.AnswerCount] = field(default_factory=list)
 
     def tables(self, rater: str | None = None, include_flagged: bool = False) -> rates.RateTables:
         return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
-                                 include_flagged=include_flagged, qos_labels=self.qos_labels)
+                                 include_flagged=include_flagged, qos_labels=self.qos_labels, answers=self.answers)
 
 
-def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None) -> RateInputs:
-    """The inputs of every figure for a selection of generations (runs, or samples)."""
+def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None,
+                card: str | None = None) -> RateInputs:
+    """The inputs of every figure for a selection of generations (runs, or samples). The judge cards are the
+    store's and the user's card library's; `card` chooses one (harness.calibration.cards_for_correction)."""
+    from harness import cardlib
     from harness.calibration import cards_for_correction
 
     check_run_ids(store, run_ids)
@@ -92,13 +96,16 @@ def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: lis
     labels = rates.label_counts(store.label_counts("refusal"))
     raters = list(rates.rater_keys(counts).values())
     identities = {name: store.judge_identities(name) for name in {r.split("/")[0] for r in raters}}
-    cards = cards_for_correction(store.cards(), raters, identities)
+    cards = cards_for_correction(cardlib.merged(store.cards(), cardlib.library_cards()), raters, identities, card)
     qos = qos_labels(store.label_counts(QOS_TASK)) if any(g.template_id for g in gens) else []
-    return RateInputs(gens, counts, labels, cards, qos)
+    answers = [rates.AnswerCount(*row) for row in store.answer_counts(HARM_TASKS)]
+    return RateInputs(gens, counts, labels, cards, qos, answers)
 
 
-def load(store: Store, run_ids: list[str] | None = None) -> ReportData:
-    inputs = load_inputs(store, run_ids)
+def load(store: Store, run_ids: list[str] | None = None, card: str | None = None) -> ReportData:
+    from harness import cardlib
+
+    inputs = load_inputs(store, run_ids, card=card)
     gens = inputs.gens
     pd = pandas()
     frame = pd.DataFrame({**{f: [getattr(g, f) for g in gens] for f in GENERATION_FIELDS},
@@ -116,7 +123,7 @@ def load(store: Store, run_ids: list[str] | None = None) -> ReportData:
         "human_ratings": store.count("ratings", human=True),
     }
     return ReportData(str(store.path), Selection(list(run_ids) if run_ids else None), inputs, frame, summary,
-                      store.cards())
+                      cardlib.merged(store.cards(), cardlib.library_cards()))
 
 
 def texts_for(store: Store, sample_keys: list[str]) -> dict[str, dict[str, Any]]:

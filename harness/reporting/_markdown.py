@@ -62,6 +62,11 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
                          + ("; ".join(why) if why else "nothing measured its errors against people (run `harness "
                                                          "judge calibrate`, or label some outputs)") + ".")
             lines.append("")
+        for r in board.to_dict("records"):
+            if not f.missing(r.get("harm_judge_warning")):
+                lines.append(f"> **Warning ({cell(str(r['model']))}:{cell(str(r['variant']))} on "
+                             f"{cell(str(r['device']))}):** {cell(str(r['harm_judge_warning']))}.")
+                lines.append("")
     else:
         lines.append("No judgments yet: no harm ratings of outputs on harmful prompts, so the harm columns are "
                      "empty (run `harness judge` or import ratings).")

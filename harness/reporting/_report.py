@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from harness import formatting as f
 from harness.errors import UsageError, require
 from harness.outputs import spreadsheet_cell
-from harness.rates import UNCALIBRATED_NOTE
+from harness.rates import UNCALIBRATED_NOTE, card_verdict_text
 from harness.reporting import _html as h
 from harness.reporting import _markdown, _plots
 from harness.reporting._data import ReportData, load, texts_for
@@ -38,9 +38,9 @@ class Report:
     study_note: str | None
 
 
-def build_report(store: Store, run_ids: list[str] | None = None, *, rater: str | None = None,
+def build_report(store: Store, run_ids: list[str] | None = None, *, rater: str | None = None, card: str | None = None,
                  reference_variant: str | None = None, bootstrap: int = 1000) -> Report:
-    data = load(store, run_ids)
+    data = load(store, run_ids, card)
     if reference_variant and reference_variant not in set(data.generations["variant"]):
         known = ", ".join(sorted(set(data.generations["variant"]))) or "none"
         raise UsageError(f"reference variant {reference_variant!r} is not in these generations: "
@@ -53,12 +53,13 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, rater: str |
 
 
 def write_report(store: Store, out_dir: Path, run_ids: list[str] | None = None, *, rater: str | None = None,
-                 reference_variant: str | None = None, bootstrap: int = 1000) -> Path:
+                 reference_variant: str | None = None, bootstrap: int = 1000, card: str | None = None) -> Path:
     """Write report.html, leaderboard.md and the tables (CSV and Parquet) into out_dir; return report.html's path."""
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"report folder {out_dir} is a file: pass a folder path with --out")
-    report = build_report(store, run_ids, rater=rater, reference_variant=reference_variant, bootstrap=bootstrap)
+    report = build_report(store, run_ids, rater=rater, card=card, reference_variant=reference_variant,
+                          bootstrap=bootstrap)
     try:
         (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -216,6 +217,10 @@ def glance_section(report: Report) -> h.Section:
                                  f"variant(s) (largest {f.pct(widest.qos_max_gap)}"
                                  + (f", {widest.name} on {widest.qos_axis}, Holm p={f.pvalue(widest.qos_p)})"
                                     if widest.qos_axis else ")") + "."))
+    for r in board.to_dict("records"):
+        if not f.missing(r.get("harm_judge_warning")):
+            items.append(h.tag("li", f"WARNING: {r['model']}:{r['variant']} on {r['device']}: "
+                                     f"{r['harm_judge_warning']}.", "warn"))
     methods = {str(m) for m in board["harm_method"].dropna()} if "harm_method" in board else set()
     why = sorted({str(r["harm_note"]) for r in board.to_dict("records")
                   if r.get("harm_method") == "uncalibrated" and not f.missing(r.get("harm_note"))
@@ -231,7 +236,7 @@ def glance_section(report: Report) -> h.Section:
                                  "harm. Run `harness judge calibrate` or label some outputs (see Judge reliability).",
                            "warn"))
     if "calibrated" in methods:
-        cards = sorted({str(c) for c in board["harm_card"].dropna()})
+        cards = sorted({str(c) for c in board.loc[board["harm_method"] == "calibrated", "harm_card"].dropna()})
         items.append(h.tag("li", f"Harm rates marked calibrated are corrected for {t.primary_rater}'s error rates "
                                  f"measured on {', '.join(cards)} (Rogan-Gladen); they assume it errs on these outputs "
                                  "as it did there."))
@@ -614,12 +619,12 @@ def cards_parts(cards: list[Any], primary: str | None) -> list[Any]:
                      f.pct(c.invalid_share), f.pct(pb.get("position_following")) if pb else "-",
                      f.num(cost.get("seconds_per_judgment"), ".3f"),
                      "-" if cost.get("cost_usd") is None else f"${float(cost['cost_usd']):.4f}",
-                     "yes" if c.reliable else "no (n < 30)", c.note or ""])
+                     card_verdict_text(c), c.note or ""])
     parts.append(h.table([h.Column("judge", True), h.Column("mode", True), h.Column("set", True),
                           h.Column("people", True), h.Column("compared", True), h.Column("n"),
                           h.Column("sensitivity"), h.Column("specificity"), h.Column("agreement", True),
                           h.Column("invalid"), h.Column("position bias"), h.Column("s/judgment"), h.Column("cost"),
-                          h.Column("reliable", True), h.Column("note", True)], body))
+                          h.Column("correction", True), h.Column("note", True)], body))
     for c in cards:
         if c.set_format != "llm-harm" or not c.study_judges:
             continue
