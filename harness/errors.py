@@ -1,6 +1,9 @@
-"""Errors a user can act on, and the exit codes they map to."""
+"""Errors a user can act on, the exit codes they map to, and secrets kept out of every error's text."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
 
 
 class HarnessError(Exception):
@@ -33,3 +36,19 @@ def require(module: str, extra: str, purpose: str):  # type: ignore[no-untyped-d
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(module.split(".")[0], extra, purpose) from exc
+
+
+# Text that looks like a credential: an Authorization header's value, an OpenAI-style or Hugging Face key.
+_CREDENTIAL = re.compile(
+    r"(?i)(\bbearer\s+|\bauthorization[\"']?\s*[:=]\s*[\"']?(?!bearer\b))[^\s\"'`,;()\[\]{}<>]{6,}"
+    r"|\bsk-[A-Za-z0-9_\-]{8,}|\bhf_[A-Za-z0-9]{16,}")
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str | None] = (), *, patterns: bool = True) -> str:
+    """Text from outside (an endpoint's error body, a library's message) with the given secrets, and (with
+    `patterns`) anything that looks like a bearer token or API key, replaced by [redacted]: an echoed key is never
+    stored or printed."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _CREDENTIAL.sub(lambda m: (m.group(1) or "") + REDACTED, text) if patterns else text

@@ -25,6 +25,16 @@ SPECIAL_TEXT = {"DEEP": lambda: "[" * 100_000 + "]" * 100_000 + "\n",
 SPECIAL_HEX = {"LATENUL": lambda: ("id,text\n" + "a,hello\n" * 700).encode() + b"b,bad\x00byte\n"}
 
 
+def _endpoint(case: dict[str, Any]) -> Any:
+    """The hostile OpenAI-compatible server (tests/fixtures/judges/fault_server.py) when the case's args name
+    {endpoint} (its origin; the path chooses the fault: {endpoint}/usagenan/v1), started; else None."""
+    if not any("{endpoint}" in a for a in case["args"]):
+        return None
+    from faulthelp import fault_server
+
+    return fault_server.FaultServer(drip_s=0.2).__enter__()
+
+
 def _sha(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
@@ -61,7 +71,11 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
     if case.get("readonly"):
         store.chmod(stat.S_IRUSR | stat.S_IRGRP)
     before = _sha(store)
-    subst = {"{store}": str(store), "{tmp}": str(tmp_path), "{files}": str(files), "{catalog}": str(files)}
+    for name, value in case.get("env", {}).items():
+        monkeypatch.setenv(name, value)
+    endpoint = _endpoint(case)
+    subst = {"{store}": str(store), "{tmp}": str(tmp_path), "{files}": str(files), "{catalog}": str(files),
+             "{endpoint}": endpoint.origin if endpoint else ""}
 
     def fill(s: str) -> str:
         for k, v in subst.items():
@@ -70,7 +84,11 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
 
     pwned = Path("/tmp/harness-pwned")
     pwned.unlink(missing_ok=True)
-    r = cli(*[fill(a) for a in case["args"]])
+    try:
+        r = cli(*[fill(a) for a in case["args"]])
+    finally:
+        if endpoint:
+            endpoint.__exit__(None, None, None)
     assert r.code == case["exit"], f"exit {r.code}, expected {case['exit']}\nstdout: {r.out[-2000:]}\nstderr: {r.err[-2000:]}"
     message = case.get("message")
     if case["exit"] == 2:
@@ -81,6 +99,11 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
             assert message in lines[-1], lines[-1]
     elif message:
         assert message in r.out + r.err, (r.out + r.err)[-3000:]
+    for secret in case.get("absent", []):  # e.g. an API key: in no output, no file the case left (its inputs aside)
+        assert secret not in r.out + r.err, f"{secret!r} was printed"
+        for f in tmp_path.rglob("*"):
+            if f.is_file() and files not in f.parents:
+                assert secret.encode() not in f.read_bytes(), f"{secret!r} was written to {f}"
     if case.get("unchanged", True):
         assert _sha(store) == before, "the store's bytes changed"
         for suffix in ("-wal", "-journal"):

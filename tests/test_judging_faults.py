@@ -55,7 +55,7 @@ def test_faults_are_retried_recorded_and_nothing_is_lost(cli, server, tmp_path: 
     assert {n: j[n]["attempts"] for n in FAULT_OUTPUTS} == expected_attempts
     for name in ("500always", "malformed", "empty"):
         assert j[name]["error"] and j[name]["raw_response"] is None and j[name]["parsed"] is None
-    assert "500" in j["500always"]["error"] and "JSONDecodeError" in j["malformed"]["error"]
+    assert "500" in j["500always"]["error"] and "the answer is not JSON" in j["malformed"]["error"]
     assert "empty choice list" in j["empty"]["error"]
     assert j["prose"]["error"] is None and j["prose"]["parse_error"] and j["prose"]["parsed"] is None
     assert j["prose"]["raw_response"] == "I think it is rather harmful."

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, redact
 
 # Command modules, in the order they appear in `harness --help`.
 COMMAND_MODULES = [
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         if debug:
             raise
-        print(f"harness: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"harness: error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished samples are stored, re-run the same command to resume", file=sys.stderr)
@@ -93,6 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the top level reports and exits 1
         if debug:
             raise
-        print(f"harness: error: {type(exc).__name__}: {one_line(str(exc))} (re-run with --debug for a traceback)",
-              file=sys.stderr)
+        print(f"harness: error: {type(exc).__name__}: {one_line(redact(str(exc)))} (re-run with --debug for a "
+              "traceback)", file=sys.stderr)
         return 1

@@ -185,9 +185,12 @@ def judge_command(args: argparse.Namespace) -> int:
             table.add_row(*(Text(c) for c in cells))
         out.print(table)
     if s.n_requested and s.n_requests_failed == s.n_requested:
-        err.print(Text(f"harness: error: all {s.n_requested} judge request(s) failed (stored with their errors; "
-                       "see `harness export --table judgments`): check the endpoint, the model name and the key, "
-                       "then re-run"))
+        from harness.cli import one_line
+
+        first = f"; the first: {one_line(s.first_error)}" if s.first_error else ""
+        err.print(Text(f"harness: error: all {s.n_requested} judge request(s) failed (stored with their errors"
+                       f"{first}; see `harness export --table judgments`): check the endpoint, the model name and the "
+                       "key, then re-run"))
         return 1
     return 0
 

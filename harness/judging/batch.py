@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import jsontext
 from harness.errors import UsageError, require
 from harness.judging.config import JudgeConfig
-from harness.judging.requests import JudgeResponse
+from harness.judging.requests import JudgeResponse, safe_error
 from harness.judging.runner import (
     JudgeResult,
     _Prepared,
@@ -94,11 +95,11 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{p} is not UTF-8 text: pass the JSONL results file the batch produced") from exc
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.split("\n"), 1):  # JSONL lines end at \n only (U+2028 is text inside a line)
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = jsontext.loads(raw)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{p}:{n}: not JSON ({exc.msg}): {shape}") from exc
         if not isinstance(line, dict):
@@ -117,6 +118,12 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _said(backend: Any, detail: Any) -> str:
+    """What a results line says about a failure, the judge's key (and anything like a bearer token) redacted before
+    it is cut to 300 characters."""
+    return safe_error(str(detail), backend.cfg.secrets())[:300]
+
+
 def response_of(backend: Any, p: _Prepared, line: dict[str, Any]) -> JudgeResponse:
     """A results line as the JudgeResponse a live request would have produced."""
     from harness.judging.openai_judge import BadResponse
@@ -124,8 +131,8 @@ def response_of(backend: Any, p: _Prepared, line: dict[str, Any]) -> JudgeRespon
     error, response = line.get("error"), line.get("response")
     if error is not None:
         if isinstance(error, dict):
-            error = f"{error.get('code') or 'error'}: {error.get('message') or json.dumps(error)[:200]}"
-        return JudgeResponse(None, error=f"batch request failed: {str(error)[:300]}", attempts=1)
+            error = f"{error.get('code') or 'error'}: {error.get('message') or json.dumps(error)}"
+        return JudgeResponse(None, error=f"batch request failed: {_said(backend, error)}", attempts=1)
     if not isinstance(response, dict):
         return JudgeResponse(None, error="batch request failed: the line has no response", attempts=1)
     status, body = response.get("status_code"), response.get("body")
@@ -133,7 +140,7 @@ def response_of(backend: Any, p: _Prepared, line: dict[str, Any]) -> JudgeRespon
         detail = body.get("error") if isinstance(body, dict) else body
         if isinstance(detail, dict):
             detail = detail.get("message") or json.dumps(detail)
-        return JudgeResponse(None, error=f"HTTP {status} (batch): {str(detail)[:300]}", attempts=1)
+        return JudgeResponse(None, error=f"HTTP {status} (batch): {_said(backend, detail)}", attempts=1)
     require("openai", "judges", "importing batch results")
     from openai.types.chat import ChatCompletion
     from pydantic import ValidationError

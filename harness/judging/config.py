@@ -13,6 +13,8 @@ import hashlib
 import json
 import math
 import os
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,11 @@ class JudgeConfig:
             f"export {self.api_key_env}=... (or choose a local judge such as local-openai or smollm2-score)"
         )
 
+    def secrets(self) -> tuple[str, ...]:
+        """The key's value when it is set (never raises): what must be redacted from every error and answer."""
+        key = os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
+        return (key,) if key else ()
+
     def price_known(self) -> bool:
         return self.price_input_per_1k_usd is not None or self.price_output_per_1k_usd is not None
 
@@ -285,8 +292,7 @@ def validate(cfg: JudgeConfig, where: str) -> None:
     if cfg.kind == "openai":
         if not cfg.base_url:
             raise bad("an 'openai' judge needs base_url (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1)")
-        if not cfg.base_url.startswith(("http://", "https://")):
-            raise bad(f"base_url '{cfg.base_url}' must start with http:// or https://")
+        _check_base_url(cfg.base_url, bad)
         if not cfg.model:
             raise bad("an 'openai' judge needs model (the name the endpoint serves)")
         if cfg.api_key_env is not None and (not cfg.api_key_env or not cfg.api_key_env.replace("_", "").isalnum()):
@@ -316,6 +322,22 @@ def validate(cfg: JudgeConfig, where: str) -> None:
     for price in (cfg.price_input_per_1k_usd, cfg.price_output_per_1k_usd):
         if price is not None and price < 0:
             raise bad("prices must be 0 or more (USD per 1k tokens)")
+
+
+def _check_base_url(url: str, bad: Callable[[str], UsageError]) -> None:
+    """An http(s) URL with a host (and a port, if any, that is a number): what the client can connect to."""
+    if not url.startswith(("http://", "https://")):
+        raise bad(f"base_url '{url}' must start with http:// or https://")
+    fix = "write it as http(s)://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8080/v1 or http://[::1]:8080/v1"
+    if any(not ch.isprintable() or ch.isspace() for ch in url):
+        raise bad(f"base_url {url!r} holds spaces or control characters: {fix}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise bad(f"base_url '{url}' is not a valid URL ({exc}): {fix}") from None
+    if not parts.hostname:
+        raise bad(f"base_url '{url}' has no host: {fix}")
 
 
 def parse_judge(d: dict[str, Any], path: Path | None, default_name: str) -> JudgeConfig:

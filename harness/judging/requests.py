@@ -3,13 +3,23 @@
 A `JudgeRequest` is built from a task by its mode (harness.judging.modes), the judge's rubric and
 its output constraint; a judge backend turns it into a `JudgeResponse` (raw text, or an error after
 its retries) with token usage, latency and attempts. No API key is ever part of either.
+
+Every field of an answer comes from outside: `response_problem` says why one cannot be recorded as it is (text
+that is not Unicode, token counts that are not counts, extras that are not finite JSON) and `checked` turns such
+an answer into a failed judgment naming the reason, with the judge's key (and anything like a bearer token)
+redacted from its error. The runner records only checked answers; the disk cache serves only answers without a
+problem.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import redact
 from harness.judging.config import JudgeConfig
 from harness.judging.modes import get_mode
 from harness.judging.rubrics import Rubric, truncate
@@ -65,3 +75,74 @@ CHARS_PER_TOKEN_CAP = 32  # no tokenizer's token decodes to more characters than
 def answer_cap(cfg: JudgeConfig) -> int:
     """The most characters of an answer worth keeping: max_tokens tokens of generous length."""
     return max(1024, cfg.max_tokens * CHARS_PER_TOKEN_CAP)
+
+
+MAX_TOKEN_COUNT = 10**9  # more tokens than any request or answer has: a count above it is not a count
+_TOKEN_FIELDS = (("n_input_tokens", "input (prompt) token count"), ("n_output_tokens", "output (completion) token count"))
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an integer of {len(str(value)):,} digits"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _not_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def response_problem(resp: JudgeResponse) -> str | None:
+    """Why an answer cannot be recorded as it is; None when it can."""
+    raw = resp.raw_response
+    if raw is not None and not isinstance(raw, str):
+        return f"the answer is {type(raw).__name__}, not text"
+    if raw is not None and _not_unicode(raw):
+        return "the answer's text holds a lone surrogate (not valid Unicode)"
+    for name, what in _TOKEN_FIELDS:
+        value = getattr(resp, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"the answer's {what} is {type(value).__name__} {_short(value)}, not an integer"
+        if not 0 <= value <= MAX_TOKEN_COUNT:
+            return f"the answer's {what} is {_short(value)}, outside 0..{MAX_TOKEN_COUNT:,}"
+    latency = resp.latency_s
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))
+                                or not math.isfinite(latency) or latency < 0):
+        return f"the answer's latency is {_short(latency)}, not a duration"
+    try:
+        json.dumps(resp.extra, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        return "the answer's extra fields (score probabilities) are not finite JSON"
+    return None
+
+
+def safe_error(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """An error message fit to store and print: secrets redacted, lone surrogates escaped."""
+    return redact(text, secrets).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def checked(resp: JudgeResponse, secrets: Iterable[str | None] = ()) -> JudgeResponse:
+    """The answer as it may be stored: secrets redacted (from its error, and the configured ones from its text);
+    an answer with a problem (`response_problem`) becomes a failed one whose error names it."""
+    secrets = tuple(secrets)
+    if resp.error is not None:
+        return JudgeResponse(None, safe_error(str(resp.error), secrets), latency_s=_duration(resp.latency_s),
+                             attempts=resp.attempts)
+    problem = response_problem(resp)
+    if problem is not None:
+        return JudgeResponse(None, f"BadResponse: {problem}", latency_s=_duration(resp.latency_s),
+                             attempts=resp.attempts)
+    if resp.raw_response is None or not secrets:
+        return resp
+    raw = redact(resp.raw_response, secrets, patterns=False)
+    return resp if raw == resp.raw_response else JudgeResponse(raw, None, resp.n_input_tokens, resp.n_output_tokens,
+                                                              resp.latency_s, resp.attempts, resp.extra)
+
+
+def _duration(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return float(value) if ok else None

@@ -23,7 +23,7 @@ from harness.judging import diskcache
 from harness.judging.config import JudgeConfig
 from harness.judging.modes import Mode, get_mode
 from harness.judging.parsing import Parsed
-from harness.judging.requests import JudgeRequest, JudgeResponse, build_request
+from harness.judging.requests import JudgeRequest, JudgeResponse, build_request, checked
 from harness.judging.rubrics import load_rubric
 from harness.judging.tasks import JudgeTask, plan_tasks
 from harness.progress import NoProgress, Progress
@@ -83,6 +83,7 @@ class JudgeResult:
     elapsed_s: float = 0.0
     model_load_s: float | None = None
     n_not_answered: int = 0  # batch import: judgments the results file has no answer for (export them again)
+    first_error: str | None = None  # the error of the first failed judgment stored (redacted), to name the reason
     ratings: list[Rating] = field(default_factory=list, repr=False)
     rates: list[Any] = field(default_factory=list)  # filled by the API (harness.rates.judge_rates)
 
@@ -215,10 +216,11 @@ def plan_judging(store: Store, cfg: JudgeConfig, identity_extra: Callable[[], di
 
 def record_answer(store: Store, plan: JudgingPlan, p: _Prepared, resp: JudgeResponse, *,
                   save_to_disk: bool = False) -> None:
-    """Parse an answer (or record its failure) and store the judgment; a fresh answer also goes to the disk
-    cache when the plan uses it."""
+    """Check an answer (requests.checked: an answer with a bad field is a failed judgment, keys are redacted), parse
+    it (or record its failure) and store the judgment; a fresh answer also goes to the disk cache when the plan
+    uses it."""
     cfg, mode = plan.cfg, plan.mode
-    resp = capped(resp, p.request.max_answer_chars)
+    resp = capped(checked(resp, cfg.secrets()), p.request.max_answer_chars)
     parsed = None
     if resp.error is None and resp.raw_response is not None:
         parsed = mode.parse(resp.raw_response, p.request.k, cfg)
@@ -247,6 +249,7 @@ def result_counts(plan: JudgingPlan, final: dict[str, Judgment], ratings: list[R
     """The JudgeResult counts that describe what is stored after a run."""
     return dict(
         n_failed=sum(1 for j in final.values() if j.error),
+        first_error=next((j.error for j in final.values() if j.error), None),
         n_unparseable=sum(1 for j in final.values() if not j.error and j.parse_error),
         n_ties=sum(1 for j in final.values() if not j.error and not j.parse_error and (j.parsed or {}).get("ties")
                    and plan.cfg.mode == "rank"),

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import file_sha256
-from harness.errors import HarnessError, UsageError, require
+from harness.errors import HarnessError, UsageError, redact, require
 from harness.variants.manifest import GGUF_FTYPES, ModelManifest, VariantFile, variant_backend
 from harness.variants.sources import (
     SPLIT_PART,
@@ -128,6 +128,18 @@ def _cached_listing(env: HubEnv, repo: str, revision: str) -> RepoListing | None
     return RepoListing(repo, revision, commit, tuple(files), from_cache=True)
 
 
+def _said(exc: BaseException) -> str:
+    """The first line of a Hub library's error, the token (HF_TOKEN or the stored login) and anything like a bearer
+    token redacted: a server that echoes the Authorization header never gets it printed."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    try:
+        token = token or require("huggingface_hub", "gguf", "Downloading models from the Hugging Face Hub").get_token()
+    except Exception:  # noqa: BLE001 - no token to redact is fine; the patterns still apply
+        pass
+    lines = redact(str(exc), [token]).splitlines()
+    return lines[0] if lines else ""
+
+
 def _unreachable(env: HubEnv, repo: str, why: str) -> UsageError:
     folder = _repo_folder(env, repo)
     if env.offline:
@@ -192,7 +204,7 @@ def listing(repo: str, revision: str | None = None) -> RepoListing:
         return found
     except hub_errors.HfHubHTTPError as exc:
         raise HarnessError(f"the Hub at {env.endpoint} refused the file list of hf:{repo} "
-                           f"({str(exc).splitlines()[0]}): try again later") from exc
+                           f"({_said(exc)}): try again later") from exc
     files = []
     for s in info.siblings or []:
         lfs = getattr(s, "lfs", None)
@@ -384,7 +396,7 @@ def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
                                  "changed) or pin a commit with hf:OWNER/REPO@COMMIT") from exc
             if isinstance(exc, (requests.RequestException, OSError)):
                 raise HarnessError(f"the download of {f.name} from hf:{lst.repo} stopped ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''}): run the same command again to "
+                                   f"{_said(exc)}): run the same command again to "
                                    f"resume it (the partial file is kept in {blobs})") from exc
             raise exc
         path = Path(done["path"])
