@@ -61,6 +61,16 @@ def _gib(n_bytes: float) -> str:
     return f"{n_bytes / (1 << 30):.1f} GiB"
 
 
+def _fitting_n_ctx(free_bytes: int, per_token: int, trained: Any) -> int | None:
+    """A power-of-two n_ctx whose KV cache takes at most half the free memory, no longer than the model was trained
+    on; None when not even 64 tokens fit."""
+    fits = free_bytes // 2 // per_token
+    if fits < 64:
+        return None
+    n = 1 << (fits.bit_length() - 1)
+    return min(n, 1 << (trained.bit_length() - 1)) if isinstance(trained, int) and trained >= 64 else n
+
+
 def context_error(model_path: str, n_ctx: int, n_ctx_from: str) -> UsageError:
     """What to say when llama.cpp loaded a model but could not make its context: almost always a KV cache (which
     grows with n_ctx) larger than the memory left. Names the n_ctx, the memory it needs and the fix."""
@@ -69,16 +79,17 @@ def context_error(model_path: str, n_ctx: int, n_ctx_from: str) -> UsageError:
     from harness.variants.gguf import read_info
 
     try:
-        per_token = read_info(Path(model_path)).get("kv_bytes_per_token")
+        info = read_info(Path(model_path))
     except UsageError:
-        per_token = None
-    free = psutil.virtual_memory().available
+        info = {}
+    per_token = info.get("kv_bytes_per_token")
+    free = int(psutil.virtual_memory().available)
     name = Path(model_path).name
     if not isinstance(per_token, int) or per_token <= 0:
         return UsageError(f"llama.cpp loaded {name} but could not make a context of n_ctx = {n_ctx} tokens (its KV "
                           f"cache grows with n_ctx; {_gib(free)} of memory is free): set a smaller n_ctx in {n_ctx_from}")
-    fits = free // 2 // per_token
-    hint = f", e.g. n_ctx = {1 << (fits.bit_length() - 1)}" if fits >= 64 else " (and free some memory)"
+    fitting = _fitting_n_ctx(free, per_token, info.get("context_length"))
+    hint = f", e.g. n_ctx = {fitting}" if fitting else " (and free some memory)"
     return UsageError(f"n_ctx = {n_ctx} is too large for this machine's memory: the KV cache of {name} needs about "
                       f"{_gib(per_token * n_ctx)} for it, and {_gib(free)} is free: set a smaller n_ctx in "
                       f"{n_ctx_from}{hint}")

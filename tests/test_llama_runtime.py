@@ -46,6 +46,9 @@ def test_a_context_llama_cpp_cannot_make_names_the_n_ctx(monkeypatch: pytest.Mon
     assert msg.startswith(f"n_ctx = {1 << 24} is too large for this machine's memory: the KV cache of {path.name} "
                           "needs about 360.0 GiB for it, and ")
     assert "set a smaller n_ctx in device profile 'tiny', e.g. n_ctx = " in msg and "corrupt" not in msg
+    assert llama_runtime._fitting_n_ctx(1 << 30, 23040, 8192) == 8192  # 23k tokens fit in half a GiB: the trained 8k
+    assert llama_runtime._fitting_n_ctx(100 << 20, 23040, 8192) == 2048  # 2275 tokens fit in 50 MiB
+    assert llama_runtime._fitting_n_ctx(2 << 20, 23040, 8192) is None  # 45 tokens: not even 64
 
     def broken(**kwargs: Any) -> Any:
         raise ValueError(f"Failed to load model from file: {kwargs['model_path']}")
