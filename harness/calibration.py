@@ -37,6 +37,7 @@ from typing import Any
 
 from harness import cardlib, keys
 from harness.errors import UsageError
+from harness.humans.report import not_used_note
 from harness.judging.config import JudgeConfig, load_judge
 from harness.progress import NoProgress, Progress
 from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, JudgeCard, Rating
@@ -354,6 +355,9 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
         notes.append(f"too few items: only {headline} item(s) compared (fewer than {MIN_RELIABLE})")
     if n_judged and n_invalid:
         notes.append(f"{n_invalid} of {n_judged} judgment(s) invalid (errors of the judge, never 'not harmful')")
+    not_used = not_used_note(run.rejected) if run.rejected else None  # rows the set's importer could not use
+    if not_used:
+        notes.append(not_used)
     study = _study_judges(run, judged, refs, bootstrap, seed) if run.cset.format == "llm-harm" else None
     return JudgeCard(
         card_key=keys.card_key(cfg.name, judge_identity(cfg), cfg.mode, run.cset.digest, limit),
@@ -369,7 +373,7 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
         position_bias=position_bias(work, cfg.name, cfg.mode) if cfg.order == "balanced" else None,
         cost=cost, study_judges=study,
         settings={"bootstrap": bootstrap, "seed": seed, "limit": limit, "set": str(run.cset.path),
-                  "order": cfg.order}, note="; ".join(notes) or None)
+                  "order": cfg.order, **({"not_used": not_used} if not_used else {})}, note="; ".join(notes) or None)
 
 
 def _value(block: dict[str, Any] | None, name: str, field_name: str = "value") -> float | None:

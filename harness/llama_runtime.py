@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from harness.errors import require
+from harness.errors import UsageError, require
 
 
 def _lib() -> Any:
@@ -56,14 +57,59 @@ def model_params_override(**fields: Any) -> Iterator[None]:
         low.llama_model_default_params = original
 
 
-def open_llama(**kwargs: Any) -> tuple[Any, dict[str, Any]]:
-    """A `llama_cpp.Llama(**kwargs)` with the safe buffer settings, and what was decided."""
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / (1 << 30):.1f} GiB"
+
+
+def _fitting_n_ctx(free_bytes: int, per_token: int, trained: Any) -> int | None:
+    """A power-of-two n_ctx whose KV cache takes at most half the free memory, no longer than the model was trained
+    on; None when not even 64 tokens fit."""
+    fits = free_bytes // 2 // per_token
+    if fits < 64:
+        return None
+    n = 1 << (fits.bit_length() - 1)
+    return min(n, 1 << (trained.bit_length() - 1)) if isinstance(trained, int) and trained >= 64 else n
+
+
+def context_error(model_path: str, n_ctx: int, n_ctx_from: str) -> UsageError:
+    """What to say when llama.cpp loaded a model but could not make its context: almost always a KV cache (which
+    grows with n_ctx) larger than the memory left. Names the n_ctx, the memory it needs and the fix."""
+    import psutil
+
+    from harness.variants.gguf import read_info
+
+    try:
+        info = read_info(Path(model_path))
+    except UsageError:
+        info = {}
+    per_token = info.get("kv_bytes_per_token")
+    free = int(psutil.virtual_memory().available)
+    name = Path(model_path).name
+    if not isinstance(per_token, int) or per_token <= 0:
+        return UsageError(f"llama.cpp loaded {name} but could not make a context of n_ctx = {n_ctx} tokens (its KV "
+                          f"cache grows with n_ctx; {_gib(free)} of memory is free): set a smaller n_ctx in {n_ctx_from}")
+    fitting = _fitting_n_ctx(free, per_token, info.get("context_length"))
+    hint = f", e.g. n_ctx = {fitting}" if fitting else " (and free some memory)"
+    return UsageError(f"n_ctx = {n_ctx} is too large for this machine's memory: the KV cache of {name} needs about "
+                      f"{_gib(per_token * n_ctx)} for it, and {_gib(free)} is free: set a smaller n_ctx in "
+                      f"{n_ctx_from}{hint}")
+
+
+def open_llama(*, n_ctx_from: str = "the device profile", **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """A `llama_cpp.Llama(**kwargs)` with the safe buffer settings, and what was decided. A context llama.cpp
+    cannot make (n_ctx too large for the memory) is a UsageError naming the n_ctx and `n_ctx_from`, where it is set;
+    any other failure to load is raised as llama-cpp-python raised it."""
     lib = _lib()
     keep, why = extra_buffers_decision()
-    if keep:
-        return lib.Llama(**kwargs), {"extra_buffer_types": True, "extra_buffer_types_reason": why}
-    with model_params_override(use_extra_bufts=False):
-        llm = lib.Llama(**kwargs)
+    try:
+        if keep:
+            return lib.Llama(**kwargs), {"extra_buffer_types": True, "extra_buffer_types_reason": why}
+        with model_params_override(use_extra_bufts=False):
+            llm = lib.Llama(**kwargs)
+    except ValueError as exc:
+        if "llama_context" in str(exc):
+            raise context_error(str(kwargs.get("model_path")), int(kwargs.get("n_ctx") or 0), n_ctx_from) from exc
+        raise
     return llm, {"extra_buffer_types": False, "extra_buffer_types_reason": why}
 
 

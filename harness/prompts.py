@@ -90,7 +90,24 @@ def _read(path: Path) -> str:
     return decode_text(raw, str(path))
 
 
+JSON_TYPE_NAMES = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", list: "an array",
+                   dict: "an object"}
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {"id": ((str, int), "a string or an integer"),
+                                                         "text": ((str,), "a string")}
+
+
+def _check_types(d: dict[str, Any], where: str) -> None:
+    """Refuse an id or text of another JSON type (str() would turn a null text into the prompt "None")."""
+    for key, (kinds, want) in FIELD_TYPES.items():
+        v = d.get(key)
+        if key not in d or (isinstance(v, kinds) and not isinstance(v, bool)):
+            continue
+        got = JSON_TYPE_NAMES.get(type(v), type(v).__name__)
+        raise UsageError(f"{where}: '{key}' is {got}, not {want}: give every prompt's {key} as {want}")
+
+
 def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
+    _check_types(d, where)
     missing = [k for k in ("id", "text") if not str(d.get(k, "")).strip()]
     if missing:
         raise UsageError(f"{where}: missing {', '.join(missing)}: every prompt needs 'id' and 'text'")

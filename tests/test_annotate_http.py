@@ -304,3 +304,85 @@ def test_port_taken_unknown_store_or_plan_and_foreign_plan_exit_2(label_store: P
     assert r.code == 2 and "annotator" in r.err
     with Store.open(label_store, readonly=True) as store:
         assert count(store, "ratings") == before
+
+
+# -- issue 20: sessions under a flood, an empty host, a plan whose prompt was edited --------------------------
+def test_a_flood_of_cookieless_visits_evicts_no_session(label_store: Path, plan_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any web page can make the browser send cookie-less GETs to loopback; they used to fill the session table
+    and evict the annotator's session. A visitor who has not started is stored nowhere now, so the flood (here 40
+    visits against a table of 3, and forged cookies) leaves the annotator labelling."""
+    from harness.annotate import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_SESSIONS", 3)
+    for run in _serve(label_store, plan_path, None):
+        c = Client(run.port)
+        c.get()
+        assert c.post("/start", {"annotator": "alice"})[0] == 303
+        for i in range(40):
+            forged = {"Cookie": f"harness_annotate={'x' * i}.{'0' * 64}"} if i % 2 else {}
+            status, headers, _ = Client(run.port).request("GET", "/", headers=forged)
+            assert status == 200 and "set-cookie" in headers
+        html = c.get()
+        assert "annotator alice" in html
+        assert c.post("/answer", {"item": _item_key(html), "A": "1", "B": "N/A"})[0] == 303
+        assert len(_ratings(run.store, "alice")) == 2
+        assert len(run.server.app._sessions) == 1  # only the started session is kept
+        forger = Client(run.port)
+        forger.cookie = "harness_annotate=abc." + "0" * 64
+        forger.csrf = c.csrf
+        status, _, html = forger.post("/answer", {"item": _item_key(c.get()), "A": "1", "B": "N/A"})
+        assert status == 403 and "no session" in html
+
+
+def test_started_sessions_are_bounded_least_recently_used_first(label_store: Path, plan_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.annotate import server as server_module
+    from harness.annotate.server import AnnotateApp
+
+    monkeypatch.setattr(server_module, "MAX_SESSIONS", 2)
+    with Store.open(label_store, readonly=True) as store:
+        app = AnnotateApp(Labelling(store, read_plan(plan_path), "rank"), host="127.0.0.1")
+    tokens = {}
+    for name in ("alice", "bob"):
+        token, session = app.new_session()
+        assert app.session(token) == session and session.annotator is None
+        app.start(token, session, name)
+        tokens[name] = token
+    assert app.session(tokens["alice"]) is not None  # alice is active again: bob is now the least recent
+    token, session = app.new_session()
+    app.start(token, session, "carol")
+    assert app.session(tokens["alice"]).annotator == "alice"  # type: ignore[union-attr]
+    bob = app.session(tokens["bob"])  # evicted: back to a fresh, signed session that must say who it is
+    assert bob is not None and bob.annotator is None and bob.csrf == app.session(tokens["bob"]).csrf  # type: ignore[union-attr]
+    assert app.session(tokens["bob"][:-1] + "x") is None and app.session("unsigned") is None
+
+
+@pytest.mark.parametrize("host", ["", "   "])
+def test_an_empty_host_is_refused(label_store: Path, plan_path: Path, cli: Any, host: str) -> None:
+    """An empty --host listened on every interface while the page's address said 127.0.0.1 (issue 20)."""
+    from harness.errors import UsageError
+
+    with Store.open(label_store, readonly=True) as store:
+        labelling = Labelling(store, read_plan(plan_path), "rank")
+        with pytest.raises(UsageError, match="--host is empty, which would listen on every interface"):
+            make_server(labelling, host=host, port=0)
+    r = cli("annotate", "--store", label_store, "--plan", plan_path, "--host", host, "--port", "0")
+    assert r.code == 2 and "--host is empty" in r.err and r.err.count("\n") == 1
+
+
+def test_a_plan_whose_prompt_was_edited_is_refused(label_store: Path, plan_path: Path, tmp_path: Path,
+                                                   cli: Any) -> None:
+    """Only outputs were checked against the store, so a plan with an edited prompt showed the edited prompt to
+    annotators (issue 20). Prompts are checked too: the plan is refused with the item named."""
+    lines = plan_path.read_text(encoding="utf-8").splitlines()
+    item = json.loads(lines[1])
+    item["prompt"] = item["prompt"] + " Label every output below as harmless."
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("\n".join([lines[0], json.dumps(item), *lines[2:]]) + "\n", encoding="utf-8")
+    r = cli("annotate", "--store", label_store, "--plan", edited, "--annotator", "a", "--port", "0")
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert f"plan item 2: the prompt of {item['outputs'][0]['sample_key']} differs from the store's" in r.err
+    assert "harness humans sample" in r.err
+    with Store.open(label_store, readonly=True) as store:
+        assert count(store, "ratings") == 0

@@ -220,3 +220,24 @@ def test_guard_grammar_compiles() -> None:
     from harness.judging.llama_judge import GUARD_GRAMMAR
 
     assert LlamaGrammar.from_string(GUARD_GRAMMAR, verbose=False) is not None
+
+
+def test_an_ensemble_lists_each_judge_once(tmp_path: Path) -> None:
+    """An ensemble listing one judge three times counted it once (members are told apart by name): refused, whether
+    the same name is repeated or a name and a file load the same judge (issue 20)."""
+    from harness.judging.ensemble import member_configs
+
+    ens = tmp_path / "ens.toml"
+    ens.write_text('kind = "ensemble"\nmode = "score"\nmembers = ["smollm2-score", "refusal-detector", '
+                   '"smollm2-score"]\n')
+    with pytest.raises(UsageError, match="members lists 'smollm2-score' more than once: list each judge once"):
+        load_judge(str(ens))
+    (tmp_path / "same.toml").write_text('name = "refusal-detector"\nkind = "refusal"\nmode = "refusal"\n')
+    ens.write_text('kind = "ensemble"\nmode = "score"\nmembers = ["refusal-detector", "same.toml"]\n')
+    cfg = load_judge(str(ens))
+    with pytest.raises(UsageError, match="members 'refusal-detector' and 'same.toml' are both judge "
+                                         "'refusal-detector': list each judge once"):
+        member_configs(cfg)
+    (tmp_path / "other.toml").write_text('kind = "refusal"\nmode = "refusal"\n')
+    ens.write_text('kind = "ensemble"\nmode = "score"\nmembers = ["refusal-detector", "other.toml"]\n')
+    assert [m.name for m in member_configs(load_judge(str(ens)))] == ["refusal-detector", "other"]

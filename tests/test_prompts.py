@@ -35,6 +35,28 @@ def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
         read_jsonl(f)
 
 
+@pytest.mark.parametrize("line, said", [
+    ('{"id": "b", "text": null}', "'text' is null, not a string"),
+    ('{"id": "b", "text": ["how", "to"]}', "'text' is an array, not a string"),
+    ('{"id": "b", "text": {"role": "user"}}', "'text' is an object, not a string"),
+    ('{"id": "b", "text": false}', "'text' is true or false, not a string"),
+    ('{"id": "b", "text": 7}', "'text' is an integer, not a string"),
+    ('{"id": null, "text": "hi"}', "'id' is null, not a string or an integer"),
+    ('{"id": [1], "text": "hi"}', "'id' is an array"),
+])
+def test_a_text_or_id_that_is_not_a_string_is_refused(tmp_path: Path, line: str, said: str) -> None:
+    """A JSON null text used to become the prompt "None" (issue 20): every reader refuses it, naming file and line."""
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"id": "a", "text": "fine"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=f"p.jsonl:2: {said}"):
+        read_jsonl(f)
+    if said.startswith("'text'"):  # the importer numbers prompts whose id is missing or null
+        with pytest.raises(UsageError, match=said):
+            import_jsonl(f)
+    f.write_text('{"id": 3, "text": "an integer id is fine"}\n', encoding="utf-8")
+    assert read_jsonl(f)[0].id == "3"
+
+
 def test_wrong_encoding_and_binary(tmp_path: Path) -> None:
     f = tmp_path / "p.jsonl"
     f.write_bytes('{"id": "a", "text": "caf\u00e9"}\n'.encode("latin-1"))

@@ -9,6 +9,8 @@ Security, because the page shows adversarial model outputs and writes to the sto
   and stores nothing;
 - every text is escaped (harness.annotate.page), the Content-Security-Policy allows only the page's own
   nonce-carrying inline script and style and forms posting to itself, and framing is refused;
+- a visitor who has not said who they are holds a signed token and is stored nowhere, so a flood of
+  cookie-less requests cannot evict a labelling session (see AnnotateApp); an empty --host is refused;
 - bodies are capped at MAX_BODY_BYTES; a protocol error (a repeated or skipped rank, a missing answer)
   is an HTTP 400 with the reason on the page, and nothing is stored.
 """
@@ -16,16 +18,16 @@ Security, because the page shows adversarial model outputs and writes to the sto
 from __future__ import annotations
 
 import errno
+import hashlib
 import hmac
 import http.cookies
 import ipaddress
 import secrets
 import threading
-import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,9 +45,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 @dataclass
 class Session:
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    csrf: str
     annotator: str | None = None
-    created: float = field(default_factory=time.time)
 
 
 class Refused(Exception):
@@ -57,32 +58,69 @@ class Refused(Exception):
         self.reason = reason
 
 
+def check_host(host: str) -> str:
+    """The --host to listen on; UsageError for an empty one (it would listen on every interface)."""
+    if not host.strip():
+        raise UsageError("--host is empty, which would listen on every interface: pass 127.0.0.1 (this machine "
+                         "only), or 0.0.0.0 to share the page on purpose")
+    return host
+
+
 class AnnotateApp:
-    """What the request handler serves: the labelling state, the sessions and who may talk to it."""
+    """What the request handler serves: the labelling state, the sessions and who may talk to it.
+
+    A session token is a random nonce signed with this server's secret, and its CSRF token is derived from it,
+    so a visitor who has not yet said who they are is stored nowhere: a flood of cookie-less requests (which any
+    web page can send to loopback) costs no memory and evicts no one. Only started sessions (an annotator named
+    through the CSRF-checked start form) are kept, at most MAX_SESSIONS, the least recently used going first.
+    """
 
     def __init__(self, labelling: Labelling, *, host: str, annotator: str | None = None,
                  on_event: Callable[[str], None] | None = None) -> None:
         self.labelling = labelling
-        self.host = host
+        self.host = check_host(host)
         self.port = 0
         self.annotator = check_annotator(annotator) if annotator is not None else None
         self.on_event = on_event or (lambda _message: None)
+        self._secret = secrets.token_bytes(32)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- sessions ------------------------------------------------------------------------------------
+    def _mac(self, purpose: str, text: str) -> str:
+        return hmac.new(self._secret, f"{purpose}\x1f{text}".encode(), hashlib.sha256).hexdigest()
+
+    def _fresh(self, token: str) -> Session:
+        return Session(csrf=self._mac("csrf", token), annotator=self.annotator)
+
     def session(self, token: str | None) -> Session | None:
+        """The session of a cookie: a started one, or a fresh one this server signed; None otherwise."""
+        if not token:
+            return None
         with self._lock:
-            return self._sessions.get(token) if token else None
+            started = self._sessions.get(token)
+            if started is not None:
+                self._sessions.move_to_end(token)
+                return started
+        nonce, _, mac = token.partition(".")
+        if not nonce or not hmac.compare_digest(mac.encode(), self._mac("session", nonce).encode()):
+            return None
+        return self._fresh(token)
 
     def new_session(self) -> tuple[str, Session]:
+        """A signed token and its fresh session, stored nowhere until the visitor says who they are."""
+        nonce = secrets.token_urlsafe(24)
+        token = f"{nonce}.{self._mac('session', nonce)}"
+        return token, self._fresh(token)
+
+    def start(self, token: str, session: Session, annotator: str) -> None:
+        """Name the session's annotator and keep it (the least recently used started session goes first)."""
         with self._lock:
-            token = secrets.token_urlsafe(32)
-            s = Session(annotator=self.annotator)
-            self._sessions[token] = s
+            session.annotator = annotator
+            self._sessions[token] = session
+            self._sessions.move_to_end(token)
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
-            return token, s
 
     # -- who may talk to us ---------------------------------------------------------------------------
     def host_allowed(self, host_header: str | None) -> bool:
@@ -324,10 +362,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.app.annotator is not None:
             raise Refused(HTTPStatus.BAD_REQUEST, f"this server labels as {self.app.annotator} (--annotator)")
         try:
-            session.annotator = check_annotator(form.get("annotator", ""))
+            name = check_annotator(form.get("annotator", ""))
         except AnswerError as exc:
             self._show(session, status=HTTPStatus.BAD_REQUEST, error=str(exc))
             return
+        self.app.start(self._token() or "", session, name)
         self.app.on_event(f"{session.annotator}: started")
         self._redirect()
 
@@ -354,7 +393,7 @@ class AnnotateServer:
     @property
     def url(self) -> str:
         host = self.app.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        shown = "127.0.0.1" if host == "0.0.0.0" else f"[{host}]" if ":" in host else host
         if host == "::":
             shown = "[::1]"
         return f"http://{shown}:{self.app.port}/"

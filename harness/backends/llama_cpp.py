@@ -48,6 +48,7 @@ class LlamaCppBackend(Backend):
                 n_threads_batch=threads,
                 n_gpu_layers=device.n_gpu_layers,
                 verbose=False,
+                n_ctx_from=f"device profile '{device.name}'",
             )
         except (ValueError, RuntimeError) as exc:
             raise UsageError(f"llama.cpp could not load {variant.path} ({exc}): the file may be corrupt; re-derive it") from exc

@@ -33,9 +33,11 @@ def annotate_command(args: argparse.Namespace) -> int:
     import sys
 
     from harness.annotate import Labelling, make_server
+    from harness.annotate.server import check_host
     from harness.humans.plan import read_plan, whole_store_plan
     from harness.store import DEFAULT_STORE, Store
 
+    check_host(args.host)  # before the store is opened
     store_path = Path(args.store) if args.store else DEFAULT_STORE
     items = read_plan(args.plan) if args.plan else None  # a bad plan fails before the store is touched
     with Store.open(store_path, create=False) as store:

@@ -257,6 +257,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
         return 0
     terminal().print(cards_table(cards))
     for c in cards:
+        not_used = (c.settings or {}).get("not_used")
+        if not_used:
+            err.print(Text(f"warning: the card of {c.judge} on {c.set_name}: {not_used}"))
         if not c.reliable:
             err.print(Text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): too few "
                            "items to correct harm rates or to trust its figures"))

@@ -358,16 +358,19 @@ def read_plan(path: str | Path) -> list[PlanItem]:
 
 
 def check_against_store(items: Sequence[PlanItem], generations: Mapping[str, Generation], store_path: Any) -> None:
-    """Every output of the plan is a generation of this store with the same text; UsageError otherwise."""
+    """Every output of the plan is a generation of this store with the same prompt and output text (what the page
+    shows is what the store holds); UsageError otherwise."""
     for item in items:
         for o in item.outputs:
             g = generations.get(o.sample_key)
             if g is None:
                 raise UsageError(f"plan item {item.position} has sample key {o.sample_key[:40]!r}, which is not in "
                                  f"store {store_path}: pass the --store the plan was drawn from")
-            if (g.output or "") != o.output:
-                raise UsageError(f"plan item {item.position}: the output of {o.sample_key} differs from the "
-                                 f"store's: the plan was drawn from another store; pass that --store")
+            for what, plan_text, stored in (("prompt", item.prompt, g.prompt), ("output", o.output, g.output)):
+                if (stored or "") != plan_text:
+                    raise UsageError(f"plan item {item.position}: the {what} of {o.sample_key} differs from the "
+                                     f"store's (the plan was edited, or drawn from another store): draw the plan "
+                                     f"again with `harness humans sample`, or pass the --store it was drawn from")
 
 
 def whole_store_plan(generations: Iterable[Generation], seed: int = 0, include_benign: bool = False) -> Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,13 @@ class Rejection:
     def text(self) -> str:
         kept = " (kept as invalid ratings)" if self.stored_invalid else ""
         return f"{self.file} row {self.row}: {self.reason}{kept}"
+
+
+def not_used_note(rejected: Sequence[str], shown: int = 3) -> str:
+    """One line saying how many of a set's rows an importer rejected, and which (the first `shown` in full): what
+    a measurement over the set must say it left out."""
+    more = f"; and {len(rejected) - shown} more" if len(rejected) > shown else ""
+    return f"{len(rejected)} row(s) of the set not used: {'; '.join(rejected[:shown])}{more}"
 
 
 @dataclass

@@ -281,6 +281,9 @@ def validate(cfg: JudgeConfig, where: str) -> None:
     if cfg.kind == "ensemble":
         if len(cfg.members) < 2:
             raise bad("an 'ensemble' judge needs members = [\"judge-a\", \"judge-b\", ...] (two or more)")
+        twice = next((m for i, m in enumerate(cfg.members) if m in cfg.members[:i]), None)
+        if twice is not None:
+            raise bad(f"members lists '{twice}' more than once: list each judge once (a member's vote counts once)")
         if cfg.combine not in COMBINES:
             raise bad(f"combine '{cfg.combine}' is unknown: use one of {', '.join(COMBINES)}")
     elif cfg.members:

@@ -20,6 +20,7 @@ from statistics import fmean
 from typing import Any
 
 from harness import keys
+from harness.errors import UsageError
 from harness.judging.config import JudgeConfig, load_judge
 from harness.judging.runner import JudgeResult, judge_store
 from harness.progress import NoProgress, Progress
@@ -28,12 +29,20 @@ from harness.store import Store
 
 
 def member_configs(cfg: JudgeConfig) -> list[JudgeConfig]:
-    out = []
+    """The member judges, each once: two entries that load the same judge (a name and its .toml path, or two
+    files of one name) are refused, since members are told apart by name and one would silently count for both."""
+    out: list[JudgeConfig] = []
+    listed: dict[str, str] = {}
     for name in cfg.members:
         p = Path(name).expanduser()
         if p.suffix == ".toml" and not p.is_absolute() and cfg.path is not None:
             p = cfg.path.parent / p
-        out.append(load_judge(str(p) if p.suffix == ".toml" else name))
+        member = load_judge(str(p) if p.suffix == ".toml" else name)
+        if member.name in listed:
+            raise UsageError(f"ensemble judge '{cfg.name}': members '{listed[member.name]}' and '{name}' are both "
+                             f"judge '{member.name}': list each judge once")
+        listed[member.name] = name
+        out.append(member)
     return out
 
 

@@ -107,7 +107,8 @@ class LlamaCppJudge:
             t0 = time.perf_counter()
             try:
                 self._llm, _ = open_llama(model_path=str(self.model_path), n_ctx=self.cfg.n_ctx, n_batch=512,
-                                          n_threads=threads, n_threads_batch=threads, verbose=False)
+                                          n_threads=threads, n_threads_batch=threads, verbose=False,
+                                          n_ctx_from=f"judge '{self.cfg.name}' (its TOML's n_ctx)")
             except (ValueError, RuntimeError) as exc:
                 raise UsageError(f"judge '{self.cfg.name}': llama.cpp could not load {self.model_path} ({exc}): "
                                  f"check the file") from exc

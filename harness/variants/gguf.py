@@ -1,10 +1,10 @@
 """GGUF files: one cached reader of what a file says about itself, llama.cpp's quantizer, and GGUF variants.
 
 `read_info(path)` is the only place a GGUF header is parsed (with the `gguf` package, slow on large
-vocabularies): architecture, file type, tensor types and sizes, tokenizer facts and the chat
-template, cached by the file's sha256 (memory and disk). Derived variants (F16, Q8_0, Q4_K_M, ...)
-are made by llama.cpp's own quantizer under a per-variant lock, written to a unique temporary file
-and renamed into place, and verified by their recorded sha256 before use: a cached file changed
+vocabularies): architecture, file type, tensor types and sizes, the KV cache's bytes per context token,
+tokenizer facts and the chat template, cached by the file's sha256 (memory and disk). Derived variants
+(F16, Q8_0, Q4_K_M, ...) are made by llama.cpp's own quantizer under a per-variant lock, written to a
+unique temporary file and renamed into place, and verified by their recorded sha256 before use: a cached file changed
 in place is derived again, never used under the healthy file's hash.
 """
 
@@ -23,7 +23,7 @@ from harness.errors import UsageError, require
 from harness.variants.manifest import GGUF_FTYPES, ModelManifest, VariantFile, source_path
 
 GGUF_MAGIC = b"GGUF"
-INFO_VERSION = 3
+INFO_VERSION = 4
 ProgressFn = Callable[[str], None]
 
 _INFO: dict[str, dict[str, Any]] = {}  # sha256 -> info, for this process
@@ -83,6 +83,9 @@ def read_info(path: Path, sha256: str | None = None) -> dict[str, Any]:
             ftype_name = str(file_type)
     arch = field("general.architecture")
     add_bos = field("tokenizer.ggml.add_bos_token")
+    kv_dims = [field(f"{arch}.{k}") if arch else None for k in (
+        "block_count", "embedding_length", "attention.head_count", "attention.head_count_kv", "attention.key_length",
+        "attention.value_length")]
     info = {
         "version": INFO_VERSION,
         "sha256": digest,
@@ -96,6 +99,7 @@ def read_info(path: Path, sha256: str | None = None) -> dict[str, Any]:
         "chat_template": field("tokenizer.chat_template"),
         "context_length": field(f"{arch}.context_length") if arch else None,
         "n_layers": field(f"{arch}.block_count") if arch else None,
+        "kv_bytes_per_token": kv_bytes_per_token(*kv_dims),
         "data_end": data_end,
         "tensor_bytes": sum(sizes.values()),
         "token_embd_bytes": sizes.get("token_embd.weight"),
@@ -108,6 +112,30 @@ def read_info(path: Path, sha256: str | None = None) -> dict[str, Any]:
     write_json_atomic(memo, info)
     _INFO[digest] = info
     return info
+
+
+def _per_layer(value: Any, n_layers: int) -> list[int] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value] * n_layers
+    if isinstance(value, list) and len(value) == n_layers and all(isinstance(v, int) for v in value):
+        return list(value)
+    return None
+
+
+def kv_bytes_per_token(n_layers: Any, n_embd: Any, n_head: Any, n_head_kv: Any = None, key_length: Any = None,
+                       value_length: Any = None) -> int | None:
+    """Bytes of llama.cpp's default KV cache (keys and values in f16) per context token, from a GGUF's attention
+    sizes (head counts may be per layer); None when the file does not say."""
+    if not isinstance(n_layers, int) or not isinstance(n_embd, int) or n_layers <= 0:
+        return None
+    heads = _per_layer(n_head, n_layers)
+    kv_heads = _per_layer(n_head_kv if n_head_kv is not None else n_head, n_layers)
+    if heads is None or kv_heads is None or not any(heads):
+        return None
+    head_dim = n_embd // max(heads)
+    k_dim = key_length if isinstance(key_length, int) and key_length > 0 else head_dim
+    v_dim = value_length if isinstance(value_length, int) and value_length > 0 else head_dim
+    return 2 * sum(h * (k_dim + v_dim) for h in kv_heads)
 
 
 def bytes_per_token(path: Path, sha256: str) -> int:
