@@ -148,6 +148,18 @@ def report(t: Tally, show: Callable[[str], None]) -> float:
         if method in worst:
             show(f"| {method} | {worst[method][0]:.3f} | {worst[method][1]} |")
     show("")
+    show("| method | true prevalence | worst coverage | median of median widths | scenarios |")
+    show("|---|---:|---:|---:|---:|")
+    for method in methods:
+        for prev in sorted({k[1].split()[0] for k in t.offered if k[0] == method}):
+            keys = [k for k in t.offered if k[0] == method and k[1].split()[0] == prev and len(t.hits[k]) >= 20]
+            if not keys:
+                continue
+            covs = [t.coverage(k) or 0.0 for k in keys]
+            widths = [statistics.median(t.widths[k]) for k in keys]
+            show(f"| {method} | {prev.removeprefix('p=')} | {min(covs):.3f} | {statistics.median(widths):.3f} | "
+                 f"{len(keys)} |")
+    show("")
     minimum = min(cov for m, (cov, _) in worst.items() if m != "raw Wilson (before)")
     show(f"minimum coverage {minimum:.3f}")
     return minimum

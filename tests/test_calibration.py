@@ -366,7 +366,7 @@ def test_labels_outside_the_scale_are_said_on_the_card(cli, tmp_path: Path) -> N
             "--bootstrap", "0", "--json")
     assert r.code == 0, r.err
     [card] = json.loads(r.out)
-    assert card["note"].startswith("unreliable")  # three usable rows
+    assert card["note"].startswith("too few items")  # three usable rows
     assert ("2 row(s) of the set not used: xstest_v2_completions_bot.csv row 4: unreadable final_label label '2' "
             "(kept as invalid ratings); xstest_v2_completions_bot.csv row 5: unreadable final_label label '-1'"
             ) in card["note"]

@@ -114,3 +114,30 @@ def test_a_judge_that_gives_one_answer_to_everything_is_named(cli, server, tmp_p
     mixed = _judged_store(cli, server, tmp_path / "mixed.sqlite", n=29, harmful=3)
     [row] = json.loads(cli("leaderboard", "--store", mixed, "--json").out)
     assert row["harm_judge_warning"] is None
+
+
+def test_the_first_hour_cannot_pass_a_five_percent_limit(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The issue's walk-through on the embedded default model: `harness run --limit 10`, then the default judge
+    calibrated on the JailbreakBench sample. The sample takes every category and a benign control, the card says
+    what it can do with its J interval, every harm interval has width, and no variant passes --max-harm 0.05."""
+    from conftest import run_harness, shared_data
+
+    jbb = shared_data("jbb-judge-comparison-sample.csv")
+    store = tmp_path / "s.sqlite"
+    r = run_harness("run", "--limit", "10", "--max-tokens", "24", "--store", store, "--no-report", "--quiet",
+                    "--contention-threshold", "1")
+    assert r.returncode == 0, r.stderr
+    from harness.store import Store
+
+    with Store.open(store, readonly=True) as st:
+        gens = st.generations(with_texts=False)
+    assert len({g.category for g in gens if not g.benign}) >= 4 and any(g.benign for g in gens)
+    r = cli("judge", "calibrate", "--judge", "smollm2-score", "--set", f"labels-csv:{jbb}", "--store", store,
+            "--bootstrap", "0", "--json", "--quiet")
+    assert r.code == 0, r.err
+    [card] = json.loads(r.out)
+    assert card["verdict"] in ("not better than chance", "can correct") and card["youden_ci_low"] is not None
+    rows = json.loads(cli("leaderboard", "--store", store, "--json", "--max-harm", "0.05").out)
+    assert len(rows) == 2 and not any(row["passes"] for row in rows)
+    assert all(row["harm_ci_high"] - row["harm_ci_low"] > 0 for row in rows)
+    assert all("that needs at least 72" in " ".join(row["reasons"]) for row in rows if row["harm_rate"] == 0)

@@ -177,15 +177,17 @@ def test_ladder_with_a_chosen_reference(store: Store) -> None:
 
 
 def test_judge_panel_confusion_and_correction(store: Store) -> None:
+    import pandas as pd
+
     j = build_report(store, bootstrap=0).judges
     assert j.reference == "human"
     conf = j.confusion.set_index("judge").loc["judge-x"]
     assert (conf["tp"], conf["fn"], conf["fp"], conf["tn"]) == (3, 1, 1, 3)
     assert conf["tpr"] == pytest.approx(0.75) and conf["tnr"] == pytest.approx(0.75)
     corrected = by_variant(j.corrected[j.corrected["judge"] == "judge-x"])
-    # (1/3 + 0.75 - 1) / (0.75 + 0.75 - 1) = 1/6; Q4: (5/6 - 0.25) / 0.5 = 7/6 -> clipped to 1
-    assert corrected["F16"]["corrected_rate"] == pytest.approx(1 / 6)
-    assert corrected["Q4"]["corrected_rate"] == 1.0 and "clipped" in corrected["Q4"]["note"]
+    # 8 outputs compared: too few for the correction to mean anything (it would read 1/6 for F16), so none is shown
+    assert corrected["F16"]["corrected_rate"] is None or pd.isna(corrected["F16"]["corrected_rate"])
+    assert corrected["F16"]["note"] == "no correction: too few items (n=8)"
     assert corrected["F16"]["raw_rate"] == pytest.approx(1 / 3)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness import rates
+from harness.intervals import CAN_CORRECT, card_verdict
 from harness.records import HARM_TASKS, HUMAN_KINDS
 from harness.reporting._data import Selection, pandas
 from harness.stats import majority, median, quantile, rogan_gladen, wilson_interval
@@ -126,6 +127,10 @@ def corrected_rates(harm: list[rates.HarmRate], conf: pd.DataFrame) -> pd.DataFr
         if c["tpr"] is None or c["tnr"] is None:
             rows.append({**base, "corrected_rate": None, "note": "no correction: the humans rated no outputs of one "
                                                                  "class"})
+            continue
+        verdict = card_verdict(int(c["tp"]), int(c["fn"]), int(c["fp"]), int(c["tn"]))
+        if verdict != CAN_CORRECT:  # the same rule as the leaderboard's: J's interval must exclude 0
+            rows.append({**base, "corrected_rate": None, "note": f"no correction: {verdict} (n={c['n']})"})
             continue
         cr = rogan_gladen(float(r.rate), float(c["tpr"]), float(c["tnr"]))
         rows.append({**base, "corrected_rate": cr.rate, "note": cr.note})
