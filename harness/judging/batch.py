@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import jsontext
 from harness.errors import UsageError, require
 from harness.judging.config import JudgeConfig
 from harness.judging.requests import JudgeResponse
@@ -67,13 +68,13 @@ def request_line(backend: Any, p: _Prepared) -> dict[str, Any]:
 
 
 def export_requests(store: Store, cfg: JudgeConfig, out: str | Path, *, sample_keys: list[str] | None = None,
-                    limit: int | None = None, use_disk_cache: bool = True) -> BatchExport:
-    """Write the Batch API request file for what a live run of this judge would request."""
+                    limit: int | None = None, use_disk_cache: bool = True, force: bool = False) -> BatchExport:
+    """Write the Batch API request file for what a live run of this judge would request (an existing file only
+    with `force`, like every other file the tool writes)."""
     backend = _backend(cfg)
     from harness.outputs import atomic_write, output_file
 
-    # a request file is regenerated whole each time: overwriting one is expected, a store never
-    path = output_file(out, force=True, option="--batch-export")
+    path = output_file(out, force=force, option="--batch-export")
     plan = plan_judging(store, cfg, backend.identity_extra, sample_keys=sample_keys, limit=limit,
                         use_disk_cache=use_disk_cache)
     lines = [json.dumps(request_line(backend, p), ensure_ascii=False) for p in plan.todo]
@@ -94,11 +95,11 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{p} is not UTF-8 text: pass the JSONL results file the batch produced") from exc
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in jsontext.jsonl_lines(text):
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = jsontext.loads(raw)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{p}:{n}: not JSON ({exc.msg}): {shape}") from exc
         if not isinstance(line, dict):
