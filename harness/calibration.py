@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -434,15 +434,19 @@ def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating], list
 
 
 def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int | None, progress: Progress,
-              use_disk_cache: bool = True) -> tuple[SetRun, dict[str, Any]]:
-    """Import a set into the work store and judge its outputs; returns the judged set and what judging cost."""
+              use_disk_cache: bool = True,
+              units: Callable[[list[Generation], list[Rating]], list[list[str]]] | None = None,
+              ) -> tuple[SetRun, dict[str, Any]]:
+    """Import a set into the work store and judge its outputs; returns the judged set and what judging cost.
+    `limit` counts items (the outputs of one prompt), or the units `units` makes of the set (e.g. pairs)."""
     from harness.judging.runner import judge_any
 
     generations, ratings, rejected = load_set(cset)
     groups = item_groups(generations)
     check_fit(cfg, cset, ratings, groups)
     work.add([*generations, *ratings])
-    items = list(groups.values())[:limit] if limit is not None else list(groups.values())
+    items = units(generations, ratings) if units is not None else list(groups.values())
+    items = items[:limit] if limit is not None else items
     chosen = [k for members in items for k in members]
     result = judge_any(work, cfg, sample_keys=chosen, progress=progress, use_disk_cache=use_disk_cache)
     judge_ratings = [r for r in work.ratings(rater=cfg.name)]
