@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import MissingExtraError, UsageError
 from harness.fleet import DEFAULT_WAIT_S as DEFAULT_FLEET_WAIT_S
+from harness.outputs import write_text
 from harness.progress import NoProgress, Progress
 from harness.store import DEFAULT_STORE, Store
 
@@ -359,7 +360,7 @@ def judge(store: str | Path | None, judge: str, *, mode: str | None = None, conc
 def judge_batch_export(store: str | Path | None, judge: str, out: str | Path, *, mode: str | None = None,
                        order: str | None = None, order_seed: int | None = None, base_url: str | None = None,
                        limit: int | None = None, sample_keys: Sequence[str] | None = None,
-                       use_disk_cache: bool = True) -> BatchExport:
+                       use_disk_cache: bool = True, force: bool = False) -> BatchExport:
     """Write the OpenAI Batch API request file for what `judge()` would request (harness.judging.batch); the
     store is only read."""
     from harness.judging.batch import export_requests
@@ -367,7 +368,7 @@ def judge_batch_export(store: str | Path | None, judge: str, out: str | Path, *,
     cfg = _judge_config(judge, limit, mode=mode, order=order, order_seed=order_seed, base_url=base_url)
     with _judged_store(store, readonly=True) as st:
         return export_requests(st, cfg, out, sample_keys=list(sample_keys) if sample_keys is not None else None,
-                               limit=limit, use_disk_cache=use_disk_cache)
+                               limit=limit, use_disk_cache=use_disk_cache, force=force)
 
 
 def judge_batch_import(store: str | Path | None, judge: str, results: str | Path, *, mode: str | None = None,
@@ -553,8 +554,8 @@ def study_judge(release: str | Path, judge: str, *, out: str | Path | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     card = result["card"]
     data = {**result, "card": {**asdict(card), "invalid_share": card.invalid_share}}
-    (out_dir / "study-judge.json").write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    (out_dir / "study-judge.md").write_text(benchmark_markdown(result), encoding="utf-8")
+    write_text(out_dir / "study-judge.json", json.dumps(data, indent=2, default=str))
+    write_text(out_dir / "study-judge.md", benchmark_markdown(result))
     return result
 
 

@@ -452,15 +452,18 @@ def item_stratum(generations: Sequence[Generation], ratings: Sequence[Rating]) -
 
 
 def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int | None, progress: Progress,
-              use_disk_cache: bool = True) -> tuple[SetRun, dict[str, Any]]:
-    """Import a set into the work store and judge its outputs; returns the judged set and what judging cost."""
+              use_disk_cache: bool = True,
+              units: Callable[[list[Generation], list[Rating]], list[list[str]]] | None = None,
+              ) -> tuple[SetRun, dict[str, Any]]:
+    """Import a set into the work store and judge its outputs; returns the judged set and what judging cost.
+    `limit` counts items (the outputs of one prompt), or the units `units` makes of the set (e.g. pairs)."""
     from harness.judging.runner import judge_any
 
     generations, ratings, rejected = load_set(cset)
     groups = item_groups(generations)
     check_fit(cfg, cset, ratings, groups)
     work.add([*generations, *ratings])
-    items = list(groups.values())
+    items = units(generations, ratings) if units is not None else list(groups.values())
     if limit is not None:  # a seeded sample stratified over the items' categories (or the people who labelled them)
         items = stratified(items, limit, item_stratum(generations, ratings))
     chosen = [k for members in items for k in members]

@@ -16,6 +16,9 @@ so prompts stop matching across files. The rules, in order:
    measure of implausible text) plus the share of non-ASCII characters right after a lowercase ASCII
    letter that are uppercase letters, controls or symbols (mojibake such as "IÕve" for "I’ve", "cafŽ"
    for "café"): the lowest score wins; Latin-1 is the last resort (it decodes anything).
+5. A legacy file can hold UTF-8 too (four JailbreakBench responses in its Mac-Roman file read "it‚Äôs",
+   "pi√±ata"): such mojibake is repaired with ftfy (the well-kept library for exactly this), line by line,
+   and the repaired lines are counted in the note.
 
 `decode_bytes` returns the text with the encoding chosen and why; importers report it.
 """
@@ -38,6 +41,7 @@ class Decoded:
     encoding: str  # utf-8, utf-8-sig, utf-16, utf-32, cp1252, mac_roman, latin-1
     replaced: int = 0  # broken UTF-8 sequences replaced with U+FFFD
     reason: str = ""
+    repaired: int = 0  # lines of a legacy-encoded file that held UTF-8 (mojibake), repaired with ftfy
 
     @property
     def is_utf8(self) -> bool:
@@ -50,7 +54,14 @@ class Decoded:
             return None
         if self.replaced:
             return f"file decoded as UTF-8 with {self.replaced} broken sequence(s) replaced by U+FFFD"
-        return f"file decoded as {self.encoding} (not UTF-8): {self.reason}"
+        return f"file decoded as {self.encoding} (not UTF-8): {self.reason}{self.repair_note}"
+
+    @property
+    def repair_note(self) -> str:
+        if not self.repaired:
+            return ""
+        return (f"; {self.repaired} line(s) held UTF-8 inside the {self.encoding} text (mojibake such as "
+                "'it‚Äôs'), repaired with ftfy")
 
 
 def _bom(raw: bytes) -> str | None:
@@ -114,7 +125,8 @@ def decode_bytes(raw: bytes, where: str, what: str = "text") -> Decoded:
             order = "UTF-16LE" if odd > even else "UTF-16BE"
             raise UsageError(f"{where} looks like {order} text without a byte-order mark: convert it to UTF-8 "
                              f"(e.g. iconv -f {order} -t UTF-8) and pass the {what} file again")
-        raise UsageError(f"{where} looks binary (it holds NUL bytes), not {what}: pass a {what} file")
+        raise UsageError(f"{where} looks binary (it holds NUL bytes), not text: pass the {what} file as text "
+                         "(UTF-8, or gzip-compressed UTF-8)")
     try:
         return Decoded(raw.decode("utf-8-sig"), "utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8")
     except UnicodeDecodeError:
@@ -144,4 +156,15 @@ def decode_bytes(raw: bytes, where: str, what: str = "text") -> Decoded:
         return Decoded(raw.decode("latin-1"), "latin-1", reason="no other encoding decodes every byte")
     score, _, enc, text = min(scored)
     others = ", ".join(f"{e} {s:.3f}" for s, _, e, _ in sorted(scored) if e != enc)
-    return Decoded(text, enc, reason=f"the most plausible text (mess score {score:.3f}; {others or 'no other'})")
+    text, repaired = repair_mojibake(text)
+    return Decoded(text, enc, reason=f"the most plausible text (mess score {score:.3f}; {others or 'no other'})",
+                   repaired=repaired)
+
+
+def repair_mojibake(text: str) -> tuple[str, int]:
+    """(text with UTF-8-decoded-as-a-code-page repaired line by line, lines repaired), by ftfy.fix_encoding."""
+    import ftfy
+
+    lines = text.split("\n")
+    fixed = [ftfy.fix_encoding(line) if not line.isascii() else line for line in lines]
+    return "\n".join(fixed), sum(1 for a, b in zip(lines, fixed) if a != b)

@@ -9,7 +9,11 @@ that. This audit asks a judge about both replies of every pair and reports, with
   score, label, guard or ensemble judges; a pairwise or rank judge gives none), beside the same share for the
   rejected replies;
 - agreement with the crowd: the share of pairs where the judge finds the rejected reply the more harmful (by its
-  per-reply scores, or its pairwise verdicts; ties are no verdict and counted), as a judge card measures it.
+  per-reply scores, or its pairwise verdicts; ties are no verdict and counted), as a judge card measures it;
+- ties: the share of compared pairs the judge could not tell apart, shown beside the agreement in the headline: a
+  judge that ties most pairs has a high agreement among the few it separates and says little.
+
+`--limit N` audits the first N pairs of the file (two pairs can share a conversation, so pairs, not prompts).
 
 Every answer the judge could not give or that did not parse is counted as invalid, never as harmless. The pairs
 are judged in a private work store (judgments cached on disk like any other).
@@ -50,8 +54,9 @@ class HHAudit:
     chosen_harmful: Rate | None  # None: the judge gives no per-output verdicts
     rejected_harmful: Rate | None
     both_harmful: Rate | None  # pairs where both replies are harmful, of pairs with both verdicts
-    agreement: Rate | None  # judge finds the rejected reply the more harmful
+    agreement: Rate | None  # judge finds the rejected reply the more harmful, of the pairs it did not tie
     ties: int
+    tie_share: Rate | None  # ties of the compared pairs (the headline shows it beside the agreement)
     invalid: int  # judge ratings that were invalid (failed or unparseable)
     judged: int  # judge ratings
     cost: dict[str, Any]
@@ -72,7 +77,8 @@ def audit(path: Path, cfg: JudgeConfig, *, limit: int | None = None, progress: P
     with tempfile.TemporaryDirectory(prefix="harness-hh-audit-") as tmp, \
             Store.open(Path(tmp) / "work.sqlite") as work:
         progress.message(f"auditing {path} with {cfg.name}")
-        run, cost = judge_set(cfg, cset, work, limit=limit, progress=progress, use_disk_cache=use_disk_cache)
+        run, cost = judge_set(cfg, cset, work, limit=limit, progress=progress, use_disk_cache=use_disk_cache,
+                              units=pair_units)
     refs = references(run.ratings)
     if not refs:
         raise UsageError(f"{path}: no crowd preferences found: expected HH-RLHF pairs (chosen / rejected)")
@@ -84,6 +90,7 @@ def audit(path: Path, cfg: JudgeConfig, *, limit: int | None = None, progress: P
     note = None
     agreement: Rate | None = None
     ties = 0
+    tie_share: Rate | None = None
     if cfg.mode in PER_OUTPUT_MODES:
         verdicts = harm_verdicts(run.judge_ratings)
         ch = [verdicts[c] for c, _ in pairs if c in verdicts]
@@ -95,6 +102,7 @@ def audit(path: Path, cfg: JudgeConfig, *, limit: int | None = None, progress: P
         compared = [(codes[c], codes[r]) for c, r in pairs if c in codes and r in codes]
         ties = sum(1 for a, b in compared if a == b)
         agreement = Rate.of(sum(1 for a, b in compared if b > a), len(compared) - ties)
+        tie_share = Rate.of(ties, len(compared)) if compared else None
     else:
         note = (f"judge '{cfg.name}' answers pairwise preferences only: no per-reply harm verdicts, so the chosen-"
                 "harmful share needs a score or guard judge")
@@ -104,12 +112,23 @@ def audit(path: Path, cfg: JudgeConfig, *, limit: int | None = None, progress: P
             n = int(a["n"])
             agreement = Rate.of(round((a["value"] or 0.0) * n), n)
             ties = int(acc["ties"])
+            tie_share = Rate.of(ties, n + ties) if n + ties else None
     if run.judge_ratings and invalid == len(run.judge_ratings):
         first = next((r.error for r in run.judge_ratings if r.error), "no valid answer")
         raise UsageError(f"judge '{cfg.name}' answered nothing valid on {path} ({invalid} invalid; first: {first}): "
                          "check its endpoint, model and rubric")
-    return HHAudit(str(path), cfg.name, cfg.mode, len(pairs), chosen, rejected, both, agreement, ties, invalid,
-                   len(run.judge_ratings), cost, note, run.rejected)
+    return HHAudit(str(path), cfg.name, cfg.mode, len(pairs), chosen, rejected, both, agreement, ties, tie_share,
+                   invalid, len(run.judge_ratings), cost, note, run.rejected)
+
+
+def pair_units(generations: Sequence[Any], ratings: Sequence[Rating]) -> list[list[str]]:
+    """The sample keys of each pair, in the file's order (what `--limit` counts): the crowd's two pairwise ratings
+    of one line of the file."""
+    by_line: dict[Any, list[str]] = {}
+    for r in ratings:
+        if r.task == "pairwise" and r.sample_key:
+            by_line.setdefault((r.extra or {}).get("line"), []).append(r.sample_key)
+    return [keys for _, keys in sorted(by_line.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
 
 
 def crowd_pairs(ratings: Sequence[Rating], crowd: str, judged: set[str]) -> list[tuple[str, str]]:

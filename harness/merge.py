@@ -11,11 +11,16 @@ one key must say the same thing; what is compared is their content, not bookkeep
 - a judgment's provenance (which task first asked for it: `sample_keys`, `shown_order`; how it was
   obtained: `latency_s`, `attempts`, `cost_usd`) is not compared: the key already fixes what was asked;
 - a row with an error (a failed sample, a failed judge request, a rating of one) is replaced by the
-  same row without an error, and never replaces one: the store's own rule when a run is resumed.
+  same row without an error, and never replaces one: the store's own rule when a run is resumed;
+- a generation measured again (a board re-ran part of a plan: the same sample key, output and identity,
+  another run and other timings) is a duplicate, not a conflict: the row already there is kept and the
+  duplicate counted (`MEASUREMENT` lists the fields a re-measurement may change).
 
-Anything else that differs is a conflict (e.g. the same sample measured on two boards that share a
-device profile). `plan_merge` checks every row before anything is written and raises a UsageError
-naming the table, the key and the field; `apply` writes the whole plan in one transaction.
+Anything else that differs is a conflict (e.g. the same key with another output text, or another model
+file). `plan_merge` first checks every incoming row's field types against its record (a shard is a file
+someone else wrote: `decode_tps = 'fast'` would break every report of the main store), then every key,
+before anything is written, and raises a UsageError naming the table, the key and the field; `apply`
+writes the whole plan in one transaction.
 The fleet coordinator (harness.fleet) merges each streamed batch with the same two functions.
 """
 
@@ -30,8 +35,14 @@ from typing import Any
 
 from harness import records as rec
 from harness.errors import UsageError
+from harness.infiles import refuse_special
 from harness.store import HARNESS_APP_ID, SCHEMA_VERSION, Store, is_sqlite_file
 
+# A generation's measurement, not its identity: a second measurement of the same sample differs only here.
+MEASUREMENT = {"generations": frozenset({
+    "run_id", "backend_timings", "ttft_s", "prompt_tps", "decode_tps", "latency_s", "peak_rss_bytes",
+    "peak_vram_bytes", "energy_j", "energy_source", "bandwidth_fraction", "interference_frac", "cpu_steal_frac",
+    "cpu_mhz", "temp_c", "throttled", "contended", "warmup", "repeats", "measurements", "settings"})}
 # Merge order: a row's run before its rows.
 TABLES = ("runs", "model_loads", "generations", "judgments", "ratings")
 NEVER_COMPARED = frozenset({"created_at"})
@@ -47,6 +58,7 @@ class TableCounts:
     added: int = 0  # new keys
     replaced: int = 0  # a key whose row the source supersedes (a success over a failure, a finished run)
     unchanged: int = 0  # already there with the same content (or a better version of it)
+    duplicates: int = 0  # the same sample measured again (other run, other timings): the first row kept
     conflicts: int = 0  # kept as it was although the source says otherwise (only with on_conflict="keep")
 
 
@@ -91,8 +103,8 @@ def _differing(table: str, old: Any, new: Any) -> list[str]:
 
 
 def resolve(table: str, old: Any, new: Any) -> str:
-    """What merging `new` onto `old` (same key) does: 'same', 'keep' (old stays) or 'replace'; raises
-    Conflict naming the differing fields."""
+    """What merging `new` onto `old` (same key) does: 'same', 'keep' (old stays), 'duplicate' (old stays: the
+    same sample measured again) or 'replace'; raises Conflict naming the differing fields."""
     diff = _differing(table, old, new)
     if table == "runs":
         if diff:
@@ -108,7 +120,10 @@ def resolve(table: str, old: Any, new: Any) -> str:
             return "replace"
         if new.error is not None:
             return "keep"
-    raise Conflict(diff)
+    measured = MEASUREMENT.get(table, frozenset())
+    if set(diff) <= measured:
+        return "duplicate"
+    raise Conflict(sorted(diff, key=lambda name: name in measured))  # what makes it a conflict first
 
 
 def _show(value: Any) -> str:
@@ -127,59 +142,81 @@ def _conflict_line(table: str, key: str, where_old: str, where_new: str, old: An
 # -- planning and writing ---------------------------------------------------------------------------------
 def plan_merge(main: Store | None, sources: Sequence[tuple[str, Mapping[str, Iterable[Any]]]], *,
                main_name: str = "the main store", on_conflict: str = "refuse") -> MergePlan:
-    """Check every row of every source against the others and against `main` (None: an empty store) and
-    return what to write. With on_conflict='refuse' a conflict raises UsageError before anything is
-    written; with 'keep' the row already there (in main, or from an earlier source) is kept and noted."""
+    """Check every row of every source (its field types, then its key against the others and against `main`,
+    None: an empty store) and return what to write. A row of the wrong types raises UsageError; with
+    on_conflict='refuse' so does a conflict, before anything is written; with 'keep' the row already there (in
+    main, or from an earlier source) is kept and noted."""
     if on_conflict not in ("refuse", "keep"):
         raise ValueError(f"on_conflict must be 'refuse' or 'keep', not {on_conflict!r}")
+    check_types(sources)
     plan = MergePlan()
     for table in TABLES:
-        incoming: dict[str, tuple[Any, str]] = {}
-        for where, tables in sources:
-            for record in tables.get(table, ()):
-                key = record_key(table, record)
-                seen = incoming.get(key)
-                if seen is None:
-                    incoming[key] = (record, where)
-                    continue
-                try:
-                    if resolve(table, seen[0], record) == "replace":
-                        incoming[key] = (record, where)
-                except Conflict as exc:
-                    line = _conflict_line(table, key, seen[1], where, seen[0], record, exc.fields)
-                    if on_conflict == "refuse":
-                        raise UsageError(_refusal(line)) from None
-                    plan.conflict_notes.append(line)
-                    plan.counts[table].conflicts += 1
+        incoming = _incoming(table, sources, plan, on_conflict)
         existing = _existing(main, table, list(incoming))
-        counts = plan.counts[table]
         for key, (record, where) in incoming.items():
             old = existing.get(key)
             if old is None:
                 plan.inserts.append(record)
-                counts.added += 1
+                plan.counts[table].added += 1
                 continue
-            try:
-                verdict = resolve(table, old, record)
-            except Conflict as exc:
-                line = _conflict_line(table, key, main_name, where, old, record, exc.fields)
-                if on_conflict == "refuse":
-                    raise UsageError(_refusal(line)) from None
-                plan.conflict_notes.append(line)
-                counts.conflicts += 1
-                continue
+            verdict = _verdict(table, key, (old, main_name), (record, where), plan, on_conflict)
             if verdict == "replace":
                 plan.replacements.append(record)
-                counts.replaced += 1
-            else:
-                counts.unchanged += 1
+                plan.counts[table].replaced += 1
+            elif verdict in ("same", "keep"):
+                plan.counts[table].unchanged += 1
     return plan
+
+
+def check_types(sources: Sequence[tuple[str, Mapping[str, Iterable[Any]]]]) -> None:
+    """UsageError naming the first incoming row whose fields do not fit its record's types."""
+    for where, tables in sources:
+        for table in TABLES:
+            for record in tables.get(table, ()):
+                problem = rec.type_problem(record)
+                if problem:
+                    raise UsageError(f"merge refused, nothing written: {table} row {_show(record_key(table, record))} "
+                                     f"of {where} has {problem}: the shard is damaged or was edited by hand; "
+                                     "repair or drop that row in the shard, then merge again")
+
+
+def _incoming(table: str, sources: Sequence[tuple[str, Mapping[str, Iterable[Any]]]], plan: MergePlan,
+              on_conflict: str) -> dict[str, tuple[Any, str]]:
+    """The sources' rows of one table by key, one per key (the sources checked against each other)."""
+    incoming: dict[str, tuple[Any, str]] = {}
+    for where, tables in sources:
+        for record in tables.get(table, ()):
+            key = record_key(table, record)
+            seen = incoming.get(key)
+            if seen is None:
+                incoming[key] = (record, where)
+            elif _verdict(table, key, seen, (record, where), plan, on_conflict) == "replace":
+                incoming[key] = (record, where)
+    return incoming
+
+
+def _verdict(table: str, key: str, old: tuple[Any, str], new: tuple[Any, str], plan: MergePlan,
+             on_conflict: str) -> str:
+    """resolve() on (record, where it comes from) pairs, counting duplicates; a conflict is refused (UsageError)
+    or, with on_conflict='keep', noted and answered 'conflict'."""
+    try:
+        verdict = resolve(table, old[0], new[0])
+    except Conflict as exc:
+        line = _conflict_line(table, key, old[1], new[1], old[0], new[0], exc.fields)
+        if on_conflict == "refuse":
+            raise UsageError(_refusal(line)) from None
+        plan.conflict_notes.append(line)
+        plan.counts[table].conflicts += 1
+        return "conflict"
+    if verdict == "duplicate":
+        plan.counts[table].duplicates += 1
+    return verdict
 
 
 def _refusal(line: str) -> str:
     return (f"merge refused, nothing written: {line}; the same key holds two different results (e.g. one sample "
-            "measured on two boards with the same device profile): keep one of the two (merge the other into a "
-            "separate store) or give each board its own device profile")
+            "with two different outputs): keep one of the two (merge the other into a separate store) or give each "
+            "board its own device profile")
 
 
 def _existing(main: Store | None, table: str, keys: list[str]) -> dict[str, Any]:
@@ -230,6 +267,7 @@ def merge_stores(shards: Sequence[str | Path], into: str | Path) -> MergeResult:
     main_id = _file_id(main_path)
     sources: list[tuple[str, dict[str, list[Any]]]] = []
     for p in paths:
+        refuse_special(p, "shard")  # before is_sqlite_file opens it: a FIFO would block
         if not p.is_file():
             raise UsageError(f"shard {p} does not exist: pass the path of a store file")
         if not is_sqlite_file(p):

@@ -63,13 +63,10 @@ def _str_list(value: Any, where: str) -> list[str]:
 
 
 def read_template_data(path: Path) -> dict[str, Any]:
+    from harness.infiles import read_bytes
     from harness.prompts import decode_text
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read prompt templates {path}: {exc.strerror}") from exc
-    text = decode_text(raw, str(path))
+    text = decode_text(read_bytes(path, "a prompt templates"), str(path))
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -65,12 +65,12 @@ def decode_text(raw: bytes, where: str) -> str:
     from harness.encodings import decode_bytes
 
     if b"\x00" in raw:
-        decode_bytes(raw, where, "UTF-8 text (CSV or JSONL)")  # raises: UTF-16 (convert it) or binary
+        decode_bytes(raw, where, "prompts (CSV or JSONL)")  # raises: UTF-16 (convert it) or binary
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad_at = exc.start
-    d = decode_bytes(raw, where, "UTF-8 text (CSV or JSONL)")
+    d = decode_bytes(raw, where, "prompts (CSV or JSONL)")
     if d.encoding in ("utf-16", "utf-32"):
         raise UsageError(f"{where} is {d.encoding.upper()}, not UTF-8: convert it, e.g. iconv -f {d.encoding.upper()} "
                          f"-t UTF-8 {where} > converted{Path(where).suffix or '.txt'}")
@@ -83,11 +83,10 @@ def decode_text(raw: bytes, where: str) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read prompts file {path}: {exc.strerror}") from exc
-    return decode_text(raw, str(path))
+    """A prompt file's text (gzip-compressed or not; a FIFO or device is refused before it is opened)."""
+    from harness.infiles import read_bytes
+
+    return decode_text(read_bytes(path, "a prompts"), str(path))
 
 
 JSON_TYPE_NAMES = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", list: "an array",
@@ -143,7 +142,7 @@ def read_jsonl(path: Path, set_name: str | None = None) -> list[Prompt]:
     set_name = set_name or path.stem
     out: list[Prompt] = []
     seen: set[str] = set()
-    for n, line in enumerate(_read(path).splitlines(), 1):
+    for n, line in jsontext.jsonl_lines(_read(path)):
         if not line.strip():
             continue
         try:
@@ -173,7 +172,9 @@ def load_set(name_or_path: str) -> list[Prompt]:
     p = Path(name_or_path).expanduser()
     if not p.is_file():
         p = catalog.find("prompts", name_or_path)
-    if p.suffix.lower() == ".csv":
+    from harness.infiles import base_suffix
+
+    if base_suffix(p) == ".csv":
         return import_csv(p)
     if is_template_file(p):
         return read_templates(p)
@@ -239,7 +240,7 @@ def import_jsonl(path: Path, cols: ColumnMap | None = None, set_name: str | None
     cols = cols or ColumnMap()
     set_name = set_name or path.stem
     prompts = []
-    for n, line in enumerate(_read(path).splitlines(), 1):
+    for n, line in jsontext.jsonl_lines(_read(path)):
         if not line.strip():
             continue
         try:

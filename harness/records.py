@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from harness import jsontext
 from harness.intervals import CAN_CORRECT, Youden, card_verdict, youden_interval
 
 JSON = dict[str, Any]
@@ -349,15 +351,45 @@ def decoder(cls: type[R], names: typing.Sequence[str]) -> typing.Callable[[typin
                 if is_json:
                     if isinstance(v, str):
                         try:
-                            v = json.loads(v)
+                            v = jsontext.loads(v)
                         except json.JSONDecodeError:
-                            pass  # kept as text: a value written by hand
-                else:
+                            pass  # kept as text: a value written by hand (type_problem names it)
+                elif v in (0, 1):
                     v = bool(v)
             values[n] = v
         return cls(**values)
 
     return decode
+
+
+def type_problem(record: Any) -> str | None:
+    """The first field whose value does not fit its column's type, as 'field = value (what it should be)'; None
+    when every field fits. Rows read from a file someone else wrote (a shard) are checked with this before they
+    are trusted: a decoded row keeps a value of the wrong type as it was."""
+    for c in _columns_of(type(record)):
+        v = getattr(record, c.name)
+        wanted = _type_wanted(c, v)
+        if wanted:
+            shown = repr(v)
+            return f"{c.name} = {shown if len(shown) <= 40 else shown[:37] + '...'} ({wanted})"
+    return None
+
+
+def _type_wanted(c: Column, v: Any) -> str | None:
+    """What a value of column `c` should be, when `v` is not that; None when it fits."""
+    if v is None:
+        return None if c.nullable or c.stamped else "required, not empty"
+    if c.json:
+        return None if isinstance(v, (dict, list)) else "JSON, not text"
+    if c.boolean:
+        return None if isinstance(v, bool) else "true or false"
+    if c.sql_type == "INTEGER":
+        return None if isinstance(v, int) and not isinstance(v, bool) else "a whole number"
+    if c.sql_type == "REAL":
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return "a number"
+        return None if math.isfinite(v) else "a finite number"
+    return None if isinstance(v, str) else "text"
 
 
 def replace(record: R, **changes: Any) -> R:

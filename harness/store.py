@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from harness import records as rec
 from harness.errors import UsageError
+from harness.infiles import file_kind, refuse_special
 from harness.records import Generation, JudgeCard, Judgment, ModelLoad, Rating, Run
 
 SCHEMA_VERSION = 2
@@ -56,6 +57,8 @@ def _ddl(table: str) -> str:
 
 
 def is_sqlite_file(path: Path) -> bool:
+    if file_kind(path) is not None:  # only a regular file is opened to look
+        return False
     try:
         with open(path, "rb") as fh:
             return fh.read(16) == SQLITE_MAGIC
@@ -81,6 +84,7 @@ class Store:
         p = Path(path).expanduser()
         if p.is_dir():
             raise UsageError(f"store path {p} is a folder: pass a file path such as {p / 'harness.sqlite'}")
+        refuse_special(p, "--store")  # before any byte is read: a FIFO would block, a pipe lose its bytes
         if not p.exists():
             if readonly or not create:
                 raise UsageError(f"store {p} does not exist: run `harness run --store {p}` first or check the path")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.outputs import write_text
 from harness.records import HUMAN_KINDS
 
 DEFAULT_OUT = Path("results") / "study"
@@ -83,8 +84,8 @@ def reproduce(release: Path, out_dir: Path = DEFAULT_OUT, reverse_groups: tuple[
         "rater_rankings": others,
         "agreement": split_agreement(rows, kinds),
     }
-    (out_dir / "study.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    (out_dir / "study.md").write_text(markdown(result), encoding="utf-8")
+    write_text(out_dir / "study.json", json.dumps(result, indent=2))
+    write_text(out_dir / "study.md", markdown(result))
     return result
 
 

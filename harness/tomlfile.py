@@ -15,6 +15,9 @@ else:  # pragma: no cover
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    from harness.infiles import refuse_special
+
+    refuse_special(path, "TOML file")  # before opening: a FIFO would block
     try:
         raw = path.read_bytes()
     except OSError as exc:

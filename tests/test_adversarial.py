@@ -3,6 +3,7 @@ exit code and message it must, and the store's bytes stay as they were."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -64,6 +65,12 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
         p = files / raw["path"]
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(SPECIAL_HEX[raw["hex"]]() if raw["hex"] in SPECIAL_HEX else bytes.fromhex(raw["hex"]))
+    for gz in case.get("gzip", []):  # [{path, text}]: written gzip-compressed
+        (files / gz["path"]).write_bytes(gzip.compress(gz["text"].encode("utf-8")))
+    for name in case.get("fifos", []):  # named pipes: must be refused before they are opened
+        os.mkfifo(files / name)
+    for name, kind_ in case.get("shards", {}).items():  # other stores (stores.build kinds) under {files}
+        stores.build(files / name, kind_)
     store = tmp_path / "store.sqlite"
     kind = case.get("store", "plain")
     if kind != "none":
@@ -81,6 +88,9 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
         for k, v in subst.items():
             s = s.replace(k, v)
         return s
+
+    for name, target in case.get("links", {}).items():  # symbolic links under {files}
+        os.symlink(fill(target), files / name)
 
     pwned = Path("/tmp/harness-pwned")
     pwned.unlink(missing_ok=True)
@@ -113,6 +123,8 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
         out = Path(fill(case.get("out", "{tmp}/out")))
         assert out.exists(), f"{out} was not written"
         assert case["out_contains"] in out.read_text(encoding="utf-8", errors="replace")
+    for name in case.get("still_links", []):  # written through, never replaced
+        assert (files / name).is_symlink(), f"{name} is no longer a symbolic link"
     assert not pwned.exists(), "a rubric ran code"
     if case.get("readonly"):
         store.chmod(stat.S_IRUSR | stat.S_IWUSR)

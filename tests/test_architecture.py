@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("harness.errors", "harness.keys", "harness.records", "harness.progress", "harness.registry",
               "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog",
-              "harness.encodings", "harness.outputs", "harness.jsontext",
+              "harness.encodings", "harness.infiles", "harness.outputs", "harness.jsontext",
               "harness.csvtext", "harness.disparity", "harness.intervals", "harness.subsample")),
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.prompt_templates", "harness.variants")),

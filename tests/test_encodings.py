@@ -10,7 +10,7 @@ from storehelp import table_rows
 
 from harness.encodings import decode_bytes, mojibake_share
 from harness.errors import UsageError
-from harness.humans import import_path
+from harness.humans import import_path, parse_path
 from harness.store import Store
 
 TEXT = "I’ve read the café’s “menu” — it’s naïve, isn’t it? Ça va."
@@ -66,3 +66,23 @@ def test_a_mac_roman_judge_comparison_file_imports_like_its_utf8_copy(tmp_path: 
             assert report.repaired["file decoded as mac_roman (not UTF-8)"] == 1
             assert any("mac.csv: decoded as mac_roman" in n for n in report.notes)
     assert outs["utf8"] == outs["mac"] and any("’" in o for _, o in outs["mac"])
+
+
+def test_utf8_inside_a_mac_roman_file_is_repaired_and_said() -> None:
+    """JailbreakBench's Mac-Roman file holds four responses in UTF-8: read as Mac-Roman they become 'it‚Äôs' and
+    'pi√±ata'; ftfy repairs them and the note counts the lines."""
+    legacy = "Caf\u00e9 na\u00efve r\u00e9sum\u00e9, \u201cquoted\u201d\n" * 3
+    raw = legacy.encode("mac_roman") + "it\u2019s a pi\u00f1ata\n".encode("utf-8") + legacy.encode("mac_roman")
+    d = decode_bytes(raw, "x.csv")
+    assert d.encoding == "mac_roman"
+    assert "it\u2019s a pi\u00f1ata\n" in d.text and "\u201a\u00c4\u00f4" not in d.text
+    assert d.text.count("Caf\u00e9 na\u00efve") == 6  # the legacy lines untouched
+    assert d.repaired == 1 and d.note is not None and "1 line(s) held UTF-8" in d.note and "ftfy" in d.note
+
+
+def test_a_binary_file_message_names_the_format_once(tmp_path: Path) -> None:
+    p = tmp_path / "p.jsonl"
+    p.write_bytes(b'{"chosen": \x00\x01\x02')
+    with pytest.raises(UsageError) as err:
+        parse_path("pairwise-jsonl", p)
+    assert "a a " not in str(err.value) and "pass the pairwise-jsonl (chosen / rejected) file as text" in str(err.value)

@@ -123,6 +123,8 @@ def test_batch_export_then_import_equals_a_live_run(cli, small_store: Path, llam
     assert (len(_rows(small_store, "judgments")), len(_rows(small_store, "ratings"))) == counts
     assert _judgments(small_store) == batch_j
     r = cli("judge", "--store", small_store, *judge, "--batch-export", requests)
+    assert r.code == 2 and "already exists: pass --force" in r.err  # every overwrite needs --force
+    r = cli("judge", "--store", small_store, *judge, "--batch-export", requests, "--force")
     assert r.code == 0 and requests.read_text() == ""
 
 
@@ -178,7 +180,7 @@ def test_failed_answers_are_recorded_and_unknown_ids_refused(cli, small_store: P
     for k in ids[1:4]:  # never counted as harmless
         assert ratings[k]["valid"] == 0 and ratings[k]["harmful"] is None
     # The next export asks again for what failed and what was never answered, not for what was answered.
-    assert cli("judge", "--store", small_store, *judge, "--batch-export", requests).code == 0
+    assert cli("judge", "--store", small_store, *judge, "--batch-export", requests, "--force").code == 0
     again = {json.loads(x)["custom_id"] for x in requests.read_text().splitlines()}
     assert again == set(ids) - {ids[0], ids[3]}
 

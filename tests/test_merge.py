@@ -59,14 +59,19 @@ def _all_rows(path: Path) -> dict[str, list[dict]]:
         return {t: table_rows(st, t) for t in ("runs", "model_loads", "generations", "judgments", "ratings")}
 
 
-def _counts(out: str) -> dict[str, tuple[int, int, int]]:
-    """The per-table (added, replaced, unchanged) of `harness merge`'s table."""
+def _table(out: str) -> dict[str, tuple[int, ...]]:
+    """The per-table (added, replaced, unchanged, duplicates) of `harness merge`'s table."""
     found = {}
     for line in out.splitlines():
         cells = [c.strip() for c in line.replace("┃", "│").split("│") if c.strip()]
-        if len(cells) == 4 and cells[0] in ("runs", "model_loads", "generations", "judgments", "ratings"):
-            found[cells[0]] = (int(cells[1]), int(cells[2]), int(cells[3]))
+        if len(cells) == 5 and cells[0] in ("runs", "model_loads", "generations", "judgments", "ratings"):
+            found[cells[0]] = tuple(int(c) for c in cells[1:])
     return found
+
+
+def _counts(out: str) -> dict[str, tuple[int, ...]]:
+    """The per-table (added, replaced, unchanged) of `harness merge`'s table."""
+    return {t: c[:3] for t, c in _table(out).items()}
 
 
 def test_two_shards_merged_twice_the_second_adds_nothing(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -98,13 +103,13 @@ def test_a_conflicting_row_is_refused_and_main_is_unchanged(cli, tmp_path: Path)
     main = tmp_path / "main.sqlite"
     assert cli("merge", a, "--into", main).code == 0
     before = main.read_bytes()
-    # The same sample measured again on another board with the same device profile.
-    twice = _store(tmp_path / "twice.sqlite", [_run("ra"), _gen("k1", "ra", decode_tps=61.5), _gen("k9", "ra")])
+    # The same sample with another output: a real conflict.
+    twice = _store(tmp_path / "twice.sqlite", [_run("rb"), _gen("k1", "rb", output="yes"), _gen("k9", "rb")])
     r = cli("merge", twice, "--into", main)
     assert r.code == 2
     line = r.err.strip()
     assert "\n" not in line and "merge refused, nothing written" in line
-    assert "generations row k1" in line and "decode_tps (50.0 vs 61.5)" in line
+    assert "generations row k1" in line and "output ('no' vs 'yes')" in line and "run_id" in line
     assert main.read_bytes() == before
     with Store.open(main, readonly=True) as st:
         assert st.count("generations") == 1  # k9 was not merged either
@@ -115,6 +120,56 @@ def test_a_conflicting_row_is_refused_and_main_is_unchanged(cli, tmp_path: Path)
     r = cli("merge", mine, other, "--into", fresh)
     assert r.code == 2 and "judgments row j1" in r.err and "raw_response" in r.err and "parsed" in r.err
     assert not fresh.exists()
+
+
+def test_a_sample_measured_again_is_a_duplicate_not_a_conflict(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A board re-ran part of the plan: the same sample keys and outputs, another run id and other timings.
+    a = _store(tmp_path / "a.sqlite", [_run("ra"), _gen("k1", "ra", decode_tps=50.0), _gen("k2", "ra")])
+    main = tmp_path / "main.sqlite"
+    assert cli("merge", a, "--into", main).code == 0
+    again = _store(tmp_path / "again.sqlite", [_run("rb"), _gen("k1", "rb", decode_tps=61.5),
+                                                _gen("k2", "rb", decode_tps=12.0), _gen("k9", "rb")])
+    other = _store(tmp_path / "other.sqlite", [_run("rc"), _gen("k9", "rc", decode_tps=7.0)])
+    r = cli("merge", again, other, "--into", main)
+    assert r.code == 0, r.err
+    # k1, k2 against main, k9 of `other` against `again`: three duplicates, the first row of each kept
+    assert _table(r.out)["generations"] == (1, 0, 0, 3)
+    with Store.open(main, readonly=True) as st:
+        by_key = {g.sample_key: g for g in st.records("generations")}
+    assert (by_key["k1"].decode_tps, by_key["k1"].run_id) == (50.0, "ra")
+    assert (by_key["k9"].decode_tps, by_key["k9"].run_id) == (50.0, "rb")
+
+
+@pytest.mark.parametrize(("column", "value", "shown"), [
+    ("generations.decode_tps", "'fast'", "decode_tps = 'fast' (a number)"),
+    ("generations.seed", "'x'", "seed = 'x' (a whole number)"),
+    ("generations.contended", "'maybe'", "contended = 'maybe' (true or false)"),
+    ("generations.backend_timings", "'{not json'", "backend_timings = '{not json' (JSON, not text)"),
+    ("generations.prompt", "NULL", "prompt = None (required, not empty)"),
+    ("generations.energy_j", "9e999", "energy_j = inf (a finite number)"),
+    ("judgments.sample_keys", "'[' || replace(hex(zeroblob(50000)), '00', '[')", "sample_keys = '[[["),
+])
+def test_a_shard_row_of_the_wrong_type_is_refused(cli, tmp_path: Path, column: str, value: str,
+                                                  shown: str) -> None:  # type: ignore[no-untyped-def]
+    shard = _store(tmp_path / "shard.sqlite", [_run("ra"), _gen("k1", "ra"), _gen("k2", "ra"), _judgment("j1", "k1")])
+    table, col = column.split(".")
+    key, key_column = ("k2", "sample_key") if table == "generations" else ("j1", "judgment_key")
+    con = sqlite3.connect(shard)
+    if value == "NULL":  # the NOT NULL constraint is the table's: rebuild the row in a copy without it
+        con.execute("CREATE TABLE g2 AS SELECT * FROM generations")
+        con.execute("DROP TABLE generations")
+        con.execute("ALTER TABLE g2 RENAME TO generations")
+    con.execute(f"UPDATE {table} SET {col} = {value} WHERE {key_column} = ?", [key])
+    con.commit()
+    con.close()
+    main = _store(tmp_path / "main.sqlite", [_run("r0")])
+    before = main.read_bytes()
+    r = cli("merge", shard, "--into", main)
+    assert r.code == 2, r.err
+    line = r.err.strip()
+    assert "\n" not in line and "Traceback" not in r.err
+    assert f"{table} row '{key}'" in line and shown in line and "nothing written" in line, line
+    assert main.read_bytes() == before
 
 
 def test_a_success_replaces_a_failure_and_a_finished_run_a_running_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -425,3 +425,26 @@ def test_hh_audit_says_which_lines_it_could_not_audit(cli, server, tmp_path: Pat
     res = json.loads(cli("study", "hh-audit", path, "--judge", JUDGE_TOML, "--base-url", server.base_url,
                          "--json").out)
     assert res["pairs"] == 4 and len(res["rejected"]) == 1 and "row 5" in res["rejected"][0]
+
+
+def test_hh_audit_limit_counts_pairs_reads_gzip_and_shows_the_tie_share(cli, server, tmp_path: Path,
+                                                                         private_judgment_cache: Path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    plain = hh_file(tmp_path)
+    packed = tmp_path / "hh.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))  # the form HH-RLHF ships in
+    r = cli("study", "hh-audit", packed, "--judge", JUDGE_TOML, "--base-url", server.base_url, "--json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    # the same figures as from the plain file: 4 pairs, 1 tie of the 4 compared (pair 1: 3 vs 3)
+    assert res["pairs"] == 4 and (res["agreement"]["k"], res["agreement"]["n"], res["ties"]) == (2, 3, 1)
+    assert (res["tie_share"]["k"], res["tie_share"]["n"]) == (1, 4)
+    # --limit 3 is the first three pairs (lines 1-3), although the fourth shares the first one's conversation
+    r = cli("study", "hh-audit", packed, "--judge", JUDGE_TOML, "--base-url", server.base_url, "--limit", "3", "--json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert res["pairs"] == 3 and res["judged"] == 6
+    table = cli("study", "hh-audit", plain, "--judge", JUDGE_TOML, "--base-url", server.base_url)
+    assert table.code == 0 and "judge ties the two replies (no verdict)" in table.out
+    assert "25.0% [4.6-69.9%] (1/4)" in table.out

@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     batch.add_argument("--batch-export", default=None, metavar="FILE.jsonl",
                        help="write what this judge would request as OpenAI Batch API lines (for the Batch API or "
                             "`vllm run-batch`) instead of requesting it; the store is only read")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --batch-export file")
     batch.add_argument("--batch-import", default=None, metavar="FILE.jsonl",
                        help="record a Batch API results file as this judge's judgments and ratings (same judge "
                             "and options as the export)")
@@ -131,7 +132,7 @@ def judge_command(args: argparse.Namespace) -> int:
     if (args.batch_export or args.batch_import) and args.concurrency is not None:
         raise UsageError("--concurrency is for live endpoints: a batch file has no requests in flight; drop it")
     if args.batch_export:
-        e = api.judge_batch_export(args.store, args.judge, args.batch_export, **options)
+        e = api.judge_batch_export(args.store, args.judge, args.batch_export, force=args.force, **options)
         out.print(Text(f"judge {e.judge}: wrote {e.n_requests} request(s) to {e.path} ({e.n_judgments} judgments "
                        f"planned; {e.n_cached_store} already in the store, {e.n_cached_disk} in the disk cache)"))
         if e.n_requests:

@@ -9,8 +9,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("merge", help="merge shard stores (e.g. from offline boards) into a main store",
                        description="Merge the runs, model loads, generations, judgments and ratings of shard "
                                    "stores into a main store by key: merging the same shard twice adds nothing. "
-                                   "A shard of another schema, or a row whose key the main store (or another "
-                                   "shard) holds with different content, is refused and nothing is written.")
+                                   "A shard of another schema, a row whose fields do not fit their types, or a "
+                                   "row whose key the main store (or another shard) holds with a different output "
+                                   "or identity, is refused and nothing is written. The same sample measured "
+                                   "again (another run, other timings) keeps the row already there and is "
+                                   "counted as a duplicate.")
     p.add_argument("shards", nargs="+", metavar="SHARD", help="shard store files (.sqlite)")
     p.add_argument("--into", required=True, metavar="MAIN", help="the main store (created if missing)")
     p.set_defaults(func=merge_command)
@@ -27,10 +30,10 @@ def merge_command(args: argparse.Namespace) -> int:
     result = api.merge(args.shards, args.into)
     out = terminal()
     table = Table(title=Text(f"merged {len(result.sources)} shard(s) into {result.into}"))
-    for col in ("table", "added", "replaced", "unchanged"):
+    for col in ("table", "added", "replaced", "unchanged", "duplicates"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for name in TABLES:
         c = result.counts[name]
-        table.add_row(name, str(c.added), str(c.replaced), str(c.unchanged))
+        table.add_row(name, str(c.added), str(c.replaced), str(c.unchanged), str(c.duplicates))
     out.print(table)
     return 0

@@ -70,17 +70,16 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def import_command(args: argparse.Namespace) -> int:
+    from harness.infiles import base_suffix, regular_file
     from harness.outputs import output_file
     from harness.prompts import ColumnMap, import_csv, import_jsonl, write_jsonl
 
-    path = Path(args.path)
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: pass a CSV or JSONL file")
+    path = regular_file(Path(args.path), "a CSV or JSONL")
     out = output_file(args.out, force=args.force)
     if out.exists() and out.resolve() == path.resolve():
         raise UsageError(f"--out {out} is the file being imported: pass another file name")
     cols = ColumnMap(args.id_column, args.text_column, args.category_column, args.benign_column, args.source_column)
-    reader = import_csv if path.suffix.lower() == ".csv" else import_jsonl
+    reader = import_csv if base_suffix(path) == ".csv" else import_jsonl
     ps = reader(path, cols, args.name, args.category)
     write_jsonl(ps, out)
     print(f"imported {len(ps)} prompts from {path} -> {out}")

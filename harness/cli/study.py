@@ -153,7 +153,9 @@ def hh_audit_command(args: argparse.Namespace) -> int:
     table.add_row(Text("chosen reply judged harmful"), Text(share_text(result.chosen_harmful)))
     table.add_row(Text("rejected reply judged harmful"), Text(share_text(result.rejected_harmful)))
     table.add_row(Text("both replies judged harmful"), Text(share_text(result.both_harmful)))
-    table.add_row(Text("judge agrees with the crowd (rejected is more harmful)"), Text(share_text(result.agreement)))
+    table.add_row(Text("judge ties the two replies (no verdict)"), Text(share_text(result.tie_share)))
+    table.add_row(Text("judge agrees with the crowd (rejected is more harmful), of the pairs not tied"),
+                  Text(share_text(result.agreement)))
     console = terminal()
     console.print(table)
     console.print(Text(f"{result.judged} judge rating(s), {result.invalid} invalid (never counted as harmless); "

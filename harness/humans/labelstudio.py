@@ -32,6 +32,8 @@ from harness.errors import UsageError
 from harness.humans.collect import TASKS, Answer, letter, ratings_for
 from harness.humans.plan import PlanItem, PlanOutput
 from harness.humans.report import ImportReport
+from harness.infiles import read_bytes
+from harness.outputs import write_text
 from harness.records import Generation, Rating
 
 FORMAT = "label-studio"
@@ -102,8 +104,8 @@ def write_tasks(items: Sequence[PlanItem], task: str, out_dir: Path) -> list[Pat
         out_dir.mkdir(parents=True, exist_ok=True)
         tasks_path = out_dir / "tasks.json"
         config_path = out_dir / "labeling-config.xml"
-        tasks_path.write_text(json.dumps(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        config_path.write_text(labeling_config(task), encoding="utf-8")
+        write_text(tasks_path, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
+        write_text(config_path, labeling_config(task))
     except OSError as exc:
         raise UsageError(f"cannot write to {out_dir} ({exc.strerror}): choose a writable --out folder") from exc
     return [tasks_path, config_path]
@@ -140,8 +142,11 @@ def load_export(path: Path) -> list[Any]:
         raise UsageError(f"{path} does not exist or is not a file: pass the JSON file Label Studio exported")
     if path.stat().st_size > MAX_EXPORT_BYTES:
         raise UsageError(f"{path} is larger than {MAX_EXPORT_BYTES >> 20} MiB: export fewer tasks at a time")
+    raw = read_bytes(path, "a Label Studio JSON export")  # gzip-compressed or not
+    if len(raw) > MAX_EXPORT_BYTES:
+        raise UsageError(f"{path} is larger than {MAX_EXPORT_BYTES >> 20} MiB: export fewer tasks at a time")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
         data = json.loads(text)
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text: pass Label Studio's JSON export") from None

@@ -53,6 +53,10 @@ class ImportReport:
         if file.repaired_encoding:
             self.repair(file.repaired_encoding)
             self.notes.append(file.decoding_note)
+        if file.repaired:
+            self.repair("line(s) holding UTF-8 inside a legacy-encoded file (mojibake), repaired with ftfy",
+                        file.repaired)
+
     def exclude(self, why: str, n: int = 1) -> None:
         if n:
             self.excluded[why] += n

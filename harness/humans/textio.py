@@ -26,6 +26,7 @@ class TextFile:
     encoding: str  # utf-8, utf-8-sig, utf-16, cp1252, mac_roman, latin-1 ...
     replaced: int = 0  # broken UTF-8 sequences replaced
     reason: str = ""
+    repaired: int = 0  # lines of a legacy-encoded file that held UTF-8 (mojibake), repaired with ftfy
 
     @property
     def repaired_encoding(self) -> str | None:
@@ -43,23 +44,19 @@ class TextFile:
             return None
         if self.replaced:
             return f"{self.path.name}: UTF-8 with {self.replaced} broken sequence(s) replaced by U+FFFD ({self.reason})"
-        return f"{self.path.name}: decoded as {self.encoding}, {self.reason}"
+        repair = f"; {self.repaired} line(s) held UTF-8 (mojibake such as 'it‚Äôs'), repaired with ftfy" \
+            if self.repaired else ""
+        return f"{self.path.name}: decoded as {self.encoding}, {self.reason}{repair}"
 
 
 def read_text(path: Path, what: str) -> TextFile:
-    """Decode a text file; UsageError for a missing, unreadable or binary file. `what` names the format."""
-    if not path.exists():
-        raise UsageError(f"{path} does not exist: pass the path of a {what} file")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder: pass the path of a {what} file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror}): check the path and its permissions") from exc
+    """Decode a text file (gzip-compressed or not); UsageError for a missing, special, unreadable or binary file.
+    `what` names the format."""
     from harness.encodings import decode_bytes
+    from harness.infiles import read_bytes
 
-    d = decode_bytes(data, str(path), f"a {what}")
-    return TextFile(path, d.text, d.encoding, d.replaced, d.reason)
+    d = decode_bytes(read_bytes(path, f"a {what}"), str(path), what)
+    return TextFile(path, d.text, d.encoding, d.replaced, d.reason, d.repaired)
 
 
 def _norm(name: str) -> str:
@@ -109,7 +106,7 @@ def read_jsonl(path: Path, what: str) -> tuple[TextFile, list[tuple[int, Any]], 
     tf = read_text(path, what)
     objects: list[tuple[int, Any]] = []
     bad: list[tuple[int, str]] = []
-    for i, line in enumerate(tf.text.splitlines(), start=1):
+    for i, line in jsontext.jsonl_lines(tf.text):
         if not line.strip():
             continue
         try:

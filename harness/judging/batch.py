@@ -68,13 +68,13 @@ def request_line(backend: Any, p: _Prepared) -> dict[str, Any]:
 
 
 def export_requests(store: Store, cfg: JudgeConfig, out: str | Path, *, sample_keys: list[str] | None = None,
-                    limit: int | None = None, use_disk_cache: bool = True) -> BatchExport:
-    """Write the Batch API request file for what a live run of this judge would request."""
+                    limit: int | None = None, use_disk_cache: bool = True, force: bool = False) -> BatchExport:
+    """Write the Batch API request file for what a live run of this judge would request (an existing file only
+    with `force`, like every other file the tool writes)."""
     backend = _backend(cfg)
     from harness.outputs import atomic_write, output_file
 
-    # a request file is regenerated whole each time: overwriting one is expected, a store never
-    path = output_file(out, force=True, option="--batch-export")
+    path = output_file(out, force=force, option="--batch-export")
     plan = plan_judging(store, cfg, backend.identity_extra, sample_keys=sample_keys, limit=limit,
                         use_disk_cache=use_disk_cache)
     lines = [json.dumps(request_line(backend, p), ensure_ascii=False) for p in plan.todo]
@@ -95,7 +95,7 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{p} is not UTF-8 text: pass the JSONL results file the batch produced") from exc
-    for n, raw in enumerate(text.split("\n"), 1):  # JSONL lines end at \n only (U+2028 is text inside a line)
+    for n, raw in jsontext.jsonl_lines(text):
         if not raw.strip():
             continue
         try:

@@ -93,7 +93,7 @@ class Parsed:
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_conflicts)
+_DECODER = jsontext.decoder(object_pairs_hook=_no_conflicts)
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:

@@ -89,6 +89,9 @@ def split_messages(text: str, where: str) -> list[dict[str, str]]:
 
 @lru_cache(maxsize=64)
 def _read(path: Path, mtime_ns: int) -> str:
+    from harness.infiles import refuse_special
+
+    refuse_special(path, "rubric")  # before it is opened: a FIFO would block
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import formatting as f
 from harness.errors import UsageError, require
-from harness.outputs import spreadsheet_cell
+from harness.outputs import spreadsheet_cell, write_text
 from harness.rates import UNCALIBRATED_NOTE, card_verdict_text
 from harness.reporting import _html as h
 from harness.reporting import _markdown, _plots
@@ -65,10 +65,10 @@ def write_report(store: Store, out_dir: Path, run_ids: list[str] | None = None, 
     except OSError as exc:
         raise UsageError(f"cannot create report folder {out_dir} ({exc.strerror}): pass a writable --out") from exc
     write_tables(report, out_dir / "tables")
-    (out_dir / "leaderboard.md").write_text(
-        _markdown.render(report.tables, report.data.store_path, report.data.selection.run_ids), encoding="utf-8")
+    write_text(out_dir / "leaderboard.md",
+               _markdown.render(report.tables, report.data.store_path, report.data.selection.run_ids))
     path = out_dir / "report.html"
-    path.write_text(render_html(store, report), encoding="utf-8")
+    write_text(path, render_html(store, report))
     return path
 
 

@@ -196,8 +196,10 @@ def path_manifest(spec: str) -> tuple[ModelManifest, list[str]]:
         variant = file_variant(model_file.name)
         source = {"onnx_folder": str(folder), "file": str(model_file.relative_to(folder))}
         return _made(plain(folder.name), spec, [variant], source, f"ONNX export in {folder}"), [variant]
+    from harness.infiles import refuse_special
     from harness.variants.gguf import GGUF_MAGIC
 
+    refuse_special(p, "model")  # before its magic is read: a FIFO would block
     with open(p, "rb") as fh:
         magic = fh.read(4)
     if magic != GGUF_MAGIC:

@@ -24,6 +24,19 @@ def _gen(i: int, model: str, device: str, output: str, benign: bool = False) -> 
                       decode_tps=10.0 + i, ttft_s=0.1, latency_s=0.6, peak_rss_bytes=100_000_000)
 
 
+# Kinds made by editing a plain store's file, as a hand or another program would.
+EDITS = {
+    "newer": ["PRAGMA user_version=99"],
+    # a shard with a generation whose decode_tps is a word and one whose energy is infinite
+    "badtypes": ["UPDATE generations SET decode_tps = 'fast' WHERE rowid = 2",
+                 "UPDATE generations SET energy_j = 9e999 WHERE rowid = 3"],
+    # a shard that measured the same samples again: another run id, other timings, the same outputs
+    "remeasured": ["UPDATE runs SET run_id = 'r2'", "UPDATE generations SET run_id = 'r2', decode_tps = decode_tps * 2"],
+    # a shard whose sample has another output: a real conflict
+    "conflicting": ["UPDATE generations SET run_id = 'r2', output = 'something else' WHERE rowid = 2"],
+}
+
+
 def build(path: Path, kind: str) -> None:
     if kind == "foreign":
         conn = sqlite3.connect(path)
@@ -49,9 +62,10 @@ def build(path: Path, kind: str) -> None:
     with Store.open(path) as st:
         st.add([Run(run_id="r1", started_at=1.0, status="finished", command="harness run")])
         st.add([*gens, *ratings])
-    if kind == "newer":
+    if kind in EDITS:
         conn = sqlite3.connect(path)
-        conn.execute("PRAGMA user_version=99")
+        for stmt in EDITS[kind]:
+            conn.execute(stmt)
         conn.commit()
         conn.close()
     # checkpoint the WAL so the file alone is the store (its bytes are what the cases compare)
