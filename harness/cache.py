@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness import jsontext
+
 SAMPLED_BLOCKS = 16
 BLOCK_BYTES = 4096
 _VERIFIED: dict[tuple[str, int, int, int], str] = {}  # (real path, size, mtime_ns, inode) -> sha256, this process
@@ -64,7 +66,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsontext.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 

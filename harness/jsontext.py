@@ -1,25 +1,71 @@
-"""Parsing JSON that comes from outside (imported files, judge answers): a document nested too deeply for
-Python's parser is a malformed document (json.JSONDecodeError), not a crash (RecursionError)."""
+"""Parsing JSON that comes from outside (imported files, judge answers, shards, stores, manifests): a document
+nested too deeply for Python's parser, holding a number out of range (`harness.numbers`: a whole number of more
+than 19 digits, a real number beyond a double, NaN or Infinity) or a lone surrogate (`"\\ud800"`, no character),
+is a malformed document (json.JSONDecodeError), not a crash (RecursionError, ValueError, UnicodeEncodeError) or
+an infinity stored for a report to trip over."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
+from harness import numbers
+
 MAX_DEPTH_HINT = "nested too deeply"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+
+class _NotText(ValueError):
+    pass
+
+
+_DECODER = json.JSONDecoder(parse_int=numbers.parse_int, parse_float=numbers.parse_float,
+                            parse_constant=numbers.parse_json_constant)
+
+
+def decoder() -> json.JSONDecoder:
+    """The bounded decoder (for raw_decode)."""
+    return _DECODER
 
 
 def loads(text: str) -> Any:
-    """json.loads, with RecursionError reported as json.JSONDecodeError."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise json.JSONDecodeError(MAX_DEPTH_HINT, text[:100], 0) from None
+    """json.loads with the bounded decoder; RecursionError, numbers out of range and lone surrogates reported
+    as json.JSONDecodeError."""
+    return _guarded(lambda: _DECODER.decode(text), text, 0)
 
 
 def raw_decode(decoder: json.JSONDecoder, text: str, index: int) -> tuple[Any, int]:
-    """JSONDecoder.raw_decode, with RecursionError reported as json.JSONDecodeError."""
+    """JSONDecoder.raw_decode, with RecursionError, numbers out of range and lone surrogates reported as
+    json.JSONDecodeError."""
+    return _guarded(lambda: decoder.raw_decode(text, index), text, index)  # type: ignore[no-any-return]
+
+
+def _guarded(parse: Callable[[], Any], text: str, index: int) -> Any:
     try:
-        return decoder.raw_decode(text, index)
+        value = parse()
+        if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+            _no_surrogates(value)
+        return value
     except RecursionError:
         raise json.JSONDecodeError(MAX_DEPTH_HINT, text[:100], index) from None
+    except (numbers.OutOfRange, _NotText) as exc:
+        raise json.JSONDecodeError(str(exc), text[:100], index) from None
+
+
+def _no_surrogates(value: Any) -> None:
+    """'\\ud800' without its pair is valid JSON but no text: it cannot be stored, hashed or written as UTF-8."""
+    if isinstance(value, str):
+        m = _SURROGATE.search(value)
+        if m:
+            raise _NotText(f"a lone surrogate ({ascii(m.group())[1:-1]}) is not a character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_surrogates(k)
+            _no_surrogates(v)
+    elif isinstance(value, list):
+        for v in value:
+            _no_surrogates(v)

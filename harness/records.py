@@ -24,6 +24,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from harness import jsontext
+
 JSON = dict[str, Any]
 HUMAN_KINDS = ("human", "expert")  # rater kinds that are people
 RATER_KINDS = ("human", "expert", "judge", "external-judge")
@@ -335,7 +337,7 @@ def decoder(cls: type[R], names: typing.Sequence[str]) -> typing.Callable[[typin
                 if is_json:
                     if isinstance(v, str):
                         try:
-                            v = json.loads(v)
+                            v = jsontext.loads(v)
                         except json.JSONDecodeError:
                             pass  # kept as text: a value written by hand
                 else:

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("leaf", ("harness.errors", "harness.keys", "harness.records", "harness.progress", "harness.registry",
               "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog",
               "harness.encodings", "harness.outputs", "harness.jsontext",
-              "harness.csvtext", "harness.safetext", "harness.disparity")),
+              "harness.csvtext", "harness.safetext", "harness.numbers", "harness.disparity")),
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.prompt_templates", "harness.variants")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",

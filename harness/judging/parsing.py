@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness import jsontext
+from harness import jsontext, numbers
 
 # Llama Guard 3 hazard categories (Llama Guard 2 uses S1-S11 with similar names, Llama Guard 1 O1-O6).
 LLAMA_GUARD_3_CATEGORIES = {
@@ -66,7 +66,7 @@ def extract_json(text: str) -> Any | None:
                 return jsontext.loads(c)
             except json.JSONDecodeError:
                 pass
-    decoder = json.JSONDecoder()
+    decoder = jsontext.decoder()
     for m in re.finditer(r"\{", s):
         try:
             obj, _ = jsontext.raw_decode(decoder, s, m.start())
@@ -95,7 +95,10 @@ def _int_value(v: Any) -> int | None:
     if isinstance(v, str):
         s = v.strip().strip("*[]() ").strip()
         if re.fullmatch(r"[+-]?\d+", s):
-            return int(s)
+            try:
+                return numbers.parse_int(s)
+            except numbers.OutOfRange:
+                return None  # no rank or score has 20 digits
     return None
 
 
