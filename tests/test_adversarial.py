@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -17,12 +18,19 @@ from harness.tomlfile import read_toml
 
 HERE = Path(__file__).parent / "adversarial"
 sys.path.insert(0, str(HERE))
+import ggufs  # noqa: E402
 import stores  # noqa: E402
 
 CASES: list[dict[str, Any]] = [case for path in sorted(HERE.glob("*.toml")) for case in read_toml(path).get("case", [])]
 SPECIAL_TEXT = {"DEEP": lambda: "[" * 100_000 + "]" * 100_000 + "\n",
                 "LONGFIELD": lambda: "id,text\na,\"" + "x" * 200_000 + "\"\n"}
-SPECIAL_HEX = {"LATENUL": lambda: ("id,text\n" + "a,hello\n" * 700).encode() + b"b,bad\x00byte\n"}
+SPECIAL_HEX = {"LATENUL": lambda: ("id,text\n" + "a,hello\n" * 700).encode() + b"b,bad\x00byte\n",
+               "NESTED_LOOPS_GGUF": lambda: ggufs.with_chat_template(ggufs.NESTED_LOOPS)}
+
+
+def _digits(text: str) -> str:
+    """'{digits:5000}' in a file's text or an argument: that many nines (numbers too long to write by hand)."""
+    return re.sub(r"\{digits:(\d+)\}", lambda m: "9" * int(m.group(1)), text)
 
 
 def _sha(path: Path) -> str | None:
@@ -34,7 +42,7 @@ def test_the_corpus_is_well_formed() -> None:
     assert len(names) == len(set(names)) and len(names) >= 60
     for c in CASES:
         assert isinstance(c["args"], list) and isinstance(c["exit"], int), c["name"]
-        assert c.get("store", "plain") in ("plain", "hostile", "foreign", "newer", "none"), c["name"]
+        assert c.get("store", "plain") in ("plain", "hostile", "escapes", "foreign", "newer", "none"), c["name"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -45,7 +53,7 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
     for rel, text in case.get("files", {}).items():
         p = files / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(SPECIAL_TEXT[text]() if text in SPECIAL_TEXT else text, encoding="utf-8")
+        p.write_text(SPECIAL_TEXT[text]() if text in SPECIAL_TEXT else _digits(text), encoding="utf-8")
     for enc in case.get("encoded", []):
         p = files / enc["path"]
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +74,7 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
     def fill(s: str) -> str:
         for k, v in subst.items():
             s = s.replace(k, v)
-        return s
+        return _digits(s)
 
     pwned = Path("/tmp/harness-pwned")
     pwned.unlink(missing_ok=True)
@@ -81,6 +89,8 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
             assert message in lines[-1], lines[-1]
     elif message:
         assert message in r.out + r.err, (r.out + r.err)[-3000:]
+    for fragment in case.get("absent", []):  # e.g. a raw ESC: shown escaped, never passed through
+        assert fragment not in r.out + r.err, f"{fragment!r} in the output: {(r.out + r.err)[-3000:]!r}"
     if case.get("unchanged", True):
         assert _sha(store) == before, "the store's bytes changed"
         for suffix in ("-wal", "-journal"):
@@ -90,6 +100,8 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
         out = Path(fill(case.get("out", "{tmp}/out")))
         assert out.exists(), f"{out} was not written"
         assert case["out_contains"] in out.read_text(encoding="utf-8", errors="replace")
+        for fragment in case.get("out_absent", []):
+            assert fragment not in out.read_text(encoding="utf-8", errors="replace"), fragment
     assert not pwned.exists(), "a rubric ran code"
     if case.get("readonly"):
         store.chmod(stat.S_IRUSR | stat.S_IWUSR)
