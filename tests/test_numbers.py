@@ -134,3 +134,15 @@ def test_an_ollama_manifest_nested_too_deeply_is_a_usage_error(tmp_path: Path) -
     p.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(UsageError, match="nested too deeply"):
         _read_json(p, "Ollama manifest")
+
+
+def test_importers_quote_a_huge_value_in_one_short_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    labels = tmp_path / "l.csv"
+    labels.write_text(f"goal,prompt,target_response,human1,human2,human_majority\ng,p,r,{BIG},1,{BIG}\n")
+    r = cli("humans", "import", "labels-csv", labels, "--store", tmp_path / "s.sqlite")
+    assert r.code == 0 and "unreadable human1 label" in r.out + r.err
+    assert max(len(line) for line in (r.out + r.err).splitlines()) < 500
+    prompts = tmp_path / "p.csv"
+    prompts.write_text(f"id,text,benign\n{BIG},hello,{BIG}\n")
+    r = cli("prompts", "import", prompts, "--out", tmp_path / "o.jsonl")
+    assert r.code == 2 and "'benign' must be true or false" in r.err and len(r.err) < 300
