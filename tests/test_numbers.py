@@ -146,3 +146,13 @@ def test_importers_quote_a_huge_value_in_one_short_line(cli, tmp_path: Path) -> 
     prompts.write_text(f"id,text,benign\n{BIG},hello,{BIG}\n")
     r = cli("prompts", "import", prompts, "--out", tmp_path / "o.jsonl")
     assert r.code == 2 and "'benign' must be true or false" in r.err and len(r.err) < 300
+
+
+def test_reverse_groups_and_sheet_positions_are_bounded() -> None:
+    from harness.cli.humans import parse_groups
+    from harness.humans.sheets import _position
+
+    assert parse_groups("group 10, 3") == {10, 3}
+    with pytest.raises(UsageError, match="give group numbers"):
+        parse_groups("1," + BIG)
+    assert _position(BIG) == 0 and _position("4") == 4 and _position("") == 0

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from harness import numbers
 from harness.errors import UsageError
 
 
@@ -48,9 +49,13 @@ def parse_groups(text: str) -> set[int]:
         if not part:
             continue
         digits = part.lower().removeprefix("group").strip(" -_")
-        if not digits.isdigit():
-            raise UsageError(f"--reverse-groups {text!r}: give group numbers separated by commas, e.g. --reverse-groups 10")
-        groups.add(int(digits))
+        try:
+            if not digits.isdigit():
+                raise ValueError(digits)
+            groups.add(numbers.parse_int(digits))
+        except ValueError:
+            raise UsageError(f"--reverse-groups {numbers.describe(text)!r}: give group numbers separated by commas, "
+                             "e.g. --reverse-groups 10") from None
     return groups
 
 
