@@ -21,6 +21,7 @@ from typing import Any
 
 RENDER_TIME_S = 2.0  # a real chat template renders in milliseconds
 MAX_OUTPUT_CHARS = 1_000_000  # plus 8 x the prompt's length
+MAX_VALUE_CHARS = 8_000_000  # the largest string or list one operation may build (a prompt beyond it fits no context)
 MAX_COUNT = 1_000_000  # the largest integer a filter or method may take (a width, a repeat count)
 _TEMPLATE_FILE = "<template>"
 _WIDE = re.compile(r"%[-+ #0]*\d*\.?\d{7,}|\{[^{}]*:[^{}]*\d{7,}")
@@ -72,7 +73,8 @@ def _bounded(f: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _environment(cap: int) -> Any:
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
     import jinja2.ext
     from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -93,12 +95,12 @@ def _environment(cap: int) -> Any:
 
         def bounded_concat(self, values: tuple[Any, ...]) -> str:
             parts = [str(v) for v in values]
-            if sum(map(len, parts)) > cap:
-                raise TemplateFailure(f"it builds a value of more than {cap:,} items")
+            if sum(map(len, parts)) > MAX_VALUE_CHARS:
+                raise TemplateFailure(f"it builds a value of more than {MAX_VALUE_CHARS:,} items")
             return "".join(parts)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            _check_binop(operator, left, right, cap)
+            _check_binop(operator, left, right, MAX_VALUE_CHARS)
             return super().call_binop(context, operator, left, right)
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -128,6 +130,17 @@ def _check_binop(operator: str, left: Any, right: Any, cap: int) -> None:
         _check_format(left)
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled(template: str) -> Any:
+    """The template compiled once (before the trace starts: compiling is bounded by the template's size)."""
+    try:
+        return _environment().from_string(template)
+    except RecursionError:
+        raise TemplateFailure("it nests without end") from None
+    except Exception as exc:  # a syntax error, or whatever else the file's text makes jinja raise
+        raise TemplateFailure(f"{type(exc).__name__}: {exc}") from None
+
+
 def _tracer(deadline: float, cap: int) -> Callable[[FrameType, str, Any], Any]:
     """A trace function that ends the render past the deadline or when a template variable outgrows the cap."""
     def trace(frame: FrameType, event: str, arg: Any) -> Any:
@@ -143,11 +156,12 @@ def _tracer(deadline: float, cap: int) -> Callable[[FrameType, str, Any], Any]:
 def render(template: str, variables: dict[str, Any], prompt_chars: int) -> str:
     """The template rendered with `variables`, within the bounds; TemplateFailure otherwise."""
     cap = MAX_OUTPUT_CHARS + 8 * prompt_chars
+    compiled = _compiled(template)
     before = sys.gettrace()
     sys.settrace(_tracer(time.monotonic() + RENDER_TIME_S, cap))
     try:
         parts, size = [], 0
-        for chunk in _environment(cap).from_string(template).generate(**variables):
+        for chunk in compiled.generate(**variables):
             size += len(chunk)
             if size > cap:
                 raise TemplateFailure(f"it writes more than {cap:,} characters")
