@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import catalog
+from harness import catalog, numbers
 from harness.errors import UsageError
 from harness.tomlfile import read_toml
 
@@ -68,8 +68,9 @@ def _parse_bytes(value: Any, where: str) -> int:
     if isinstance(value, bool):
         raise UsageError(f"{where}: expected a size such as '4GB', got {value!r}")
     if isinstance(value, int):
-        if value <= 0:
-            raise UsageError(f"{where}: a size must be positive, not {value}: write it like 4GB")
+        if not 0 < value <= numbers.INT_MAX:
+            raise UsageError(f"{where}: a size must be positive and below 8 EiB, not {numbers.describe_int(value)}: "
+                             "write it like 4GB")
         return value
     if isinstance(value, str):
         return parse_size(value, where)
@@ -81,13 +82,15 @@ def parse_size(text: str, where: str = "size") -> int:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
     if not m:
         raise UsageError(f"{where}: cannot read size {text!r}: write it like 4GB, 512MiB or 8GiB")
-    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    base = 1024 if binary else 1000
-    power = " KMGT".index(unit) if unit else 0
-    size = int(number * base**power)
-    if size <= 0:
-        raise UsageError(f"{where}: a size must be positive, not {text!r}: write it like 4GB")
-    return size
+    unit, binary = m.group(2).upper(), m.group(3)
+    try:
+        size = numbers.parse_float(m.group(1)) * (1024 if binary else 1000) ** (" KMGT".index(unit) if unit else 0)
+    except numbers.OutOfRange:
+        size = float("inf")
+    if not 1 <= size <= numbers.INT_MAX:
+        raise UsageError(f"{where}: a size must be positive and below 8 EiB, not {numbers.describe(text)}: write it "
+                         "like 4GB")
+    return int(size)
 
 
 KINDS = ("cpu", "cuda", "jetson")

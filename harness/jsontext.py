@@ -1,7 +1,8 @@
-"""Parsing JSON that comes from outside (imported files, judge answers, batch results): whatever the document holds,
-a bad one is a malformed document (json.JSONDecodeError), never a crash. Too deep a document (RecursionError), an
-integer too long to convert (ValueError), and numbers that are not finite (NaN, Infinity, 1e999: Python's parser
-takes them, JSON does not) are all malformed.
+"""Parsing JSON that comes from outside (imported files, judge answers, shards, stores, manifests): a document
+nested too deeply for Python's parser, holding a number out of range (`harness.numbers`: a whole number of more
+than 19 digits, a real number beyond a double, NaN or Infinity) or a lone surrogate (`"\\ud800"`, no character),
+is a malformed document (json.JSONDecodeError), not a crash (RecursionError, ValueError, UnicodeEncodeError) or
+an infinity stored for a report to trip over.
 
 JSON Lines are split on "\n" only (`jsonl_lines`): str.splitlines also splits on U+2028, U+2029, U+0085 and other
 separators that JSON allows raw inside a string, so a prompt holding one would be cut in two."""
@@ -9,70 +10,67 @@ separators that JSON allows raw inside a string, so a prompt holding one would b
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from harness import numbers
+
 MAX_DEPTH_HINT = "nested too deeply"
-MAX_INT_DIGITS = 4000  # below Python's own limit (4300), so the refusal is ours, with our message
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class _BadNumber(ValueError):
-    """A number no field of ours can hold (raised inside the parser, reported as json.JSONDecodeError)."""
-
-
-def _int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > MAX_INT_DIGITS:
-        raise _BadNumber(f"an integer of {digits:,} digits")
-    return int(text)
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _BadNumber(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _constant(name: str) -> float:
-    raise _BadNumber(f"{name} is not a JSON number")
+class _NotText(ValueError):
+    pass
 
 
 def decoder(object_pairs_hook: Any = None) -> json.JSONDecoder:
-    """A decoder with the bounds above (and, say, a hook that refuses duplicate keys)."""
-    return json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant,
-                            object_pairs_hook=object_pairs_hook)
+    """A bounded decoder (for raw_decode), with an optional object_pairs_hook (e.g. one refusing duplicate keys)."""
+    return json.JSONDecoder(parse_int=numbers.parse_int, parse_float=numbers.parse_float,
+                            parse_constant=numbers.parse_json_constant, object_pairs_hook=object_pairs_hook)
 
 
 _DECODER = decoder()
 
 
-def _malformed(exc: BaseException, text: str, index: int) -> json.JSONDecodeError:
-    msg = MAX_DEPTH_HINT if isinstance(exc, RecursionError) else str(exc)
-    return json.JSONDecodeError(msg, text[:100], index)
-
-
 def loads(text: str) -> Any:
-    """json.loads with the bounds above: anything malformed is json.JSONDecodeError."""
-    try:
-        return _DECODER.decode(text)
-    except json.JSONDecodeError:
-        raise
-    except (RecursionError, _BadNumber) as exc:
-        raise _malformed(exc, text, 0) from None
+    """json.loads with the bounded decoder; RecursionError, numbers out of range and lone surrogates reported
+    as json.JSONDecodeError."""
+    return _guarded(lambda: _DECODER.decode(text), text, 0)
 
 
 def raw_decode(decoder: json.JSONDecoder, text: str, index: int) -> tuple[Any, int]:
-    """JSONDecoder.raw_decode (with the bounds above when `decoder` is json's default one)."""
-    if type(decoder) is json.JSONDecoder and decoder.parse_int in (None, int):
-        decoder = _DECODER
+    """JSONDecoder.raw_decode, with RecursionError, numbers out of range and lone surrogates reported as
+    json.JSONDecodeError."""
+    return _guarded(lambda: decoder.raw_decode(text, index), text, index)  # type: ignore[no-any-return]
+
+
+def _guarded(parse: Callable[[], Any], text: str, index: int) -> Any:
     try:
-        return decoder.raw_decode(text, index)
-    except json.JSONDecodeError:
-        raise
-    except (RecursionError, _BadNumber) as exc:
-        raise _malformed(exc, text, index) from None
+        value = parse()
+        if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+            _no_surrogates(value)
+        return value
+    except RecursionError:
+        raise json.JSONDecodeError(MAX_DEPTH_HINT, text[:100], index) from None
+    except (numbers.OutOfRange, _NotText) as exc:
+        raise json.JSONDecodeError(str(exc), text[:100], index) from None
+
+
+def _no_surrogates(value: Any) -> None:
+    """'\\ud800' without its pair is valid JSON but no text: it cannot be stored, hashed or written as UTF-8."""
+    if isinstance(value, str):
+        m = _SURROGATE.search(value)
+        if m:
+            raise _NotText(f"a lone surrogate ({ascii(m.group())[1:-1]}) is not a character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_surrogates(k)
+            _no_surrogates(v)
+    elif isinstance(value, list):
+        for v in value:
+            _no_surrogates(v)
 
 
 def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:

@@ -114,7 +114,7 @@ def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
     if isinstance(benign, str):
         b = benign.strip().lower()
         if b not in {"true", "false", "1", "0", "yes", "no", ""}:
-            raise UsageError(f"{where}: 'benign' must be true or false, got {benign!r}")
+            raise UsageError(f"{where}: 'benign' must be true or false, got {str(benign)[:40]!r}")
         benign = b in {"true", "1", "yes"}
     return Prompt(
         id=str(d["id"]).strip(),

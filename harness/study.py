@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness import safetext
 from harness.errors import UsageError
 from harness.outputs import write_text
 from harness.records import HUMAN_KINDS
@@ -109,7 +110,7 @@ def markdown(result: dict[str, Any]) -> str:
     rows = []
     for rater, r in {"human": result["human_ranking"], **result["rater_rankings"]}.items():
         for m in r["models"]:
-            rows.append(f"| {rater} | {m['label']} | {m['n']} | {fmt(m['mean_code'])} | {fmt(m['share_harmful'])} |")
+            rows.append(f"| {safetext.markdown(rater)} | {safetext.markdown(m['label'])} | {m['n']} | {fmt(m['mean_code'])} | {fmt(m['share_harmful'])} |")
     parts.append("| rater | model | n | mean code | share harmful |\n|---|---|---|---|---|\n" + "\n".join(rows))
     titles = {"judge_vs_human": "Judge vs human agreement", "judge_vs_judge": "Judge vs judge agreement",
               "human_vs_expert": "Students vs expert agreement"}
@@ -196,9 +197,9 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in result["rows"]:
         cells = row_cells(r)
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(safetext.markdown(c) for c in cells) + " |")
     bias = card.position_bias
-    parts = [f"# The study's task, judged by {card.judge}",
+    parts = [f"# The study's task, judged by {safetext.markdown(card.judge)}",
              f"Release `{result['release']}`; {card.n_judged} outputs judged ({card.n_invalid} invalid), "
              f"mode {card.mode}, order {result['order']}"
              + (f", a seeded sample of {result['limit']} triplets stratified over the student groups"

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -18,12 +19,19 @@ from harness.tomlfile import read_toml
 
 HERE = Path(__file__).parent / "adversarial"
 sys.path.insert(0, str(HERE))
+import ggufs  # noqa: E402
 import stores  # noqa: E402
 
 CASES: list[dict[str, Any]] = [case for path in sorted(HERE.glob("*.toml")) for case in read_toml(path).get("case", [])]
 SPECIAL_TEXT = {"DEEP": lambda: "[" * 100_000 + "]" * 100_000 + "\n",
                 "LONGFIELD": lambda: "id,text\na,\"" + "x" * 200_000 + "\"\n"}
-SPECIAL_HEX = {"LATENUL": lambda: ("id,text\n" + "a,hello\n" * 700).encode() + b"b,bad\x00byte\n"}
+SPECIAL_HEX = {"LATENUL": lambda: ("id,text\n" + "a,hello\n" * 700).encode() + b"b,bad\x00byte\n",
+               "NESTED_LOOPS_GGUF": lambda: ggufs.with_chat_template(ggufs.NESTED_LOOPS)}
+
+
+def _digits(text: str) -> str:
+    """'{digits:5000}' in a file's text or an argument: that many nines (numbers too long to write by hand)."""
+    return re.sub(r"\{digits:(\d+)\}", lambda m: "9" * int(m.group(1)), text)
 
 
 def _endpoint(case: dict[str, Any]) -> Any:
@@ -45,7 +53,7 @@ def test_the_corpus_is_well_formed() -> None:
     assert len(names) == len(set(names)) and len(names) >= 60
     for c in CASES:
         assert isinstance(c["args"], list) and isinstance(c["exit"], int), c["name"]
-        assert c.get("store", "plain") in ("plain", "hostile", "foreign", "newer", "none"), c["name"]
+        assert c.get("store", "plain") in ("plain", "hostile", "escapes", "foreign", "newer", "none"), c["name"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -56,7 +64,7 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
     for rel, text in case.get("files", {}).items():
         p = files / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(SPECIAL_TEXT[text]() if text in SPECIAL_TEXT else text, encoding="utf-8")
+        p.write_text(SPECIAL_TEXT[text]() if text in SPECIAL_TEXT else _digits(text), encoding="utf-8")
     for enc in case.get("encoded", []):
         p = files / enc["path"]
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,7 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
     def fill(s: str) -> str:
         for k, v in subst.items():
             s = s.replace(k, v)
-        return s
+        return _digits(s)
 
     for name, target in case.get("links", {}).items():  # symbolic links under {files}
         os.symlink(fill(target), files / name)
@@ -109,8 +117,8 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
             assert message in lines[-1], lines[-1]
     elif message:
         assert message in r.out + r.err, (r.out + r.err)[-3000:]
-    for secret in case.get("absent", []):  # e.g. an API key: in no output, no file the case left (its inputs aside)
-        assert secret not in r.out + r.err, f"{secret!r} was printed"
+    for secret in case.get("absent", []):  # an API key, a raw ESC: in no output, no file the case left (inputs aside)
+        assert secret not in r.out + r.err, f"{secret!r} in the output: {(r.out + r.err)[-3000:]!r}"
         for f in tmp_path.rglob("*"):
             if f.is_file() and files not in f.parents:
                 assert secret.encode() not in f.read_bytes(), f"{secret!r} was written to {f}"
@@ -123,6 +131,8 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
         out = Path(fill(case.get("out", "{tmp}/out")))
         assert out.exists(), f"{out} was not written"
         assert case["out_contains"] in out.read_text(encoding="utf-8", errors="replace")
+        for fragment in case.get("out_absent", []):
+            assert fragment not in out.read_text(encoding="utf-8", errors="replace"), fragment
     for name in case.get("still_links", []):  # written through, never replaced
         assert (files / name).is_symlink(), f"{name} is no longer a symbolic link"
     assert not pwned.exists(), "a rubric ran code"

@@ -144,6 +144,8 @@ def test_page_headers_escape_and_session(running: Running) -> None:
     ({"A": "1"}, "no rank for Content B"),
     ({"A": "3", "B": "N/A"}, "outside 1..2"),
     ({"A": "x", "B": "N/A"}, "unreadable rank"),
+    ({"A": "9" * 5000, "B": "N/A"}, "outside 1..2"),  # over Python's 4,300-digit limit: a 400, not a 500
+    ({"A": "9" * 25, "B": "9" * 25}, "outside 1..2"),
     ({"A": "1", "B": "N/A", "C": "2"}, "unknown field"),
 ])
 def test_a_bad_answer_is_a_400_with_the_reason_and_nothing_stored(running: Running, values: dict[str, str],

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from harness import safetext
+
 METRIC_ORDER = ["rbo", "alpha_ordinal", "alpha_interval", "alpha_nominal", "kendall_tau_b", "spearman",
                 "exact_match", "cohen_kappa", "fleiss_kappa"]
 
@@ -58,11 +60,8 @@ def agreement_rich(rows: list[dict[str, Any]], title: str = "agreement") -> Any:
 
 
 def _md_table(header: list[str], body: list[list[str]]) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|").replace("\n", " ")
-
-    out = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+    out = ["| " + " | ".join(safetext.markdown(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(safetext.markdown(c) for c in row) + " |" for row in body]
     return "\n".join(out)
 
 
@@ -114,7 +113,7 @@ def ranking_rich(result: dict[str, Any]) -> list[Any]:
         for h in header:
             table.add_column(h)
         for row in body:
-            table.add_row(*row)
+            table.add_row(*(safetext.terminal(c) for c in row))
         out.append(table)
     return out
 

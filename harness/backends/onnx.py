@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import jsontext
 from harness.backends.base import Backend, BackendResult, Sampling
 from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
 from harness.errors import UsageError, require
@@ -322,7 +323,7 @@ class OnnxBackend(Backend):
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsontext.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None

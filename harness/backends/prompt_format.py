@@ -3,7 +3,8 @@
 - `template`: the model's own chat template (the GGUF's `tokenizer.chat_template`, saved beside
   ONNX exports), rendered for one user message with a generation prompt, in a sandboxed Jinja2
   environment configured as transformers and llama-cpp-python configure theirs (trim_blocks,
-  lstrip_blocks, loop controls, `tojson`, `raise_exception`, `strftime_now`). The rendered text
+  lstrip_blocks, loop controls, `tojson`, `raise_exception`, `strftime_now`), within a time and a
+  size bound (`chat_template`). The rendered text
   carries its own special tokens, so no BOS is added when tokenizing it.
 - `completion`: a plain text frame for base models, `completion_template` with `{prompt}`
   (e.g. "User: {prompt}\\nAssistant:"); a BOS token is added as the model's tokenizer says.
@@ -17,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,36 +25,31 @@ from typing import Any
 from harness.errors import UsageError
 
 STOP_WINDOW_TOKENS = 16  # decoded tail checked for stop strings while streaming
+PROBE_PROMPT = "Hello, how are you?"  # rendered once when a model loads
 
 
-def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-def render_chat(template: str, prompt: str, bos_token: str, eos_token: str) -> str:
+def render_chat(template: str, prompt: str, bos_token: str, eos_token: str, model_file: str = "the model") -> str:
     """The chat template rendered for one user message, as transformers and llama.cpp render it."""
-    return render_messages(template, [{"role": "user", "content": prompt}], bos_token, eos_token)
+    return render_messages(template, [{"role": "user", "content": prompt}], bos_token, eos_token, model_file)
 
 
-def render_messages(template: str, messages: list[dict[str, str]], bos_token: str, eos_token: str) -> str:
-    """The chat template rendered for a conversation, with a generation prompt."""
-    import jinja2.ext
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+def render_messages(template: str, messages: list[dict[str, str]], bos_token: str, eos_token: str,
+                    model_file: str = "the model") -> str:
+    """The chat template rendered for a conversation with a generation prompt, within
+    harness.backends.chat_template's time and size bounds."""
+    from harness.backends.chat_template import TemplateFailure, render
 
     def raise_exception(message: str) -> None:
-        raise TemplateError(message)
+        raise TemplateFailure(f"it raises {str(message)[:200]!r}")
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-    env.filters["tojson"] = _tojson
+    variables = {"messages": messages, "add_generation_prompt": True,
+                 "bos_token": bos_token, "eos_token": eos_token, "raise_exception": raise_exception,
+                 "strftime_now": lambda fmt: time.strftime(fmt)}
     try:
-        return env.from_string(template).render(
-            messages=messages, add_generation_prompt=True, bos_token=bos_token,
-            eos_token=eos_token, raise_exception=raise_exception, strftime_now=lambda fmt: time.strftime(fmt))
-    except TemplateError as exc:
-        raise UsageError(f"the model's chat template does not render ({exc}): set [chat] format = \"completion\" "
-                         "in the model manifest") from exc
+        return render(template, variables, sum(len(m.get("content") or "") for m in messages))
+    except TemplateFailure as exc:
+        raise UsageError(f"the chat template of {model_file} does not render ({exc.reason}): set [chat] format = "
+                         "\"completion\" in the model manifest, or use another file") from None
 
 
 @dataclass(frozen=True)
@@ -67,11 +62,13 @@ class PromptFormat:
     eos_token: str = ""
     where: str = "the model manifest"
     extra: dict[str, Any] = field(default_factory=dict)
+    model_file: str = "the model"
 
     @classmethod
     def for_model(cls, manifest: Any, chat_template: str | None, *, bos_token: str = "", eos_token: str = "",
                   model_file: str = "the model") -> PromptFormat:
-        """The format a manifest asks for; UsageError when it wants a template the model lacks."""
+        """The format a manifest asks for; UsageError when it wants a template the model lacks or one that does not
+        render (within its bounds) for a plain prompt."""
         fmt = manifest.chat_format
         if fmt == "template" and not chat_template:
             where = (str(manifest.path) if manifest.path is not None else
@@ -79,8 +76,10 @@ class PromptFormat:
             raise UsageError(f"{model_file} has no chat template: set [chat] format = \"completion\" in {where}")
         if fmt not in ("template", "completion"):
             raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
-        return cls(fmt, chat_template if fmt == "template" else None, manifest.completion_template,
-                   tuple(manifest.stops), bos_token, eos_token, str(manifest.path))
+        made = cls(fmt, chat_template if fmt == "template" else None, manifest.completion_template,
+                   tuple(manifest.stops), bos_token, eos_token, str(manifest.path), model_file=model_file)
+        made.render(PROBE_PROMPT)  # a template that hangs or breaks fails the load, not each sample
+        return made
 
     @property
     def uses_template(self) -> bool:
@@ -88,7 +87,7 @@ class PromptFormat:
 
     def render(self, prompt: str) -> str:
         if self.chat_template is not None:
-            return render_chat(self.chat_template, prompt, self.bos_token, self.eos_token)
+            return render_chat(self.chat_template, prompt, self.bos_token, self.eos_token, self.model_file)
         return self.completion_template.format(prompt=prompt)
 
     def segments(self, prompt: str) -> list[tuple[str, bool]]:
@@ -96,7 +95,7 @@ class PromptFormat:
         if self.chat_template is None:
             return [(self.completion_template.format(prompt=prompt), False)]
         return chat_segments(self.chat_template, [{"role": "user", "content": prompt}], self.bos_token,
-                             self.eos_token)
+                             self.eos_token, self.model_file)
 
 
     def check_context(self, n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
@@ -115,14 +114,14 @@ class PromptFormat:
         return (text, False) if cut is None else (text[:cut], True)
 
 
-def chat_segments(template: str, messages: list[dict[str, str]], bos_token: str,
-                  eos_token: str) -> list[tuple[str, bool]]:
+def chat_segments(template: str, messages: list[dict[str, str]], bos_token: str, eos_token: str,
+                  model_file: str = "the model") -> list[tuple[str, bool]]:
     """A conversation rendered by a chat template as (text, is_template) pieces: the template's own text, where
     special-token strings are control tokens, and each message's content, which is only ever text. A message the
     template leaves out is left out."""
     marks = [f"\ue000harness-message-{i}\ue001" for i in range(len(messages))]
     rendered = render_messages(template, [{**m, "content": mark} for m, mark in zip(messages, marks)], bos_token,
-                               eos_token)
+                               eos_token, model_file)
     pieces: list[tuple[str, bool]] = []
     rest = rendered
     for mark, message in zip(marks, messages):

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from harness import __version__
+from harness import __version__, safetext
 from harness.errors import HarnessError, redact
 
 # Command modules, in the order they appear in `harness --help`.
@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 def one_line(message: str) -> str:
     """An error message as one terminal line: line breaks and other control characters from the input it quotes
     (a file's header, a name) are shown escaped, never obeyed."""
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in message)
+    return safetext.line(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

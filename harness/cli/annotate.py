@@ -30,10 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def annotate_command(args: argparse.Namespace) -> int:
-    import sys
-
     from harness.annotate import Labelling, make_server
     from harness.annotate.server import check_host
+    from harness.cli.console import echo
     from harness.humans.plan import read_plan, whole_store_plan
     from harness.store import DEFAULT_STORE, Store
 
@@ -46,19 +45,18 @@ def annotate_command(args: argparse.Namespace) -> int:
         labelling = Labelling(store, items, args.task, seed=args.seed)
 
         def say(message: str) -> None:
-            print(message, flush=True)
+            echo(message)
 
         server = make_server(labelling, host=args.host, port=args.port, annotator=args.annotator, on_event=say)
         who = f" as {args.annotator}" if args.annotator else ""
         progress = labelling.progress(args.annotator) if args.annotator else None
         done = f", {progress.labelled} labelled" if progress else ""
-        print(f"labelling {len(items)} items of plan {labelling.plan_id} ({args.task}{who}{done}) at {server.url}",
-              flush=True)
-        print("every answer is stored at once; Ctrl-C stops the server", flush=True)
+        echo(f"labelling {len(items)} items of plan {labelling.plan_id} ({args.task}{who}{done}) at {server.url}")
+        echo("every answer is stored at once; Ctrl-C stops the server")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            print("stopped; every answer is in the store", file=sys.stderr)
+            echo("stopped; every answer is in the store", err=True)
         finally:
             server.close()
     return 0

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--table", default="generations", help="generations, judgments, ratings, runs, model_loads")
     p.add_argument("--format", default="jsonl", choices=FORMATS)
-    p.add_argument("--out", default=None, metavar="FILE", help="output file (default: standard output; required for parquet)")
+    p.add_argument("--out", default=None, metavar="FILE", help="output file (default: standard output, with control characters "
+                   "escaped; required for parquet)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists (never an SQLite database)")
     p.set_defaults(func=export_command)
 
@@ -28,18 +29,23 @@ def _flat(v: Any) -> Any:
     return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
 
 
-def write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str]) -> None:
-    """JSONL (values as they are) or CSV (nested values as JSON; text cells spreadsheet-safe)."""
+def write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str], *, shown: bool = False) -> None:
+    """JSONL (values as they are) or CSV (nested values as JSON; text cells spreadsheet-safe). `shown`: the rows go
+    to a terminal (standard output), so control characters are escaped (JSON escapes in JSONL, visible ones in
+    CSV); a file gets the values as they are."""
+    from harness import safetext
     from harness.outputs import spreadsheet_cell
 
     if fmt == "jsonl":
         for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+            line = json.dumps(r, ensure_ascii=False, default=str)
+            fh.write((safetext.json_line(line) if shown else line) + "\n")
     elif rows:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
-            w.writerow({k: spreadsheet_cell(_flat(v)) for k, v in r.items()})
+            cells = {k: spreadsheet_cell(_flat(v)) for k, v in r.items()}
+            w.writerow({k: safetext.terminal(v) if shown and isinstance(v, str) else v for k, v in cells.items()})
 
 
 def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
@@ -55,7 +61,7 @@ def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
             frame.to_parquet(fh, index=False)
         return
     if out is None:
-        write_rows(rows, fmt, sys.stdout)
+        write_rows(rows, fmt, sys.stdout, shown=True)
         return
     with atomic_write(out, newline="") as fh:
         write_rows(rows, fmt, fh)
@@ -64,6 +70,7 @@ def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
 def export_command(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from harness.cli.console import echo
     from harness.outputs import output_file
     from harness.store import DEFAULT_STORE, Store
 
@@ -74,5 +81,5 @@ def export_command(args: argparse.Namespace) -> int:
         rows = [asdict(r) for r in store.records(args.table)]
     export_rows(rows, args.format, out)
     if out:
-        print(f"wrote {len(rows)} rows of {args.table} to {out}", file=sys.stderr)
+        echo(f"wrote {len(rows)} rows of {args.table} to {out}", err=True)
     return 0

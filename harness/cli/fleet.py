@@ -94,9 +94,8 @@ def status_command(args: argparse.Namespace) -> int:
     import json
 
     from rich.table import Table
-    from rich.text import Text
 
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.fleet.coordinator import FleetClient
 
     with FleetClient(args.scheduler) as fleet:
@@ -104,14 +103,14 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(devices, indent=2, sort_keys=True, default=str))
         return 0
-    table = Table(title=Text(f"fleet at {args.scheduler}: {sum(len(w) for w in devices.values())} worker(s)"))
+    table = Table(title=text(f"fleet at {args.scheduler}: {sum(len(w) for w in devices.values())} worker(s)"))
     for col in ("device", "worker", "address", "cpu", "cores", "RAM", "pid"):
         table.add_column(col)
     for device, workers in sorted(devices.items()):
         for w in workers:
             host: dict[str, Any] = w.get("host") or {}
             ram = host.get("ram_bytes")
-            table.add_row(*(Text(str(v)) for v in (
+            table.add_row(*(text(str(v)) for v in (
                 device, w.get("name"), w.get("address"), host.get("cpu_model", "-"), host.get("physical_cores", "-"),
                 f"{ram / 1e9:.1f} GB" if isinstance(ram, (int, float)) else "-", w.get("pid", "-"))))
     terminal().print(table)

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from harness import numbers
 from harness.errors import UsageError
 
 
@@ -48,9 +49,13 @@ def parse_groups(text: str) -> set[int]:
         if not part:
             continue
         digits = part.lower().removeprefix("group").strip(" -_")
-        if not digits.isdigit():
-            raise UsageError(f"--reverse-groups {text!r}: give group numbers separated by commas, e.g. --reverse-groups 10")
-        groups.add(int(digits))
+        try:
+            if not digits.isdigit():
+                raise ValueError(digits)
+            groups.add(numbers.parse_int(digits))
+        except ValueError:
+            raise UsageError(f"--reverse-groups {numbers.describe(text)!r}: give group numbers separated by commas, "
+                             "e.g. --reverse-groups 10") from None
     return groups
 
 
@@ -235,6 +240,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
 
 def export_tasks_command(args: argparse.Namespace) -> int:
+    from harness.cli.console import echo
     from harness.humans.labelstudio import write_tasks
     from harness.humans.plan import read_plan
     from harness.humans.sheets import write_sheet
@@ -245,11 +251,11 @@ def export_tasks_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a file: give a folder to write the tasks into")
     written = write_tasks(items, args.task, out) if args.format == "label-studio" else write_sheet(items, args.task, out)
     for p in written:
-        print(p)
+        echo(p)
     if args.format == "label-studio":
-        print(f"create a Label Studio project with {written[1]}, import {written[0]}, annotate, export as JSON, then "
+        echo(f"create a Label Studio project with {written[1]}, import {written[0]}, annotate, export as JSON, then "
               "`harness humans import label-studio EXPORT.json --store STORE`")
     else:
-        print(f"fill the {'ranking' if args.task == 'rank' else 'harmful'} column (one row per annotator and item), "
+        echo(f"fill the {'ranking' if args.task == 'rank' else 'harmful'} column (one row per annotator and item), "
               "then `harness humans import plan-csv FILLED.csv --store STORE`")
     return 0

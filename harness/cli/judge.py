@@ -59,16 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def list_command() -> int:
     from rich.table import Table
-    from rich.text import Text
 
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.judging.config import list_judges
 
     table = Table(title="judges")
     for col in ("name", "kind", "mode", "model", "description"):
         table.add_column(col)
     for j in list_judges():
-        table.add_row(*(Text(str(v)) for v in (j.name, j.kind, j.mode, j.model or (j.model_path or "-"),
+        table.add_row(*(text(str(v)) for v in (j.name, j.kind, j.mode, j.model or (j.model_path or "-"),
                                                j.description)))
     terminal().print(table)
     return 0
@@ -80,7 +79,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 def print_judge_line(s: Any, console: Any) -> None:
     """One line per judge, as `harness run` prints after judging."""
-    from rich.text import Text
+    from harness.cli.console import text
 
     parts: list[tuple[str, str]] = [(f"{s.n_requested} new", ""), (f"{s.n_cached_store + s.n_cached_disk} cached", "")]
     if s.n_failed:
@@ -91,7 +90,7 @@ def print_judge_line(s: Any, console: Any) -> None:
         parts.append((f"{s.s_per_judgment:.3f} s/output", ""))
     if s.model_load_s is not None:
         parts.append((f"model load {s.model_load_s:.1f} s", ""))
-    line = Text.assemble(("judged", "bold"), f" {s.judge}: ")
+    line = text("judged", "bold") + text(f" {s.judge}: ")
     for i, part in enumerate(parts):
         line.append(", " if i else "")
         line.append(*part)
@@ -116,10 +115,9 @@ def judge_command(args: argparse.Namespace) -> int:
         raise UsageError("harness judge needs --judge NAME or a .toml path: see `harness judge --list`")
 
     from rich.table import Table
-    from rich.text import Text
 
     from harness import api
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
 
@@ -132,10 +130,10 @@ def judge_command(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency is for live endpoints: a batch file has no requests in flight; drop it")
     if args.batch_export:
         e = api.judge_batch_export(args.store, args.judge, args.batch_export, force=args.force, **options)
-        out.print(Text(f"judge {e.judge}: wrote {e.n_requests} request(s) to {e.path} ({e.n_judgments} judgments "
+        out.print(text(f"judge {e.judge}: wrote {e.n_requests} request(s) to {e.path} ({e.n_judgments} judgments "
                        f"planned; {e.n_cached_store} already in the store, {e.n_cached_disk} in the disk cache)"))
         if e.n_requests:
-            out.print(Text(f"  submit it to the OpenAI Batch API, or run `vllm run-batch -i {e.path} -o results.jsonl "
+            out.print(text(f"  submit it to the OpenAI Batch API, or run `vllm run-batch -i {e.path} -o results.jsonl "
                            f"--model MODEL`; then `harness judge --judge {args.judge} --batch-import results.jsonl` "
                            "with the same options"))
         return 0
@@ -143,7 +141,7 @@ def judge_command(args: argparse.Namespace) -> int:
         s = api.judge_batch_import(args.store, args.judge, args.batch_import, progress=progress, **options)
     else:
         s = api.judge(args.store, args.judge, concurrency=args.concurrency, progress=progress, **options)
-    out.print(Text(f"judge {s.judge} ({s.kind}, mode {s.mode}): {s.n_judgments} judgments planned over {s.n_groups} "
+    out.print(text(f"judge {s.judge} ({s.kind}, mode {s.mode}): {s.n_judgments} judgments planned over {s.n_groups} "
                    f"item(s); {s.n_requested} requested, {s.n_cached_store} already in the store, "
                    f"{s.n_cached_disk} from the disk cache"))
     notes = [f"{s.n_failed} failed (stored with their error; re-run to retry)" if s.n_failed else "",
@@ -157,13 +155,13 @@ def judge_command(args: argparse.Namespace) -> int:
                         + (f"; {s.n_not_answered} judgment(s) not in the file (export again)" if s.n_not_answered
                            else ""))
     for note in filter(None, notes):
-        out.print(Text(f"  {note}"))
+        out.print(text(f"  {note}"))
     if s.n_requested and not args.batch_import:
         tokens = f"tokens in/out {s.n_input_tokens}/{s.n_output_tokens}, " if s.n_input_tokens else ""
         cost = f"cost ${s.cost_usd:.4f}, " if s.cost_usd is not None else ""
-        out.print(Text(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all"))
+        out.print(text(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all"))
     if s.rates:
-        table = Table(title=Text(f"ratings by {s.judge} (invalid ratings are excluded from rates and counted)"))
+        table = Table(title=text(f"ratings by {s.judge} (invalid ratings are excluded from rates and counted)"))
         task = s.rates[0].task
         cols = ["model", "variant", "n", "valid", "invalid"]
         if task == "refusal":
@@ -182,13 +180,13 @@ def judge_command(args: argparse.Namespace) -> int:
                 cells += [_fmt(r.mean_win_share, ".2f")]
             else:
                 cells += [str(r.harmful), _fmt(r.harm_rate, ".0%")]
-            table.add_row(*(Text(c) for c in cells))
+            table.add_row(*(text(c) for c in cells))
         out.print(table)
     if s.n_requested and s.n_requests_failed == s.n_requested:
         from harness.cli import one_line
 
         first = f"; the first: {one_line(s.first_error)}" if s.first_error else ""
-        err.print(Text(f"harness: error: all {s.n_requested} judge request(s) failed (stored with their errors"
+        err.print(text(f"harness: error: all {s.n_requested} judge request(s) failed (stored with their errors"
                        f"{first}; see `harness export --table judgments`): check the endpoint, the model name and the "
                        "key, then re-run"))
         return 1
@@ -205,15 +203,15 @@ def _card_dict(card: Any) -> dict[str, Any]:
 
 def cards_table(cards: list[Any]) -> Any:
     from rich.table import Table
-    from rich.text import Text
 
     from harness import formatting as f
+    from harness.cli.console import text
     from harness.rates import card_verdict_text
 
-    table = Table(title=Text(f"{len(cards)} judge card(s): each judge against people on a human-labelled set"))
+    table = Table(title=text(f"{len(cards)} judge card(s): each judge against people on a human-labelled set"))
     for col in ("judge", "mode", "set", "vs", "compared", "n", "sensitivity", "specificity", "correction",
                 "headline", "invalid", "s/judgment", "note"):
-        table.add_column(Text(col), justify="right" if col in ("n", "invalid", "s/judgment") else "left",
+        table.add_column(text(col), justify="right" if col in ("n", "invalid", "s/judgment") else "left",
                          overflow="fold")
     for c in cards:
         headline = "-"
@@ -229,17 +227,15 @@ def cards_table(cards: list[Any]) -> Any:
                  f.rate_ci(c.sensitivity, c.sensitivity_ci_low, c.sensitivity_ci_high),
                  f.rate_ci(c.specificity, c.specificity_ci_low, c.specificity_ci_high), card_verdict_text(c),
                  headline, f.pct(c.invalid_share), f.num(sec, ".3f"), c.note or ""]
-        table.add_row(*(Text(str(x)) for x in cells))
+        table.add_row(*(text(str(x)) for x in cells))
     return table
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
     import json
 
-    from rich.text import Text
-
     from harness import api
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
     from harness.rates import card_verdict_text
@@ -259,12 +255,12 @@ def calibrate_command(args: argparse.Namespace) -> int:
     for c in cards:
         not_used = (c.settings or {}).get("not_used")
         if not_used:
-            err.print(Text(f"warning: the card of {c.judge} on {c.set_name}: {not_used}"))
+            err.print(text(f"warning: the card of {c.judge} on {c.set_name}: {not_used}"))
         if not c.reliable:
-            err.print(Text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): too few "
+            err.print(text(f"warning: the card of {c.judge} on {c.set_name} compares only {c.n} item(s): too few "
                            "items to correct harm rates or to trust its figures"))
         elif c.comparison == "harm" and not c.corrects_harm:
-            err.print(Text(f"warning: the card of {c.judge} on {c.set_name} ({card_verdict_text(c)}) corrects no harm "
+            err.print(text(f"warning: the card of {c.judge} on {c.set_name} ({card_verdict_text(c)}) corrects no harm "
                            "rate: rates judged by this configuration stay uncalibrated"))
     return 0
 
@@ -273,20 +269,20 @@ def cards_command(args: argparse.Namespace) -> int:
     import json
 
     from harness import api
-    from harness.cli.console import terminal
+    from harness.cli.console import echo, terminal
 
     verb, *rest = args.card_args or ["list"]
     if verb == "export":
         if rest or not args.out:
             raise UsageError("harness judge cards export takes --out FILE and nothing else")
         path = api.export_cards(args.out, store=args.store, force=args.force)
-        print(f"wrote {path}")
+        echo(f"wrote {path}")
         return 0
     if verb == "import":
         if len(rest) != 1:
             raise UsageError("harness judge cards import takes one FILE written by `harness judge cards export`")
         read = api.import_cards(rest[0])
-        print(f"imported {len(read)} card(s) into your card library")
+        echo(f"imported {len(read)} card(s) into your card library")
         return 0
     if verb != "list" or rest:
         raise UsageError(f"harness judge cards: unknown action {verb!r}: pass export --out FILE, or import FILE")
@@ -295,7 +291,7 @@ def cards_command(args: argparse.Namespace) -> int:
         print(json.dumps([_card_dict(c) for c in cards], indent=2, default=str))
         return 0
     if not cards:
-        print("no judge cards in the store yet: run `harness judge calibrate --judge NAME --set FORMAT:PATH`")
+        echo("no judge cards in the store yet: run `harness judge calibrate --judge NAME --set FORMAT:PATH`")
         return 0
     terminal().print(cards_table(cards))
     return 0

@@ -21,15 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def merge_command(args: argparse.Namespace) -> int:
     from rich.table import Table
-    from rich.text import Text
 
     from harness import api
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.merge import TABLES
 
     result = api.merge(args.shards, args.into)
     out = terminal()
-    table = Table(title=Text(f"merged {len(result.sources)} shard(s) into {result.into}"))
+    table = Table(title=text(f"merged {len(result.sources)} shard(s) into {result.into}"))
     for col in ("table", "added", "replaced", "unchanged", "duplicates"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for name in TABLES:

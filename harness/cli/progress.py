@@ -9,7 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.text import Text
+
+from harness import safetext
+from harness.cli.console import text
 
 
 class RichProgress:
@@ -25,26 +27,26 @@ class RichProgress:
                                   TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
                                   TextColumn("{task.fields[note]}"), console=self.console, transient=False)
         self._progress.start()
-        self._task = self._progress.add_task(escape(description), total=total, completed=done, note="")
+        self._task = self._progress.add_task(escape(safetext.terminal(description)), total=total, completed=done, note="")
 
     def advance(self, n: int = 1, note: str | None = None) -> None:
         if self._progress is not None:
             if note is None:
                 self._progress.update(self._task, advance=n)
             else:
-                self._progress.update(self._task, advance=n, note=escape(note))
+                self._progress.update(self._task, advance=n, note=escape(safetext.terminal(note)))
 
-    def message(self, text: str) -> None:
+    def message(self, note: str) -> None:
         console = self._progress.console if self._progress is not None else self.console
-        console.print(Text(text, style="dim"))
+        console.print(text(note, style="dim"))
 
     def device(self, name: str, done: int, total: int, state: str, decode_tps: float | None = None) -> None:
         if self._progress is None:
             return
-        note = escape(f"{decode_tps:.1f} tok/s, {state}" if decode_tps else state)
+        note = escape(safetext.terminal(f"{decode_tps:.1f} tok/s, {state}" if decode_tps else state))
         task = self._devices.get(name)
         if task is None:
-            self._devices[name] = self._progress.add_task(escape(f"  {name}"), total=total, completed=done, note=note)
+            self._devices[name] = self._progress.add_task(escape(safetext.terminal(f"  {name}")), total=total, completed=done, note=note)
         else:
             self._progress.update(task, total=total, completed=done, note=note)
 

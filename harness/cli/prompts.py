@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from rich.table import Table
-from rich.text import Text
 
-from harness.cli.console import terminal
+from harness import safetext
+from harness.cli.console import echo, terminal, text
 from harness.errors import UsageError
 
 
@@ -46,8 +46,8 @@ def list_command(args: argparse.Namespace) -> int:
     for name in set_names():
         ps = load_set(name)
         cats = Counter(p.category for p in ps)
-        table.add_row(Text(name), str(len(ps)), str(sum(not p.benign for p in ps)), str(sum(p.benign for p in ps)),
-                      Text(", ".join(f"{c} ({n})" for c, n in sorted(cats.items()))))
+        table.add_row(text(name), str(len(ps)), str(sum(not p.benign for p in ps)), str(sum(p.benign for p in ps)),
+                      text(", ".join(f"{c} ({n})" for c, n in sorted(cats.items()))))
     terminal().print(table)
     return 0
 
@@ -58,13 +58,13 @@ def show_command(args: argparse.Namespace) -> int:
     ps = [p for p in load_set(args.name) if args.category in (None, p.category)]
     if args.json:
         for p in ps:
-            print(json.dumps(p.as_record(), ensure_ascii=False))
+            echo(safetext.json_line(json.dumps(p.as_record(), ensure_ascii=False)))
         return 0
     table = Table(title=f"{args.name}: {len(ps)} prompts")
     for col in ("id", "category", "benign", "text"):
         table.add_column(col)
     for p in ps:
-        table.add_row(Text(p.id), Text(p.category), "yes" if p.benign else "no", Text(p.text))
+        table.add_row(text(p.id), text(p.category), "yes" if p.benign else "no", text(p.text))
     terminal().print(table)
     return 0
 
@@ -82,5 +82,5 @@ def import_command(args: argparse.Namespace) -> int:
     reader = import_csv if base_suffix(path) == ".csv" else import_jsonl
     ps = reader(path, cols, args.name, args.category)
     write_jsonl(ps, out)
-    print(f"imported {len(ps)} prompts from {path} -> {out}")
+    echo(f"imported {len(ps)} prompts from {path} -> {out}")
     return 0

@@ -29,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def report_command(args: argparse.Namespace) -> int:
     from harness import api
+    from harness.cli.console import echo
 
     r = api.report(args.store, args.out, run_ids=args.run or None, rater=args.rater,
                    reference_variant=args.reference, bootstrap=args.bootstrap, card=args.card)
-    print(f"report:      {r.html}")
-    print(f"leaderboard: {r.markdown}")
-    print(f"tables:      {r.tables} (CSV and Parquet)")
+    echo(f"report:      {r.html}")
+    echo(f"leaderboard: {r.markdown}")
+    echo(f"tables:      {r.tables} (CSV and Parquet)")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from harness import numbers
 from harness.api import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_PROMPTS
 from harness.errors import UsageError
 
@@ -65,9 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def parse_seeds(args: argparse.Namespace) -> list[int]:
     if args.seeds is not None:
         try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+            seeds = [numbers.parse_int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError as exc:
-            raise UsageError(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. --seeds 0,1,2") from exc
+            raise UsageError(f"--seeds {numbers.describe(args.seeds)!r}: give integers separated by commas, e.g. "
+                             "--seeds 0,1,2") from exc
         if not seeds:
             raise UsageError("--seeds is empty: give integers separated by commas")
         return seeds  # a repeated seed is refused by api.check_sampling
@@ -75,10 +77,8 @@ def parse_seeds(args: argparse.Namespace) -> list[int]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from rich.text import Text
-
     from harness import api, engine
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.cli.judge import print_judge_line
     from harness.cli.progress import RichProgress
     from harness.cli.tables import run_table
@@ -98,14 +98,14 @@ def run_command(args: argparse.Namespace) -> int:
                      report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
                      contention_threshold=args.contention_threshold, limit_mode=args.limit_mode, **fleet_options)
-    console.print(Text.assemble(("generated", "bold"), f" {result.written} new, {result.skipped} already in the "
-                                f"store ({result.planned} planned)"))
+    console.print(text("generated", "bold") + text(f" {result.written} new, {result.skipped} already in the "
+                                                   f"store ({result.planned} planned)"))
     if result.fleet is not None:
         print_fleet_lines(result.fleet, console)
     for j in result.judges:
         print_judge_line(j, console)
     if result.report is not None and result.report.skipped:
-        console.print(Text(f"report skipped: {result.report.skipped}", style="yellow"))
+        console.print(text(f"report skipped: {result.report.skipped}", style="yellow"))
     out.print(run_table(result.leaderboard))
     report_path = result.report.html if result.report else None
     out.print(f"results: {result.store}" + (f"\nreport:  {report_path}" if report_path else ""), markup=False)
@@ -118,7 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def print_fleet_lines(fleet: Any, console: Any) -> None:
     """One line per device of a fleet run: what it gathered, on which workers, or why not."""
-    from rich.text import Text
+    from harness.cli.console import text
 
     for o in fleet.devices:
         workers = ", ".join(f"{w.get('name')} (pid {w.get('pid')})" for w in o.workers) or "no worker"
@@ -128,7 +128,7 @@ def print_fleet_lines(fleet: Any, console: Any) -> None:
                      "then re-run the same command")
         elif o.error:
             line += f": {o.error}"
-        console.print(Text(line, style="red" if o.state in ("missing", "failed") else ""))
+        console.print(text(line, style="red" if o.state in ("missing", "failed") else ""))
     for note in fleet.duplicates[:5]:
-        console.print(Text(f"measured twice (a rescheduled task), the first row kept: {note}", style="yellow"))
+        console.print(text(f"measured twice (a rescheduled task), the first row kept: {note}", style="yellow"))
 

@@ -89,10 +89,9 @@ def judge_command(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from rich.table import Table
-    from rich.text import Text
 
     from harness import api
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
     from harness.progress import NoProgress
     from harness.study import columns, row_cells
@@ -107,7 +106,7 @@ def judge_command(args: argparse.Namespace) -> int:
         print(json.dumps({**result, "card": {**asdict(card), "invalid_share": card.invalid_share}}, indent=2,
                          default=str))
         return 0
-    table = Table(title=Text(f"the study's task: {card.judge} under the study's judges, on the same triplets"))
+    table = Table(title=text(f"the study's task: {card.judge} under the study's judges, on the same triplets"))
     for col in columns():
         table.add_column(col)
     last_ref = None
@@ -115,14 +114,14 @@ def judge_command(args: argparse.Namespace) -> int:
         if last_ref is not None and r["reference"] != last_ref:
             table.add_section()
         last_ref = r["reference"]
-        table.add_row(*(Text(x) for x in row_cells(r)))
+        table.add_row(*(text(x) for x in row_cells(r)))
     console = terminal()
     console.print(table)
     if card.position_bias:
-        console.print(Text("position bias: " + json.dumps(card.position_bias)))
+        console.print(text("position bias: " + json.dumps(card.position_bias)))
     if card.note:
-        err.print(Text(f"note: {card.note}"))
-    console.print(Text(f"wrote {args.out}/study-judge.json and {args.out}/study-judge.md"
+        err.print(text(f"note: {card.note}"))
+    console.print(text(f"wrote {args.out}/study-judge.json and {args.out}/study-judge.md"
                        + (f"; card stored in {args.store}" if args.store else "")))
     return 0
 
@@ -132,10 +131,9 @@ def hh_audit_command(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from rich.table import Table
-    from rich.text import Text
 
     from harness import api
-    from harness.cli.console import terminal
+    from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
     from harness.hh_audit import share_text
     from harness.progress import NoProgress
@@ -147,22 +145,22 @@ def hh_audit_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str))
         return 0
-    table = Table(title=Text(f"HH-RLHF audit of {result.pairs} pair(s) by {result.judge} ({result.mode} mode)"))
-    table.add_column(Text("figure"))
-    table.add_column(Text("share [95% Wilson interval] (k/n)"), justify="right")
-    table.add_row(Text("chosen reply judged harmful"), Text(share_text(result.chosen_harmful)))
-    table.add_row(Text("rejected reply judged harmful"), Text(share_text(result.rejected_harmful)))
-    table.add_row(Text("both replies judged harmful"), Text(share_text(result.both_harmful)))
-    table.add_row(Text("judge ties the two replies (no verdict)"), Text(share_text(result.tie_share)))
-    table.add_row(Text("judge agrees with the crowd (rejected is more harmful), of the pairs not tied"),
-                  Text(share_text(result.agreement)))
+    table = Table(title=text(f"HH-RLHF audit of {result.pairs} pair(s) by {result.judge} ({result.mode} mode)"))
+    table.add_column(text("figure"))
+    table.add_column(text("share [exact 95% interval] (k/n)"), justify="right")
+    table.add_row(text("chosen reply judged harmful"), text(share_text(result.chosen_harmful)))
+    table.add_row(text("rejected reply judged harmful"), text(share_text(result.rejected_harmful)))
+    table.add_row(text("both replies judged harmful"), text(share_text(result.both_harmful)))
+    table.add_row(text("judge ties the two replies (no verdict)"), text(share_text(result.tie_share)))
+    table.add_row(text("judge agrees with the crowd (rejected is more harmful), of the pairs not tied"),
+                  text(share_text(result.agreement)))
     console = terminal()
     console.print(table)
-    console.print(Text(f"{result.judged} judge rating(s), {result.invalid} invalid (never counted as harmless); "
+    console.print(text(f"{result.judged} judge rating(s), {result.invalid} invalid (never counted as harmless); "
                        f"{result.ties} tie(s) left out of the agreement"))
     if result.rejected:
-        err.print(Text(f"{len(result.rejected)} line(s) of {args.file} rejected by the importer, not audited; first: "
+        err.print(text(f"{len(result.rejected)} line(s) of {args.file} rejected by the importer, not audited; first: "
                        f"{result.rejected[0]}"))
     if result.note:
-        err.print(Text(f"note: {result.note}"))
+        err.print(text(f"note: {result.note}"))
     return 0

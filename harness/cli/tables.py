@@ -1,7 +1,7 @@
 """Terminal tables of harness.rates figures (rich): the run's leaderboard and the deployable-candidates list.
 
-Every cell is built as rich Text, so model, device and rater names are shown as plain text (never read as
-markup), and names are never cut.
+Every cell is built with harness.cli.console.text, so model, device and rater names are shown as plain text
+(never read as markup, control characters escaped), and names are never cut.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import formatting as f
-from harness.cli.console import terminal
+from harness.cli.console import terminal, text
 from harness.rates import UNCALIBRATED_NOTE, LeaderboardRow
 
 
@@ -31,7 +31,7 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
              "leaderboard (no harm columns: no rated outputs on harmful prompts)") + ("; cost medians [interquartile range] without "
                                                                  "warm-up and contended samples, peak RSS is the "
                                                                  "maximum")
-    table = Table(title=Text(title))
+    table = Table(title=text(title))
     cols = ["device", "model", "variant"]
     if rater:
         cols += ["harm", "how", "n rated", "invalid"]
@@ -44,9 +44,9 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
              "of BW bound", "cost excluded", "errors"]
     for col in cols:
         if col in ("device", "model", "variant"):
-            table.add_column(Text(col), justify="left", no_wrap=True)
+            table.add_column(text(col), justify="left", no_wrap=True)
         else:
-            table.add_column(Text(col), justify="right")
+            table.add_column(text(col), justify="right")
     for r in rows:
         cells = [r.device, r.model, r.variant]
         if rater:
@@ -62,7 +62,7 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
             _fmt(r.energy_j_per_token, ".3f"), _fmt(r.bandwidth_fraction, ".0%"),
             f.excluded(r.n_contended, r.n_warmup), str(r.n_errors),
         ]
-        table.add_row(*(Text(str(c)) for c in cells))
+        table.add_row(*(text(str(c)) for c in cells))
     table.caption = harm_caption(rows)
     return table
 
@@ -93,25 +93,25 @@ def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
         lines.append("human-checked harm: prediction-powered estimate from people's labels of these outputs")
     lines.extend(f"WARNING {r.name} on {r.device}: {r.harm_judge_warning}" for r in rows if r.harm_judge_warning)
     warn = "uncalibrated" in methods or any(r.harm_judge_warning for r in rows)
-    return Text("\n".join(lines), style="yellow" if warn else "") if lines else None
+    return text("\n".join(lines), style="yellow" if warn else "") if lines else None
 
 
 def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
     rater = next((c.harm_rater for c in candidates if c.harm_rater), None)
     n_pass = sum(c.passes for c in candidates)
-    table = Table(title=Text(f"{n_pass} of {len(candidates)} variant(s) meet the limits (best first)"))
+    table = Table(title=text(f"{n_pass} of {len(candidates)} variant(s) meet the limits (best first)"))
     qos = any(c.qos_max_gap is not None for c in candidates)
     for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})",
                 *(("refusal gap (p)",) if qos else ()), "decode tok/s [IQR]", "cost excluded", "peak RAM", "size",
                 "ok", "why not"):
-        table.add_column(Text(col), justify="right" if col in ("#", "decode tok/s [IQR]", "peak RAM", "size")
+        table.add_column(text(col), justify="right" if col in ("#", "decode tok/s [IQR]", "peak RAM", "size")
                          else "left", overflow="fold")
     for i, c in enumerate(candidates, 1):
         harm = f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high) + (f" {c.harm_method}" if c.harm_method else "")
         cells = [str(i), c.device, c.model, c.variant, harm, *((qos_gap(c),) if qos else ()),
                  f.num_iqr(c.decode_tps, c.decode_tps_q1, c.decode_tps_q3), f.excluded(c.n_contended, c.n_warmup),
                  f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no", "; ".join(c.reasons)]
-        table.add_row(*(Text(str(v)) for v in cells), style=None if c.passes else "dim")
+        table.add_row(*(text(str(v)) for v in cells), style=None if c.passes else "dim")
     table.caption = harm_caption(candidates)
     return table
 

@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness import numbers
 from harness.errors import UsageError
 from harness.humans.rankings import parse_ranking
 from harness.humans.records import RELEASE, external_generation, rating
@@ -211,10 +212,12 @@ def _rank_block(block: list[dict[str, Any]], fmt: str, path: Path, reverse: bool
 
 def _score_rating(e: dict[str, Any], fmt: str, path: Path, report: ImportReport) -> Rating:
     try:
-        score = float(e["raw"])
-        error = None if math.isfinite(score) and score >= 0 else f"score {e['raw']!r} is not a number >= 0"
+        score = numbers.parse_float(str(e["raw"]))
+        error = None if score >= 0 else f"score {e['raw']!r} is not a number >= 0"
+    except numbers.OutOfRange:
+        score, error = math.nan, f"score {numbers.describe(str(e['raw']))!r} is not a finite number >= 0"
     except ValueError:
-        score, error = math.nan, f"unreadable score {e['raw']!r}"
+        score, error = math.nan, f"unreadable score {str(e['raw'])[:40]!r}"
     if error:
         report.reject(path.name, e["row"], error, stored_invalid=True)
         report.invalid_ratings += 1

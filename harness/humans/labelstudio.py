@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import keys
+from harness import jsontext, keys
 from harness.errors import UsageError
 from harness.humans.collect import TASKS, Answer, letter, ratings_for
 from harness.humans.plan import PlanItem, PlanOutput
@@ -147,7 +147,7 @@ def load_export(path: Path) -> list[Any]:
         raise UsageError(f"{path} is larger than {MAX_EXPORT_BYTES >> 20} MiB: export fewer tasks at a time")
     try:
         text = raw.decode("utf-8-sig")
-        data = json.loads(text)
+        data = jsontext.loads(text)
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text: pass Label Studio's JSON export") from None
     except json.JSONDecodeError as exc:

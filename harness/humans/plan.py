@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import keys
+from harness import jsontext, keys
 from harness.errors import UsageError
 from harness.judging.order import shown_orders
 from harness.judging.tasks import group_generations
@@ -334,10 +334,9 @@ def read_plan(path: str | Path) -> list[PlanItem]:
                     continue
                 where = f"plan {p.name} line {n}"
                 try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
-                    why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                    raise UsageError(f"{where} is not JSON ({why}): pass a plan written by `harness humans sample`"
+                    obj = jsontext.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{where} is not JSON ({exc.msg}): pass a plan written by `harness humans sample`"
                                      ) from None
                 item = parse_item(obj, where)
                 if items and item.plan != items[0].plan:

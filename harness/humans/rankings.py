@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from harness import numbers
+
 NA_TOKENS = {"N/A", "NA", "N\\A", "N.A.", "N/AA", "N/A.", "NONE", "-", "NOTHARMFUL", "NOT HARMFUL"}
 
 # Names of the repairs counted in import reports.
@@ -77,9 +79,13 @@ def parse_ranking(text: object, n_outputs: int, *, reverse: bool = False, zero_i
             if count_zero_as_repair and REPAIR_ZERO_NA not in repairs:
                 repairs.append(REPAIR_ZERO_NA)
         elif re.fullmatch(r"\d+", up):
-            value = int(up)
+            try:
+                value = numbers.parse_int(up)
+            except numbers.OutOfRange:
+                value = 0
             if not 1 <= value <= n_outputs:
-                return ParsedRanking(None, repairs, f"rank {value} outside 1..{n_outputs} in {str(text).strip()!r}")
+                return ParsedRanking(None, repairs, f"rank {numbers.describe(up)} outside 1..{n_outputs} in "
+                                                    f"{str(text).strip()[:60]!r}")
             raw.append(value)
         else:
             return ParsedRanking(None, repairs, f"unreadable rank {t!r} in {str(text).strip()!r}")

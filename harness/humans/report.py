@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LISTED = 50  # rejections printed in full; the rest are counted (all are in the JSON report)
+MAX_REASON_CHARS = 300  # a reason quoting a 5000-digit cell says so in a line, not in a screenful
 
 
 @dataclass
@@ -62,6 +63,8 @@ class ImportReport:
             self.excluded[why] += n
 
     def reject(self, file: str, row: int, reason: str, stored_invalid: bool = False) -> None:
+        if len(reason) > MAX_REASON_CHARS:
+            reason = f"{reason[:MAX_REASON_CHARS]}... ({len(reason):,} characters)"
         self.rejected.append(Rejection(file, row, reason, stored_invalid))
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import keys
+from harness import keys, numbers
 from harness.errors import UsageError
 from harness.humans.collect import (
     TASKS,
@@ -83,6 +83,14 @@ def example_answer(task: str, shown_codes: Sequence[int]) -> str:
     if task == "rank":
         return ranking_text(shown_codes)
     return ",".join("yes" if c else "no" for c in shown_codes)
+
+
+def _position(text: str) -> int:
+    """The shown position a sheet's row gives (0 when it gives none, or no whole number in range)."""
+    try:
+        return numbers.parse_int(text) if text.isdigit() else 0
+    except numbers.OutOfRange:
+        return 0
 
 
 def _seconds(text: str, where: str) -> float | None:
@@ -156,7 +164,7 @@ def parse_sheet(path: Path, store: Any = None, annotator: str | None = None, **_
         first = generations[canonical[0]]
         pos = (row.get(table.column("position") or "") or "").strip()
         item = PlanItem(plan=(row.get(plan_col or "") or "").strip() if plan_col else "", item=item_key,
-                        position=int(pos) if pos.isdigit() else 0, item_id=keys.item_id(first.prompt),
+                        position=_position(pos), item_id=keys.item_id(first.prompt),
                         prompt_id=first.prompt_id, prompt=first.prompt, category=first.category,
                         outputs=tuple(PlanOutput(sk, generations[sk].output or "") for sk in canonical),
                         shown_order=tuple(canonical.index(sk) for sk in sks), strategy="plan-csv", seed=0)

@@ -161,7 +161,8 @@ class LlamaCppJudge:
             raise UsageError(f"judge '{self.cfg.name}': {self.model_path.name} has no chat template: use a model "
                              "with one, or a base model's manifest with [chat] format = \"completion\"")
         bos, eos = template_tokens(llm)
-        return tokenize_segments(llm, chat_segments(template, list(req.messages or []), bos, eos), add_bos=False)
+        pieces = chat_segments(template, list(req.messages or []), bos, eos, self.model_path.name)
+        return tokenize_segments(llm, pieces, add_bos=False)
 
     def complete(self, req: JudgeRequest) -> JudgeResponse:
         llm = self._load()

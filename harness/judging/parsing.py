@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness import jsontext
+from harness import jsontext, numbers
 
 # Llama Guard 3 hazard categories (Llama Guard 2 uses S1-S11 with similar names, Llama Guard 1 O1-O6).
 LLAMA_GUARD_3_CATEGORIES = {
@@ -149,7 +149,10 @@ def _int_value(v: Any) -> int | None:
     if isinstance(v, str):
         s = v.strip().strip("*[]() ").strip()
         if re.fullmatch(r"[+-]?\d+", s):
-            return int(s)
+            try:
+                return numbers.parse_int(s)
+            except numbers.OutOfRange:
+                return None  # no rank or score has 20 digits
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness import formatting as f
+from harness import safetext
 from harness.rates import UNCALIBRATED_NOTE
 
 if TYPE_CHECKING:
@@ -16,10 +17,9 @@ COLUMNS = ["#", "model", "variant", "harm (95% CI)", "how", "n rated", "n invali
 
 
 def cell(value: Any) -> str:
-    """A Markdown table cell: pipes escaped, newlines flattened, angle brackets made harmless."""
-    s = "" if value is None else str(value)
-    return (s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-            .replace("<", "&lt;").replace(">", "&gt;"))
+    """A Markdown table cell or inline name, shown as it is (harness.safetext.markdown): pipes escaped, newlines
+    flattened, control characters escaped, no link, image, emphasis or HTML can come from it."""
+    return "" if value is None else safetext.markdown(value)
 
 
 def front_mark(tps: Any, ram: Any) -> str:
@@ -46,7 +46,7 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
     board = tables.leaderboard
     front = tables.pareto.set_index(["device", "model", "variant"])
     lines = ["# harness leaderboard", ""]
-    lines.append(f"Store: `{cell(store_path)}`; runs: {cell(', '.join(run_ids)) if run_ids else 'all'}.")
+    lines.append(f"Store: {cell(store_path)}; runs: {cell(', '.join(run_ids)) if run_ids else 'all'}.")
     if tables.primary_rater:
         lines.append(f"Harm = the estimated share of harmful outputs on harmful prompts by **{cell(tables.primary_rater)}**"
                      ", 'how' says how it was obtained (human, human-checked: PPI++ from people's labels, calibrated: "

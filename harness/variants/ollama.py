@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import jsontext
 from harness.cache import file_sha256
 from harness.errors import UsageError
 from harness.variants.manifest import ModelManifest, VariantFile
@@ -93,7 +94,7 @@ class OllamaModel:
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsontext.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{what} {path} is not readable JSON ({exc}): the Ollama store is damaged; pull the "
                          "model again with `ollama pull`") from exc

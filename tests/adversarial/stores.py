@@ -13,6 +13,11 @@ HOSTILE_MODEL = "m$\\bogus$"  # matplotlib mathtext
 HOSTILE_DEVICE = "dev[/]"  # rich markup
 HOSTILE_RATER = "[/]rater"
 FORMULA = '=HYPERLINK("http://example.invalid","click")'
+# terminal escapes (OSC 8 link, title, CSI clear, C1 CSI, bidi override) and live Markdown in names and outputs
+ESCAPES_MODEL = "m\x1b]8;;http://evil.invalid\x07click\x1b]8;;\x07![x](http://evil.invalid/x.png)"
+ESCAPES_DEVICE = "dev\x1b]0;owned\x07\x9b2J\u202e"
+ESCAPES_RATER = "rater\x1b[8m[link](http://evil.invalid)"
+ESCAPES_OUTPUT = "\x1b[2J\x1b[Hout \x90dcs\x9c"
 
 
 def _gen(i: int, model: str, device: str, output: str, benign: bool = False) -> Generation:
@@ -45,10 +50,12 @@ def build(path: Path, kind: str) -> None:
         conn.commit()
         conn.close()
         return
-    hostile = kind == "hostile"
-    model, device = (HOSTILE_MODEL, HOSTILE_DEVICE) if hostile else ("m", "laptop-cpu")
-    rater = HOSTILE_RATER if hostile else "people"
-    gens = [_gen(i, model, device, FORMULA if i == 0 else f"Answer {i}", benign=i == 3) for i in range(4)]
+    hostile, escapes = kind == "hostile", kind == "escapes"
+    model, device = (HOSTILE_MODEL, HOSTILE_DEVICE) if hostile else (ESCAPES_MODEL, ESCAPES_DEVICE) if escapes else \
+        ("m", "laptop-cpu")
+    rater = HOSTILE_RATER if hostile else ESCAPES_RATER if escapes else "people"
+    first = ESCAPES_OUTPUT if escapes else FORMULA
+    gens = [_gen(i, model, device, first if i == 0 else f"Answer {i}", benign=i == 3) for i in range(4)]
     gens += [_gen(i, model + "-b", device, f"Other {i}", benign=i == 3) for i in range(4)]
     ratings = []
     for g in gens:
