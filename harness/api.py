@@ -142,16 +142,16 @@ def check_sampling(*, max_tokens: int, temperature: float, top_p: float, seeds: 
         raise UsageError(f"--top-p must be in (0, 1], not {top_p}")
     if not seeds:
         raise UsageError("no seed given: pass --seed N or --seeds N,N")
-    if temperature == 0 and len(seeds) > 1:
-        raise UsageError(f"seeds change nothing at temperature 0 (greedy decoding gives each prompt one output, so "
-                         f"{len(seeds)} seeds would count it {len(seeds)} times): set --temperature above 0, or pass "
-                         "one seed")
     for s in seeds:
         if isinstance(s, bool) or not 0 <= s <= MAX_SEED:
             raise UsageError(f"seed {s} is outside 0..{MAX_SEED}: pass a non-negative 32-bit seed")
     repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
     if repeated:
         raise UsageError(f"seed {repeated[0]} is given twice in --seeds: list each seed once")
+    if temperature == 0 and len(seeds) > 1:
+        raise UsageError(f"seeds change nothing at temperature 0 (greedy decoding gives each prompt one output, so "
+                         f"{len(seeds)} seeds would count it {len(seeds)} times): set --temperature above 0, or pass "
+                         "one seed")
 
 
 def check_bootstrap(n: int) -> None:
@@ -562,7 +562,7 @@ def study_judge(release: str | Path, judge: str, *, out: str | Path | None = Non
 def hh_audit(path: str | Path, judge: str, *, mode: str | None = None, base_url: str | None = None,
              limit: int | None = None, progress: Progress | None = None, use_disk_cache: bool = True) -> Any:
     """Judge both replies of every HH-RLHF harmless-base pair: how often the crowd's chosen (less harmful) reply is
-    harmful itself, and how often the judge agrees with the crowd's choice, with Wilson 95% intervals
+    harmful itself, and how often the judge agrees with the crowd's choice, with exact 95% intervals
     (harness.hh_audit.HHAudit)."""
     from harness.hh_audit import audit
 

@@ -43,6 +43,8 @@ def loads(text: str) -> Any:
 def raw_decode(decoder: json.JSONDecoder, text: str, index: int) -> tuple[Any, int]:
     """JSONDecoder.raw_decode, with RecursionError, numbers out of range and lone surrogates reported as
     json.JSONDecodeError."""
+    if type(decoder) is json.JSONDecoder and decoder.parse_int in (None, int):  # json's own: bound its numbers
+        decoder = _DECODER
     return _guarded(lambda: decoder.raw_decode(text, index), text, index)  # type: ignore[no-any-return]
 
 

@@ -19,9 +19,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _own_card_library(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test has a judge-card library of its own (harness.cardlib), never the user's."""
+def _own_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test has a judge-card library (harness.cardlib) and a user catalog folder of its own, never the
+    user's ~/.config/harness."""
     monkeypatch.setenv("HARNESS_CARDS", str(tmp_path_factory.mktemp("cards") / "cards.sqlite"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
 @dataclass

@@ -102,6 +102,7 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
 
     pwned = Path("/tmp/harness-pwned")
     pwned.unlink(missing_ok=True)
+    prior = {f: _sha(f) for f in tmp_path.rglob("*") if f.is_file()}  # the case's inputs, its store included
     try:
         r = cli(*[fill(a) for a in case["args"]])
     finally:
@@ -119,8 +120,8 @@ def test_case(case: dict[str, Any], cli, tmp_path: Path, monkeypatch: pytest.Mon
         assert message in r.out + r.err, (r.out + r.err)[-3000:]
     for secret in case.get("absent", []):  # an API key, a raw ESC: in no output, no file the case left (inputs aside)
         assert secret not in r.out + r.err, f"{secret!r} in the output: {(r.out + r.err)[-3000:]!r}"
-        for f in tmp_path.rglob("*"):
-            if f.is_file() and files not in f.parents:
+        for f in tmp_path.rglob("*"):  # every file the command wrote or changed
+            if f.is_file() and files not in f.parents and prior.get(f) != _sha(f):
                 assert secret.encode() not in f.read_bytes(), f"{secret!r} was written to {f}"
     if case.get("unchanged", True):
         assert _sha(store) == before, "the store's bytes changed"

@@ -354,9 +354,9 @@ def test_hh_audit_reports_the_two_figures_with_intervals(cli, server, tmp_path: 
     assert (res["agreement"]["k"], res["agreement"]["n"], res["ties"]) == (2, 3, 1)
     assert res["rejected"] == []
     lo, hi = res["chosen_harmful"]["ci_low"], res["chosen_harmful"]["ci_high"]
-    assert lo == pytest.approx(0.15003, abs=1e-4) and hi == pytest.approx(0.84997, abs=1e-4)  # Wilson 2/4
+    assert lo == pytest.approx(0.06759, abs=1e-4) and hi == pytest.approx(0.93241, abs=1e-4)  # exact 2/4
     table = cli("study", "hh-audit", hh_file(tmp_path), "--judge", JUDGE_TOML, "--base-url", server.base_url)
-    assert table.code == 0 and "chosen reply judged harmful" in table.out and "50.0% [15.0-85.0%] (2/4)" in table.out
+    assert table.code == 0 and "chosen reply judged harmful" in table.out and "50.0% [6.8-93.2%] (2/4)" in table.out
 
 
 def test_hh_audit_refuses_what_it_cannot_audit(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -447,4 +447,4 @@ def test_hh_audit_limit_counts_pairs_reads_gzip_and_shows_the_tie_share(cli, ser
     assert res["pairs"] == 3 and res["judged"] == 6
     table = cli("study", "hh-audit", plain, "--judge", JUDGE_TOML, "--base-url", server.base_url)
     assert table.code == 0 and "judge ties the two replies (no verdict)" in table.out
-    assert "25.0% [4.6-69.9%] (1/4)" in table.out
+    assert "25.0% [0.6-80.6%] (1/4)" in table.out
