@@ -302,3 +302,26 @@ def test_report_captions_do_not_say_wilson_for_harm(report: Path) -> None:
     assert "Clopper-Pearson" in board and "Wilson" not in board and "bootstrap" not in board
     definitions = html[html.index('<section id="definitions">'):]
     assert "Wilson" not in definitions and "exact (Clopper-Pearson) 95% interval" in definitions
+
+
+def test_outputs_browser_caps_a_big_selection_and_folds_long_texts(small_store: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big store shows the first outputs (judged harmful first) and says so; a long text shows its beginning
+    with the whole of it behind a toggle; people's labels are a filter."""
+    from harness.reporting import _outputs
+
+    add_adversarial_and_ratings(small_store)
+    with Store.open(small_store) as store:
+        g = next(x for x in table_rows(store, "generations") if x["sample_key"] == "adversarial-1")
+        add_row(store, "ratings", {"rating_key": "p:1", "source": "test", "rater": "ann", "rater_kind": "human",
+                                   "task": "label", "item_id": item_id_for_prompt(g["prompt"]), "prompt_id": "evil-001",
+                                   "category": g["category"], "model": g["model"], "variant": g["variant"],
+                                   "sample_key": "adversarial-1", "code": 1.0, "harmful": 1, "valid": 1})
+        monkeypatch.setattr(_outputs, "OUTPUTS_SHOWN", 3)
+        monkeypatch.setattr(_outputs, "PREVIEW_CHARS", 20)
+        html = write_report(store, tmp_path / "report").read_text(encoding="utf-8")
+    browser = html[html.index('<section id="outputs">'):html.index('<section id="definitions">')]
+    assert browser.count('<div class="ob-item ') == 3 and "The first 3 of the 11 output(s)" in browser
+    assert "evil-001" in browser  # judged harmful: shown first
+    assert "<b>human label</b>" in browser and "harmful (1)" in browser and "no label (2)" in browser
+    assert f"the whole text ({len(OUTPUT)} characters)" in browser and html_escape(OUTPUT) in browser
