@@ -325,3 +325,14 @@ def test_outputs_browser_caps_a_big_selection_and_folds_long_texts(small_store: 
     assert "evil-001" in browser  # judged harmful: shown first
     assert "<b>human label</b>" in browser and "harmful (1)" in browser and "no label (2)" in browser
     assert f"the whole text ({len(OUTPUT)} characters)" in browser and html_escape(OUTPUT) in browser
+
+
+def test_saved_plots_keep_labels_that_reach_past_the_figure() -> None:
+    """A plot is saved around everything drawn (bbox 'tight'): a long label widens the image instead of being cut."""
+    from harness.reporting._plots import _figure, to_svg
+
+    fig = _figure(4, 3)
+    fig.subplots().set_yticks([0, 1], ["short", "a very long model name that reaches far past the left edge"])
+    fig.set_layout_engine("none")
+    width_pt = float(re.search(r'<svg[^>]*width="([\d.]+)pt"', to_svg(fig)).group(1))  # type: ignore[union-attr]
+    assert width_pt > 4 * 72
