@@ -19,13 +19,15 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 header { background: #1f2937; color: #f9fafb; padding: 18px 32px; }
 header h1 { margin: 0 0 4px 0; font-size: 22px; }
 header .meta { color: #d1d5db; font-size: 13px; }
-main { padding: 8px 32px 48px 32px; max-width: 1500px; }
+main { padding: 8px 24px 48px 24px; }
 nav { margin: 12px 0; font-size: 13px; }
 nav a { margin-right: 14px; color: #1f4e99; }
 h2 { margin-top: 36px; border-bottom: 2px solid #e5e7eb; padding-bottom: 4px; }
 h3 { margin-top: 24px; }
-table { border-collapse: collapse; margin: 8px 0 16px 0; background: #fff; font-size: 13px; }
-th, td { border: 1px solid #e5e7eb; padding: 4px 8px; text-align: right; vertical-align: top; }
+table { border-collapse: collapse; margin: 8px 0 16px 0; background: #fff; font-size: 12.5px; }
+th, td { border: 1px solid #e5e7eb; padding: 3px 6px; text-align: right; vertical-align: top; }
+td { white-space: nowrap; }
+td.t { white-space: normal; overflow-wrap: anywhere; min-width: 5em; max-width: 26em; }
 th { background: #f3f4f6; position: sticky; top: 0; }
 td.t, th.t { text-align: left; }
 tr.front td { background: #fff5f5; }
@@ -107,6 +109,7 @@ class Section:
     anchor: str
     title: str
     body: list[Any] = field(default_factory=list)
+    style: str = ""  # CSS rules of this section only (generated, never text from the store)
 
     def add(self, *parts: Any) -> Section:
         self.body.extend(parts)
@@ -116,6 +119,7 @@ class Section:
 def page(title: str, meta_lines: Sequence[str], sections: Sequence[Section]) -> str:
     nav = join(Raw(f'<a href="#{esc(s.anchor)}">{esc(s.title)}</a>') for s in sections)
     meta = join(tag("div", line) for line in meta_lines)
+    style = STYLE + "".join(s.style for s in sections)
     body = join(Raw(f'<section id="{esc(s.anchor)}"><h2>{esc(s.title)}</h2>{join(s.body)}</section>')
                 for s in sections)
     return (
@@ -124,6 +128,6 @@ def page(title: str, meta_lines: Sequence[str], sections: Sequence[Section]) -> 
         f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n"
+        f"<title>{esc(title)}</title><style>{style}</style></head>\n"
         f"<body><header><h1>{esc(title)}</h1>{meta}</header><main><nav>{nav}</nav>{body}</main></body></html>\n"
     )

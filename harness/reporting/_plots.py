@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import require
 from harness.formatting import missing
+from harness.reporting._captions import harm_intervals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +53,7 @@ def _figure(width_in: float, height_in: float) -> Any:
 
 def to_svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.1)  # labels never cut
     return buf.getvalue()
 
 
@@ -68,49 +69,119 @@ def _label(model: str, variant: str) -> str:
     return _short(f"{model}:{variant}")
 
 
+PANELS = (("decode_tps", "front_tps", "decode tokens/s (higher is better)", 1.0),
+          ("peak_rss_bytes", "front_ram", "peak RAM, MB (lower is better)", 1e-6))
+KEY_GID = "pareto-key"  # the numbers beside the points (the table under the plot says which variant each is)
+
+
 @plain_text
 def pareto_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
-    """Two panels for one device: harm vs decode tok/s and harm vs peak RAM, front in red."""
+    """Two panels for one device: harm vs decode tok/s and harm vs peak RAM, front in red, points numbered
+    1..n in the order of `rows` (the page's table under the plot is the key)."""
+    return to_svg(pareto_figure(device, rows, rater))
+
+
+def pareto_figure(device: str, rows: pd.DataFrame, rater: str) -> Any:
     fig = _figure(11, 4.2)
-    axes = fig.subplots(1, 2)
-    panels = (("decode_tps", "front_tps", "decode tokens/s (higher is better)", 1.0),
-              ("peak_rss_bytes", "front_ram", "peak RAM, MB (lower is better)", 1e-6))
-    for ax, (xcol, front_col, xlabel, scale) in zip(axes, panels):
-        sub = rows[[not missing(h) and not missing(x) for h, x in zip(rows["harm_rate"], rows[xcol])]]
-        for on_front, colour, marker, name in ((False, OTHER_COLOUR, "o", "dominated"),
-                                               (True, FRONT_COLOUR, "D", "Pareto front")):
-            pts = sub[sub[front_col] == on_front]
-            if pts.empty:
-                continue
-            x = [float(v) * scale for v in pts[xcol]]
-            y = [float(v) * 100 for v in pts["harm_rate"]]
-            lo = [max(0.0, (float(h) - float(low)) * 100) if not missing(low) else 0.0
-                  for h, low in zip(pts["harm_rate"], pts["harm_ci_low"])]
-            hi = [max(0.0, (float(u) - float(h)) * 100) if not missing(u) else 0.0
-                  for h, u in zip(pts["harm_rate"], pts["harm_ci_high"])]
-            ax.errorbar(x, y, yerr=[lo, hi], fmt=marker, color=colour, ecolor=colour, alpha=0.9, capsize=3,
-                        markersize=8 if on_front else 6, label=name, zorder=3 if on_front else 2)
-            if not on_front and len(sub) > 6:
-                continue  # a crowded plot labels only the front; the table below names every point
-            for xi, yi, m, v in zip(x, y, pts["model"], pts["variant"]):
-                ax.annotate(_label(str(m), str(v)), (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        front = sub[sub[front_col]].copy()
-        if len(front) > 1:
-            front = front.sort_values(xcol)
-            ax.plot([float(v) * scale for v in front[xcol]], [float(v) * 100 for v in front["harm_rate"]],
-                    color=FRONT_COLOUR, linewidth=1, linestyle="--", drawstyle="steps-post" if xcol == "peak_rss_bytes"
-                    else "steps-pre", zorder=1)
-        ax.margins(x=0.3)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"harm rate on harmful prompts, % ({rater})")
-        ax.set_ylim(bottom=-2, top=max(10.0, ax.get_ylim()[1]))
-        ax.grid(True, alpha=0.3)
-        if sub.empty:
-            ax.text(0.5, 0.5, "no variant has both a harm rate and this cost", ha="center", transform=ax.transAxes)
-        else:
-            ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"{device}: harm vs cost (95% Wilson intervals)", fontsize=11)
-    return to_svg(fig)
+    numbers = {idx: str(i + 1) for i, idx in enumerate(rows.index)}
+    placed = [(ax, _pareto_panel(ax, rows, numbers, panel, rater)) for ax, panel in zip(fig.subplots(1, 2), PANELS)]
+    fig.suptitle(f"{device}: harm ({rater}) vs cost; {harm_intervals(_methods(rows))}", fontsize=10)
+    renderer = _freeze_layout(fig)
+    for ax, points in placed:
+        place_keys(ax, points, renderer)
+    return fig
+
+
+def _methods(rows: pd.DataFrame) -> list[Any]:
+    return list(rows["harm_method"]) if "harm_method" in rows else []
+
+
+def _pareto_panel(ax: Any, rows: pd.DataFrame, numbers: Mapping[Any, str], panel: tuple[str, str, str, float],
+                  rater: str) -> list[tuple[float, float, str]]:
+    """Draw one panel; return its points (x, y, number) to be numbered once the layout is fixed."""
+    xcol, front_col, xlabel, scale = panel
+    sub = rows[[not missing(h) and not missing(x) for h, x in zip(rows["harm_rate"], rows[xcol])]]
+    if sub.empty:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"no variant has both a harm rate and\n{xlabel.split(' (')[0]}: nothing to plot",
+                ha="center", va="center", transform=ax.transAxes, fontsize=10, color=OTHER_COLOUR)
+        return []
+    points: list[tuple[float, float, str]] = []
+    for on_front, colour, marker, name in ((False, OTHER_COLOUR, "o", "dominated"), (True, FRONT_COLOUR, "D", "Pareto front")):
+        pts = sub[sub[front_col] == on_front]
+        if pts.empty:
+            continue
+        x = [float(v) * scale for v in pts[xcol]]
+        y = [float(v) * 100 for v in pts["harm_rate"]]
+        lo = [max(0.0, (float(h) - float(low)) * 100) if not missing(low) else 0.0
+              for h, low in zip(pts["harm_rate"], pts["harm_ci_low"])]
+        hi = [max(0.0, (float(u) - float(h)) * 100) if not missing(u) else 0.0
+              for h, u in zip(pts["harm_rate"], pts["harm_ci_high"])]
+        ax.errorbar(x, y, yerr=[lo, hi], fmt=marker, color=colour, ecolor=colour, alpha=0.9, capsize=3,
+                    markersize=8 if on_front else 6, label=name, zorder=3 if on_front else 2)
+        points += [(xi, yi, numbers[idx]) for xi, yi, idx in zip(x, y, pts.index)]
+    front = sub[sub[front_col].astype(bool)].sort_values(xcol)
+    if len(front) > 1:
+        ax.plot([float(v) * scale for v in front[xcol]], [float(v) * 100 for v in front["harm_rate"]],
+                color=FRONT_COLOUR, linewidth=1, linestyle="--",
+                drawstyle="steps-post" if xcol == "peak_rss_bytes" else "steps-pre", zorder=1)
+    ax.margins(x=0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("harm rate on harmful prompts, %")
+    ax.set_ylim(bottom=-2, top=max(10.0, ax.get_ylim()[1]))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above the points
+    return points
+
+
+def _freeze_layout(fig: Any) -> Any:
+    """Lay the figure out once (constrained layout) and keep it, so label boxes measured now stay where they are."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    fig.set_layout_engine("none")
+    return renderer
+
+
+KEY_RINGS = (9.0, 16.0, 24.0, 33.0, 43.0, 54.0, 66.0)  # offsets in points, tried nearest first
+KEY_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+MARKER_PX = 5.0  # half the side of the box a marker covers
+KEY_GAP_PX = 4.0  # room kept around a number, so that two numbers never read as one
+
+
+def place_keys(ax: Any, points: Sequence[tuple[float, float, str]], renderer: Any) -> None:
+    """Number each point beside it where its box overlaps no other number, marker or the legend; a number moved
+    away from its point gets a thin leader line."""
+    from matplotlib.transforms import Bbox
+
+    taken = [Bbox.from_bounds(px - MARKER_PX, py - MARKER_PX, 2 * MARKER_PX, 2 * MARKER_PX)
+             for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)]
+    if ax.get_legend() is not None:
+        taken.append(ax.get_legend().get_window_extent(renderer))
+    for x, y, number in points:
+        label = ax.annotate(number, (x, y), textcoords="offset points", xytext=(KEY_RINGS[0], KEY_RINGS[0]),
+                            ha="center", va="center", fontsize=8, gid=KEY_GID, zorder=5)
+        box, offset = _free_spot(label, taken, renderer)
+        taken.append(Bbox.from_extents(box.x0 - KEY_GAP_PX, box.y0 - KEY_GAP_PX, box.x1 + KEY_GAP_PX,
+                                       box.y1 + KEY_GAP_PX))
+        if max(abs(offset[0]), abs(offset[1])) > KEY_RINGS[0]:
+            ax.annotate("", (x, y), xytext=offset, textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "color": OTHER_COLOUR, "linewidth": 0.5, "shrinkB": 4})
+
+
+def _free_spot(label: Any, taken: Sequence[Any], renderer: Any) -> tuple[Any, tuple[float, float]]:
+    """Move `label` to the nearest offset whose box overlaps nothing taken (the last tried when none is free)."""
+    box, offset = None, (0.0, 0.0)
+    for ring in KEY_RINGS:
+        for dx, dy in KEY_DIRECTIONS:
+            offset = (dx * ring, dy * ring)
+            label.xyann = offset
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(t) for t in taken):
+                return box, offset
+    assert box is not None
+    return box, offset
 
 
 @plain_text
@@ -127,7 +198,7 @@ def harm_bars_svg(device: str, rows: pd.DataFrame, rater: str) -> str:
     ax.barh(y, rate, xerr=[lo, hi], color=BAR_COLOUR, alpha=0.85, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, 100)
-    ax.set_xlabel(f"harm rate on harmful prompts, % ({rater}); bars are 95% Wilson intervals")
+    ax.set_xlabel(f"harm rate on harmful prompts, % ({rater}); bars are {harm_intervals(_methods(rows))}")
     ax.set_title(f"{device}: harm rate by variant", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     return to_svg(fig)

@@ -12,18 +12,17 @@ from harness import formatting as f
 from harness.errors import UsageError, require
 from harness.outputs import spreadsheet_cell, write_text
 from harness.rates import UNCALIBRATED_NOTE, card_verdict_text
+from harness.reporting import _captions, _markdown, _plots
 from harness.reporting import _html as h
-from harness.reporting import _markdown, _plots
 from harness.reporting._data import ReportData, load, texts_for
-from harness.reporting._judges import JudgePanel, build_panel, explanation_for
+from harness.reporting._judges import JudgePanel, build_panel
+from harness.reporting._outputs import outputs_section
 from harness.reporting._tables import KEYS, Tables, build
 from harness.store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-EXAMPLES_PER_VARIANT = 3
-EXAMPLES_TOTAL = 30
 FLIPS_SHOWN_PER_PAIR = 20
 
 
@@ -133,7 +132,8 @@ def render_html(store: Store, report: Report) -> str:
              f"ratings ({data.counts_summary['human_ratings']} from humans or experts)")]
     sections = [
         glance_section(report), leaderboard_section(report), pareto_section(report), ladder_section(store, report),
-        qos_section(store, report), judges_section(report), study_section(report), examples_section(store, report), definitions_section(report),
+        qos_section(store, report), judges_section(report), study_section(report), outputs_section(store, report),
+        definitions_section(report),
     ]
     return h.page("harness report: harm and cost of small LLMs", meta, sections)
 
@@ -263,70 +263,94 @@ def method_label(r: dict[str, Any]) -> str:
 
 
 def leaderboard_section(report: Report) -> h.Section:
+    """Per device a compact table that fits a laptop window, the other columns in two tables behind a toggle."""
     t = report.tables
     s = h.Section("leaderboard", "Leaderboard per device")
     if t.leaderboard.empty:
         return s.add(h.empty("No generations in this selection."))
-    other_raters = [c[len("harm_rate["):-1] for c in t.leaderboard.columns if c.startswith("harm_rate[")
-                    and c[len("harm_rate["):-1] != t.primary_rater]
     rater_note = (f"Harm: {t.primary_rater} (rows are ranked by it)." if t.primary_rater
                   else "Harm: no judgments yet.")
     s.add(h.tag("p", f"{rater_note} Refusal: {t.refusal_rater or 'no refusal ratings yet'}. "
-                     "Intervals are 95%: Wilson for raw rates, PPI++ for human-checked, a bootstrap over the run and "
-                     "the judge card for calibrated. Highlighted rows are on a Pareto front.", "note"))
-    rates = t.harm_rates.set_index([*KEYS, "rater"]) if len(t.harm_rates) else None
+                     f"{_captions.harm_intervals(t.leaderboard['harm_method'])}. Highlighted rows are on a Pareto "
+                     "front. The other columns (judge raw rate, invalid ratings, worst category, other raters, "
+                     "latency, VRAM, energy, size, excluded samples) are behind 'more columns'.", "note"))
     front = t.pareto.set_index(KEYS)
-    cols = [h.Column("#"), h.Column("model", True), h.Column("variant", True), h.Column("backend", True),
+    for device, rows in t.leaderboard.groupby("device", sort=True):
+        records = rows.to_dict("records")
+        fronts = [front.loc[(r["device"], r["model"], r["variant"])] for r in records]
+        classes = ["front" if bool(fr["front_tps"]) or bool(fr["front_ram"]) else "" for fr in fronts]
+        s.add(h.tag("h3", str(device)),
+              h.table(compact_columns(t), [compact_cells(r, fr) for r, fr in zip(records, fronts)], classes),
+              h.Raw("<details><summary>"), h.tag("span", f"more columns ({device})"), h.Raw("</summary>"),
+              h.table(harm_detail_columns(t), [harm_detail_cells(t, r) for r in records]),
+              h.table(COST_DETAIL_COLUMNS, [cost_detail_cells(r) for r in records]), h.Raw("</details>"))
+    return s
+
+
+def compact_columns(t: Tables) -> list[h.Column]:
+    return [h.Column("#"), h.Column("model:variant", True),
             h.Column(f"harm ({t.primary_rater or 'none'})", title_attr="estimated share of harmful outputs on harmful "
                                                                        "prompts (see 'how')"),
             h.Column("how", True, title_attr="human | human-checked (PPI++) | calibrated (Rogan-Gladen with a judge "
                                              "card) | uncalibrated (the judge's raw rate)"),
-            h.Column("judge raw", title_attr="the judge's raw rate, Wilson 95%"),
+            h.Column("refusal"), h.Column("decode tok/s [IQR]", title_attr="median [interquartile range] over clean "
+                                                                          "measurements"),
+            h.Column("TTFT s"), h.Column("peak RAM"), h.Column("Pareto", True)]
+
+
+def compact_cells(r: dict[str, Any], fr: Any) -> list[Any]:
+    return [r["rank"], _name(r), f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]), method_label(r),
+            f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
+            f.num_iqr(r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]), f.num(r["ttft_s"], ".3f"),
+            f.mb(r["peak_rss_bytes"]), _markdown.front_mark(fr["front_tps"], fr["front_ram"])]
+
+
+def other_raters(t: Tables) -> list[str]:
+    return [c[len("harm_rate["):-1] for c in t.leaderboard.columns if c.startswith("harm_rate[")
+            and c[len("harm_rate["):-1] != t.primary_rater]
+
+
+def harm_detail_columns(t: Tables) -> list[h.Column]:
+    return [h.Column("model:variant", True), h.Column("backend", True),
+            h.Column("judge raw", title_attr="the judge's raw rate, exact (Clopper-Pearson) 95%"),
             h.Column("n rated"), h.Column("n invalid", title_attr="invalid ratings: excluded, never counted as harmless"),
-            h.Column("worst category", True)]
-    cols += [h.Column(f"harm ({r})") for r in other_raters]
-    cols += [h.Column("refusal"), h.Column("over-refusal", title_attr="refusals on benign controls"),
-             h.Column("TTFT s"), h.Column("decode tok/s [IQR]", title_attr="median [interquartile range] over clean "
-                                                                             "measurements"),
-             h.Column("latency s"),
-             h.Column("latency p90 s", title_attr="the slowest decile starts here"), h.Column("peak RAM"),
-             h.Column("peak VRAM"), h.Column("J/token"), h.Column("size on disk"), h.Column("n gens"),
-             h.Column("cost excluded", title_attr="samples left out of the cost medians: contended (other processes "
-                                                  "used the machine) and warm-up"),
-             h.Column("errors"), h.Column("Pareto", True)]
-    for device, rows in t.leaderboard.groupby("device", sort=True):
-        s.add(h.tag("h3", str(device)))
-        body, classes = [], []
-        for r in rows.to_dict("records"):
-            key = (r["device"], r["model"], r["variant"])
-            fr = front.loc[key]
-            worst = "-" if f.missing(r["worst_category"]) else \
-                f"{r['worst_category']}: {f.pct(r['worst_category_rate'])} (n={f.count(r['worst_category_n'])})"
-            others = []
-            for rater in other_raters:
-                if rates is not None and (key + (rater,)) in rates.index:
-                    x = rates.loc[key + (rater,)]
-                    others.append(f"{f.rate_ci(x['rate'], x['ci_low'], x['ci_high'])} n={f.count(x['n_valid'])}"
-                                  + (f", {f.count(x['n_invalid'])} invalid" if x["n_invalid"] else ""))
-                else:
-                    others.append("-")
-            body.append([
-                r["rank"], r["model"], r["variant"], r["backend"],
-                f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]), method_label(r),
-                f.rate_ci(r["harm_raw_rate"], r["harm_raw_ci_low"], r["harm_raw_ci_high"]), f.count(r["harm_n"]),
-                f.count(r["harm_n_invalid"]), worst, *others,
-                f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
-                f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"]),
-                f.num(r["ttft_s"], ".3f"), f.num_iqr(r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]),
-                f.num(r["latency_s"], ".2f"),
-                f.num(r["latency_p90_s"], ".2f"), f.mb(r["peak_rss_bytes"]), f.mb(r["peak_vram_bytes"]),
-                f.num(r["energy_j_per_token"], ".3f"), f.mb(r["size_bytes"]), r["n"],
-                f.excluded(r["n_contended"], r["n_warmup"]), r["n_errors"],
-                _markdown.front_mark(fr["front_tps"], fr["front_ram"]),
-            ])
-            classes.append("front" if bool(fr["front_tps"]) or bool(fr["front_ram"]) else "")
-        s.add(h.table(cols, body, classes))
-    return s
+            h.Column("worst category", True), *[h.Column(f"harm ({r})") for r in other_raters(t)],
+            h.Column("over-refusal", title_attr="refusals on benign controls")]
+
+
+def harm_detail_cells(t: Tables, r: dict[str, Any]) -> list[Any]:
+    worst = "-" if f.missing(r["worst_category"]) else \
+        f"{r['worst_category']}: {f.pct(r['worst_category_rate'])} (n={f.count(r['worst_category_n'])})"
+    return [_name(r), r["backend"], f.rate_ci(r["harm_raw_rate"], r["harm_raw_ci_low"], r["harm_raw_ci_high"]),
+            f.count(r["harm_n"]), f.count(r["harm_n_invalid"]), worst,
+            *[_other_rate(t, r, rater) for rater in other_raters(t)],
+            f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"])]
+
+
+def _other_rate(t: Tables, r: dict[str, Any], rater: str) -> str:
+    hr = t.harm_rates
+    x = hr[(hr["device"] == r["device"]) & (hr["model"] == r["model"]) & (hr["variant"] == r["variant"])
+           & (hr["rater"] == rater)] if len(hr) else hr
+    if x.empty:
+        return "-"
+    y = x.iloc[0]
+    return (f"{f.rate_ci(y['rate'], y['ci_low'], y['ci_high'])} n={f.count(y['n_valid'])}"
+            + (f", {f.count(y['n_invalid'])} invalid" if y["n_invalid"] else ""))
+
+
+COST_DETAIL_COLUMNS = [
+    h.Column("model:variant", True), h.Column("latency s"),
+    h.Column("latency p90 s", title_attr="the slowest decile starts here"), h.Column("peak VRAM"), h.Column("J/token"),
+    h.Column("size on disk"), h.Column("n gens"),
+    h.Column("cost excluded", title_attr="samples left out of the cost medians: contended (other processes used the "
+                                         "machine) and warm-up"),
+    h.Column("errors")]
+
+
+def cost_detail_cells(r: dict[str, Any]) -> list[Any]:
+    return [_name(r), f.num(r["latency_s"], ".2f"), f.num(r["latency_p90_s"], ".2f"), f.mb(r["peak_vram_bytes"]),
+            f.num(r["energy_j_per_token"], ".3f"), f.mb(r["size_bytes"]), r["n"],
+            f.excluded(r["n_contended"], r["n_warmup"]), r["n_errors"]]
 
 
 def pareto_section(report: Report) -> h.Section:
@@ -336,7 +360,8 @@ def pareto_section(report: Report) -> h.Section:
         return s.add(h.empty("No judgments yet: a harm rate is needed to draw the fronts."))
     s.add(h.tag("p", "A variant is on the front when no other variant on the same device is both at most as "
                      "harmful and at least as fast (or as light), and strictly better in one. Red diamonds are on "
-                     "the front; grey points are dominated.", "note"))
+                     "the front; grey points are dominated. Each point carries its number in the table under the plot; "
+                     f"{_captions.harm_intervals(t.pareto['harm_method'])}.", "note"))
     for device, rows in t.pareto.groupby("device", sort=True):
         s.add(h.tag("h3", str(device)))
         has_cost = rows["harm_rate"].notna() & (rows["decode_tps"].notna() | rows["peak_rss_bytes"].notna())
@@ -346,10 +371,11 @@ def pareto_section(report: Report) -> h.Section:
             continue
         s.add(h.img(_plots.data_uri(_plots.pareto_svg(str(device), rows, t.primary_rater)),
                     f"Pareto fronts on {device}"))
-        body = [[r["model"], r["variant"], f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]),
+        body = [[i, r["model"], r["variant"], f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]),
                  f.num(r["decode_tps"]), f.mb(r["peak_rss_bytes"]), "yes" if r["front_tps"] else "",
-                 "yes" if r["front_ram"] else ""] for r in rows.to_dict("records")]
-        s.add(h.table([h.Column("model", True), h.Column("variant", True), h.Column("harm"),
+                 "yes" if r["front_ram"] else ""] for i, r in enumerate(rows.to_dict("records"), start=1)]
+        s.add(h.table([h.Column("point", title_attr="the number beside the point in the plots"),
+                       h.Column("model", True), h.Column("variant", True), h.Column("harm"),
                        h.Column("decode tok/s"), h.Column("peak RAM"), h.Column("front: harm vs speed", True),
                        h.Column("front: harm vs RAM", True)], body))
     return s
@@ -659,71 +685,21 @@ def study_section(report: Report) -> h.Section:
     return s.add(*study_parts(st))
 
 
-def examples_section(store: Store, report: Report) -> h.Section:
-    t = report.tables
-    data = report.data
-    s = h.Section("outputs", "Outputs")
-    if data.generations.empty:
-        return s.add(h.empty("No generations."))
-    if t.primary_rater:
-        assert t.rate_tables is not None
-        harmful = {k for k, v in t.rate_tables.verdicts.items() if v == 1}
-        g = data.generations
-        v = g[g["sample_key"].isin(harmful)].sort_values([*KEYS, "prompt_id"])
-        picked = v.groupby(KEYS, sort=True).head(EXAMPLES_PER_VARIANT).head(EXAMPLES_TOTAL)
-        s.add(h.tag("p", f"Outputs {t.primary_rater} judged harmful (up to {EXAMPLES_PER_VARIANT} per variant). "
-                         "Texts are shown exactly as stored, escaped.", "note"))
-        if picked.empty:
-            return s.add(h.empty(f"{t.primary_rater} judged no output harmful."))
-    else:
-        g = data.generations
-        picked = g[g["benign"] == 0].sort_values([*KEYS, "prompt_id"]).groupby(KEYS, sort=True).head(2).head(EXAMPLES_TOTAL)
-        s.add(h.tag("p", "Not judged yet: the first outputs on harmful prompts per variant. Texts are shown exactly "
-                         "as stored, escaped.", "note"))
-    keys = picked["sample_key"].tolist()
-    texts = texts_for(store, keys)
-    explanations = _explanations(store, t.primary_rater, keys) if t.primary_rater else {}
-    for r in picked.to_dict("records"):
-        tx = texts.get(r["sample_key"], {})
-        s.add(h.Raw('<div class="example">'),
-              h.tag("div", f"{r['device']} | {r['model']}:{r['variant']} | {r['prompt_id']} ({r['category']})", "who"),
-              h.tag("div", "prompt", "who"), h.text_block(tx.get("prompt")),
-              h.tag("div", "output" + (f" (error: {tx.get('error')})" if tx.get("error") else ""), "who"),
-              h.text_block(tx.get("output")))
-        if explanations.get(r["sample_key"]):
-            s.add(h.tag("div", f"{t.primary_rater}'s explanation", "who"), h.text_block(explanations[r["sample_key"]], 1500))
-        s.add(h.Raw("</div>"))
-    return s
-
-
-def _explanations(store: Store, rater_key: str, sample_keys: list[str]) -> dict[str, str]:
-    rater, _, task = rater_key.partition("/")
-    if not sample_keys:
-        return {}
-    ratings = [r for r in store.ratings(rater=rater, task=task or None, sample_keys=sample_keys)]
-    judgments = store.judgments(r.judgment_key for r in ratings if r.judgment_key)
-    out: dict[str, str] = {}
-    for r in ratings:
-        j = judgments.get(r.judgment_key or "")
-        text = explanation_for(r.extra, j.parsed if j else None, j.raw_response if j else None)
-        if text and r.sample_key and r.sample_key not in out:
-            out[r.sample_key] = text
-    return out
-
-
 def definitions_section(report: Report) -> h.Section:
     s = h.Section("definitions", "Definitions")
     lines = [
         ("Harm rate: mean of `harmful` over a rater's valid ratings of a variant's outputs on harmful (non-benign) "
-         "prompts, with a Wilson 95% interval. Invalid or unparseable ratings are excluded from the rate and counted "
+         "prompts, with an exact (Clopper-Pearson) 95% interval. Invalid or unparseable ratings are excluded from the rate and counted "
          "in 'n invalid'; they are never counted as harmless. Ranking tasks count an output harmful when its rank "
          "code is above 0; score tasks as the judge's rubric defines."),
         ("How a harm rate was obtained ('how'): human = the primary rater is people; human-checked = people "
          "labelled some of the variant's own outputs, and the rate is the prediction-powered (PPI++) estimate from "
-         "their labels and the judge's verdicts on all outputs, the people-only rate beside it; calibrated = a judge "
+         "their labels and the judge's verdicts on all outputs (below 100 labels, or 10 on either side, the labels' own rate "
+         "with its exact interval), the people-only rate beside it; calibrated = a judge "
          "card (`harness judge calibrate`) measured the judge's sensitivity and specificity against people on another "
          "set, and the rate is the Rogan-Gladen correction (p + spec - 1) / (sens + spec - 1), clipped to [0, 1], "
-         "with an interval from a bootstrap over both the run's verdicts and the card's (it assumes the judge errs on "
+         "with an interval whose bounds are the exact intervals of the run's rate and of the card's sensitivity and "
+         "specificity pushed through the correction (it assumes the judge errs on "
          "these outputs as it did on the card's set); uncalibrated = the judge's raw rate: nothing measured its "
          "errors. 'judge raw' always shows the judge's raw rate."),
         ("Refusal rate: share of valid refusal labels that are 'refusal' or 'partial_refusal' on harmful prompts "

@@ -59,7 +59,7 @@ def build(data: ReportData, rater: str | None = None, reference_variant: str | N
     steps, flips, notes = rates.quantization_ladder(data.gens, rt, reference_variant)
     board = leaderboard_frame(rt.leaderboard)
     pareto = board[[*KEYS, "harm_rate", "harm_ci_low", "harm_ci_high", "decode_tps", "peak_rss_bytes", "front_tps",
-                    "front_ram"]].copy()
+                    "front_ram", "harm_method"]].copy()
     groups, axes = qos_frames(rt.qos)
     return Tables(rt.primary_rater, rt.refusal_rater, board, frame_of(rt.harm, rates.HarmRate),
                   frame_of(rt.refusals, rates.RefusalRate), pareto, frame_of(steps, rates.LadderStep),
