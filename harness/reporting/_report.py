@@ -311,7 +311,7 @@ def leaderboard_section(report: Report) -> h.Section:
                 else:
                     others.append("-")
             body.append([
-                r["rank"], r["model"], r["variant"], r["backend"],
+                r["rank"], f.model_name(r["model"], r["base_model"]), r["variant"], r["backend"],
                 f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]), method_label(r),
                 f.rate_ci(r["harm_raw_rate"], r["harm_raw_ci_low"], r["harm_raw_ci_high"]), f.count(r["harm_n"]),
                 f.count(r["harm_n_invalid"]), worst, *others,
