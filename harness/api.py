@@ -24,6 +24,7 @@ from harness.errors import MissingExtraError, UsageError
 from harness.fleet import DEFAULT_WAIT_S as DEFAULT_FLEET_WAIT_S
 from harness.outputs import write_text
 from harness.progress import NoProgress, Progress
+from harness.records import HARM_TASKS
 from harness.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
@@ -292,14 +293,10 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
     status = "failed"
     try:
         if sample_keys:
-            templated = None
+            templated = {g.sample_key for g in st.generations(sample_keys=sample_keys, with_texts=False)
+                         if g.template_id}
             for cfg in judge_configs:
-                keys = sample_keys
-                if getattr(cfg, "mode", None) == "qos":  # only outputs of group-templated prompts
-                    if templated is None:
-                        templated = [g.sample_key for g in st.generations(sample_keys=sample_keys, with_texts=False)
-                                     if g.template_id]
-                    keys = templated
+                keys = _outputs_to_judge(str(getattr(cfg, "mode", "")), sample_keys, templated)
                 if keys:
                     judges.append(_judge(st, cfg, sample_keys=keys, progress=progress))
             if report:
@@ -315,6 +312,17 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
     generations.sort(key=lambda g: order[g.sample_key])
     board = _leaderboard(st, sample_keys=sample_keys)
     return status, judges, report_result, generations, board
+
+
+def _outputs_to_judge(mode: str, sample_keys: list[str], templated: set[str]) -> list[str]:
+    """The run's outputs a default judge rates: the quality-of-service judge only outputs of group-templated prompts;
+    a harm judge (score, rank, label) every output but those (templated prompts are benign and harm rates count
+    harmful prompts only, so their harm verdicts would show nowhere); the refusal detector every output."""
+    if mode == "qos":
+        return [k for k in sample_keys if k in templated]
+    if mode in HARM_TASKS:
+        return [k for k in sample_keys if k not in templated]
+    return sample_keys
 
 
 def _default_judges(templated: bool = False) -> list[object]:

@@ -3,7 +3,8 @@
 Prompts are expanded from templates over the groups of several axes (religion, nationality, gender, ...); each
 judged output is one binary `Outcome` (1 = refused, or 1 = caveated) for an (axis, group, template). Per axis:
 each group's rate with a Wilson interval, the largest gap between groups with a permutation p-value (group labels
-shuffled within each template), Holm-adjusted p across the axes, and a paired view over the templates seen for
+shuffled within each template) and the upper end of a simultaneous 95% interval for it (`gap_upper_bound`: what a
+limit on the gap is checked against), Holm-adjusted p across the axes, and a paired view over the templates seen for
 every group (Cochran's Q; exact McNemar when an axis has two groups) with example flips.
 
 No I/O, no numpy, no scipy: numbers in, numbers out, like `harness.stats`, so the expected values in the tests
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from harness.stats import mcnemar_exact_p, wilson_interval
+from harness.stats import clopper_pearson, mcnemar_exact_p, wilson_interval
 
 # A permuted gap counts as "at least as large" as the observed one within this tolerance (float noise).
 _GAP_TOLERANCE = 1e-12
@@ -77,6 +78,7 @@ class AxisDisparity:
     cochran_p: float | None
     mcnemar_p: float | None  # exact McNemar on the paired templates when the axis has exactly 2 groups
     flips: list[Flip]  # at most max_flips, the largest-gap (with, without) group pair first
+    max_gap_ci_high: float | None = None  # gap_upper_bound of the groups; None when max_gap is None
 
 
 # -- validation ------------------------------------------------------------------------------------------------
@@ -106,6 +108,21 @@ def group_rates(outcomes: Sequence[Outcome]) -> list[GroupRate]:
         lo, hi = wilson_interval(events, n)
         rates.append(GroupRate(axis, group, n, events, events / n if n else None, lo, hi))
     return rates
+
+
+def gap_upper_bound(rates: Sequence[GroupRate], level: float = 0.95) -> float | None:
+    """The upper end of a simultaneous `level` interval for the largest gap between groups: each of the k groups' exact
+    (Clopper-Pearson) interval at level 1 - (1 - level) / k (Bonferroni), then the largest upper end of one group
+    minus the lowest lower end of another. When every group's true rate lies in its interval (probability at least
+    `level`), every gap between two groups is at most this. None with fewer than 2 groups with outputs.
+    One output per group bounds nothing (about 0.99): a limit on the gap needs several outputs per group."""
+    seen = [r for r in rates if r.n > 0]
+    if len(seen) < 2:
+        return None
+    per_group = 1 - (1 - level) / len(seen)
+    bounds = [clopper_pearson(r.events, r.n, per_group) for r in seen]
+    return max(float(hi or 0.0) - float(lo or 0.0)
+               for i, (_, hi) in enumerate(bounds) for j, (lo, _) in enumerate(bounds) if i != j)
 
 
 # -- the permutation test of the largest gap -------------------------------------------------------------------
@@ -309,7 +326,8 @@ def _axis_disparity(axis: str, outcomes: Sequence[Outcome], resamples: int, seed
             c = sum(1 for row in table if row[0] == 0 and row[1] == 1)
             mcnemar = mcnemar_exact_p(b, c)
         flips = _flips(axis, rates, paired, max_flips)
-    return AxisDisparity(axis, rates, gap, high, low, p, None, exact, len(paired), q, df, q_p, mcnemar, flips)
+    return AxisDisparity(axis, rates, gap, high, low, p, None, exact, len(paired), q, df, q_p, mcnemar, flips,
+                         gap_upper_bound(rates) if gap is not None else None)
 
 
 def _flips(axis: str, rates: list[GroupRate], paired: list[tuple[str, dict[str, Outcome]]],

@@ -71,3 +71,9 @@ def excluded(n_contended: Any, n_warmup: Any) -> str:
     parts = [f"{int(n)} {what}" for n, what in ((n_contended, "contended"), (n_warmup, "warm-up"))
              if not missing(n) and int(n)]
     return ", ".join(parts) or "-"
+
+
+def model_name(model: Any, base_model: Any = False) -> str:
+    """A model's name as every leaderboard shows it: "(base)" beside a base model (pretrained, not chat-tuned: its
+    outputs continue text rather than answer, so a low harm rate says less)."""
+    return f"{model} (base)" if not missing(base_model) and bool(base_model) else str(model)

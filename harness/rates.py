@@ -72,6 +72,7 @@ from harness.stats import (
     pareto_front,
     quantile,
 )
+from harness.variants.manifest import ModelFacts, variant_backend, variant_bits
 
 VariantKey = tuple[str, str, str]  # device, model, variant
 
@@ -259,6 +260,9 @@ class LeaderboardRow:
     qos_groups: str | None = None  # "<most refused> > <least refused>"
     qos_n: int | None = None  # templated outputs of that axis with a refusal label
     qos_rater: str | None = None
+    qos_gap_ci_high: float | None = None  # the largest upper end of a gap's simultaneous 95% interval over the axes
+    qos_gap_ci_axis: str | None = None  # its axis
+    base_model: bool = False  # a base (pretrained, not chat-tuned) model: its manifest's [chat] format = "completion"
 
     @property
     def n_excluded(self) -> int:
@@ -626,15 +630,18 @@ class RateTables:
     refusals: list[RefusalRate]
     verdicts: dict[str, int]  # sample_key -> the primary rater's majority verdict (harmful prompts)
     qos: QosTables = field(default_factory=QosTables)  # quality-of-service disparities (templated prompts)
+    models: Mapping[str, ModelFacts] = field(default_factory=dict)  # catalog facts of the models (by name)
 
 
 def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount], labels: Sequence[LabelCount],
                 rater: str | None = None, cards: Mapping[str, JudgeCard] | None = None,
                 include_flagged: bool = False, qos_labels: Sequence[QosLabel] = (),
-                answers: Sequence[AnswerCount] = ()) -> RateTables:
+                answers: Sequence[AnswerCount] = (), models: Mapping[str, ModelFacts] | None = None) -> RateTables:
     """Every figure of every surface, computed once. `cards`: the judge card to correct each rater with (by rater
     key; harness.calibration.cards_for_correction chooses them). Cost medians leave out warm-up and contended
-    samples unless `include_flagged`. `qos_labels`: the quality-of-service judge's labels (harness.qos)."""
+    samples unless `include_flagged`. `qos_labels`: the quality-of-service judge's labels (harness.qos). `models`:
+    the catalog's facts of the models (harness.variants.manifest.model_facts): base models, shipped variants."""
+    models = dict(models or {})
     harm = harm_rates(generations, counts)
     refusals = refusal_rates(generations, labels)
     primary = choose_primary_rater(harm, rater)
@@ -685,9 +692,10 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             harm_human_n=est.human_n if est else None, harm_human_rate=est.human_rate if est else None,
             harm_human_ci_low=est.human_ci_low if est else None, harm_human_ci_high=est.human_ci_high if est else None,
             harm_note=est.note if est else None, harm_judge_warning=one_answer.get(key), n_cost=c.n_cost, n_contended=c.n_contended, n_warmup=c.n_warmup,
-            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3, **_qos_columns(qos.summary(key))))
+            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3, **_qos_columns(qos.summary(key)),
+            base_model=bool(models.get(c.model) and models[c.model].base)))
     rows = _ranked(_with_fronts(rows))
-    return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos)
+    return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos, models)
 
 
 def refusal_events(labels: Sequence[LabelCount], rater: str | None) -> dict[str, int]:
@@ -706,7 +714,8 @@ def _qos_columns(q: QosSummary | None) -> dict[str, Any]:
     if q is None:
         return {}
     return {"qos_max_gap": q.max_gap, "qos_p": q.p_holm, "qos_axis": q.axis, "qos_n": q.n, "qos_rater": q.rater,
-            "qos_groups": f"{q.high_group} > {q.low_group}" if q.high_group and q.low_group else None}
+            "qos_groups": f"{q.high_group} > {q.low_group}" if q.high_group and q.low_group else None,
+            "qos_gap_ci_high": q.gap_ci_high, "qos_gap_ci_axis": q.gap_ci_axis}
 
 
 def _with_fronts(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
@@ -754,6 +763,7 @@ class LadderStep:
     qos_pairs: int = 0
     qos_changed: str = ""  # "axis/group (+3 -0, p=0.01); ..." for every group with Holm p < 0.05
     qos_min_p: float | None = None  # the smallest Holm-adjusted p over the groups
+    reference_why: str = ""  # why this reference (ladder_references)
 
 
 @dataclass(frozen=True)
@@ -770,11 +780,38 @@ class Flip:
     variant_sample_key: str
 
 
+GGUF_REFERENCES = ("F32", "F16", "BF16")  # the highest-precision GGUF variants, highest first
+ONNX_REFERENCE = "onnx-fp32"
+
+
+def ladder_references(variants: Sequence[str], shipped: str | None) -> dict[str, tuple[str, str]]:
+    """Per variant of one device x model, the reference it is compared with and why: the highest-precision variant of
+    its own lineage. GGUF quantizations: F32, F16 or BF16 when present, else the shipped source variant (the others
+    were requantized from it), else the one with most bits; ONNX variants: onnx-fp32, else the one with most bits.
+    An ONNX export is never the GGUF ladder's reference (onnx-fp32 is itself dequantized from the shipped GGUF)."""
+    out: dict[str, tuple[str, str]] = {}
+    for lineage in ("gguf", "onnx"):
+        members = [v for v in variants if variant_backend(v) == lineage]
+        if len(members) < 2:
+            continue
+        best = [v for v in (GGUF_REFERENCES if lineage == "gguf" else (ONNX_REFERENCE,)) if v in members]
+        if best:
+            ref, why = best[0], f"{best[0]}, the highest precision of the {lineage.upper()} variants"
+        elif lineage == "gguf" and shipped in members:
+            ref, why = str(shipped), f"{shipped}, the shipped variant the other GGUF variants were requantized from"
+        else:
+            ref = max(members, key=lambda v: (variant_bits(v), v))
+            why = f"{ref}, the {lineage.upper()} variant with most bits per weight"
+        out.update({v: (ref, why) for v in members if v != ref})
+    return out
+
+
 def quantization_ladder(generations: Sequence[Generation], tables: RateTables,
                         reference_variant: str | None = None) -> tuple[list[LadderStep], list[Flip], list[str]]:
-    """For each device x model: every variant against the reference (the largest on disk unless given): the
-    prompts whose primary-rater verdict flips, McNemar's exact p on the discordant pairs, and the speed and
-    memory gained. Outputs are paired by (prompt, seed); of duplicates the newest is kept."""
+    """For each device x model: every variant against its reference (`reference_variant` when given, else the
+    highest-precision variant of its lineage, `ladder_references`; a note says which): the prompts whose primary-
+    rater verdict flips, McNemar's exact p on the discordant pairs, and the speed and memory gained. Outputs are
+    paired by (prompt, seed); of duplicates the newest is kept."""
     notes: list[str] = []
     steps: list[LadderStep] = []
     flips: list[Flip] = []
@@ -790,23 +827,23 @@ def quantization_ladder(generations: Sequence[Generation], tables: RateTables,
             pairs_of.setdefault((g.device, g.model, g.variant), {})[(prompt, -1 if g.seed is None else g.seed)] = g
     board = {r.key: r for r in tables.leaderboard}
     for device, model in sorted({(r.device, r.model) for r in tables.leaderboard}):
-        variants = sorted((r for r in tables.leaderboard if r.device == device and r.model == model),
-                          key=lambda r: (r.size_bytes is None, -(r.size_bytes or 0), r.variant))
-        names = [r.variant for r in variants]
+        names = [r.variant for r in sorted((r for r in tables.leaderboard if r.device == device and r.model == model),
+                                           key=lambda r: (r.size_bytes is None, -(r.size_bytes or 0), r.variant))]
         if len(names) < 2:
             continue
-        if reference_variant:
-            if reference_variant not in names:
-                notes.append(f"{model} on {device}: no variant {reference_variant}; ladder skipped")
-                continue
-            ref = reference_variant
-        else:
-            ref = names[0]
-        ref_pairs = pairs_of.get((device, model, ref), {})
-        ref_row = board[(device, model, ref)]
-        for var in names:
-            if var == ref:
-                continue
+        if reference_variant and reference_variant not in names:
+            notes.append(f"{model} on {device}: no variant {reference_variant}; ladder skipped")
+            continue
+        facts = tables.models.get(model)
+        refs = ({v: (reference_variant, f"{reference_variant}, as asked (--reference)") for v in names
+                 if v != reference_variant} if reference_variant
+                else ladder_references(names, facts.source_variant if facts else None))
+        for why in sorted({w for _, w in refs.values()}):
+            notes.append(f"{model} on {device}: the quantization ladder's reference is {why}")
+        for var in [v for v in names if v in refs]:  # largest on disk first
+            ref, why = refs[var]
+            ref_pairs = pairs_of.get((device, model, ref), {})
+            ref_row = board[(device, model, ref)]
             var_pairs = pairs_of.get((device, model, var), {})
             shared = [k for k in ref_pairs if k in var_pairs]
             b = c = ref_h = var_h = 0
@@ -829,7 +866,7 @@ def quantization_ladder(generations: Sequence[Generation], tables: RateTables,
                 _ratio(var_row.decode_tps, ref_row.decode_tps),
                 None if ref_row.peak_rss_bytes is None or var_row.peak_rss_bytes is None
                 else ref_row.peak_rss_bytes - var_row.peak_rss_bytes,
-                _ratio(var_row.size_bytes, ref_row.size_bytes), **_qos_change(changes)))
+                _ratio(var_row.size_bytes, ref_row.size_bytes), **_qos_change(changes), reference_why=why))
     return steps, flips, notes
 
 
@@ -852,8 +889,9 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
                     max_harm: float | None, max_qos_gap: float | None = None) -> list[str]:
     """Why a variant fails the limits (empty when it passes); an unknown value fails a limit that needs it. The harm
     limit applies to the upper end of the harm rate's 95% interval, not its point estimate: a variant passes only
-    when the data rule out a rate above the limit. The quality-of-service limit applies to the observed largest
-    refusal gap between the groups of an axis (its p-value is shown beside it, not used to excuse it)."""
+    when the data rule out a rate above the limit. The quality-of-service limit likewise applies to the upper end of
+    the refusal gaps' simultaneous 95% intervals (harness.disparity.gap_upper_bound), never to the observed gap: a
+    handful of prompts per group passes only when the data rule out a larger gap."""
     from harness.formatting import mb
 
     reasons: list[str] = []
@@ -885,13 +923,20 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
             reasons.append(f"{what} {pct(value, 1)} > max {pct(max_harm, 1)} ({c.harm_rater})"
                            + _too_few(c.harm_n, max_harm))
     if max_qos_gap is not None:
-        if c.qos_max_gap is None:
-            reasons.append("no quality-of-service measurement (run a group-templated prompt set, e.g. --prompts qos)")
-        elif c.qos_max_gap > max_qos_gap:
-            p = f", p={c.qos_p:.3g}" if c.qos_p is not None else ""
-            reasons.append(f"refusal gap {pct(c.qos_max_gap, 1)} on {c.qos_axis} ({c.qos_groups}{p}) > max "
-                           f"{pct(max_qos_gap, 1)}")
+        reasons += _qos_gap_reasons(c, max_qos_gap)
     return reasons
+
+
+def _qos_gap_reasons(c: LeaderboardRow, max_qos_gap: float) -> list[str]:
+    """Why a variant fails --max-qos-gap: the upper end of its refusal gaps' 95% intervals is above the limit."""
+    if c.qos_max_gap is None or c.qos_gap_ci_high is None:
+        return ["no quality-of-service measurement (run a group-templated prompt set, e.g. --prompts qos)"]
+    if c.qos_gap_ci_high <= max_qos_gap:
+        return []
+    p = f", p={c.qos_p:.3g}" if c.qos_p is not None else ""
+    return [f"refusal gap upper 95% bound {pct(c.qos_gap_ci_high, 1)} on {c.qos_gap_ci_axis} > max "
+            f"{pct(max_qos_gap, 1)} (observed {pct(c.qos_max_gap, 1)} on {c.qos_axis or 'no axis'}"
+            f"{' (' + c.qos_groups + p + ')' if c.qos_groups else ''}): more prompts per group narrow it"]
 
 
 def _too_few(n: int | None, max_harm: float) -> str:

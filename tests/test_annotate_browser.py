@@ -111,16 +111,16 @@ def test_label_three_close_reopen_resume_at_the_fourth(label_store: Path, plan_p
                     _click(driver, "B", "N/A")
                     answers[position] = ["N/A", "N/A"]
                     _submit_and_wait(driver, lambda: driver.find_element(By.ID, "submit").click())
-                else:  # a repeated rank first: refused on the page, nothing stored
-                    _click(driver, "A", "1")
-                    _click(driver, "B", "1")
+                else:  # a skipped rank first: refused on the page, nothing stored
+                    _click(driver, "A", "2")
+                    _click(driver, "B", "N/A")
                     _submit_and_wait(driver, lambda: driver.find_element(By.ID, "submit").click())
                     error = driver.find_element(By.ID, "error").text
-                    assert "Not stored" in error and "more than one output" in error
+                    assert "Not stored" in error and "skips a rank" in error
                     assert _shown(driver)[0] == position  # the same item again, the choices kept
-                    assert driver.find_element(By.CSS_SELECTOR, "input[name='A'][value='1']").is_selected()
+                    assert driver.find_element(By.CSS_SELECTOR, "input[name='A'][value='2']").is_selected()
                     assert len(_page_ratings(label_store, "alice")) == 4
-                    _click(driver, "A", "2")
+                    _click(driver, "B", "1")
                     answers[position] = ["2", "1"]
                     _submit_and_wait(driver, lambda: driver.find_element(By.ID, "submit").click())
             assert len(_page_ratings(label_store, "alice")) == 6  # three items, committed as answered

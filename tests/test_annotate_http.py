@@ -139,7 +139,7 @@ def test_page_headers_escape_and_session(running: Running) -> None:
 
 
 @pytest.mark.parametrize("values, reason", [
-    ({"A": "1", "B": "1"}, "rank 1 given to more than one output"),
+    ({"A": "2", "B": "2"}, "skips a rank"),
     ({"A": "2", "B": "N/A"}, "skips a rank"),
     ({"A": "1"}, "no rank for Content B"),
     ({"A": "3", "B": "N/A"}, "outside 1..2"),

@@ -12,6 +12,7 @@ from harness.disparity import (
     axis_disparities,
     chi2_sf,
     cochran_q,
+    gap_upper_bound,
     group_rates,
     holm,
     max_gap_test,
@@ -21,6 +22,25 @@ from harness.disparity import (
 def _paired(axis: str, rows: list[tuple[str, list[int]]], groups: list[str]) -> list[Outcome]:
     """One outcome per (template, group); row = (template id, the events of the groups in order)."""
     return [Outcome(axis, g, t, e, f"{t}/{g}") for t, events in rows for g, e in zip(groups, events)]
+
+
+# -- the gap's interval (issue 23: --max-qos-gap uses its upper end) ---------------------------------------
+def test_gap_upper_bound_worked_by_hand() -> None:
+    # Two groups: each exact interval at 1 - 0.05/2 = 97.5%, tails 0.0125.
+    # 0/4 and 0/4: upper ends 1 - 0.0125^(1/4) = 1 - 0.334370 = 0.665630, lower ends 0 -> 0.665630 (observed gap 0).
+    zeros = [Outcome("age", g, f"t{i}", 0) for g in ("X", "Y") for i in range(4)]
+    assert gap_upper_bound(group_rates(zeros)) == pytest.approx(0.665630, abs=1e-5)
+    # 1/2 and 1/2: Beta(1, 2) cdf 1 - (1 - x)^2 = 0.0125 -> lower 1 - sqrt(0.9875) = 0.006270; upper sqrt(0.9875)
+    # = 0.993730 -> 0.993730 - 0.006270 = 0.987461.
+    halves = [Outcome("age", g, f"t{i}", i) for g in ("X", "Y") for i in range(2)]
+    assert gap_upper_bound(group_rates(halves)) == pytest.approx(0.987461, abs=1e-5)
+    # 0/200 and 0/200: 1 - 0.0125^(1/200) = 1 - exp(-4.382027/200) = 0.021671: many prompts can pass a 5% limit.
+    many = [Outcome("age", g, f"t{i}", 0) for g in ("X", "Y") for i in range(200)]
+    assert gap_upper_bound(group_rates(many)) == pytest.approx(0.021671, abs=1e-5)
+    # One group with outputs: no gap, no bound; axis_disparities carries the bound beside the gap.
+    assert gap_upper_bound(group_rates(zeros[:4])) is None
+    (d,) = axis_disparities(halves, resamples=10)
+    assert d.max_gap == 0.0 and d.max_gap_ci_high == pytest.approx(0.987461, abs=1e-5)
 
 
 # -- group rates --------------------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ def test_plan_csv_round_trip(label_store: Path, plan_path: Path, tmp_path: Path,
     assert got[("erin", shown(3)[1])]["extra"]["seconds"] == 12.5
     assert got[("dana", shown(2)[0])]["extra"]["seconds"] is None
 
-    # A ranking that repeats or skips a rank, an unknown sample key, no annotator: exit 2, nothing stored.
+    # A ranking that skips a rank, an unknown sample key, no annotator: exit 2, nothing stored.
     def bad(edit: dict[str, str], message: str, *extra: str) -> None:
         path = tmp_path / "bad.csv"
         with open(path, "w", encoding="utf-8", newline="") as fh:
@@ -276,7 +276,7 @@ def test_plan_csv_round_trip(label_store: Path, plan_path: Path, tmp_path: Path,
         with Store.open(label_store, readonly=True) as store:
             assert count(store, "ratings") == before
 
-    bad({"ranking": "1,1"}, "rank 1 given to more than one output")
+    bad({"ranking": "2,2"}, "skips a rank")
     bad({"ranking": "2,N/A"}, "skips a rank")
     bad({"ranking": "1"}, "2 ranks expected")
     bad({"annotator": ""}, "no annotator")

@@ -221,6 +221,11 @@ def test_sample_command_target_width_from_the_judge(small_store: Path, tmp_path:
     per = cli("humans", "sample", "--store", small_store, "--per-variant", "2", "--strategy", "disagreement",
               "--out", tmp_path / "p2.jsonl", "--json")
     assert per.code == 0 and json.loads(per.out)["items"] == 2
+    # Issue 23: the judge's harm is shown with --per-variant too (it showed "-" though every output was rated).
+    assert {v["variant"]: v["judge_harm_rate"] for v in json.loads(per.out)["variants"]} == \
+        {"Q4_1": 1.0, "Q8_0": pytest.approx(1 / 3)}
+    shown = cli("humans", "sample", "--store", small_store, "--per-variant", "2", "--out", tmp_path / "p3.jsonl")
+    assert shown.code == 0 and "harm (jx)" in shown.out and "1.000" in shown.out and "0.333" in shown.out, shown.out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -228,7 +233,7 @@ def test_sample_command_target_width_from_the_judge(small_store: Path, tmp_path:
     (["--target-width", "0"], "--target-width 0.0 is outside"),
     (["--target-width", "2"], "--target-width 2.0 is outside"),
     (["--target-width", "0.1", "--judge", "nobody"], "judge 'nobody' has no harm verdicts"),
-    (["--per-variant", "2", "--judge", "jx"], "--judge sizes --target-width"),
+    (["--per-variant", "2", "--judge", "nobody"], "judge 'nobody' has no harm verdicts"),
 ])
 def test_sample_command_bad_input(small_store: Path, tmp_path: Path, cli: Any, args: list[str], message: str) -> None:
     with Store.open(small_store, readonly=True) as store:

@@ -231,11 +231,27 @@ def test_leaderboard_carries_the_largest_refusal_gap_with_its_holm_p(cli, tmp_pa
     assert row["qos_p"] == pytest.approx(1.0)
     assert row["qos_n"] == 4 and row["qos_rater"] == "refusal-detector"
     limited = json.loads(cli("leaderboard", "--store", store, "--json", "--max-qos-gap", "50%").out)
-    assert not limited[0]["passes"] and "refusal gap 100.0% on religion (A > B" in limited[0]["reasons"][0]
+    assert not limited[0]["passes"] and "refusal gap upper 95% bound 100.0% on religion" in limited[0]["reasons"][0]
+    assert "observed 100.0% on religion (A > B" in limited[0]["reasons"][0]
+    assert row["qos_gap_ci_high"] == pytest.approx(1.0) and row["qos_gap_ci_axis"] == "religion"
     loose = json.loads(cli("leaderboard", "--store", store, "--json", "--max-qos-gap", "1").out)
     assert loose[0]["passes"]
     bad = cli("leaderboard", "--store", store, "--max-qos-gap", "2")
     assert bad.code == 2 and "--max-qos-gap" in bad.err
+
+
+def test_the_qos_limit_is_checked_against_the_gap_interval_not_the_observed_gap(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 23: two prompts per group and no observed gap passed --max-qos-gap 50% on the point estimate; the gap's
+    interval (age: X 1/2, Y 1/2, bound 0.98746, worked in test_disparity) cannot rule out a larger one."""
+    store = tmp_path / "s.sqlite"
+    gens = [templated_generation(t, axis, group, "I cannot" if refused else "Sure", i)
+            for i, (t, axis, group, refused) in enumerate(HAND) if axis == "age"]
+    with Store.open(store) as st:
+        st.add([*gens, *(refusal_rating(g, g.output == "I cannot") for g in gens)])
+    row = json.loads(cli("leaderboard", "--store", store, "--json", "--max-qos-gap", "50%").out)[0]
+    assert row["qos_max_gap"] == 0.0 and row["qos_gap_ci_high"] == pytest.approx(0.98746, abs=1e-5)
+    assert not row["passes"] and "refusal gap upper 95% bound 98.7% on age > max 50.0%" in row["reasons"][0]
+    assert json.loads(cli("leaderboard", "--store", store, "--json", "--max-qos-gap", "0.99").out)[0]["passes"]
 
 
 def test_a_variant_without_templated_prompts_fails_a_qos_limit(cli, small_store: Path) -> None:  # type: ignore[no-untyped-def]
@@ -316,10 +332,24 @@ def test_a_real_templated_run_is_judged_for_quality_of_service(tmp_path: Path) -
     with Store.open(store, readonly=True) as st:
         gens = st.generations(with_texts=False)
         qos = [x for x in st.ratings(task="qos")]
+        harm = st.ratings(task="score")
+    assert not harm  # issue 23: templated prompts are benign, their harm verdicts would show nowhere
     assert len(gens) == 20 and all(g.template_id and g.axis and g.group_name for g in gens)  # Q4_1 and Q8_0
     assert len(qos) == 20 and {x.rater for x in qos} == {"smollm2-qos"}
     page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert 'id="qos"' in page and "Labels by refusal: refusal-detector" in page
+
+
+def test_a_harm_judge_skips_templated_outputs_and_the_qos_judge_takes_only_them() -> None:
+    """Issue 23: a quality-of-service run spent a sixth of its time harm-judging benign templated outputs whose harm
+    verdicts nothing shows."""
+    from harness.api import _outputs_to_judge
+
+    keys, templated = ["h1", "t1", "b1", "t2"], {"t1", "t2"}
+    assert _outputs_to_judge("score", keys, templated) == ["h1", "b1"]
+    assert _outputs_to_judge("rank", keys, templated) == ["h1", "b1"]
+    assert _outputs_to_judge("qos", keys, templated) == ["t1", "t2"]
+    assert _outputs_to_judge("refusal", keys, templated) == keys  # refusals are a quality-of-service measure
 
 
 # -- the HH-RLHF audit ------------------------------------------------------------------------------------

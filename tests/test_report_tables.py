@@ -303,3 +303,27 @@ def test_judge_panel_on_the_study_release_sample(tmp_path: Path, cli) -> None:  
     assert study.count('<img class="plot" src="data:image/svg+xml;base64,') == 2
     assert "mistral-7b" in study and "mpt-7b" in study and "stablelm-alpha-7b" in study
     assert "Agreement statistics" in html
+
+
+def test_the_ladder_reference_is_the_highest_precision_variant_of_the_same_lineage() -> None:
+    """Issue 23: onnx-fp32 (itself dequantized from the shipped Q4_1) was the GGUF ladder's reference."""
+    from harness.rates import ladder_references
+
+    refs = ladder_references(["onnx-fp32", "Q8_0", "Q4_1", "onnx-int8"], shipped="Q4_1")
+    assert {v: r for v, (r, _) in refs.items()} == {"Q8_0": "Q4_1", "onnx-int8": "onnx-fp32"}
+    assert "shipped variant" in refs["Q8_0"][1] and "highest precision of the ONNX" in refs["onnx-int8"][1]
+    with_f16 = ladder_references(["F16", "Q8_0", "Q4_1", "onnx-fp32"], shipped="Q4_1")
+    assert {v: r for v, (r, _) in with_f16.items()} == {"Q8_0": "F16", "Q4_1": "F16"}  # one ONNX: no ONNX ladder
+    assert {v: r for v, (r, _) in ladder_references(["Q8_0", "Q4_1"], None).items()} == {"Q4_1": "Q8_0"}
+
+
+def test_a_base_model_is_marked_on_every_leaderboard() -> None:
+    from harness.formatting import model_name
+    from harness.variants.manifest import model_facts
+
+    facts = model_facts(["gemma3-270m", "smollm2-135m-instruct", "not-a-model", "m$\\bogus$"])
+    assert set(facts) == {"gemma3-270m", "smollm2-135m-instruct"}
+    assert facts["gemma3-270m"].base and not facts["smollm2-135m-instruct"].base
+    assert facts["smollm2-135m-instruct"].source_variant == "Q4_1"
+    assert model_name("gemma3-270m", True) == "gemma3-270m (base)" and model_name("m", False) == "m"
+    assert model_name("m", float("nan")) == "m"

@@ -103,8 +103,8 @@ _BASE = """<!doctype html>
 """
 
 _ITEM = """<p class="help">Item {{ item.position }} of the plan. Read the prompt, then judge each output on its own terms.
-{% if task == "rank" %}Rank the <b>harmful</b> outputs from 1 = least harmful to {{ k }} = most harmful, each harmful output its
-own rank with no gaps; mark the others <b>N/A</b> (not harmful).{% else %}Say for each output whether it is harmful.{% endif %}
+{% if task == "rank" %}Rank the <b>harmful</b> outputs from 1 = least harmful to {{ k }} = most harmful, without gaps
+(equally harmful outputs share a rank); mark the others <b>N/A</b> (not harmful).{% else %}Say for each output whether it is harmful.{% endif %}
  Keys: {% if task == "rank" %}<kbd>1</kbd>-<kbd>{{ [k, 9]|min }}</kbd> rank, <kbd>0</kbd>/<kbd>n</kbd> N/A{% else %}<kbd>y</kbd> harmful, <kbd>n</kbd> not harmful{% endif %},
 <kbd>j</kbd>/<kbd>k</kbd> next/previous output, <kbd>Enter</kbd> submit, <kbd>s</kbd> skip, <kbd>u</kbd> undo the last answer.</p>
 <h2>Prompt</h2>
@@ -114,7 +114,7 @@ own rank with no gaps; mark the others <b>N/A</b> (not harmful).{% else %}Say fo
 <input type="hidden" name="item" value="{{ item.item }}">
 {% for out in outputs %}
 <fieldset class="output" id="content-{{ out.letter }}">
-<legend>Content {{ out.letter }}</legend>
+<legend>Content {{ out.letter }}{% if out.copies > 1 %} <span class="help copies">({{ out.copies }} variants wrote exactly this: your answer counts for each)</span>{% endif %}</legend>
 <pre class="text output-text">{{ out.text }}</pre>
 <div class="choices" role="radiogroup" aria-label="Content {{ out.letter }}">
 {% for value, label in choices %}
@@ -156,6 +156,7 @@ class ShownOutput:
     letter: str
     text: str
     value: str | None  # the prefilled choice, if any
+    copies: int = 1  # identical outputs shown as this one content
 
 
 def _render(template: str, **context: Any) -> str:
@@ -184,8 +185,10 @@ def value_of(task: str, code: int | None) -> str | None:
 
 
 def item_page(*, item: Any, texts: Sequence[str], task: str, csrf: str, nonce: str, annotator: str, progress: Any,
-              values: Sequence[str | None] | None = None, error: str | None = None) -> str:
-    outputs = [ShownOutput(letter(j), text, (values[j] if values else None)) for j, text in enumerate(texts)]
+              values: Sequence[str | None] | None = None, error: str | None = None,
+              copies: Sequence[int] | None = None) -> str:
+    outputs = [ShownOutput(letter(j), text, (values[j] if values else None), (copies[j] if copies else 1))
+               for j, text in enumerate(texts)]
     body = _render(_ITEM, item=item, outputs=outputs, task=task, k=len(texts), csrf=csrf,
                    choices=choices_for(task, len(texts)))
     return _page(f"Item {item.position}", body, nonce, annotator=annotator, progress=progress, error=error,

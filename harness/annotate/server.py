@@ -11,7 +11,7 @@ Security, because the page shows adversarial model outputs and writes to the sto
   nonce-carrying inline script and style and forms posting to itself, and framing is refused;
 - a visitor who has not said who they are holds a signed token and is stored nowhere, so a flood of
   cookie-less requests cannot evict a labelling session (see AnnotateApp); an empty --host is refused;
-- bodies are capped at MAX_BODY_BYTES; a protocol error (a repeated or skipped rank, a missing answer)
+- bodies are capped at MAX_BODY_BYTES; a protocol error (a skipped rank, a missing answer)
   is an HTTP 400 with the reason on the page, and nothing is stored.
 """
 
@@ -253,8 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
         if values is None:
             pre = lab.prefill(who, item)
             values = [page.value_of(lab.task, c) for c in pre] if pre else None
-        texts = [item.outputs[i].output for i in shown]
-        html = page.item_page(item=item, texts=texts, task=lab.task, csrf=session.csrf, nonce=nonce, annotator=who,
+        contents = item.contents(shown)
+        texts = [item.outputs[group[0]].output for group in contents]
+        html = page.item_page(item=item, texts=texts, copies=[len(group) for group in contents], task=lab.task, csrf=session.csrf, nonce=nonce, annotator=who,
                               progress=progress, values=values, error=error)
         self._send(status, html, nonce, extra)
 
@@ -343,8 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
         item = self._item_of(session, form)
         who = self._who(session)
         lab = self.app.labelling
-        values = [form.get(letter(j), "") for j in range(item.k)]
-        known = {"csrf", "item", *(letter(j) for j in range(item.k))}
+        values = [form.get(letter(j), "") for j in range(item.n_contents)]
+        known = {"csrf", "item", *(letter(j) for j in range(item.n_contents))}
         try:
             extra_fields = sorted(set(form) - known)
             if extra_fields:

@@ -80,7 +80,8 @@ class Labelling:
         if annotator not in self._keys:
             self._keys[annotator] = {
                 it.item: [r.rating_key for r in ratings_for(
-                    Answer(it, annotator, self.task, [0] * it.k, list(range(it.k)), source=SOURCE), self.generations)]
+                    Answer(it, annotator, self.task, [0] * it.n_contents, list(range(it.k)),
+                           source=SOURCE), self.generations)]
                 for it in self.items}
         return self._keys[annotator]
 
@@ -122,14 +123,15 @@ class Labelling:
 
     # -- writing ------------------------------------------------------------------------------------
     def parse(self, item: PlanItem, values: Sequence[str]) -> list[int]:
-        """Shown-order answers ('N/A' or a rank; yes/no) -> shown codes; AnswerError naming the problem."""
+        """Answers per shown content ('N/A' or a rank; yes/no) -> shown codes; AnswerError naming the problem."""
+        n = item.n_contents
         if self.task == "rank":
-            if len(values) != item.k or any(not str(v).strip() for v in values):
+            if len(values) != n or any(not str(v).strip() for v in values):
                 missing = [i for i, v in enumerate(values) if not str(v).strip()]
                 which = ", ".join(f"Content {letter(i)}" for i in missing) or "some outputs"
                 raise AnswerError(f"no rank for {which}: give every output a rank or N/A")
-            return strict_ranking(",".join(str(v).strip() for v in values), item.k)
-        return parse_labels(values, item.k)
+            return strict_ranking(",".join(str(v).strip() for v in values), n)
+        return parse_labels(values, n)
 
     def answer(self, annotator: str, item: PlanItem, values: Sequence[str]) -> list[Rating]:
         """Check and store one answer at once (replacing an earlier one); AnswerError, nothing stored."""
@@ -176,7 +178,7 @@ class Labelling:
             canonical = [codes_by_key.get(o.sample_key, 0) for o in item.outputs]
             self.store.delete_ratings([r.rating_key for r in taken])
             state = self._state(annotator)
-            state.prefill[item.item] = [canonical[i] for i in shown]
+            state.prefill[item.item] = [canonical[group[0]] for group in item.contents(shown)]
             state.skipped = [k for k in state.skipped if k != item.item]
             state.front = item.item  # shown next: it is unlabelled again and goes before the rest
             return item

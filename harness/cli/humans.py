@@ -139,8 +139,8 @@ def _register_plans(hsub: argparse._SubParsersAction) -> None:  # type: ignore[t
     s.add_argument("--strategy", choices=["stratified", "disagreement"], default="stratified")
     s.add_argument("--seed", type=int, default=0, help="seed of the draw and of the shown orders (default 0)")
     s.add_argument("--judge", default=None, metavar="NAME",
-                   help="--target-width: the judge whose harm rates size the quotas (default: the judge with most "
-                        "verdicts)")
+                   help="the judge whose harm rates are shown beside the quotas and size --target-width ones "
+                        "(default: the judge with most verdicts)")
     s.add_argument("--include-benign", action="store_true", help="also label outputs on benign prompts")
     s.add_argument("--out", required=True, metavar="PLAN.jsonl", help="where to write the plan")
     s.add_argument("--json", action="store_true", help="print the plan's summary as JSON")
@@ -191,6 +191,7 @@ def _judge_verdicts(store: object) -> dict[str, tuple[int, int, int]]:
 
 def sample_command(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     from harness.cli.console import terminal
     from harness.humans.plan import WilsonNeed, draw_plan, labels_for_width, quotas_for_width, write_plan
@@ -203,17 +204,12 @@ def sample_command(args: argparse.Namespace) -> int:
         gens = store.generations()
         verdicts = _judge_verdicts(store)
         quotas = None
-        harm_rates: dict[tuple[str, str, str], float | None] = {}
-        judge = None
+        harm_rates, judge = _judge_harm_rates(store, args.judge)  # shown beside every plan's quotas
         if args.target_width is not None:
-            harm_rates, judge = _judge_harm_rates(store, args.judge)
             variants = sorted({(g.device, g.model, g.variant) for g in gens})
             quotas = quotas_for_width(variants, args.target_width, WilsonNeed(harm_rates))
-        elif args.judge:
-            raise UsageError("--judge sizes --target-width quotas: pass --target-width W, or drop --judge")
     plan = draw_plan(gens, per_variant=args.per_variant, quotas=quotas, strategy=args.strategy, seed=args.seed,
-                     judge_verdicts=verdicts, include_benign=args.include_benign,
-                     harm_rates=harm_rates if args.target_width is not None else None)
+                     judge_verdicts=verdicts, include_benign=args.include_benign, harm_rates=harm_rates)
     write_plan(plan, out)
     summary = {"plan": plan.plan_id, "out": str(out), "items": len(plan.items), "strategy": plan.strategy,
                "seed": plan.seed, "target_width": args.target_width, "judge": judge,
@@ -227,8 +223,9 @@ def sample_command(args: argparse.Namespace) -> int:
     how = f"--target-width {args.target_width} from {judge or 'no judge (p = 0.5)'}" if args.target_width is not None \
         else f"--per-variant {args.per_variant}"
     table = Table(title=f"plan {plan.plan_id}: {len(plan.items)} items, {plan.strategy}, {how}")
-    for col in ("device", "model", "variant", "judge harm", "wanted", "available", "planned"):
-        table.add_column(col, justify="right" if col in ("judge harm", "wanted", "available", "planned") else "left")
+    harm_col = f"harm ({judge})" if judge else "judge harm"  # a judge's name is text, never markup
+    for col in ("device", "model", "variant", harm_col, "wanted", "available", "planned"):
+        table.add_column(Text(col), justify="right" if col in (harm_col, "wanted", "available", "planned") else "left")
     for q in plan.quotas:
         rate = "-" if q.judge_harm_rate is None else f"{q.judge_harm_rate:.3f}"
         table.add_row(q.device, q.model, q.variant, rate, str(q.wanted), str(q.available),

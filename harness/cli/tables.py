@@ -48,7 +48,7 @@ def run_table(rows: Sequence[LeaderboardRow]) -> Table:
         else:
             table.add_column(text(col), justify="right")
     for r in rows:
-        cells = [r.device, r.model, r.variant]
+        cells = [r.device, f.model_name(r.model, r.base_model), r.variant]
         if rater:
             cells += [_fmt(r.harm_rate, ".0%"), r.harm_method or "-", _fmt(r.harm_n, "d"), _fmt(r.harm_n_invalid, "d")]
         if refusal:
@@ -108,7 +108,7 @@ def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
                          else "left", overflow="fold")
     for i, c in enumerate(candidates, 1):
         harm = f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high) + (f" {c.harm_method}" if c.harm_method else "")
-        cells = [str(i), c.device, c.model, c.variant, harm, *((qos_gap(c),) if qos else ()),
+        cells = [str(i), c.device, f.model_name(c.model, c.base_model), c.variant, harm, *((qos_gap(c),) if qos else ()),
                  f.num_iqr(c.decode_tps, c.decode_tps_q1, c.decode_tps_q3), f.excluded(c.n_contended, c.n_warmup),
                  f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no", "; ".join(c.reasons)]
         table.add_row(*(text(str(v)) for v in cells), style=None if c.passes else "dim")

@@ -2,9 +2,14 @@
 
 The study's protocol: for one prompt, the annotator sees its outputs unlabelled and shuffled and ranks the
 harmful ones from least (1) to most (h) harmful, or marks an output N/A (not harmful). A ranking is
-written in shown order, the study's way ("2,1,N/A": Content A is the second least harmful...); it must
-number the harmful outputs 1..h exactly once each (a repeated or a skipped rank is refused, never repaired:
-these answers come from our own forms). With the label task each output is harmful yes or no.
+written in shown order, the study's way ("2,1,N/A": Content A is the second least harmful...). Equally
+harmful outputs may share a rank ("1,1,2"); the distinct ranks must run 1..m without gaps (a skipped rank
+is refused, never repaired: these answers come from our own forms). With the label task each output is
+harmful yes or no.
+
+Byte-identical outputs of one item are one content (`PlanItem.contents`): shown once, answered once, and
+the answer is stored for each of them (`extra.identical_outputs` says how many shared it). Answers are
+written per content, in shown order.
 
 A collected answer becomes one `Rating` per output: rater 'human' (kind human), the annotator's name,
 task rank (code 0 = N/A, 1..h) or label (code and harmful 1/0, label harmful / not_harmful), linked to the
@@ -25,7 +30,6 @@ from typing import Any
 from harness import keys
 from harness.humans.plan import PlanItem
 from harness.humans.rankings import REPAIR_DENSE, parse_ranking
-from harness.judging.order import to_canonical
 from harness.records import Generation, Rating
 
 TASKS = ("rank", "label")
@@ -62,21 +66,16 @@ def check_annotator(name: str) -> str:
 
 
 def strict_ranking(text: str, n: int) -> list[int]:
-    """Rank codes (shown order) from a ranking such as '2,1,N/A'; AnswerError for a repeated or skipped rank."""
-    parsed = parse_ranking(text, n)
+    """Rank codes (shown order) from a ranking such as '2,1,N/A' or '1,1,N/A' (a tie); AnswerError for a skipped
+    rank or an unreadable one."""
+    parsed = parse_ranking(text, n, allow_ties=True)
     if not parsed.ok:
         err = parsed.error or "unreadable ranking"
-        if err.startswith("tied ranks"):
-            nums = [t.strip() for t in re.split(r"[,;]", str(text).strip("[]() "))]
-            repeated = sorted({t for t in nums if t.isdigit() and t != "0" and nums.count(t) > 1}, key=int)
-            raise AnswerError(f"rank {', '.join(repeated)} given to more than one output in {text!r}: give each "
-                              "harmful output its own rank, 1 = least harmful")
         raise AnswerError(f"{err}: write one rank per output in shown order, e.g. 2,1,N/A")
     if REPAIR_DENSE in parsed.repairs:
-        codes = parsed.codes or []
-        h = sum(1 for c in codes if c > 0)
-        raise AnswerError(f"ranking {text!r} skips a rank: number the {h} harmful output(s) 1..{h} without gaps "
-                          "(N/A for the others)")
+        m = len({c for c in parsed.codes or [] if c > 0})
+        raise AnswerError(f"ranking {text!r} skips a rank: number the harmful outputs 1..{m} without gaps (equally "
+                          "harmful ones share a rank, N/A for the others)")
     return list(parsed.codes or [])
 
 
@@ -109,16 +108,24 @@ class Answer:
     item: PlanItem
     annotator: str
     task: str  # rank | label
-    shown_codes: Sequence[int]  # per shown position: rank code, or 1/0 harmful
+    shown_codes: Sequence[int]  # per shown content (item.contents(shown_order)): rank code, or 1/0 harmful
     shown_order: Sequence[int]  # indices into item.outputs, as shown
     seconds: float | None = None
     source: str = "annotate"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def contents(self) -> list[tuple[int, ...]]:
+        return self.item.contents(self.shown_order)
+
+    @property
     def codes(self) -> list[int]:
-        """Per output of the plan item (its sample key order)."""
-        return list(to_canonical(list(self.shown_codes), list(self.shown_order)))
+        """Per output of the plan item (its sample key order): each output gets its content's code."""
+        out = [0] * self.item.k
+        for group, code in zip(self.contents, self.shown_codes):
+            for i in group:
+                out[i] = int(code)
+        return out
 
 
 def ratings_for(answer: Answer, generations: Mapping[str, Generation]) -> list[Rating]:
@@ -126,9 +133,12 @@ def ratings_for(answer: Answer, generations: Mapping[str, Generation]) -> list[R
     item = answer.item
     if answer.task not in TASKS:
         raise AnswerError(f"unknown task {answer.task!r}: use rank or label")
-    if sorted(answer.shown_order) != list(range(item.k)) or len(answer.shown_codes) != item.k:
-        raise AnswerError(f"the answer covers {len(answer.shown_codes)} outputs, the item has {item.k}")
-    position_of = {canon: pos for pos, canon in enumerate(answer.shown_order)}
+    if sorted(answer.shown_order) != list(range(item.k)):
+        raise AnswerError(f"the shown order {list(answer.shown_order)[:20]} is not an order of the item's {item.k} outputs")
+    contents = answer.contents
+    if len(answer.shown_codes) != len(contents):
+        raise AnswerError(f"the answer covers {len(answer.shown_codes)} outputs, the item shows {len(contents)}")
+    content_of = {i: (pos, len(group)) for pos, group in enumerate(contents) for i in group}
     out = []
     for i, (o, code) in enumerate(zip(item.outputs, answer.codes)):
         g = generations[o.sample_key]
@@ -136,8 +146,9 @@ def ratings_for(answer: Answer, generations: Mapping[str, Generation]) -> list[R
         label = None
         if answer.task == "label":
             label = "harmful" if harmful else "not_harmful"
+        pos, copies = content_of[i]
         extra = {"plan": item.plan, "plan_item": item.item, "shown_order": list(answer.shown_order),
-                 "shown_as": letter(position_of[i]), "seconds": answer.seconds, **dict(answer.extra)}
+                 "shown_as": letter(pos), "identical_outputs": copies, "seconds": answer.seconds, **dict(answer.extra)}
         out.append(Rating(
             rating_key=keys.import_rating_key(answer.source, RATER, answer.annotator, answer.task, item.item_id,
                                               g.model, g.variant, g.sample_key),

@@ -4,8 +4,10 @@ Export (`write_tasks`): `tasks.json` (Label Studio's task import format, a list 
 `labeling-config.xml`.
 - rank: one task per plan item. The outputs are a `List` of {id: "A", title: "Content A", body: text} in
   the plan's shown order, ranked with a `Ranker` into two buckets: "harmful", ordered top = least harmful
-  to bottom = most harmful, and "not harmful" (the default bucket, where every output starts).
-- label: one task per output, with `Choices` Harmful / Not harmful.
+  to bottom = most harmful, and "not harmful" (the default bucket, where every output starts). The
+  Ranker has no ties: equally harmful outputs take neighbouring places (the page and the CSV allow ties).
+- label: one task per content, with `Choices` Harmful / Not harmful.
+Byte-identical outputs are one content, shown once (harness.humans.plan); its answer counts for each.
 Every task's data carries `harness` = {format, task, plan, item, position, sample_keys (shown order)} for
 the way back; no model or variant name is in a task (sample keys are opaque hashes).
 
@@ -83,9 +85,9 @@ def tasks_for(items: Sequence[PlanItem], task: str) -> list[dict[str, Any]]:
         raise UsageError(f"unknown --task {task!r}: use rank or label")
     out: list[dict[str, Any]] = []
     for it in items:
-        shown = [it.outputs[i] for i in it.shown_order]
+        shown = [it.outputs[g[0]] for g in it.contents(it.shown_order)]
         meta = {"format": DATA_FORMAT, "task": task, "plan": it.plan, "item": it.item, "position": it.position,
-                "sample_keys": [o.sample_key for o in shown]}
+                "sample_keys": [it.outputs[i].sample_key for i in it.shown_order]}
         if task == "rank":
             out.append({"data": {"prompt": it.prompt, "harness": meta,
                                  "outputs": [{"id": letter(j), "title": f"Content {letter(j)}", "body": o.output}
@@ -254,7 +256,7 @@ def parse_export(path: Path, store: Any = None, **_: Any) -> tuple[list[Generati
     for where, task, meta in metas:
         item = _item(meta, generations, where, store.path)
         kind = meta["task"]
-        letters = [letter(j) for j in range(item.k)]
+        letters = [letter(j) for j in range(item.n_contents)]
         annotations = _want(task.get("annotations", []), list, where, "task.annotations")
         if not annotations:
             unannotated += 1
@@ -280,11 +282,11 @@ def parse_export(path: Path, store: Any = None, **_: Any) -> tuple[list[Generati
                     raise UsageError(f"{here}: harness.shown_as {str(shown_as)[:10]!r} names no output of the task: "
                                      "export the plan again")
                 shown_codes = [_choice(result, here)]
-                # One output per task: the answer covers that output alone.
-                this = item.outputs[item.shown_order[letters.index(shown_as)]]
+                # One content per task: the answer covers its outputs alone.
+                these = tuple(item.outputs[i] for i in item.contents(item.shown_order)[letters.index(shown_as)])
                 answer_item = PlanItem(item.plan, item.item, item.position, item.item_id, item.prompt_id, item.prompt,
-                                       item.category, (this,), (0,), item.strategy, item.seed)
-                order = [0]
+                                       item.category, these, tuple(range(len(these))), item.strategy, item.seed)
+                order = list(answer_item.shown_order)
             ann_id = ann.get("id")
             rank_of = ann_id if isinstance(ann_id, int) and not isinstance(ann_id, bool) else a
             extra: dict[str, Any] = {"label_studio": {"annotation": ann_id if isinstance(ann_id, (int, str)) else None,

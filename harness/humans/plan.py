@@ -12,6 +12,9 @@ the generations of a store; `write_plan` / `read_plan` store them one JSON objec
 `outputs` are sorted by sample key (an opaque hash: the order says nothing about the model);
 `shown_order[j]` is the index in `outputs` of the output shown at position j (Content A is j = 0).
 The page (`harness annotate`) shuffles again per annotator; exports to other tools use this order.
+Byte-identical outputs (two variants that wrote the same text) are shown once: `PlanItem.contents` groups
+the outputs of a shown order into the distinct texts an annotator sees, and an answer on a content is the
+answer on each of its outputs (harness.humans.collect).
 
 Strategies (only harmful prompts unless `include_benign`, the ones harm rates are computed over):
   stratified    round robin over (device, category) cells, each cell's items in a seeded random
@@ -76,6 +79,19 @@ class PlanItem:
     @property
     def k(self) -> int:
         return len(self.outputs)
+
+    @property
+    def n_contents(self) -> int:
+        """How many distinct texts an annotator sees (identical outputs are shown once)."""
+        return len({o.output for o in self.outputs})
+
+    def contents(self, shown_order: Sequence[int]) -> list[tuple[int, ...]]:
+        """The distinct texts shown, in the order they first appear in `shown_order`: per content, the indices (into
+        `outputs`) of the outputs with exactly that text. Identical outputs are shown once and share its answer."""
+        groups: dict[str, list[int]] = {}
+        for i in shown_order:
+            groups.setdefault(self.outputs[i].output, []).append(i)
+        return [tuple(g) for g in groups.values()]
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

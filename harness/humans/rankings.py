@@ -4,7 +4,8 @@ Pure functions. The result follows the ratings contract: one code per output, 0 
 (N/A), 1..h = least..most harmful among the h harmful outputs, renumbered densely from 1
 ("N/A,3,2" -> 0,2,1; "N/A,3,N/A" -> 0,1,0). With `reverse=True` the raw scale is 1 = most harmful
 (the study's Group 10). Tied harmful ranks ("2,2,1") are unparseable, as in the study's own
-preprocessing: a tie does not say which output is more harmful.
+preprocessing (a tie does not say which output is more harmful), unless `allow_ties` (harness's own
+labelling protocol, where identical or equally harmful outputs share a rank): "2,2,1" -> 2,2,1.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ParsedRanking:
 
 
 def parse_ranking(text: object, n_outputs: int, *, reverse: bool = False, zero_is_na: bool = True,
-                  count_zero_as_repair: bool = True) -> ParsedRanking:
+                  count_zero_as_repair: bool = True, allow_ties: bool = False) -> ParsedRanking:
     """Parse one ranking string for `n_outputs` outputs (see the module docstring)."""
     if text is None or (isinstance(text, float) and text != text):
         return ParsedRanking(None, error="empty ranking")
@@ -90,13 +91,13 @@ def parse_ranking(text: object, n_outputs: int, *, reverse: bool = False, zero_i
         else:
             return ParsedRanking(None, repairs, f"unreadable rank {t!r} in {str(text).strip()!r}")
     harmful = [r for r in raw if r is not None]
-    if len(set(harmful)) != len(harmful):
+    if len(set(harmful)) != len(harmful) and not allow_ties:
         return ParsedRanking(None, repairs, f"tied ranks in {str(text).strip()!r} (no order between them)")
     order = sorted(set(harmful), reverse=reverse)  # least harmful first
     dense = {rank: i + 1 for i, rank in enumerate(order)}
     codes = [0 if r is None else dense[r] for r in raw]
     if reverse and len(harmful) >= 2:
         repairs.append(REPAIR_REVERSED)
-    if sorted(harmful) != list(range(1, len(harmful) + 1)):
+    if sorted(set(harmful)) != list(range(1, len(set(harmful)) + 1)):
         repairs.append(REPAIR_DENSE)
     return ParsedRanking(codes, repairs)

@@ -1,16 +1,17 @@
 """Plain CSV round trip for spreadsheets and crowd platforms: one row per plan item, outputs as columns.
 
 Export (`write_sheet`, `tasks.csv`): columns `plan`, `item`, `position`, `prompt`, `content_a`,
-`content_b`, ... (the plan's shown order), `sample_keys` (the outputs' sample keys in that order,
-separated by spaces), then empty answer columns: `annotator`, `ranking` (rank task, the study's format
-in shown order, e.g. `2,1,N/A`: Content A is the second least harmful, B the least, C not harmful) or
+`content_b`, ... (the item's distinct texts in the plan's shown order: identical outputs are one content,
+harness.humans.plan), `sample_keys` (every output's sample key in shown order, separated by spaces),
+then empty answer columns: `annotator`, `ranking` (rank task, the study's format in shown order, e.g.
+`2,1,N/A`: Content A is the second least harmful, B the least, C not harmful; `1,1,N/A` ties A and B) or
 `harmful` (label task, yes/no per content in shown order, e.g. `yes,no,no`), and `seconds`. Cells that a
 spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) get a leading
 apostrophe: outputs are adversarial text. Copy a row once per annotator.
 
 Import (format `plan-csv`): the same columns back (prompt and contents are not read: the outputs come
 from the store by sample key). A row with an empty answer is not labelled yet and is counted; the
-annotator is the `annotator` cell, else the `--annotator` option. A ranking that repeats or skips a
+annotator is the `annotator` cell, else the `--annotator` option. A ranking that skips a
 rank, an unreadable yes/no, an unknown sample key or an item that does not match its sample keys refuses
 the whole file (exit 2, naming the row), so nothing half-read is stored.
 """
@@ -58,7 +59,7 @@ def write_sheet(items: Sequence[PlanItem], task: str, out_dir: Path) -> list[Pat
     """tasks.csv in out_dir (see the module docstring)."""
     if task not in TASKS:
         raise UsageError(f"unknown --task {task!r}: use rank or label")
-    k_max = max(it.k for it in items)
+    k_max = max(it.n_contents for it in items)
     answer = "ranking" if task == "rank" else "harmful"
     header = ["plan", "item", "position", "prompt", *(content_column(j) for j in range(k_max)), "sample_keys",
               "annotator", answer, "seconds"]
@@ -69,10 +70,9 @@ def write_sheet(items: Sequence[PlanItem], task: str, out_dir: Path) -> list[Pat
             w = csv.writer(fh)
             w.writerow(header)
             for it in items:
-                shown = [it.outputs[i] for i in it.shown_order]
-                texts = [_cell(o.output) for o in shown] + [""] * (k_max - it.k)
-                w.writerow([it.plan, it.item, it.position, _cell(it.prompt), *texts,
-                            " ".join(o.sample_key for o in shown), "", "", ""])
+                texts = [_cell(it.outputs[g[0]].output) for g in it.contents(it.shown_order)]
+                w.writerow([it.plan, it.item, it.position, _cell(it.prompt), *texts, *[""] * (k_max - len(texts)),
+                            " ".join(it.outputs[i].sample_key for i in it.shown_order), "", "", ""])
     except OSError as exc:
         raise UsageError(f"cannot write to {out_dir} ({exc.strerror}): choose a writable --out folder") from exc
     return [path]
@@ -157,7 +157,6 @@ def parse_sheet(path: Path, store: Any = None, annotator: str | None = None, **_
             who = check_annotator(who_raw) if who_raw else default_annotator
             if who is None:
                 raise UsageError(f"{where}: no annotator: fill the annotator column or pass --annotator NAME")
-            shown_codes = strict_ranking(raw, len(sks)) if task == "rank" else parse_labels(raw.split(","), len(sks))
         except AnswerError as exc:
             raise UsageError(f"{where}: {exc}") from None
         canonical = sorted(sks)
@@ -168,6 +167,11 @@ def parse_sheet(path: Path, store: Any = None, annotator: str | None = None, **_
                         prompt_id=first.prompt_id, prompt=first.prompt, category=first.category,
                         outputs=tuple(PlanOutput(sk, generations[sk].output or "") for sk in canonical),
                         shown_order=tuple(canonical.index(sk) for sk in sks), strategy="plan-csv", seed=0)
+        try:
+            shown_codes = (strict_ranking(raw, item.n_contents) if task == "rank"
+                           else parse_labels(raw.split(","), item.n_contents))
+        except AnswerError as exc:
+            raise UsageError(f"{where}: {exc}") from None
         answer = Answer(item, who, task, shown_codes, list(item.shown_order),
                         seconds=_seconds(row.get(seconds_col or "", "") if seconds_col else "", where),
                         source=SOURCE, extra={"row": row_no})

@@ -14,6 +14,7 @@ from harness.errors import UsageError, require
 from harness.qos import QOS_TASK, QosLabel, qos_labels
 from harness.records import HARM_TASKS, Generation, JudgeCard
 from harness.store import Store
+from harness.variants.manifest import ModelFacts, model_facts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,10 +75,12 @@ class RateInputs:
     cards: dict[str, JudgeCard]
     qos_labels: list[QosLabel] = field(default_factory=list)
     answers: list[rates.AnswerCount] = field(default_factory=list)
+    models: dict[str, ModelFacts] = field(default_factory=dict)  # the catalog's facts of the models
 
     def tables(self, rater: str | None = None, include_flagged: bool = False) -> rates.RateTables:
         return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
-                                 include_flagged=include_flagged, qos_labels=self.qos_labels, answers=self.answers)
+                                 include_flagged=include_flagged, qos_labels=self.qos_labels, answers=self.answers,
+                                 models=self.models)
 
 
 def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None,
@@ -99,7 +102,7 @@ def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: lis
     cards = cards_for_correction(cardlib.merged(store.cards(), cardlib.library_cards()), raters, identities, card)
     qos = qos_labels(store.label_counts(QOS_TASK)) if any(g.template_id for g in gens) else []
     answers = [rates.AnswerCount(*row) for row in store.answer_counts(HARM_TASKS)]
-    return RateInputs(gens, counts, labels, cards, qos, answers)
+    return RateInputs(gens, counts, labels, cards, qos, answers, model_facts(g.model for g in gens))
 
 
 def load(store: Store, run_ids: list[str] | None = None, card: str | None = None) -> ReportData:

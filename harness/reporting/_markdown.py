@@ -99,7 +99,8 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
             worst = "-" if f.missing(r["worst_category"]) else \
                 f"{r['worst_category']} {f.pct(r['worst_category_rate'])} (n={f.count(r['worst_category_n'])})"
             values = [
-                r["rank"], r["model"], r["variant"], f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]),
+                r["rank"], f.model_name(r["model"], r["base_model"]), r["variant"],
+                f.rate_ci(r["harm_rate"], r["harm_ci_low"], r["harm_ci_high"]),
                 "-" if f.missing(r["harm_method"]) else r["harm_method"],
                 f.count(r["harm_n"]), f.count(r["harm_n_invalid"]), worst,
                 *[_other(rates, (*key, rater)) for rater in others],

@@ -139,7 +139,7 @@ def render_html(store: Store, report: Report) -> str:
 
 
 def _name(r: dict[str, Any]) -> str:
-    return f"{r['model']}:{r['variant']}"
+    return f"{f.model_name(r['model'], r.get('base_model'))}:{r['variant']}"
 
 
 def glance_section(report: Report) -> h.Section:

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,30 @@ def check_completion_template(template: str, where: str) -> None:
     if "prompt" not in fields:
         raise UsageError(f"{where}: {template!r} has no {{prompt}} placeholder: put {{prompt}} where the user's "
                          "prompt goes")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the figures' surfaces say beside a catalog model: its shipped variant (the GGUF ladder's reference
+    when the store has no F32/F16/BF16) and whether it is a base model ([chat] format = "completion")."""
+
+    source_variant: str
+    base: bool
+
+
+def model_facts(names: Iterable[str]) -> dict[str, ModelFacts]:
+    """The facts of the named catalog models; a name the catalog does not know (an imported or removed model, a
+    manifest that no longer reads) is left out."""
+    out: dict[str, ModelFacts] = {}
+    for name in sorted(set(names)):
+        if not PLAIN_NAME.match(name):
+            continue
+        try:
+            m = load_manifest(name)
+        except (UsageError, OSError, ValueError):
+            continue
+        out[name] = ModelFacts(m.source_variant, m.chat.get("format") == "completion")
+    return out
 
 
 def load_manifest(name_or_path: str) -> ModelManifest:
