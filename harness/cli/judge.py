@@ -27,7 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="cards export --out FILE: write the store's and the library's cards to a file; "
                         "cards import FILE: add a card file to your card library")
     p.add_argument("--out", default=None, metavar="FILE", help="cards export: the file to write")
-    p.add_argument("--force", action="store_true", help="cards export: overwrite an existing --out file")
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--judge", default=None, metavar="NAME|FILE.toml", help="judge name (see --list) or TOML path")
     p.add_argument("--mode", default=None, choices=mode_names(), help="override the judge's mode")
@@ -44,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     batch.add_argument("--batch-export", default=None, metavar="FILE.jsonl",
                        help="write what this judge would request as OpenAI Batch API lines (for the Batch API or "
                             "`vllm run-batch`) instead of requesting it; the store is only read")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --batch-export file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --batch-export or cards export --out file")
     batch.add_argument("--batch-import", default=None, metavar="FILE.jsonl",
                        help="record a Batch API results file as this judge's judgments and ratings (same judge "
                             "and options as the export)")
