@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--run", action="append", default=[], metavar="ID", help="only generations of this run (repeatable)")
     p.add_argument("--include-flagged", action="store_true",
                    help="count warm-up and contended measurements in the cost medians (left out by default)")
+    p.add_argument("--wide", action="store_true", help="every figure in the table (default: the compact table)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=leaderboard_command)
 
@@ -52,7 +53,7 @@ def parse_rate(text: str, option: str = "--max-harm") -> float:
 
 def leaderboard_command(args: argparse.Namespace) -> int:
     from harness import api
-    from harness.cli.tables import candidates_table, print_table
+    from harness.cli.tables import leaderboard_table, print_table, terminal_width
 
     candidates = api.leaderboard(args.store, device=args.device, max_ram=args.max_ram, min_tps=args.min_tps,
                                  max_harm=parse_rate(args.max_harm) if args.max_harm is not None else None,
@@ -63,5 +64,11 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.as_dict() for c in candidates], indent=2))
         return 0
-    print_table(candidates_table(candidates))
+    print_table(leaderboard_table(candidates, wide=args.wide, limits=limited(args), width=terminal_width()),
+                wide=args.wide)
     return 0
+
+
+def limited(args: argparse.Namespace) -> bool:
+    """Whether the query sets any limit (the table then says which variants meet them)."""
+    return any(v is not None for v in (args.max_ram, args.min_tps, args.max_harm, args.max_qos_gap))
