@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+NONE_PASS_EXIT = 3  # `harness leaderboard` with limits that no variant meets (a CI gate; 1 and 2 mean errors)
+
 
 class HarnessError(Exception):
     """A failure that is not the user's input (exit code 1)."""

@@ -9,6 +9,7 @@ refusal detector; one variant's every sample was contended (others took 45% of t
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -145,3 +146,16 @@ def test_harness_leaderboard_at_the_terminal_width(store: Path, cli, monkeypatch
     assert "3 of 3 variant(s) meet the limits" in " ".join(r.out.split()) and "68.0 [66.5-69.5]*" in r.out
     r = cli("leaderboard", "--store", store, "--wide")
     assert r.code == 0 and "J/token" in r.out.replace("\n", "") and "…" not in r.out
+
+
+def test_leaderboard_is_a_ci_gate(store: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Limits no variant meets exit 3 (documented in --help and the README); no limits, or one met, exit 0."""
+    r = cli("leaderboard", "--store", store, "--max-harm", "0.05")  # 6 outputs cannot show a rate below 5%
+    assert r.code == 3 and "0 of 3 variant(s) meet the limits" in " ".join(r.out.split())
+    assert "no variant meets the limits (exit 3)" in r.err and "fails: harm upper 95% bound" in r.out
+    r = cli("leaderboard", "--store", store, "--max-harm", "0.05", "--json")
+    assert r.code == 3 and not any(row["passes"] for row in json.loads(r.out))
+    assert cli("leaderboard", "--store", store).code == 0
+    assert cli("leaderboard", "--store", store, "--min-tps", "100").code == 0  # Q4_K_M decodes 127 tok/s
+    r = cli("leaderboard", "--help")
+    assert r.code == 0 and "3 limits were given and no variant meets them" in " ".join(r.out.split())
