@@ -20,6 +20,15 @@ class UsageError(HarnessError):
     exit_code = 2
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """" (did you mean 'Q4_K_M'?)" for the known name closest to a misspelt one (case ignored), else ""."""
+    import difflib
+
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
+
+
 class MissingExtraError(UsageError):
     """An optional dependency is not installed."""
 
