@@ -159,3 +159,49 @@ def test_leaderboard_is_a_ci_gate(store: Path, cli) -> None:  # type: ignore[no-
     assert cli("leaderboard", "--store", store, "--min-tps", "100").code == 0  # Q4_K_M decodes 127 tok/s
     r = cli("leaderboard", "--help")
     assert r.code == 0 and "3 limits were given and no variant meets them" in " ".join(r.out.split())
+
+
+@pytest.mark.parametrize("width", ["100", "120"])
+def test_harness_run_prints_the_same_table(store: Path, cli, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                           width: str) -> None:
+    """`harness run` ends with the table `harness leaderboard` prints (the run itself replaced by its result)."""
+    from types import SimpleNamespace
+
+    import harness.api
+
+    rows = rows_of(store)
+    seen: dict[str, object] = {}
+
+    def fake_run(*args: object, **kwargs: object) -> SimpleNamespace:
+        seen.update(kwargs)
+        return SimpleNamespace(written=0, skipped=24, planned=24, fleet=None, judges=[], report=None,
+                               leaderboard=rows, store=store)
+
+    monkeypatch.setattr(harness.api, "run", fake_run)
+    monkeypatch.setenv("COLUMNS", width)
+    r = cli("run", "--store", store, "--no-judge")
+    assert r.code == 0, r.err
+    assert seen["include_flagged"] is False
+    assert_fits(r.out, int(width))
+    table = r.out.split("results:")[0]
+    assert table.strip() == cli("leaderboard", "--store", store).out.strip()
+    r = cli("run", "--store", store, "--no-judge", "--include-flagged")
+    assert r.code == 0 and seen["include_flagged"] is True
+    assert "every measurement, warm-up and contended ones included" in " ".join(r.out.split())
+
+
+def test_report_include_flagged(store: Path, tmp_path: Path) -> None:
+    """The report's tables hold the contended figures beside the clean ones; --include-flagged counts them all."""
+    import pandas as pd
+
+    import harness
+
+    harness.report(store, tmp_path / "clean", bootstrap=0)
+    harness.report(store, tmp_path / "all", bootstrap=0, include_flagged=True)
+    clean = pd.read_csv(tmp_path / "clean" / "tables" / "leaderboard.csv").set_index("variant")
+    flagged = pd.read_csv(tmp_path / "all" / "tables" / "leaderboard.csv").set_index("variant")
+    assert pd.isna(clean.loc[BUSY, "decode_tps"]) and clean.loc[BUSY, "contended_decode_tps"] == 68.0
+    assert clean.loc[BUSY, "contended_interference_frac"] == pytest.approx(0.45)
+    assert flagged.loc[BUSY, "decode_tps"] == 67.5 and pd.isna(flagged.loc[BUSY, "contended_decode_tps"])
+    md = " ".join((tmp_path / "clean" / "leaderboard.md").read_text(encoding="utf-8").split())
+    assert "68.0 [66.5-69.5]*" in md and "every sample contended (other processes took 45% of the machine)" in md

@@ -69,8 +69,8 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.as_dict() for c in candidates], indent=2))
     else:
-        print_table(leaderboard_table(candidates, wide=args.wide, limits=limited(args), width=terminal_width()),
-                    wide=args.wide)
+        print_table(leaderboard_table(candidates, wide=args.wide, limits=limited(args), width=terminal_width(),
+                                      include_flagged=args.include_flagged), wide=args.wide)
     return gate(candidates, limited(args))
 
 

@@ -111,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
         print_judge_line(j, console)
     if result.report is not None and result.report.skipped:
         console.print(Text(f"report skipped: {result.report.skipped}", style="yellow"))
-    print_table(leaderboard_table(result.leaderboard, wide=args.wide, width=out.width), out, wide=args.wide)
+    print_table(leaderboard_table(result.leaderboard, wide=args.wide, width=out.width,
+                                  include_flagged=args.include_flagged), out, wide=args.wide)
     report_path = result.report.html if result.report else None
     out.print(f"results: {result.store}" + (f"\nreport:  {report_path}" if report_path else ""), markup=False)
     if result.fleet is not None and result.fleet.status != "finished":

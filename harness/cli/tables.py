@@ -22,8 +22,6 @@ from harness import formatting as f
 from harness.cli.console import terminal
 from harness.rates import UNCALIBRATED_NOTE, LeaderboardRow
 
-CONTENDED_MARK = "*"  # after a figure measured only while other processes used the machine
-
 
 @dataclass(frozen=True)
 class Column:
@@ -38,15 +36,12 @@ def _fmt(v: Any, spec: str) -> str:
 
 def decode_cell(r: LeaderboardRow) -> str:
     """The clean decode median [IQR]; when every sample was contended, the contended one, marked."""
-    if r.decode_tps is None and r.contended_decode_tps is not None:
-        return f.num_iqr(r.contended_decode_tps, r.contended_decode_tps_q1, r.contended_decode_tps_q3) + CONTENDED_MARK
-    return f.num_iqr(r.decode_tps, r.decode_tps_q1, r.decode_tps_q3)
+    return f.decode_iqr((r.decode_tps, r.decode_tps_q1, r.decode_tps_q3),
+                        (r.contended_decode_tps, r.contended_decode_tps_q1, r.contended_decode_tps_q3))
 
 
 def ttft_cell(r: LeaderboardRow) -> str:
-    if r.ttft_s is None and r.contended_ttft_s is not None:
-        return f.num(r.contended_ttft_s, ".3f") + CONTENDED_MARK
-    return f.num(r.ttft_s, ".3f")
+    return f.contended_or(r.ttft_s, r.contended_ttft_s, f.num(r.ttft_s, ".3f"), f.num(r.contended_ttft_s, ".3f"))
 
 
 def harm_cell(r: LeaderboardRow) -> str:
@@ -88,10 +83,11 @@ def wide_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
 
 
 def leaderboard_table(rows: Sequence[LeaderboardRow], *, wide: bool = False, limits: bool = False,
-                      width: int | None = None) -> Table:
+                      width: int | None = None, include_flagged: bool = False) -> Table:
     """The leaderboard of `harness run` and `harness leaderboard`, best first: compact, or with every figure
     (`wide`). `limits`: a deployable-candidates query (adds whether each variant meets the limits, and why not).
-    `width`: the terminal's; when the table is wider, the name columns wrap so that no figure has to."""
+    `width`: the terminal's; when the table is wider, the name columns wrap so that no figure has to.
+    `include_flagged`: the cost medians count warm-up and contended measurements (the caption says so)."""
     devices = sorted({r.device for r in rows})
     cols = (wide_columns if wide else compact_columns)(rows)
     if len(devices) > 1:
@@ -110,7 +106,7 @@ def leaderboard_table(rows: Sequence[LeaderboardRow], *, wide: bool = False, lim
     for r, row in zip(rows, cells):
         shown = [wrap_name(c, budget) if budget is not None and i in names else c for i, c in enumerate(row)]
         table.add_row(*(Text(c) for c in shown), style=None if r.passes else "dim")
-    table.caption = table_caption(rows, show_pass, wide)
+    table.caption = table_caption(rows, show_pass, wide, include_flagged)
     return table
 
 
@@ -145,10 +141,14 @@ def table_title(rows: Sequence[LeaderboardRow], devices: Sequence[str], limits: 
     return title + " (best first)"
 
 
-def table_caption(rows: Sequence[LeaderboardRow], show_pass: bool, wide: bool) -> Text | None:
+def table_caption(rows: Sequence[LeaderboardRow], show_pass: bool, wide: bool, include_flagged: bool) -> Text:
     """What the table needs said below it: cost rules, contended figures, harm methods, why variants fail."""
-    lines = ["cost: medians [interquartile range] without warm-up and contended samples; peak RAM is the maximum"
-             + ("" if wide else "; --wide for every figure")]
+    counted = ("every measurement, warm-up and contended ones included (--include-flagged)" if include_flagged
+               else "without warm-up and contended samples")
+    lines = [f"cost: medians [interquartile range] {counted}; peak RAM is the maximum"
+             + ("" if wide else "; --wide for every figure"
+                + (", the refusal gaps between groups among them" if any(r.qos_max_gap is not None for r in rows)
+                   else ""))]
     lines += contended_lines(rows)
     harm = harm_caption(rows)
     if show_pass:
@@ -163,14 +163,8 @@ def table_caption(rows: Sequence[LeaderboardRow], show_pass: bool, wide: bool) -
 
 def contended_lines(rows: Sequence[LeaderboardRow]) -> list[str]:
     """One line per variant whose speed is shown from contended measurements only."""
-    out = []
-    for r in rows:
-        if r.decode_tps is None and r.contended_decode_tps is not None:
-            busy = (f"other processes took {f.pct(r.contended_interference_frac)} of the machine"
-                    if r.contended_interference_frac is not None else "the machine was busy")
-            out.append(f"{CONTENDED_MARK} {r.name}: every sample contended ({busy}); median of {r.contended_n_cost} "
-                       "contended measurement(s): re-run on a quiet machine, or count them with --include-flagged")
-    return out
+    return [f.contended_note(r.name, r.contended_n_cost, r.contended_interference_frac) for r in rows
+            if r.decode_tps is None and r.contended_decode_tps is not None]
 
 
 def qos_gap(r: LeaderboardRow) -> str:
