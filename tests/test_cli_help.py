@@ -111,3 +111,8 @@ def test_variant_names_are_case_insensitive() -> None:
 def test_a_misspelt_command_gets_a_suggestion(cli, args: list[str], wanted: str) -> None:  # type: ignore[no-untyped-def]
     r = cli(*args)
     assert r.code == 2 and wanted in r.err
+
+
+def test_a_calibrate_option_without_calibrate_names_the_sub_command(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("judge", "--judge", "refusal-detector", "--set", "labels-csv:x.csv")
+    assert r.code == 2 and "--set is for `harness judge calibrate`" in r.err

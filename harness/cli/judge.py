@@ -50,6 +50,7 @@ def judging_options(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--quiet", action="store_true", default=default or False, help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the judges and exit")
     p.add_argument("--json", action="store_true", default=default or False, help=argparse.SUPPRESS)
+    p.add_argument("--set", dest="sets", action="append", default=[], help=argparse.SUPPRESS)  # calibrate's
 
 
 def store_option(p: argparse.ArgumentParser, default: Any) -> None:
@@ -162,6 +163,9 @@ def print_judge_line(s: Any, console: Any) -> None:
 def judge_command(args: argparse.Namespace) -> int:
     if args.list:
         return list_command()
+    if args.sets:
+        raise UsageError("--set is for `harness judge calibrate`: e.g. harness judge calibrate --judge NAME --set "
+                         "labels-csv:FILE")
     if not args.judge:
         raise UsageError("harness judge needs --judge NAME or a .toml path: see `harness judge --list`")
 
