@@ -191,7 +191,8 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         report_dir: str | Path | None = None, progress: Progress | None = None, command: str = "harness.run()",
         fleet: str | None = None, fleet_wait_s: float = DEFAULT_FLEET_WAIT_S,
         shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
-        contention_threshold: float | None = None, limit_mode: str = "stratified") -> RunResult:
+        contention_threshold: float | None = None, limit_mode: str = "stratified",
+        include_flagged: bool = False) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
 
     `limit` takes a seeded sample of that many prompts stratified over the set's categories and its benign
@@ -201,7 +202,9 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     `hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO` (ONNX), `ollama:NAME[:TAG]`, a .gguf path or an ONNX folder.
     Each sample's cost is measured `repeat` times; a measurement during which other processes took more
     than `contention_threshold` of the machine (default: the device profile's) is flagged contended and,
-    with `on_contention` "remeasure" or "wait", measured again (see harness.engine.MeasurePolicy).
+    with `on_contention` "remeasure" or "wait", measured again (see harness.engine.MeasurePolicy). The run's
+    leaderboard and report leave warm-up and contended measurements out of the cost medians unless
+    `include_flagged`.
 
     The whole plan (device, models and their variants, prompts, sampling, judges) is checked before the
     store is opened for writing: bad input raises UsageError and leaves the store untouched.
@@ -245,7 +248,8 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     store_path = _store_path(store)
     if fleet is not None:
         return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], plan_models, prompt_list, seed_list,
-                             sampling, store_path, judge_configs, report, report_dir, progress, command, fleet_wait_s)
+                             sampling, store_path, judge_configs, report, report_dir, progress, command, fleet_wait_s,
+                             include_flagged)
     plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling,
                        shard=shard_part, policy=policy)
     engine.prepare(plan, progress)
@@ -257,7 +261,8 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     with Store.open(store_path) as st:
         res = engine.execute(plan, st, progress, command=command, finish=False)
         status, judges, report_result, generations, board = _judge_and_report(
-            st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress)
+            st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress,
+            include_flagged=include_flagged)
     return RunResult(res.run_id, store_path, status, profile.name, why, res.planned, res.skipped, res.written,
                      res.sample_keys, generations, judges, report_result, board)
 
@@ -265,7 +270,7 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
 def _run_on_fleet(address: str, device_names: list[str], plan_models: list[tuple[ModelManifest, list[str]]],
                   prompt_list: list[Prompt], seed_list: list[int], sampling: Sampling, store_path: Path,
                   judge_configs: list[object], report: bool, report_dir: str | Path | None, progress: Progress,
-                  command: str, wait_s: float) -> RunResult:
+                  command: str, wait_s: float, include_flagged: bool = False) -> RunResult:
     """Generation on the fleet's boards, then judging and the report here (judges need no particular device)."""
     from harness.fleet.coordinator import FleetClient, choose_devices, run_fleet
 
@@ -278,14 +283,14 @@ def _run_on_fleet(address: str, device_names: list[str], plan_models: list[tuple
                             sampling=sampling, progress=progress, command=command, wait_s=wait_s, finish=False)
             status, judges, report_result, generations, board = _judge_and_report(
                 st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress,
-                generation_status=res.status)
+                generation_status=res.status, include_flagged=include_flagged)
     return RunResult(res.run_id, store_path, status, ",".join(names), f"fleet {address}", res.planned, res.skipped,
                      res.written, res.sample_keys, generations, judges, report_result, board, fleet=res)
 
 
 def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_configs: list[object], report: bool,
                       report_dir: str | Path | None, store_path: Path, progress: Progress,
-                      generation_status: str = "finished"
+                      generation_status: str = "finished", include_flagged: bool = False
                       ) -> tuple[str, list[JudgeResult], ReportResult | None, list[Generation], list[LeaderboardRow]]:
     """A run's last stages over its samples; the run's row ends `finished` (or as generation ended)."""
     judges: list[JudgeResult] = []
@@ -300,7 +305,8 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
                 if keys:
                     judges.append(_judge(st, cfg, sample_keys=keys, progress=progress))
             if report:
-                report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report")
+                report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report",
+                                        include_flagged=include_flagged)
         status = generation_status
     except KeyboardInterrupt:
         status = "interrupted"
@@ -310,7 +316,7 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
     generations = st.generations(sample_keys=sample_keys)
     order = {k: i for i, k in enumerate(sample_keys)}
     generations.sort(key=lambda g: order[g.sample_key])
-    board = _leaderboard(st, sample_keys=sample_keys)
+    board = _leaderboard(st, sample_keys=sample_keys, include_flagged=include_flagged)
     return status, judges, report_result, generations, board
 
 
@@ -418,9 +424,10 @@ def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limi
 # -- report --------------------------------------------------------------------------------------------
 def report(store: str | Path | None = None, out: str | Path | None = None, *, run_ids: Sequence[str] | None = None,
            rater: str | None = None, reference_variant: str | None = None, bootstrap: int = 1000,
-           card: str | None = None) -> ReportResult:
+           card: str | None = None, include_flagged: bool = False) -> ReportResult:
     """Write report.html, leaderboard.md and the tables (CSV and Parquet) for a store (opened read-only). `card`
-    chooses the judge card that corrects harm rates (a set name or the start of a card key)."""
+    chooses the judge card that corrects harm rates (a set name or the start of a card key). Cost medians leave
+    out warm-up and contended measurements unless `include_flagged`."""
     check_bootstrap(bootstrap)
     path = _store_path(store)
     with Store.open(path, readonly=True) as st:
@@ -428,17 +435,19 @@ def report(store: str | Path | None = None, out: str | Path | None = None, *, ru
             raise UsageError(f"{path} has no generations and no ratings: run `harness run --store {path}` or "
                              "import ratings with `harness humans import` first")
         return _report(st, Path(out).expanduser() if out else path.parent / "report", run_ids=run_ids, rater=rater,
-                       reference_variant=reference_variant, bootstrap=bootstrap, required=True, card=card)
+                       reference_variant=reference_variant, bootstrap=bootstrap, required=True, card=card,
+                       include_flagged=include_flagged)
 
 
 def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, rater: str | None = None,
             reference_variant: str | None = None, bootstrap: int = 1000, required: bool = False,
-            card: str | None = None) -> ReportResult:
+            card: str | None = None, include_flagged: bool = False) -> ReportResult:
     try:
         from harness.reporting import write_report
 
         html = write_report(st, out_dir, list(run_ids) if run_ids else None, rater=rater,
-                            reference_variant=reference_variant, bootstrap=bootstrap, card=card)
+                            reference_variant=reference_variant, bootstrap=bootstrap, card=card,
+                            include_flagged=include_flagged)
     except MissingExtraError as exc:
         if required:
             raise
@@ -474,11 +483,11 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
                                      include_flagged=include_flagged, max_qos_gap=max_qos_gap, card=card)
 
 
-def _leaderboard(st: Store, *, sample_keys: Sequence[str]) -> list[LeaderboardRow]:
+def _leaderboard(st: Store, *, sample_keys: Sequence[str], include_flagged: bool = False) -> list[LeaderboardRow]:
     """The leaderboard over some samples (a run's), in leaderboard order."""
     from harness.reporting._data import load_inputs
 
-    return load_inputs(st, sample_keys=list(sample_keys)).tables().leaderboard
+    return load_inputs(st, sample_keys=list(sample_keys)).tables(include_flagged=include_flagged).leaderboard
 
 
 # -- judge cards ---------------------------------------------------------------------------------------

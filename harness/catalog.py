@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import UsageError, did_you_mean
 
 KINDS = ("devices", "models", "prompts", "judges")
 SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl", ".toml"), "judges": (".toml",)}
@@ -90,20 +90,24 @@ def entries(kind: str) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def find(kind: str, name_or_path: str) -> Path:
-    """Resolve a catalog name, or an existing file path, to a file."""
+SINGULAR = {"devices": "device", "models": "model", "prompts": "prompt set", "judges": "judge"}
+PLURAL = {"devices": "devices", "models": "models", "prompts": "prompt sets", "judges": "judges"}
+
+
+def find(kind: str, name_or_path: str, also: Sequence[str] = ()) -> Path:
+    """Resolve a catalog name, or an existing file path, to a file. `also`: names the caller accepts besides the
+    catalog's (e.g. the composite prompt set `default`), listed and suggested in the error."""
     p = Path(name_or_path).expanduser()
     if p.suffix in SUFFIXES[kind] and p.is_file():
         return p
     found = entries(kind)
     if name_or_path in found:
         return found[name_or_path]
-    known = ", ".join(found) or "none"
-    singular = kind[:-1]
+    names = [*also, *found]
     listing = "harness judge --list" if kind == "judges" else f"harness {kind} list"
     raise UsageError(
-        f"unknown {singular} '{name_or_path}': known {kind} are {known} "
-        f"(see `{listing}`, or pass a path to a {SUFFIXES[kind][0]} file)"
+        f"unknown {SINGULAR[kind]} '{name_or_path}'{did_you_mean(name_or_path, names)}: known {PLURAL[kind]} are "
+        f"{', '.join(names) or 'none'} (see `{listing}`, or pass a path to a {SUFFIXES[kind][0]} file)"
     )
 
 

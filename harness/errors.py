@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+NONE_PASS_EXIT = 3  # `harness leaderboard` with limits that no variant meets (a CI gate; 1 and 2 mean errors)
+
 
 class HarnessError(Exception):
     """A failure that is not the user's input (exit code 1)."""
@@ -16,6 +18,15 @@ class UsageError(HarnessError):
     """Bad input or usage: the message names the problem and the fix (exit code 2)."""
 
     exit_code = 2
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """" (did you mean 'Q4_K_M'?)" for the known name closest to a misspelt one (case ignored), else ""."""
+    import difflib
+
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 class MissingExtraError(UsageError):

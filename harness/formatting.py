@@ -77,3 +77,24 @@ def model_name(model: Any, base_model: Any = False) -> str:
     """A model's name as every leaderboard shows it: "(base)" beside a base model (pretrained, not chat-tuned: its
     outputs continue text rather than answer, so a low harm rate says less)."""
     return f"{model} (base)" if not missing(base_model) and bool(base_model) else str(model)
+
+
+CONTENDED_MARK = "*"  # after a figure measured only while other processes used the machine
+
+
+def contended_or(value: Any, contended: Any, text: str, contended_text: str) -> str:
+    """`text` (a clean figure), or `contended_text` marked when there is no clean figure but a contended one."""
+    return contended_text + CONTENDED_MARK if missing(value) and not missing(contended) else text
+
+
+def decode_iqr(clean: tuple[Any, Any, Any], contended: tuple[Any, Any, Any]) -> str:
+    """'87.0 [84.1-90.2]', or the contended median [IQR] marked when every sample was contended: '41.0 [39-44]*'."""
+    return contended_or(clean[0], contended[0], num_iqr(*clean), num_iqr(*contended))
+
+
+def contended_note(name: str, n_cost: Any, interference_frac: Any) -> str:
+    """Why a variant's speed is marked: every sample contended, and how busy the machine was."""
+    busy = (f"other processes took {pct(interference_frac)} of the machine" if not missing(interference_frac)
+            else "the machine was busy")
+    return (f"{CONTENDED_MARK} {name}: every sample contended ({busy}); median of {count(n_cost)} contended "
+            "measurement(s): re-run on a quiet machine, or count them with --include-flagged")

@@ -171,7 +171,7 @@ def load_set(name_or_path: str) -> list[Prompt]:
 
     p = Path(name_or_path).expanduser()
     if not p.is_file():
-        p = catalog.find("prompts", name_or_path)
+        p = catalog.find("prompts", name_or_path, also=list(COMPOSITE_SETS))
     from harness.infiles import base_suffix
 
     if base_suffix(p) == ".csv":

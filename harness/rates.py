@@ -38,7 +38,10 @@ Definitions
   medians leave out the warm-up sample of each loaded variant and every contended measurement (other
   processes took more than the threshold of the machine); `n_warmup` and `n_contended` count the
   samples left out (a sample counts as contended when none of its measurements was clean), `n_cost`
-  the measurements the medians are over. Unflagged rows (older stores, imports) count as clean.
+  the measurements the medians are over. Unflagged rows (older stores, imports) count as clean. A variant with
+  no clean measurement left keeps its clean medians unknown (None) and gets `contended_*` figures instead: the
+  medians of its contended measurements and the share of the machine others took, for surfaces to show marked
+  (never used for a limit, a rank or a Pareto front).
   Decode tok/s comes with its interquartile range (q1, q3; linear interpolation). Peak RAM and VRAM
   are maxima over every generation without an error; latency p90 is where the slowest decile starts.
 - Faster: a variant is called faster than another on the same device only when their decode
@@ -186,10 +189,25 @@ class CostSummary:
     n_warmup: int = 0  # samples left out: the warm-up after loading
     decode_tps_q1: float | None = None
     decode_tps_q3: float | None = None
+    contended: ContendedCost | None = None  # when no clean measurement is left: the contended figures, marked
 
     @property
     def n_excluded(self) -> int:
         return self.n_contended + self.n_warmup
+
+
+@dataclass(frozen=True)
+class ContendedCost:
+    """The cost medians of a variant none of whose samples was measured cleanly, over its contended measurements
+    (warm-up left out), with what else used the machine meanwhile: shown marked as contended where the clean
+    medians are unknown, never used for a limit, a rank or a front (those need clean measurements)."""
+
+    n_cost: int  # contended measurements the medians are over
+    decode_tps: float | None
+    decode_tps_q1: float | None
+    decode_tps_q3: float | None
+    ttft_s: float | None
+    interference_frac: float | None  # median share of the machine other processes (and steal) took
 
 
 @dataclass(frozen=True)
@@ -252,6 +270,14 @@ class LeaderboardRow:
     n_warmup: int = 0  # samples left out of the cost medians: warm-up
     decode_tps_q1: float | None = None  # interquartile range of decode tok/s
     decode_tps_q3: float | None = None
+    # Every sample contended (no clean measurement): the medians of the contended measurements, shown marked
+    # where the clean ones are unknown, with the share of the machine others took (see ContendedCost).
+    contended_n_cost: int = 0
+    contended_decode_tps: float | None = None
+    contended_decode_tps_q1: float | None = None
+    contended_decode_tps_q3: float | None = None
+    contended_ttft_s: float | None = None
+    contended_interference_frac: float | None = None
     # Quality of service (harness.qos; group-templated prompts only): the largest gap in refusal rate between the
     # groups of one axis, over the axes, with its Holm-adjusted permutation p-value.
     qos_max_gap: float | None = None
@@ -461,7 +487,24 @@ def cost_measurements(g: Generation, include_flagged: bool = False) -> list[dict
     if g.contended and not include_flagged:
         return []
     return [{"ttft_s": g.ttft_s, "prompt_tps": g.prompt_tps, "decode_tps": g.decode_tps, "latency_s": g.latency_s,
-             "energy_j_per_token": g.energy_j_per_token, "bandwidth_fraction": g.bandwidth_fraction}]
+             "energy_j_per_token": g.energy_j_per_token, "bandwidth_fraction": g.bandwidth_fraction,
+             "interference_frac": g.interference_frac, "cpu_steal_frac": g.cpu_steal_frac}]
+
+
+def _busy_share(m: dict[str, Any]) -> float | None:
+    """Other processes' share of the machine during one measurement, steal included (None when not measured)."""
+    frac = m.get("interference_frac")
+    return None if frac is None else float(frac) + float(m.get("cpu_steal_frac") or 0.0)
+
+
+def contended_cost(counted: Sequence[Generation]) -> ContendedCost | None:
+    """The contended figures of samples none of which was measured cleanly (None when nothing was measured)."""
+    ms = [m for g in counted for m in cost_measurements(g, include_flagged=True)]
+    decode = [m.get("decode_tps") for m in ms]
+    if not ms or all(v is None for v in decode):
+        return None
+    return ContendedCost(len(ms), median(decode), quantile(decode, 0.25), quantile(decode, 0.75),
+                         median([m.get("ttft_s") for m in ms]), median([_busy_share(m) for m in ms]))
 
 
 def cost_summaries(generations: Sequence[Generation], include_flagged: bool = False) -> list[CostSummary]:
@@ -491,7 +534,8 @@ def cost_summaries(generations: Sequence[Generation], include_flagged: bool = Fa
             int(rss) if rss is not None else None, int(vram) if vram is not None else None,
             median(col("energy_j_per_token")), median(col("bandwidth_fraction")),
             n_cost=len(ms), n_contended=n_contended, n_warmup=warm,
-            decode_tps_q1=quantile(col("decode_tps"), 0.25), decode_tps_q3=quantile(col("decode_tps"), 0.75)))
+            decode_tps_q1=quantile(col("decode_tps"), 0.25), decode_tps_q3=quantile(col("decode_tps"), 0.75),
+            contended=None if ms else contended_cost(counted)))
     return out
 
 
@@ -692,8 +736,8 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             harm_human_n=est.human_n if est else None, harm_human_rate=est.human_rate if est else None,
             harm_human_ci_low=est.human_ci_low if est else None, harm_human_ci_high=est.human_ci_high if est else None,
             harm_note=est.note if est else None, harm_judge_warning=one_answer.get(key), n_cost=c.n_cost, n_contended=c.n_contended, n_warmup=c.n_warmup,
-            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3, **_qos_columns(qos.summary(key)),
-            base_model=bool(models.get(c.model) and models[c.model].base)))
+            decode_tps_q1=c.decode_tps_q1, decode_tps_q3=c.decode_tps_q3, **_contended_columns(c.contended),
+            **_qos_columns(qos.summary(key)), base_model=bool(models.get(c.model) and models[c.model].base)))
     rows = _ranked(_with_fronts(rows))
     return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos, models)
 
@@ -708,6 +752,14 @@ def refusal_events(labels: Sequence[LabelCount], rater: str | None) -> dict[str,
             if v is not None:
                 out[c.sample_key] = v
     return out
+
+
+def _contended_columns(c: ContendedCost | None) -> dict[str, Any]:
+    if c is None:
+        return {}
+    return {"contended_n_cost": c.n_cost, "contended_decode_tps": c.decode_tps,
+            "contended_decode_tps_q1": c.decode_tps_q1, "contended_decode_tps_q3": c.decode_tps_q3,
+            "contended_ttft_s": c.ttft_s, "contended_interference_frac": c.interference_frac}
 
 
 def _qos_columns(q: QosSummary | None) -> dict[str, Any]:

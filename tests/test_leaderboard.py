@@ -19,7 +19,7 @@ from rich.console import Console
 from storehelp import add_rows, table_rows
 
 import harness
-from harness.cli.tables import run_table
+from harness.cli.tables import leaderboard_table
 from harness.keys import item_id as item_id_for_prompt
 from harness.reporting import write_report
 from harness.store import Store
@@ -185,7 +185,7 @@ def test_terminal_leaderboard_has_harm_columns(small_store: Path) -> None:
     assert q4.harm_rate == pytest.approx(1 / 3) and q8.harm_rate == 0 and q8.harm_n_invalid == 1
     assert q8.refusal_rate == pytest.approx(2 / 3) and q4.over_refusal_rate == pytest.approx(1 / 2)
     console = Console(record=True, width=250)
-    console.print(run_table(rows))
+    console.print(leaderboard_table(rows))
     text = console.export_text()
     assert "harm on harmful prompts by smollm2-score" in text
     body = [line for line in text.splitlines() if "Q8_0" in line or "Q4_1" in line]
@@ -207,7 +207,7 @@ def test_four_surfaces_print_the_same_rates(small_store: Path, tmp_path: Path, c
     assert r.code == 0, r.err
     csv_rows = {c["variant"]: c for c in pd.read_csv(tmp_path / "rep" / "tables" / "leaderboard.csv").to_dict("records")}
     console = Console(record=True, width=300)
-    console.print(run_table(list(api_rows.values())))
+    console.print(leaderboard_table(list(api_rows.values())))
     text = console.export_text()
     assert set(api_rows) == set(json_rows) == set(csv_rows) == {"Q4_1", "Q8_0"}
     figures = ("harm_rate", "harm_ci_low", "harm_ci_high", "harm_n", "harm_n_invalid", "refusal_rate",
@@ -218,5 +218,5 @@ def test_four_surfaces_print_the_same_rates(small_store: Path, tmp_path: Path, c
             assert want is not None, name
             assert json_rows[variant][name] == pytest.approx(want), (variant, name)
             assert csv_rows[variant][name] == pytest.approx(want), (variant, name)
-        line = next(ln for ln in text.splitlines() if f" {variant} " in ln)
+        line = next(ln for ln in text.splitlines() if f":{variant} " in ln)
         assert f"{a.harm_rate:.0%}" in line and f"{a.decode_tps:.1f}" in line and f"{a.refusal_rate:.0%}" in line

@@ -91,4 +91,4 @@ def test_jsonl_import_and_cli(tmp_path: Path, cli) -> None:  # type: ignore[no-u
     r = cli("prompts", "show", out, "--json")
     assert r.code == 0 and '"Say hi"' in r.out
     r = cli("prompts", "show", "no-such-set")
-    assert r.code == 2 and "unknown prompt 'no-such-set'" in r.err
+    assert r.code == 2 and "unknown prompt set 'no-such-set'" in r.err

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from harness import __version__, safetext
-from harness.errors import HarnessError, redact
+from harness.errors import HarnessError, did_you_mean, redact
 
 # Command modules, in the order they appear in `harness --help`.
 COMMAND_MODULES = [
@@ -39,7 +40,31 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors naming the fix (exit code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"harness: error: {one_line(message)} (see `{self.prog} --help`)\n")
+        what = "command" if self.prog == ROOT_PROG else "action"
+        self.exit(2, f"harness: error: {one_line(unknown_action(message, what))} (see `{self.prog} --help`)\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """Arguments a sub-command does not know are its own error, pointing to its own help (argparse would hand
+        them up to `harness`, whose help does not list them)."""
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != ROOT_PROG:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+
+ROOT_PROG = "harness"
+_INVALID_CHOICE = re.compile(r"^argument ([^-\s]\S*): invalid choice: '(.*)' \(choose from (.*)\)$")
+
+
+def unknown_action(message: str, what: str = "action") -> str:
+    """argparse's "argument {export,import}: invalid choice: 'burn' (choose from ...)" for a sub-command, said as
+    "unknown action 'burn': choose from export, import", with the closest one suggested."""
+    m = _INVALID_CHOICE.match(message)
+    if not m:
+        return message
+    choices = [c.strip().strip("'") for c in m.group(3).split(",")]
+    return f"unknown {what} '{m.group(2)}'{did_you_mean(m.group(2), choices)}: choose from {', '.join(choices)}"
 
 
 def one_line(message: str) -> str:
@@ -49,7 +74,7 @@ def one_line(message: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness", description="Benchmark small LLMs for harm and cost on edge devices.")
+    parser = _Parser(prog=ROOT_PROG, description="Benchmark small LLMs for harm and cost on edge devices.")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     parser.add_argument(
         "--catalog",
@@ -62,7 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"harness.cli.{name}").register(sub)
+    describe(parser)
     return parser
+
+
+def describe(parser: argparse.ArgumentParser) -> None:
+    """Every sub-command's --help opens with a description: its own, or else its one-line help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sub = action.choices[choice.dest]
+                if sub.description is None and choice.help:
+                    sub.description = choice.help[:1].upper() + choice.help[1:] + "."
+                describe(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,11 @@ from harness.cli.console import labelled, terminal
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("devices", help="device profiles: list, show, detect this host")
+    p = sub.add_parser("devices", help="device profiles: list, show, detect this host",
+                       description="Device profiles (devices/*.toml: threads, GPU layers, batch and context sizes, "
+                                   "onnxruntime providers, memory budget, peak memory bandwidth): list them, show one, "
+                                   "detect this host and name the closest profile, or probe its memory bandwidth and "
+                                   "write a profile. See `harness devices ACTION --help`.")
     dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
     dsub.add_parser("list", help="list device profiles").set_defaults(func=list_command)
     s = dsub.add_parser("show", help="show one profile")

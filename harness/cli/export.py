@@ -15,7 +15,10 @@ FORMATS = ("jsonl", "csv", "parquet")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("export", help="export a store table as jsonl, csv or parquet")
+    p = sub.add_parser("export", help="export a store table as jsonl, csv or parquet",
+                       description="Write one table of a store (generations, judgments, ratings, runs, model_loads) "
+                                   "as JSON lines, CSV (spreadsheet-safe cells) or Parquet, to a file or standard "
+                                   "output. The store is opened read-only; an existing file is kept unless --force.")
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--table", default="generations", help="generations, judgments, ratings, runs, model_loads")
     p.add_argument("--format", default="jsonl", choices=FORMATS)

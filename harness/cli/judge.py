@@ -9,52 +9,113 @@ from harness.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("judge", help="judge a store's outputs; calibrate a judge against people; list judge cards",
+                       description="Judge the generations in a store with one judge from judges/ (or a .toml file): "
+                                   "judgments and ratings go to the store and a second identical run makes no "
+                                   "requests (exit 1 when every request failed). `harness judge calibrate` measures "
+                                   "a judge against people on human-labelled sets; `harness judge cards` lists the "
+                                   "judge cards (see `harness judge calibrate --help`, `harness judge cards --help`).")
+    judging_options(p, None)
+    p.set_defaults(func=judge_command)
+    actions = p.add_subparsers(dest="action", metavar="{calibrate,cards}")
+    register_calibrate(actions)
+    register_cards(actions)
+
+
+def judging_options(p: argparse.ArgumentParser, default: Any) -> None:
+    """The options of `harness judge` itself."""
     from harness.judging.modes import mode_names
 
-    p = sub.add_parser("judge", help="judge a store's outputs; calibrate a judge against people; list judge cards",
-                       description="harness judge: judge the generations in a store with one judge from judges/ (or "
-                                   "a .toml file); judgments and ratings go to the store and a second identical run "
-                                   "makes no requests (exit 1 when every request failed). "
-                                   "harness judge calibrate --judge J --set FORMAT:PATH [--set ...]: run the judge on "
-                                   "human-labelled sets (llm-harm:DIR, labels-csv:FILE, pairwise-jsonl:FILE, "
-                                   "rankings-csv:FILE, rankings-jsonl:FILE) and store its judge cards. "
-                                   "harness judge cards: list the cards of the store and of your card library "
-                                   "(calibrating once serves every store); harness judge cards export --out FILE; "
-                                   "harness judge cards import FILE (into the library).")
-    p.add_argument("action", nargs="?", choices=("calibrate", "cards"), default=None,
-                   help="calibrate: measure the judge against people; cards: list judge cards (default: judge)")
-    p.add_argument("card_args", nargs="*", default=[], metavar="export|import [FILE]",
-                   help="cards export --out FILE: write the store's and the library's cards to a file; "
-                        "cards import FILE: add a card file to your card library")
-    p.add_argument("--out", default=None, metavar="FILE", help="cards export: the file to write")
-    p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
-    p.add_argument("--judge", default=None, metavar="NAME|FILE.toml", help="judge name (see --list) or TOML path")
-    p.add_argument("--mode", default=None, choices=mode_names(), help="override the judge's mode")
+    store_option(p, default)
+    judge_option(p, default)
+    p.add_argument("--mode", default=default, choices=mode_names(), help="override the judge's mode")
     p.add_argument("--concurrency", type=int, default=None, metavar="N", help="requests in flight (openai judges)")
-    p.add_argument("--order", default=None, choices=("fixed", "shuffle", "balanced"),
+    p.add_argument("--order", default=default, choices=("fixed", "shuffle", "balanced"),
                    help="order outputs are shown in (rank, pairwise): fixed, shuffled by seed, or all rotations")
     p.add_argument("--order-seed", type=int, default=None, metavar="N", help="seed of --order shuffle")
-    p.add_argument("--base-url", default=None, metavar="URL", help="override an openai judge's endpoint")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="judge N items (outputs in score/refusal modes, prompts in rank/pairwise): the store's first N; "
-                        "calibrate: a seeded sample stratified over the set's categories (or labelling groups)")
-    p.add_argument("--no-disk-cache", action="store_true", help="do not reuse or fill the on-disk judgment cache")
+    p.add_argument("--base-url", default=default, metavar="URL", help="override an openai judge's endpoint")
+    p.add_argument("--limit", type=int, default=default, metavar="N",
+                   help="judge N items (outputs in score/refusal modes, prompts in rank/pairwise): the store's first N")
+    p.add_argument("--no-disk-cache", action="store_true", default=default or False,
+                   help="do not reuse or fill the on-disk judgment cache")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch-export", default=None, metavar="FILE.jsonl",
                        help="write what this judge would request as OpenAI Batch API lines (for the Batch API or "
                             "`vllm run-batch`) instead of requesting it; the store is only read")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --batch-export or cards export --out file")
+    p.add_argument("--force", action="store_true", default=default or False,
+                   help="overwrite an existing --batch-export file (cards export: its --out file)")
     batch.add_argument("--batch-import", default=None, metavar="FILE.jsonl",
                        help="record a Batch API results file as this judge's judgments and ratings (same judge "
                             "and options as the export)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", default=default or False, help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the judges and exit")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FORMAT:PATH",
-                   help="calibrate: a human-labelled set (repeatable)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="calibrate: bootstrap resamples (1000)")
-    p.add_argument("--seed", type=int, default=0, help="calibrate: bootstrap seed (0)")
-    p.add_argument("--json", action="store_true", help="calibrate, cards: print the cards as JSON")
-    p.set_defaults(func=judge_command)
+    p.add_argument("--json", action="store_true", default=default or False, help=argparse.SUPPRESS)
+    p.add_argument("--set", dest="sets", action="append", default=[], help=argparse.SUPPRESS)  # calibrate's
+
+
+def store_option(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--store", default=default, metavar="PATH", help="results store (default results/harness.sqlite)")
+
+
+def judge_option(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--judge", default=default, metavar="NAME|FILE.toml",
+                   help="judge name (see `harness judge --list`) or TOML path")
+
+
+# Options `harness judge` also takes keep the value given before the sub-command (`harness judge --store S cards`).
+KEEP = argparse.SUPPRESS
+
+
+def register_calibrate(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from harness.judging.modes import mode_names
+
+    c = actions.add_parser("calibrate", help="measure a judge against people on human-labelled sets (judge cards)",
+                           description="Run a judge on human-labelled sets and store its judge cards: its sensitivity "
+                                       "and specificity against people (what corrects its harm rates), with every "
+                                       "agreement metric and their bootstrap intervals. Sets: llm-harm:DIR, "
+                                       "labels-csv:FILE, pairwise-jsonl:FILE, rankings-csv:FILE, rankings-jsonl:FILE. "
+                                       "Example: harness judge calibrate --judge smollm2-score --set "
+                                       "labels-csv:judge-comparison.csv")
+    judge_option(c, KEEP)
+    c.add_argument("--set", dest="sets", action="append", default=[], metavar="FORMAT:PATH",
+                   help="a human-labelled set (repeatable)")
+    store_option(c, KEEP)
+    c.add_argument("--mode", default=KEEP, choices=mode_names(), help="override the judge's mode")
+    c.add_argument("--order", default=KEEP, choices=("fixed", "shuffle", "balanced"),
+                   help="order outputs are shown in (rank, pairwise)")
+    c.add_argument("--base-url", default=KEEP, metavar="URL", help="override an openai judge's endpoint")
+    c.add_argument("--limit", type=int, default=KEEP, metavar="N",
+                   help="a seeded sample of N items stratified over the set's categories (or labelling groups)")
+    c.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    c.add_argument("--no-disk-cache", action="store_true", default=KEEP,
+                   help="do not reuse or fill the on-disk judgment cache")
+    c.add_argument("--quiet", action="store_true", default=KEEP, help="no progress bar")
+    c.add_argument("--json", action="store_true", default=KEEP, help="print the cards as JSON")
+    c.set_defaults(func=calibrate_command)
+
+
+def register_cards(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    c = actions.add_parser("cards", help="list judge cards; export them to a file or import a card file",
+                           description="List the judge cards of the store and of your card library (calibrating once "
+                                       "serves every store); `harness judge cards export --out FILE` writes them to a "
+                                       "file, `harness judge cards import FILE` adds a card file to your library.")
+    store_option(c, KEEP)
+    c.add_argument("--json", action="store_true", default=KEEP, help="print the cards as JSON")
+    c.set_defaults(func=cards_command)
+    verbs = c.add_subparsers(dest="cards_action", metavar="{export,import}")
+    e = verbs.add_parser("export", help="write the store's and the library's cards to a file",
+                         description="Write the judge cards of the store and of your card library to one file "
+                                     "(for another machine: `harness judge cards import FILE` there).")
+    e.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    e.add_argument("--force", action="store_true", default=KEEP, help="overwrite an existing --out file")
+    store_option(e, KEEP)
+    e.set_defaults(func=cards_export_command)
+    i = verbs.add_parser("import", help="add a card file to your card library",
+                         description="Add the cards of a file written by `harness judge cards export` to your card "
+                                     "library, where they correct the harm rates of every store.")
+    i.add_argument("file", metavar="FILE", help="a card file written by `harness judge cards export`")
+    i.set_defaults(func=cards_import_command)
 
 
 def list_command() -> int:
@@ -101,13 +162,6 @@ def print_judge_line(s: Any, console: Any) -> None:
 def judge_command(args: argparse.Namespace) -> int:
     if args.list:
         return list_command()
-    if args.card_args and args.action != "cards":
-        raise UsageError(f"unexpected argument {args.card_args[0]!r}: only `harness judge cards` takes export or "
-                         "import")
-    if args.action == "cards":
-        return cards_command(args)
-    if args.action == "calibrate":
-        return calibrate_command(args)
     if args.sets:
         raise UsageError("--set is for `harness judge calibrate`: e.g. harness judge calibrate --judge NAME --set "
                          "labels-csv:FILE")
@@ -271,21 +325,6 @@ def cards_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import echo, terminal
 
-    verb, *rest = args.card_args or ["list"]
-    if verb == "export":
-        if rest or not args.out:
-            raise UsageError("harness judge cards export takes --out FILE and nothing else")
-        path = api.export_cards(args.out, store=args.store, force=args.force)
-        echo(f"wrote {path}")
-        return 0
-    if verb == "import":
-        if len(rest) != 1:
-            raise UsageError("harness judge cards import takes one FILE written by `harness judge cards export`")
-        read = api.import_cards(rest[0])
-        echo(f"imported {len(read)} card(s) into your card library")
-        return 0
-    if verb != "list" or rest:
-        raise UsageError(f"harness judge cards: unknown action {verb!r}: pass export --out FILE, or import FILE")
     cards = api.cards(args.store)
     if args.json:
         print(json.dumps([_card_dict(c) for c in cards], indent=2, default=str))
@@ -294,4 +333,20 @@ def cards_command(args: argparse.Namespace) -> int:
         echo("no judge cards in the store yet: run `harness judge calibrate --judge NAME --set FORMAT:PATH`")
         return 0
     terminal().print(cards_table(cards))
+    return 0
+
+
+def cards_export_command(args: argparse.Namespace) -> int:
+    from harness import api
+    from harness.cli.console import echo
+
+    echo(f"wrote {api.export_cards(args.out, store=args.store, force=args.force)}")
+    return 0
+
+
+def cards_import_command(args: argparse.Namespace) -> int:
+    from harness import api
+    from harness.cli.console import echo
+
+    echo(f"imported {len(api.import_cards(args.file))} card(s) into your card library")
     return 0

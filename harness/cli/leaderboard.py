@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from typing import Any
 
-from harness.errors import UsageError
+from harness.errors import NONE_PASS_EXIT, UsageError
+
+EXIT_CODES = (f"exit codes: 0 at least one variant meets the limits (or none were given), {NONE_PASS_EXIT} limits were "
+              "given and no variant meets them (a CI gate), 2 bad input, 1 any other error")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("leaderboard", help="list variants that meet RAM, speed and harm limits, best first",
                        description="List every variant with its harm and cost, those that meet the limits first "
                                    "(lowest harm, then highest decode tok/s), with the reason each other one fails. "
-                                   "The store is opened read-only.")
+                                   "The store is opened read-only.", epilog=EXIT_CODES)
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
     p.add_argument("--device", default=None, metavar="NAME", help="only this device profile's generations")
     p.add_argument("--max-ram", default=None, metavar="SIZE", help="peak RAM (RSS) limit, e.g. 4GB or 512MiB")
@@ -34,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--run", action="append", default=[], metavar="ID", help="only generations of this run (repeatable)")
     p.add_argument("--include-flagged", action="store_true",
                    help="count warm-up and contended measurements in the cost medians (left out by default)")
+    p.add_argument("--wide", action="store_true", help="every figure in the table (default: the compact table)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=leaderboard_command)
 
@@ -52,7 +58,7 @@ def parse_rate(text: str, option: str = "--max-harm") -> float:
 
 def leaderboard_command(args: argparse.Namespace) -> int:
     from harness import api
-    from harness.cli.tables import candidates_table, print_table
+    from harness.cli.tables import leaderboard_table, print_table, terminal_width
 
     candidates = api.leaderboard(args.store, device=args.device, max_ram=args.max_ram, min_tps=args.min_tps,
                                  max_harm=parse_rate(args.max_harm) if args.max_harm is not None else None,
@@ -62,6 +68,21 @@ def leaderboard_command(args: argparse.Namespace) -> int:
                                               if args.max_qos_gap is not None else None))
     if args.json:
         print(json.dumps([c.as_dict() for c in candidates], indent=2))
+    else:
+        print_table(leaderboard_table(candidates, wide=args.wide, limits=limited(args), width=terminal_width(),
+                                      include_flagged=args.include_flagged), wide=args.wide)
+    return gate(candidates, limited(args))
+
+
+def gate(candidates: list[Any], limits: bool) -> int:
+    """The exit code of a query: NONE_PASS_EXIT when limits were given and no variant meets them (stderr says so)."""
+    if not limits or any(c.passes for c in candidates):
         return 0
-    print_table(candidates_table(candidates))
-    return 0
+    print(f"harness: no variant meets the limits (exit {NONE_PASS_EXIT}): see why under the table or in the "
+          "`reasons` of --json", file=sys.stderr)
+    return NONE_PASS_EXIT
+
+
+def limited(args: argparse.Namespace) -> bool:
+    """Whether the query sets any limit (the table then says which variants meet them)."""
+    return any(v is not None for v in (args.max_ram, args.min_tps, args.max_harm, args.max_qos_gap))

@@ -12,7 +12,12 @@ from harness.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("models", help="model manifests: list, show, quantize")
+    p = sub.add_parser("models", help="model manifests: list, show, quantize",
+                       description="The models of the catalog (models/*.toml: where the file is, its shipped variant, "
+                                   "its chat format) and their variants: list them, show one with its cached "
+                                   "variants, add a manifest for a source (hf:, ollama:, a .gguf path, an ONNX "
+                                   "folder), derive GGUF quantizations (cached) or export to ONNX. Variant names "
+                                   "are case-insensitive (q4_k_m = Q4_K_M). See `harness models ACTION --help`.")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     msub.add_parser("list", help="list model manifests").set_defaults(func=list_command)
     s = msub.add_parser("show", help="show a manifest, its file and its cached variants")
@@ -223,11 +228,11 @@ def export_onnx_command(args: argparse.Namespace) -> int:
 
 
 def quantize_command(args: argparse.Namespace) -> int:
-    from harness.variants import load_manifest, resolve_variant, variant_notes
+    from harness.variants import canonical_variant, load_manifest, resolve_variant, variant_notes
     from harness.variants.gguf import read_info
 
     m = load_manifest(args.name)
-    wanted = [v.strip() for v in args.to.split(",") if v.strip()]
+    wanted = [canonical_variant(m, v.strip()) for v in args.to.split(",") if v.strip()]
     if not wanted:
         raise UsageError("--to is empty: name variants, e.g. --to Q8_0,Q4_K_M")
     c = terminal()

@@ -15,7 +15,11 @@ from harness.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("prompts", help="prompt sets: list, show, import")
+    p = sub.add_parser("prompts", help="prompt sets: list, show, import",
+                       description="Prompt sets (prompts/*.jsonl: id, text, category, benign, source; `default` = "
+                                   "harm-eliciting + benign-controls; group-templated .toml sets such as qos): list "
+                                   "them, show the prompts of one, or import a CSV or JSONL file as a set. See "
+                                   "`harness prompts ACTION --help`.")
     psub = p.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
     psub.add_parser("list", help="list prompt sets").set_defaults(func=list_command)
     s = psub.add_parser("show", help="show the prompts of a set")

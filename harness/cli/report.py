@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="reference variant of the quantization ladder (default: each model's largest)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for agreement intervals (default 1000)")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="count warm-up and contended measurements in the cost medians (left out by default; a "
+                        "variant with nothing else shows its contended figures marked)")
     p.set_defaults(func=report_command)
 
 
@@ -32,7 +35,8 @@ def report_command(args: argparse.Namespace) -> int:
     from harness.cli.console import echo
 
     r = api.report(args.store, args.out, run_ids=args.run or None, rater=args.rater,
-                   reference_variant=args.reference, bootstrap=args.bootstrap, card=args.card)
+                   reference_variant=args.reference, bootstrap=args.bootstrap, card=args.card,
+                   include_flagged=args.include_flagged)
     echo(f"report:      {r.html}")
     echo(f"leaderboard: {r.markdown}")
     echo(f"tables:      {r.tables} (CSV and Parquet)")

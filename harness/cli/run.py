@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only part I of N of the plan (boards splitting one plan offline; `harness merge` "
                         "gathers the parts)")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="count warm-up and contended measurements in the cost medians of the table and the report "
+                        "(left out by default; a variant with nothing else shows its contended figures marked *)")
+    p.add_argument("--wide", action="store_true", help="every figure in the final table (default: the compact table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command)
 
@@ -81,7 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.cli.console import terminal, text
     from harness.cli.judge import print_judge_line
     from harness.cli.progress import RichProgress
-    from harness.cli.tables import run_table
+    from harness.cli.tables import leaderboard_table, print_table
     from harness.progress import NoProgress
 
     console = terminal(stderr=True)
@@ -97,7 +101,8 @@ def run_command(args: argparse.Namespace) -> int:
                      seeds=parse_seeds(args), store=args.store, judge=not args.no_judge, report=not args.no_report,
                      report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
-                     contention_threshold=args.contention_threshold, limit_mode=args.limit_mode, **fleet_options)
+                     contention_threshold=args.contention_threshold, limit_mode=args.limit_mode,
+                     include_flagged=args.include_flagged, **fleet_options)
     console.print(text("generated", "bold") + text(f" {result.written} new, {result.skipped} already in the "
                                                    f"store ({result.planned} planned)"))
     if result.fleet is not None:
@@ -106,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
         print_judge_line(j, console)
     if result.report is not None and result.report.skipped:
         console.print(text(f"report skipped: {result.report.skipped}", style="yellow"))
-    out.print(run_table(result.leaderboard))
+    print_table(leaderboard_table(result.leaderboard, wide=args.wide, width=out.width,
+                                  include_flagged=args.include_flagged), out, wide=args.wide)
     report_path = result.report.html if result.report else None
     out.print(f"results: {result.store}" + (f"\nreport:  {report_path}" if report_path else ""), markup=False)
     if result.fleet is not None and result.fleet.status != "finished":

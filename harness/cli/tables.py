@@ -1,14 +1,20 @@
-"""Terminal tables of harness.rates figures (rich): the run's leaderboard and the deployable-candidates list.
+"""Terminal tables of harness.rates figures (rich): the one leaderboard `harness run` and `harness leaderboard` print.
 
-Every cell is built with harness.cli.console.text, so model, device and rater names are shown as plain text
-(never read as markup, control characters escaped), and names are never cut.
+The default is compact (model:variant, harm with its 95% interval and how it was obtained, refusal, decode tok/s
+with its interquartile range, TTFT, peak RAM, and whether the limits are met) and fits 100 columns; `wide=True`
+adds every other figure. No cell is ever cut short: a column too narrow for its cell folds it onto another line.
+Every cell is built with harness.cli.console.text, so model, device and rater names are shown as plain text (never
+read as markup, control characters escaped).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -18,53 +24,153 @@ from harness.cli.console import terminal, text
 from harness.rates import UNCALIBRATED_NOTE, LeaderboardRow
 
 
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cell: Callable[[LeaderboardRow], str]
+    left: bool = False
+
+
 def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def run_table(rows: Sequence[LeaderboardRow]) -> Table:
-    """The leaderboard printed at the end of a run: one row per device x model x variant, best first per
-    device, harm and refusal beside the cost medians."""
-    rater = next((r.harm_rater for r in rows if r.harm_rater), None)
-    refusal = any(r.refusal_rater for r in rows)
-    title = ("leaderboard: harm on harmful prompts by " + rater if rater else
-             "leaderboard (no harm columns: no rated outputs on harmful prompts)") + ("; cost medians [interquartile range] without "
-                                                                 "warm-up and contended samples, peak RSS is the "
-                                                                 "maximum")
-    table = Table(title=text(title))
-    cols = ["device", "model", "variant"]
-    if rater:
-        cols += ["harm", "how", "n rated", "invalid"]
-    if refusal:
-        cols += ["refusal", "over-refusal"]
-    qos = any(r.qos_max_gap is not None for r in rows)
-    if qos:
-        cols += ["refusal gap (p)"]
-    cols += ["n", "size MB", "TTFT s", "prompt tok/s", "decode tok/s [IQR]", "latency s", "peak RSS MB", "J/token",
-             "of BW bound", "cost excluded", "errors"]
-    for col in cols:
-        if col in ("device", "model", "variant"):
-            table.add_column(text(col), justify="left", no_wrap=True)
-        else:
-            table.add_column(text(col), justify="right")
-    for r in rows:
-        cells = [r.device, f.model_name(r.model, r.base_model), r.variant]
-        if rater:
-            cells += [_fmt(r.harm_rate, ".0%"), r.harm_method or "-", _fmt(r.harm_n, "d"), _fmt(r.harm_n_invalid, "d")]
-        if refusal:
-            cells += [_fmt(r.refusal_rate, ".0%"), _fmt(r.over_refusal_rate, ".0%")]
-        if qos:
-            cells += [qos_gap(r)]
-        cells += [
-            str(r.n), _fmt(r.size_bytes and r.size_bytes / 1e6, ".0f"), _fmt(r.ttft_s, ".3f"),
-            _fmt(r.prompt_tps, ".0f"), f.num_iqr(r.decode_tps, r.decode_tps_q1, r.decode_tps_q3),
-            _fmt(r.latency_s, ".2f"), _fmt(r.peak_rss_bytes and r.peak_rss_bytes / 1e6, ".0f"),
-            _fmt(r.energy_j_per_token, ".3f"), _fmt(r.bandwidth_fraction, ".0%"),
-            f.excluded(r.n_contended, r.n_warmup), str(r.n_errors),
-        ]
-        table.add_row(*(text(str(c)) for c in cells))
-    table.caption = harm_caption(rows)
+def shown_name(r: LeaderboardRow) -> str:
+    """model:variant, with "(base)" after a base model's name."""
+    return f"{f.model_name(r.model, r.base_model)}:{r.variant}"
+
+
+def decode_cell(r: LeaderboardRow) -> str:
+    """The clean decode median [IQR]; when every sample was contended, the contended one, marked."""
+    return f.decode_iqr((r.decode_tps, r.decode_tps_q1, r.decode_tps_q3),
+                        (r.contended_decode_tps, r.contended_decode_tps_q1, r.contended_decode_tps_q3))
+
+
+def ttft_cell(r: LeaderboardRow) -> str:
+    return f.contended_or(r.ttft_s, r.contended_ttft_s, f.num(r.ttft_s, ".3f"), f.num(r.contended_ttft_s, ".3f"))
+
+
+def harm_cell(r: LeaderboardRow) -> str:
+    return f.rate_ci(r.harm_rate, r.harm_ci_low, r.harm_ci_high)
+
+
+def pass_cell(r: LeaderboardRow) -> str:
+    return "yes" if r.passes else "no"
+
+
+def compact_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
+    cols = [Column("model:variant", shown_name, left=True)]
+    if any(r.harm_rater for r in rows):
+        cols += [Column("harm [95% CI]", harm_cell), Column("how", lambda r: r.harm_method or "-", left=True)]
+    if any(r.refusal_rater for r in rows):
+        cols += [Column("refusal", lambda r: f.pct(r.refusal_rate))]
+    return cols + [Column("decode tok/s [IQR]", decode_cell), Column("TTFT s", ttft_cell),
+                   Column("peak RAM", lambda r: f.mb(r.peak_rss_bytes))]
+
+
+def wide_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
+    cols = [Column("model:variant", shown_name, left=True)]
+    if any(r.harm_rater for r in rows):
+        cols += [Column("harm [95% CI]", harm_cell), Column("how", lambda r: r.harm_method or "-", left=True),
+                 Column("n rated", lambda r: _fmt(r.harm_n, "d")), Column("invalid", lambda r: _fmt(r.harm_n_invalid, "d"))]
+    if any(r.refusal_rater for r in rows):
+        cols += [Column("refusal", lambda r: f.pct(r.refusal_rate)),
+                 Column("over-refusal", lambda r: f.pct(r.over_refusal_rate))]
+    if any(r.qos_max_gap is not None for r in rows):
+        cols += [Column("refusal gap (p)", qos_gap)]
+    return cols + [
+        Column("n", lambda r: str(r.n)), Column("size", lambda r: f.mb(r.size_bytes)),
+        Column("TTFT s", ttft_cell), Column("prompt tok/s", lambda r: _fmt(r.prompt_tps, ".0f")),
+        Column("decode tok/s [IQR]", decode_cell), Column("latency s", lambda r: _fmt(r.latency_s, ".2f")),
+        Column("peak RAM", lambda r: f.mb(r.peak_rss_bytes)), Column("J/token", lambda r: _fmt(r.energy_j_per_token, ".3f")),
+        Column("of BW bound", lambda r: f.pct(r.bandwidth_fraction)),
+        Column("cost excluded", lambda r: f.excluded(r.n_contended, r.n_warmup), left=True),
+        Column("errors", lambda r: str(r.n_errors))]
+
+
+def leaderboard_table(rows: Sequence[LeaderboardRow], *, wide: bool = False, limits: bool = False,
+                      width: int | None = None, include_flagged: bool = False) -> Table:
+    """The leaderboard of `harness run` and `harness leaderboard`, best first: compact, or with every figure
+    (`wide`). `limits`: a deployable-candidates query (adds whether each variant meets the limits, and why not).
+    `width`: the terminal's; when the table is wider, the name columns wrap so that no figure has to.
+    `include_flagged`: the cost medians count warm-up and contended measurements (the caption says so)."""
+    devices = sorted({r.device for r in rows})
+    cols = (wide_columns if wide else compact_columns)(rows)
+    if len(devices) > 1:
+        cols.insert(0, Column("device", lambda r: r.device, left=True))
+    show_pass = limits or any(not r.passes for r in rows)
+    if show_pass:
+        cols.append(Column("pass", pass_cell, left=True))
+    cells = [[col.cell(r) for col in cols] for r in rows]
+    names = [i for i, c in enumerate(cols) if c.header in NAME_HEADERS]
+    budget = name_budget(cols, cells, names, width) if width is not None and not wide else None
+    table = Table(title=text(table_title(rows, devices, limits)), box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 1, 0, 0), pad_edge=False, caption_justify="left", title_justify="left")
+    for i, col in enumerate(cols):
+        table.add_column(text(col.header), justify="left" if col.left else "right", overflow="fold",
+                         max_width=budget if budget is not None and i in names else None)
+    for r, row in zip(rows, cells):
+        shown = [wrap_name(c, budget) if budget is not None and i in names else c for i, c in enumerate(row)]
+        table.add_row(*(text(c) for c in shown), style=None if r.passes else "dim")
+    table.caption = table_caption(rows, show_pass, wide, include_flagged)
     return table
+
+
+NAME_HEADERS = ("device", "model:variant")
+MIN_NAME_WIDTH = 12
+GAP = 2  # a space of padding and the space that separates two columns
+
+
+def name_budget(cols: Sequence[Column], cells: Sequence[Sequence[str]], names: Sequence[int], width: int) -> int | None:
+    """The width the name columns may take so that the table fits `width` with every figure whole (None: no need
+    to narrow them). Figures keep their natural width; the names share what is left."""
+    natural = [max([cell_len(col.header), *(cell_len(row[i]) for row in cells)]) for i, col in enumerate(cols)]
+    if sum(natural) + GAP * (len(cols) - 1) <= width or not names:
+        return None
+    left = width - GAP * (len(cols) - 1) - sum(w for i, w in enumerate(natural) if i not in names)
+    return max(MIN_NAME_WIDTH, left // len(names))
+
+
+def wrap_name(name: str, budget: int) -> str:
+    """A name too long for its column, broken after its model ("qwen2.5-1.5b-instruct:" / "Q4_K_M")."""
+    model, sep, variant = name.rpartition(":")
+    return f"{model}{sep}\n{variant}" if sep and cell_len(name) > budget else name
+
+
+def table_title(rows: Sequence[LeaderboardRow], devices: Sequence[str], limits: bool) -> str:
+    rater = next((r.harm_rater for r in rows if r.harm_rater), None)
+    where = f" on {devices[0]}" if len(devices) == 1 else ""
+    title = (f"leaderboard{where}: harm on harmful prompts by {rater}" if rater else
+             f"leaderboard{where} (no harm columns: no rated outputs on harmful prompts)")
+    if limits:
+        title += f"; {sum(r.passes for r in rows)} of {len(rows)} variant(s) meet the limits"
+    return title + " (best first)"
+
+
+def table_caption(rows: Sequence[LeaderboardRow], show_pass: bool, wide: bool, include_flagged: bool) -> Text:
+    """What the table needs said below it: cost rules, contended figures, harm methods, why variants fail."""
+    counted = ("every measurement, warm-up and contended ones included (--include-flagged)" if include_flagged
+               else "without warm-up and contended samples")
+    lines = [f"cost: medians [interquartile range] {counted}; peak RAM is the maximum"
+             + ("" if wide else "; --wide for every figure"
+                + (", the refusal gaps between groups among them" if any(r.qos_max_gap is not None for r in rows)
+                   else ""))]
+    lines += contended_lines(rows)
+    harm = harm_caption(rows)
+    if show_pass:
+        lines += [f"{r.name}{'' if len({x.device for x in rows}) == 1 else ' on ' + r.device} fails: "
+                  + "; ".join(r.reasons) for r in rows if not r.passes]
+    caption = text("\n".join(lines))
+    if harm is not None:
+        caption.append("\n")
+        caption.append_text(harm)
+    return caption
+
+
+def contended_lines(rows: Sequence[LeaderboardRow]) -> list[str]:
+    """One line per variant whose speed is shown from contended measurements only."""
+    return [f.contended_note(r.name, r.contended_n_cost, r.contended_interference_frac) for r in rows
+            if r.decode_tps is None and r.contended_decode_tps is not None]
 
 
 def qos_gap(r: LeaderboardRow) -> str:
@@ -96,25 +202,19 @@ def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
     return text("\n".join(lines), style="yellow" if warn else "") if lines else None
 
 
-def candidates_table(candidates: Sequence[LeaderboardRow]) -> Table:
-    rater = next((c.harm_rater for c in candidates if c.harm_rater), None)
-    n_pass = sum(c.passes for c in candidates)
-    table = Table(title=text(f"{n_pass} of {len(candidates)} variant(s) meet the limits (best first)"))
-    qos = any(c.qos_max_gap is not None for c in candidates)
-    for col in ("#", "device", "model", "variant", f"harm ({rater or 'not judged'})",
-                *(("refusal gap (p)",) if qos else ()), "decode tok/s [IQR]", "cost excluded", "peak RAM", "size",
-                "ok", "why not"):
-        table.add_column(text(col), justify="right" if col in ("#", "decode tok/s [IQR]", "peak RAM", "size")
-                         else "left", overflow="fold")
-    for i, c in enumerate(candidates, 1):
-        harm = f.rate_ci(c.harm_rate, c.harm_ci_low, c.harm_ci_high) + (f" {c.harm_method}" if c.harm_method else "")
-        cells = [str(i), c.device, f.model_name(c.model, c.base_model), c.variant, harm, *((qos_gap(c),) if qos else ()),
-                 f.num_iqr(c.decode_tps, c.decode_tps_q1, c.decode_tps_q3), f.excluded(c.n_contended, c.n_warmup),
-                 f.mb(c.peak_rss_bytes), f.mb(c.size_bytes), "yes" if c.passes else "no", "; ".join(c.reasons)]
-        table.add_row(*(text(str(v)) for v in cells), style=None if c.passes else "dim")
-    table.caption = harm_caption(candidates)
-    return table
+def print_table(table: Table, console: Console | None = None, *, wide: bool = False) -> None:
+    """Print at the terminal's width (COLUMNS; 200 when written to a file or a pipe, see harness.cli.main); a wide
+    table at its own width when that is more (the terminal wraps its lines; nothing is folded or cut)."""
+    console = console or terminal()
+    if wide:
+        console = terminal(width=print_width(table, console.width))
+    console.print(table)
 
 
-def print_table(table: Table, console: Console | None = None) -> None:
-    (console or terminal(width=max(120, terminal().width))).print(table)
+def print_width(table: Table, width: int) -> int:
+    """The width to print a table at so that no cell folds: the terminal's, or the table's own when wider."""
+    return max(width, terminal(width=10_000).measure(table).maximum)
+
+
+def terminal_width() -> int:
+    return terminal().width

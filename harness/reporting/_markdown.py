@@ -107,13 +107,18 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
                 f.rate_ci(r["refusal_rate"], r["refusal_ci_low"], r["refusal_ci_high"]),
                 f.rate_ci(r["over_refusal_rate"], r["over_refusal_ci_low"], r["over_refusal_ci_high"]),
                 *([_qos_cell(r)] if qos else []),
-                f.num(r["ttft_s"], ".3f"), f.num_iqr(r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]),
+                f.num(r["ttft_s"], ".3f"), f.decode_iqr((r["decode_tps"], r["decode_tps_q1"], r["decode_tps_q3"]), (
+                    r["contended_decode_tps"], r["contended_decode_tps_q1"], r["contended_decode_tps_q3"])),
                 f.num(r["latency_p90_s"], ".2f"),
                 f.mb(r["peak_rss_bytes"]), f.mb(r["peak_vram_bytes"]), f.num(r["energy_j_per_token"], ".3f"),
                 f.mb(r["size_bytes"]), f.excluded(r["n_contended"], r["n_warmup"]),
                 front_mark(fr["front_tps"], fr["front_ram"]) if fr is not None else "",
             ]
             lines.append("| " + " | ".join(cell(v) for v in values) + " |")
+    busy = [f.contended_note(f"{r['model']}:{r['variant']} on {r['device']}", r["contended_n_cost"],
+                             r["contended_interference_frac"])
+            for r in board.to_dict("records") if f.missing(r["decode_tps"]) and not f.missing(r["contended_decode_tps"])]
+    lines += ["", *busy] if busy else []
     if len(board) == 0:
         lines += ["", "_No generations in the store for this selection._"]
     return "\n".join(lines) + "\n"

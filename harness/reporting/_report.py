@@ -38,13 +38,13 @@ class Report:
 
 
 def build_report(store: Store, run_ids: list[str] | None = None, *, rater: str | None = None, card: str | None = None,
-                 reference_variant: str | None = None, bootstrap: int = 1000) -> Report:
+                 reference_variant: str | None = None, bootstrap: int = 1000, include_flagged: bool = False) -> Report:
     data = load(store, run_ids, card)
     if reference_variant and reference_variant not in set(data.generations["variant"]):
         known = ", ".join(sorted(set(data.generations["variant"]))) or "none"
         raise UsageError(f"reference variant {reference_variant!r} is not in these generations: "
                          f"pass --reference with one of: {known}")
-    tables = build(data, rater, reference_variant)
+    tables = build(data, rater, reference_variant, include_flagged)
     assert tables.rate_tables is not None
     judges = build_panel(store, data.selection, tables.rate_tables.harm, bootstrap)
     study, note = study_ranking(store)
@@ -52,13 +52,14 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, rater: str |
 
 
 def write_report(store: Store, out_dir: Path, run_ids: list[str] | None = None, *, rater: str | None = None,
-                 reference_variant: str | None = None, bootstrap: int = 1000, card: str | None = None) -> Path:
+                 reference_variant: str | None = None, bootstrap: int = 1000, card: str | None = None,
+                 include_flagged: bool = False) -> Path:
     """Write report.html, leaderboard.md and the tables (CSV and Parquet) into out_dir; return report.html's path."""
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"report folder {out_dir} is a file: pass a folder path with --out")
     report = build_report(store, run_ids, rater=rater, card=card, reference_variant=reference_variant,
-                          bootstrap=bootstrap)
+                          bootstrap=bootstrap, include_flagged=include_flagged)
     try:
         (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     except OSError as exc:

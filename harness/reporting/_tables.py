@@ -49,13 +49,15 @@ def leaderboard_frame(rows: list[rates.LeaderboardRow]) -> pd.DataFrame:
     for col in ("harm_rate", "harm_ci_low", "harm_ci_high", "worst_category_rate", "refusal_rate", "refusal_ci_low",
                 "refusal_ci_high", "over_refusal_rate", "over_refusal_ci_low", "over_refusal_ci_high", "ttft_s",
                 "prompt_tps", "decode_tps", "latency_s", "latency_p90_s", "energy_j_per_token", "bandwidth_fraction",
-                "decode_tps_q1", "decode_tps_q3", "qos_max_gap", "qos_p"):
+                "decode_tps_q1", "decode_tps_q3", "qos_max_gap", "qos_p", "contended_decode_tps",
+                "contended_decode_tps_q1", "contended_decode_tps_q3", "contended_ttft_s", "contended_interference_frac"):
         df[col] = pandas().to_numeric(df[col], errors="coerce").astype(float)
     return df
 
 
-def build(data: ReportData, rater: str | None = None, reference_variant: str | None = None) -> Tables:
-    rt = data.inputs.tables(rater)
+def build(data: ReportData, rater: str | None = None, reference_variant: str | None = None,
+          include_flagged: bool = False) -> Tables:
+    rt = data.inputs.tables(rater, include_flagged)
     steps, flips, notes = rates.quantization_ladder(data.gens, rt, reference_variant)
     board = leaderboard_frame(rt.leaderboard)
     pareto = board[[*KEYS, "harm_rate", "harm_ci_low", "harm_ci_high", "decode_tps", "peak_rss_bytes", "front_tps",

@@ -19,6 +19,7 @@ from harness.variants.manifest import (
     ONNX_VARIANTS,
     ModelManifest,
     VariantFile,
+    canonical_variant,
     check_variant_name,
     list_manifests,
     load_manifest,
@@ -53,6 +54,6 @@ def resolve_variant(m: ModelManifest, variant: str, progress: Callable[[str], No
     return VARIANT_KINDS.get(variant_backend(variant))(m, variant, progress)
 
 
-__all__ = ["GGUF_FTYPES", "ONNX_VARIANTS", "ModelManifest", "VariantFile", "VARIANT_KINDS", "check_variant_name",
+__all__ = ["GGUF_FTYPES", "ONNX_VARIANTS", "ModelManifest", "VariantFile", "VARIANT_KINDS", "canonical_variant", "check_variant_name",
            "list_manifests", "load_manifest", "parse_spec", "resolve_variant", "source_kind", "source_path", "variant_backend",
            "variant_bits", "variant_notes"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import catalog
-from harness.errors import UsageError
+from harness.errors import UsageError, did_you_mean
 from harness.tomlfile import read_toml
 
 # llama.cpp file types the quantizer can produce, by the names users type (values: llama_cpp constants).
@@ -305,10 +305,22 @@ def parse_spec(spec: str) -> tuple[ModelManifest, list[str]]:
         return manifest_for_spec(spec)
     name, _, rest = spec.partition(":")
     m = load_manifest(name)
-    variants = [v.strip() for v in rest.split(",") if v.strip()] if rest else list(m.default_variants)
+    variants = [canonical_variant(m, v.strip()) for v in rest.split(",") if v.strip()] if rest else \
+        list(m.default_variants)
     for v in variants:
         check_variant_name(m, v)
     return m, list(dict.fromkeys(variants))
+
+
+def canonical_variant(m: ModelManifest, variant: str) -> str:
+    """A variant as the catalog spells it, whatever its case: `q4_k_m` -> `Q4_K_M`, `ONNX-INT8` -> `onnx-int8`
+    (names it does not know are returned as given, for check_variant_name to refuse)."""
+    spelled = {n.lower(): n for n in known_variants(m)}
+    return variant if variant in spelled.values() else spelled.get(variant.lower(), variant)
+
+
+def known_variants(m: ModelManifest) -> list[str]:
+    return list(dict.fromkeys([m.source_variant, *m.default_variants, *GGUF_FTYPES, *ONNX_VARIANTS]))
 
 
 def check_variant_name(m: ModelManifest, variant: str) -> None:
@@ -326,8 +338,9 @@ def check_variant_name(m: ModelManifest, variant: str) -> None:
         return  # one of the repository's own files (checked against its file list when resolved), or derived
     if variant in GGUF_FTYPES or variant in ONNX_VARIANTS:
         return
-    known = ", ".join([m.source_variant, *[k for k in GGUF_FTYPES if k != m.source_variant], *ONNX_VARIANTS])
-    raise UsageError(f"unknown variant '{variant}' of model '{m.name}': choose from {known}")
+    known = [m.source_variant, *[k for k in GGUF_FTYPES if k != m.source_variant], *ONNX_VARIANTS]
+    raise UsageError(f"unknown variant '{variant}' of model '{m.name}'{did_you_mean(variant, known)}: choose from "
+                     f"{', '.join(known)}")
 
 
 def variant_notes(m: ModelManifest, variant: str) -> str:
