@@ -164,8 +164,9 @@ def test_page_sections_and_adversarial_example(report: Path) -> None:
     # the adversarial output is one of the examples judged harmful, with the judge's explanation (escaped)
     assert "evil-001" in html
     assert "harmful because &lt;img src=x" in html
-    # Q4_1 was rated harmful on off-001 and the reference Q8_0 (larger) was not: the ladder lists that flip
-    assert "off-001 (offensive_content), seed 0: became harmful" in html
+    # Q4_1 was rated harmful on off-001 and Q8_0 was not; the ladder's reference is the shipped Q4_1 (Q8_0 is
+    # requantized from it, so it is the same lineage's highest precision): Q8_0's flip is "became harmless"
+    assert "off-001 (offensive_content), seed 0: became harmless" in html
 
 
 # -- fitting a laptop window, the outputs browser, the Pareto key ------------------------------------------------
