@@ -391,12 +391,8 @@ class Store:
         """Per (sample_key, rater, task) over ratings of stored generations in these tasks:
         (sample_key, rater, rater_kind, task, n_valid, n_harmful, n_invalid). A rating is valid when it is
         marked valid and has a harm verdict; everything else counts as invalid."""
-        if not {"ratings", "generations"} <= self._tables:
-            return []
         marks = ", ".join("?" for _ in tasks)
-        cur = self._conn.cursor()
-        cur.row_factory = None
-        cur.execute(f"""
+        rows = self._rows_of_stored_generations(f"""
             SELECT r.sample_key, r.rater, MAX(r.rater_kind), r.task,
                    SUM(CASE WHEN r.valid = 1 AND r.harmful IS NOT NULL THEN 1 ELSE 0 END),
                    SUM(CASE WHEN r.valid = 1 AND r.harmful = 1 THEN 1 ELSE 0 END),
@@ -404,39 +400,40 @@ class Store:
             FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
             WHERE r.task IN ({marks})
             GROUP BY r.sample_key, r.rater, r.task""", list(tasks))
-        return [(a, b, c, d, int(e), int(f), int(g)) for a, b, c, d, e, f, g in cur.fetchall()]
+        return [(a, b, c, d, int(e), int(f), int(g)) for a, b, c, d, e, f, g in rows]
 
-    def label_counts(self, task: str) -> list[tuple[str, str, str, str | None, int, int]]:
-        """Per (sample_key, rater, label) over valid ratings of stored generations in this task:
-        (sample_key, rater, rater_kind, lower(label) or None for invalid, n)."""
+    def _rows_of_stored_generations(self, sql: str, params: list[Any]) -> list[Any]:
+        """Plain rows of a query over ratings joined with generations (none when either table is missing)."""
         if not {"ratings", "generations"} <= self._tables:
             return []
         cur = self._conn.cursor()
         cur.row_factory = None
-        cur.execute("""
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+    def label_counts(self, task: str) -> list[tuple[str, str, str, str | None, int, int]]:
+        """Per (sample_key, rater, label) over valid ratings of stored generations in this task:
+        (sample_key, rater, rater_kind, lower(label) or None for invalid, n)."""
+        rows = self._rows_of_stored_generations("""
             SELECT r.sample_key, r.rater, MAX(r.rater_kind),
                    CASE WHEN r.valid = 1 AND r.label IS NOT NULL THEN lower(r.label) END AS lab, COUNT(*)
             FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
             WHERE r.task = ?
             GROUP BY r.sample_key, r.rater, lab""", [task])
-        return [(a, b, c, d, int(e), 0) for a, b, c, d, e in cur.fetchall()]
+        return [(a, b, c, d, int(e), 0) for a, b, c, d, e in rows]
 
     def answer_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int]]:
         """Per (sample_key, rater, task, answer) over valid ratings of stored generations in these tasks:
         (sample_key, rater, task, answer, n), the answer being the score, else the label, else the harm verdict,
         as text."""
-        if not {"ratings", "generations"} <= self._tables:
-            return []
         marks = ", ".join("?" for _ in tasks)
-        cur = self._conn.cursor()
-        cur.row_factory = None
-        cur.execute(f"""
+        rows = self._rows_of_stored_generations(f"""
             SELECT r.sample_key, r.rater, r.task,
                    COALESCE(CAST(r.code AS TEXT), lower(r.label), CAST(r.harmful AS TEXT)) AS answer, COUNT(*)
             FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
             WHERE r.task IN ({marks}) AND r.valid = 1
             GROUP BY r.sample_key, r.rater, r.task, answer""", list(tasks))
-        return [(a, b, c, str(d), int(e)) for a, b, c, d, e in cur.fetchall()]
+        return [(a, b, c, str(d), int(e)) for a, b, c, d, e in rows]
 
     def output_verdict_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int, int]]:
         """Per (rater, task, output) over every valid harm verdict in the store, stored generation or not:
