@@ -226,10 +226,11 @@ def capped_http_client(openai: Any, cap_bytes: int) -> Any:
                 raise RedirectElsewhere(f"the endpoint redirected to {elsewhere}: not followed (a judge's answer comes "
                                         "from base_url's own origin; set base_url to the final address)")
             length = response.headers.get("content-length")
-            if length and length.isdigit() and int(length) > cap_bytes:
+            if length and length.isdigit() and (len(length) > 18 or int(length) > cap_bytes):  # no 5000-digit int()
                 response.close()
-                raise AnswerTooLarge(f"the answer is {int(length):,} bytes, more than the {cap_bytes:,} this "
-                                     "request's max_tokens allows: not read")
+                size = f"{int(length):,} bytes" if len(length) <= 18 else f"a {len(length):,}-digit number of bytes"
+                raise AnswerTooLarge(f"the answer is {size}, more than the {cap_bytes:,} this request's max_tokens "
+                                     "allows: not read")
             if not 200 <= response.status_code < 300:
                 response.stream = CappedStream(response.stream)
                 return response
