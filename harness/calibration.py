@@ -38,6 +38,7 @@ from typing import Any
 from harness import cardlib, keys
 from harness.errors import UsageError
 from harness.humans.report import not_used_note
+from harness.intervals import MIN_CARD_ITEMS
 from harness.judging.config import JudgeConfig, load_judge
 from harness.progress import NoProgress, Progress
 from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, JudgeCard, Rating
@@ -45,7 +46,7 @@ from harness.stats import majority, wilson_interval
 from harness.store import Store
 from harness.subsample import stratified
 
-MIN_RELIABLE = 30
+MIN_RELIABLE = MIN_CARD_ITEMS  # one threshold for a card's items: harness.intervals'
 # Which people a card's headline figures compare with, most preferred first.
 REFERENCE_ORDER = ("human-majority", "human-final", "human", "expert")
 STUDY_JUDGES = ("gpt4o", "sonnet", "llama")

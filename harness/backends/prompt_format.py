@@ -78,7 +78,7 @@ class PromptFormat:
             raise UsageError(f"{manifest.path}: [chat] format must be 'template' or 'completion', not {fmt!r}")
         made = cls(fmt, chat_template if fmt == "template" else None, manifest.completion_template,
                    tuple(manifest.stops), bos_token, eos_token, str(manifest.path), model_file=model_file)
-        made.render(PROBE_PROMPT)  # a template that hangs or breaks fails the load, not each sample
+        made.segments(PROBE_PROMPT)  # the input path itself: a template that hangs or breaks fails the load
         return made
 
     @property
