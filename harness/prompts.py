@@ -1,7 +1,9 @@
 """Prompt sets: JSONL files of {id, text, category, benign, source}, and importers for a user's CSV/JSONL.
 
 A set is found by name in the catalog (prompts/NAME.jsonl, or prompts/NAME.toml for a group-templated set,
-harness.prompt_templates) or given as a path.
+harness.prompt_templates) or given as a path. A published benchmark's file is read in its own layout,
+recognised by its columns or named as FORMAT:PATH (harness.prompt_layouts), and `hf:OWNER/DATASET[:SPLIT]`
+reads a Hub dataset (harness.prompt_hub); their own ids and fields are kept as each prompt's metadata.
 The name `default` is the union of the shipped harm-eliciting set and the
 benign controls. Importers map a user's columns onto the record fields.
 """
@@ -9,7 +11,7 @@ benign controls. Importers map a user's columns onto the record fields.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ class Prompt:
     template_id: str | None = None
     axis: str | None = None
     group: str | None = None
+    # A published set's own ids and fields (harness.prompt_layouts): kept, never part of any key.
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -52,6 +56,8 @@ class Prompt:
         for k in ("template_id", "axis", "group"):
             if d[k] is None:
                 d.pop(k)
+        if not d["metadata"]:
+            d.pop("metadata")
         return d
 
 
@@ -110,6 +116,9 @@ def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
     missing = [k for k in ("id", "text") if not str(d.get(k, "")).strip()]
     if missing:
         raise UsageError(f"{where}: missing {', '.join(missing)}: every prompt needs 'id' and 'text'")
+    metadata = d.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise UsageError(f"{where}: 'metadata' must be a JSON object, got {JSON_TYPE_NAMES.get(type(metadata), 'text')}")
     benign = d.get("benign", False)
     if isinstance(benign, str):
         b = benign.strip().lower()
@@ -124,6 +133,7 @@ def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
         source=str(d.get("source") or set_name),
         prompt_set=set_name,
         **_template_fields(d, where),
+        metadata=metadata,
     )
 
 
@@ -169,6 +179,9 @@ def load_set(name_or_path: str) -> list[Prompt]:
         return out
     from harness.prompt_templates import is_template_file, read_templates
 
+    published = read_published(name_or_path)
+    if published is not None:
+        return published
     p = Path(name_or_path).expanduser()
     if not p.is_file():
         p = catalog.find("prompts", name_or_path, also=list(COMPOSITE_SETS))
@@ -179,6 +192,81 @@ def load_set(name_or_path: str) -> list[Prompt]:
     if is_template_file(p):
         return read_templates(p)
     return read_jsonl(p)
+
+
+def read_published(spec: str, set_name: str | None = None) -> list[Prompt] | None:
+    """A published set named by `spec` (hf:OWNER/DATASET[@REV][:SPLIT], FORMAT:PATH[?split=NAME], or a file
+    whose columns are a published layout's), as prompts; None for our own layout or a catalog name."""
+    from harness import prompt_layouts as layouts
+
+    if spec.startswith("hf:"):
+        return _from_hub(spec, set_name)
+    s = layouts.parse_spec(spec)
+    p = Path(s.path).expanduser()
+    if s.format == layouts.LLM_HARM:
+        return _prompts(layouts.read_llm_harm(p), str(p), set_name or layouts.LLM_HARM)
+    if s.format is None and not p.is_file():
+        return None
+    from harness.infiles import base_suffix, regular_file
+
+    regular_file(p, "a prompts")
+    if s.format is None and base_suffix(p) not in (".csv", ".parquet") and _own_jsonl(p):
+        return None
+    table = layouts.read_table(p)
+    layout = layouts.detect(table.columns, str(p), s.format)
+    if layout is None:
+        if s.split is not None:
+            raise UsageError(f"{p}: ?split= is for published layouts with named splits; this file is ours (a 'text' "
+                             "column): drop it")
+        return None
+    return _prompts(layouts.map_rows(layout, table, s.split, set_name or p.name.split(".")[0]), str(p),
+                    set_name or p.name.split(".")[0])
+
+
+def _own_jsonl(path: Path) -> bool:
+    """Whether a JSON Lines file is ours: its first object has a 'text' (a line that is no object is left to
+    read_jsonl's own message)."""
+    from harness.infiles import read_bytes
+
+    for _, line in jsontext.jsonl_lines(read_bytes(path, "a prompts").decode("utf-8", "replace")):
+        if line.strip():
+            try:
+                first = jsontext.loads(line)
+            except json.JSONDecodeError:
+                return True
+            return not isinstance(first, dict) or "text" in first
+    return True
+
+
+def _from_hub(spec: str, set_name: str | None) -> list[Prompt]:
+    from harness import prompt_hub
+    from harness import prompt_layouts as layouts
+
+    ds = prompt_hub.parse(spec)
+    split, files, _ = prompt_hub.fetch(ds)
+    name = set_name or f"hf:{ds.repo}" + (f":{split}" if ds.split else "")
+    out: list[Prompt] = []
+    for f in files:
+        table = layouts.read_table(f.path, f"hf:{ds.repo}/{f.name}")
+        layout = layouts.detect(table.columns, table.where)
+        if layout is None:
+            out += [_map_row(row, ColumnMap(), n, f"{table.where}:{n}", name, "uncategorized")
+                    for n, row in table.rows]
+            continue
+        layout_split = split if split in layout.splits else None
+        out += _prompts(layouts.map_rows(layout, table, layout_split, name), table.where, name)
+    _check_unique(out, Path(spec))
+    return out
+
+
+def _prompts(mapped: list[Any], where: str, set_name: str) -> list[Prompt]:
+    """prompt_layouts.Mapped rows as checked prompts with unique ids."""
+    out = [_record({"id": m.id, "text": m.text, "category": m.category, "benign": m.benign, "source": m.source,
+                    "metadata": m.metadata}, f"{where} ({m.id})", set_name) for m in mapped]
+    if not out:
+        raise UsageError(f"{where} holds no prompts")
+    _check_unique(out, Path(where))
+    return out
 
 
 def set_names() -> list[str]:
