@@ -215,10 +215,12 @@ def fetch(spec: DatasetSpec) -> tuple[str, list[DataFile], str]:
     hub = require("huggingface_hub", "gguf", WHAT)
     errors = require("huggingface_hub.errors", "gguf", WHAT)
     requests = require("requests", "gguf", WHAT)
+    # By the revision asked (so the cache records which commit main was, for offline use), or the cached commit.
+    revision = commit if from_cache else spec.revision or "main"
     out = []
     for name in chosen:
         try:
-            path = hub.hf_hub_download(spec.repo, name, repo_type="dataset", revision=commit, cache_dir=str(cache),
+            path = hub.hf_hub_download(spec.repo, name, repo_type="dataset", revision=revision, cache_dir=str(cache),
                                        endpoint=endpoint, local_files_only=offline or from_cache)
         except errors.GatedRepoError as exc:
             raise UsageError(f"hf:{spec.repo} is a gated dataset: accept its terms on its Hub page, then set HF_TOKEN "

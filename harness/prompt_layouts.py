@@ -347,16 +347,16 @@ def map_rows(layout: Layout, table: Table, split: str | None, set_name: str) -> 
     text_col = layout.text_column(table.columns)
     used = layout.mapped_columns(table.columns)
     out = []
-    for n, row in table.rows:
+    for i, (n, row) in enumerate(table.rows, 1):
         where = f"{table.where}:{n}"
         text = row.get(text_col) if text_col else layout.text(row, where) if callable(layout.text) else None
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"{where}: empty prompt text: every row of {layout.title} has its text")
         if callable(layout.id):
-            pid = layout.id(row, n)
+            pid = layout.id(row, i)
         else:
             pid = _value(row, layout.id) if layout.id else ""
-        pid = pid or f"{set_name}-{n:05d}"
+        pid = pid or f"{set_name}-{i:05d}"
         if layout.splits:
             pid = f"{split_name}-{pid}"
         keep = layout.metadata if layout.metadata is not None else [c for c in table.columns if c not in used]

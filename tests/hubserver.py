@@ -7,6 +7,8 @@ export) the way huggingface.co does:
 - the resolve endpoint, `HEAD`/`GET /{repo}/resolve/{rev}/{file}`: for LFS files a 302 to the CDN with
   `X-Repo-Commit`, `X-Linked-Etag` (the sha256), `X-Linked-Size` and the git `ETag`; for small files a 200
   with `ETag` and `X-Repo-Commit`;
+- dataset repositories (`HubRepo(kind="dataset")`): `GET /api/datasets/{repo}[/revision/{rev}]` and
+  `HEAD`/`GET /datasets/{repo}/resolve/{rev}/{file}`, answered as for models;
 - the CDN, `GET /cdn/{sha256}` with `Range: bytes=N-` answered by 206 and `Content-Range`;
 - the errors huggingface_hub maps to exceptions, by `X-Error-Code`: RepoNotFound (401), RevisionNotFound,
   EntryNotFound (404), GatedRepo (401 without an accepted `Authorization: Bearer` token).
@@ -81,6 +83,7 @@ class HubRepo:
     gated: bool = False
     card: dict[str, Any] = field(default_factory=dict)
     gguf: dict[str, Any] | None = None
+    kind: str = "model"  # or "dataset"
 
     def file(self, name: str) -> HubFile | None:
         return next((f for f in self.files if f.name == name), None)
@@ -89,6 +92,7 @@ class HubRepo:
 class FakeHub:
     def __init__(self, tokens: tuple[str, ...] = ()) -> None:
         self.repos: dict[str, HubRepo] = {}
+        self.datasets: dict[str, HubRepo] = {}
         self.tokens = set(tokens)
         self.requests: list[dict[str, Any]] = []
         self._cut: set[str] = set()
@@ -107,7 +111,7 @@ class FakeHub:
         self.server.server_close()
 
     def add(self, repo: HubRepo) -> HubRepo:
-        self.repos[repo.repo] = repo
+        (self.datasets if repo.kind == "dataset" else self.repos)[repo.repo] = repo
         return repo
 
     def cut_next_download(self, sha256: str) -> None:
@@ -158,8 +162,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             auth = self.headers.get("Authorization", "")
             return auth.startswith("Bearer ") and auth[len("Bearer "):] in hub.tokens
 
-        def _repo_and_rev(self, owner: str, name: str, rev: str) -> tuple[HubRepo | None, bool]:
-            repo = hub.repos.get(f"{owner}/{name}")
+        def _repo_and_rev(self, owner: str, name: str, rev: str, kind: str = "model") -> tuple[HubRepo | None, bool]:
+            repo = (hub.datasets if kind == "dataset" else hub.repos).get(f"{owner}/{name}")
             if repo is None:
                 return None, False
             return repo, rev in ("main", repo.commit)
@@ -174,10 +178,14 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             entry = {"method": self.command, "path": url.path, "range": self.headers.get("Range"),
                      "authorized": bool(self.headers.get("Authorization")), "kind": "other"}
             try:
-                if parts[:2] == ["api", "models"] and len(parts) >= 4:
+                if parts[:2] in (["api", "models"], ["api", "datasets"]) and len(parts) >= 4:
                     entry["kind"] = "api"
                     rev = parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main"
-                    self._model_info(parts[2], parts[3], rev, parse_qs(url.query))
+                    kind = "dataset" if parts[1] == "datasets" else "model"
+                    self._model_info(parts[2], parts[3], rev, parse_qs(url.query), kind)
+                elif len(parts) >= 6 and parts[0] == "datasets" and parts[3] == "resolve":
+                    entry["kind"] = "resolve"
+                    self._resolve(parts[1], parts[2], parts[4], "/".join(parts[5:]), entry, "dataset")
                 elif len(parts) >= 5 and parts[2] == "resolve":
                     entry["kind"] = "resolve"
                     self._resolve(parts[0], parts[1], parts[3], "/".join(parts[4:]), entry)
@@ -190,8 +198,9 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             finally:
                 hub.record(entry)
 
-        def _model_info(self, owner: str, name: str, rev: str, query: dict[str, list[str]]) -> None:
-            repo, rev_ok = self._repo_and_rev(owner, name, rev)
+        def _model_info(self, owner: str, name: str, rev: str, query: dict[str, list[str]], kind: str = "model"
+                        ) -> None:
+            repo, rev_ok = self._repo_and_rev(owner, name, rev, kind)
             if repo is None:
                 return self._error(401, "RepoNotFound", "Repository not found")
             if not rev_ok:
@@ -215,8 +224,9 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 info["gguf"] = repo.gguf
             self._send(200, {"Content-Type": "application/json"}, json.dumps(info).encode())
 
-        def _resolve(self, owner: str, name: str, rev: str, filename: str, entry: dict[str, Any]) -> None:
-            repo, rev_ok = self._repo_and_rev(owner, name, rev)
+        def _resolve(self, owner: str, name: str, rev: str, filename: str, entry: dict[str, Any],
+                     kind: str = "model") -> None:
+            repo, rev_ok = self._repo_and_rev(owner, name, rev, kind)
             if repo is None:
                 return self._error(401, "RepoNotFound", "Repository not found")
             if not rev_ok:
@@ -239,7 +249,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                        f.read())
 
         def _cdn(self, sha256: str, query: dict[str, list[str]]) -> None:
-            f = next((f for r in hub.repos.values() for f in r.files if f.lfs and f.sha256 == sha256), None)
+            repos = [*hub.repos.values(), *hub.datasets.values()]
+            f = next((f for r in repos for f in r.files if f.lfs and f.sha256 == sha256), None)
             if f is None:
                 return self._error(404, "EntryNotFound", "no such object")
             start = 0

@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--json", action="store_true", help="print JSON lines")
     s.set_defaults(func=show_command)
     i = psub.add_parser("import", help="convert a CSV or JSONL file into a prompt set")
-    i.add_argument("path")
+    i.add_argument("path", help="a CSV or JSONL file; a published set's file (recognised by its columns, or named "
+                                "FORMAT:PATH[?split=NAME], e.g. jbb-behaviors:FILE?split=benign); or "
+                                "hf:OWNER/DATASET[@REV][:SPLIT]")
     i.add_argument("--out", required=True, help="output .jsonl (put it in a --catalog DIR's prompts/ to use it by name)")
     i.add_argument("--force", action="store_true", help="overwrite --out if it exists (never an SQLite database)")
     i.add_argument("--id-column", default="id")
@@ -76,15 +78,19 @@ def show_command(args: argparse.Namespace) -> int:
 def import_command(args: argparse.Namespace) -> int:
     from harness.infiles import base_suffix, regular_file
     from harness.outputs import output_file
-    from harness.prompts import ColumnMap, import_csv, import_jsonl, write_jsonl
+    from harness.prompts import ColumnMap, import_csv, import_jsonl, read_published, write_jsonl
 
-    path = regular_file(Path(args.path), "a CSV or JSONL")
-    out = output_file(args.out, force=args.force)
-    if out.exists() and out.resolve() == path.resolve():
-        raise UsageError(f"--out {out} is the file being imported: pass another file name")
     cols = ColumnMap(args.id_column, args.text_column, args.category_column, args.benign_column, args.source_column)
-    reader = import_csv if base_suffix(path) == ".csv" else import_jsonl
-    ps = reader(path, cols, args.name, args.category)
+    given = Path(args.path)
+    out = output_file(args.out, force=args.force)
+    if out.exists() and given.is_file() and out.resolve() == given.resolve():
+        raise UsageError(f"--out {out} is the file being imported: pass another file name")
+    # A published set (recognised by its columns, FORMAT:PATH or hf:) unless the user maps the columns.
+    ps = read_published(args.path, args.name) if cols == ColumnMap() else None
+    if ps is None:
+        path = regular_file(given, "a CSV or JSONL")
+        reader = import_csv if base_suffix(path) == ".csv" else import_jsonl
+        ps = reader(path, cols, args.name, args.category)
     write_jsonl(ps, out)
-    echo(f"imported {len(ps)} prompts from {path} -> {out}")
+    echo(f"imported {len(ps)} prompts from {args.path} -> {out}")
     return 0
