@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         f".gguf file or an ONNX folder (repeatable; default: {DEFAULT_MODEL} with its default "
                         "variants)")
     p.add_argument("--prompts", default=DEFAULT_PROMPTS, metavar="SET|FILE",
-                   help="prompt set name or .jsonl/.csv file (default: harm-eliciting + benign controls)")
+                   help="prompt set name or .jsonl/.csv file, a published set's file (JailbreakBench, HarmBench, "
+                        "AdvBench, StrongREJECT, XSTest, ...; or FORMAT:FILE[?split=NAME]) or "
+                        "hf:OWNER/DATASET[:SPLIT] (default: harm-eliciting + benign controls)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="take N prompts of the set: a seeded sample stratified over its categories and benign "
                         "controls (the same N prompts every time)")
