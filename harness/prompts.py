@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import catalog, jsontext
 from harness.errors import UsageError
 from harness.keys import text_sha256
+
+if TYPE_CHECKING:
+    from harness.prompt_layouts import Mapped
 
 HARM_CATEGORIES = (
     "discriminatory_or_biased_language",
@@ -250,7 +253,7 @@ def _from_hub(spec: str, set_name: str | None) -> list[Prompt]:
         table = layouts.read_table(f.path, f"hf:{ds.repo}/{f.name}")
         layout = layouts.detect(table.columns, table.where)
         if layout is None:
-            out += [_map_row(row, ColumnMap(), n, f"{table.where}:{n}", name, "uncategorized")
+            out += [_map_row(row, ColumnMap(), n, table.where, name, "uncategorized")
                     for n, row in table.rows]
             continue
         layout_split = split if split in layout.splits else None
@@ -259,7 +262,7 @@ def _from_hub(spec: str, set_name: str | None) -> list[Prompt]:
     return out
 
 
-def _prompts(mapped: list[Any], where: str, set_name: str) -> list[Prompt]:
+def _prompts(mapped: list[Mapped], where: str, set_name: str) -> list[Prompt]:
     """prompt_layouts.Mapped rows as checked prompts with unique ids."""
     out = [_record({"id": m.id, "text": m.text, "category": m.category, "benign": m.benign, "source": m.source,
                     "metadata": m.metadata}, f"{where} ({m.id})", set_name) for m in mapped]
