@@ -155,3 +155,98 @@ def test_architecture_md_names_every_layer_and_top_module() -> None:
         assert f"**{name}**" in text, name
         for p in prefixes:
             assert f"`{p.removeprefix('harness.')}" in text, p
+
+
+def _module_exists(name: str) -> bool:
+    rel = Path(*name.split(".")[1:])
+    return (PACKAGE / rel).with_suffix(".py").is_file() or (PACKAGE / rel / "__init__.py").is_file()
+
+
+def import_edges() -> dict[str, set[str]]:
+    """module -> the harness modules it imports anywhere (inside functions too; `if TYPE_CHECKING:` aside).
+    `from harness.a import b` is an edge to harness.a.b when b is a module, else to harness.a; a module's own
+    parent packages are not edges (importing a module imports its package first anyway)."""
+    edges: dict[str, set[str]] = {}
+    for path in MODULES:
+        me = module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _type_checking_lines(tree)
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("harness.")}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harness"):
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    targets.add(sub if _module_exists(sub) else node.module)
+        edges[me] = {t for t in targets if t != me and not me.startswith(t + ".") and t != "harness"}
+    return edges
+
+
+def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components with more than one module (an import cycle each)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_strongly_connected_finds_a_cycle_and_only_cycles() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert strongly_connected(edges) == [["a", "b", "c"]]
+    assert strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_counting_imports_inside_functions() -> None:
+    """An import inside a function is for start-up time (a heavy library, `import harness` kept light), never
+    to hide a cycle: modules import each other one way only."""
+    cycles = [c for c in strongly_connected(import_edges()) if c[0] not in PENDING_CYCLES]
+    assert not cycles, "import cycles (break each by moving the shared piece down a module):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles)
+
+
+MAX_FUNCTION_LINES = 100
+# Being taken apart on their own branches (issue 24); emptied when those land.
+PENDING_CYCLES = {"harness.judging.modes", "harness.judging.config", "harness.judging.ensemble",
+                  "harness.prompt_templates", "harness.variants.gguf"}
+PENDING_LONG = {"harness.fleet.coordinator.run_fleet", "harness.reporting._report.glance_section"}
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and f"{module_name(path)}.{node.name}" not in PENDING_LONG:
+                    long.append(f"{module_name(path)}.{node.name}: {n} lines")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(long)

@@ -7,6 +7,7 @@ the run's metadata together with the reason for anything missing.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -132,9 +133,16 @@ def host_state() -> dict[str, Any]:
 def host_warnings(device: DeviceProfile) -> list[str]:
     """measurement_warnings for this host and a device profile."""
     from harness.devices import jetson_release
-    from harness.telemetry.interference import allowed_cpus
 
     jetson = device.kind == "jetson" or jetson_release() is not None or shutil.which("nvpmodel") is not None
     mode, why = jetson_power_mode() if jetson else (None, None)
     return measurement_warnings(device.resolved_threads(), len(allowed_cpus()), cpufreq_governors() or None, jetson,
                                 mode, why, clocks_pinned() if jetson else None)
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))

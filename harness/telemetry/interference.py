@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.telemetry.host_state import allowed_cpus, hottest_c
+
 PROBE_WINDOW_S = 0.5  # how long `wait_for_calm` watches the machine per look
 # vcgencmd get_throttled bits: 0 under-voltage now, 1 ARM frequency capped now, 2 throttled now, 3 soft
 # temperature limit now; 16-19 the same "has occurred since boot".
@@ -191,14 +193,6 @@ def _ticks_per_s() -> float:
         return 100.0
 
 
-def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
-
-
 class HostMonitor:
     """Reads the host before and after a sample. Which readers work is found once, when it is made."""
 
@@ -303,16 +297,12 @@ class HostMonitor:
 
     def start(self) -> None:
         """Read the host just before a sample."""
-        from harness.telemetry.host_state import hottest_c
-
         mhz, temp, throttle = self._mhz(), hottest_c(), self._throttle_state()
         times, own = self._cpu_times()
         self._start = (time.perf_counter(), times, own, mhz, temp, throttle, None)
 
     def stop(self) -> HostReading:
         """Read the host just after the sample and return what happened in between."""
-        from harness.telemetry.host_state import hottest_c
-
         times, own = self._cpu_times()
         t1 = time.perf_counter()
         assert self._start is not None, "start() first"
