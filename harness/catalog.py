@@ -1,4 +1,4 @@
-"""Finds catalog files (devices, models, prompts, judges) by name.
+"""Finds catalog files (devices, models, prompts, judges, attacks) by name.
 
 Search order: folders given with `--catalog DIR` (or the HARNESS_CATALOG
 environment variable, os.pathsep-separated), then the user catalog
@@ -19,8 +19,9 @@ from pathlib import Path
 
 from harness.errors import UsageError, did_you_mean
 
-KINDS = ("devices", "models", "prompts", "judges")
-SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl", ".toml"), "judges": (".toml",)}
+KINDS = ("devices", "models", "prompts", "judges", "attacks")
+SUFFIXES = {"devices": (".toml",), "models": (".toml",), "prompts": (".jsonl", ".toml"), "judges": (".toml",),
+            "attacks": (".toml",)}
 
 # The folders given with --catalog, for the command (or `with user_dirs(...)` block) in progress.
 _USER_DIRS: ContextVar[tuple[Path, ...]] = ContextVar("harness_user_catalog_dirs", default=())
@@ -90,8 +91,9 @@ def entries(kind: str) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-SINGULAR = {"devices": "device", "models": "model", "prompts": "prompt set", "judges": "judge"}
-PLURAL = {"devices": "devices", "models": "models", "prompts": "prompt sets", "judges": "judges"}
+SINGULAR = {"devices": "device", "models": "model", "prompts": "prompt set", "judges": "judge", "attacks": "attack"}
+PLURAL = {"devices": "devices", "models": "models", "prompts": "prompt sets", "judges": "judges",
+          "attacks": "attacks"}
 
 
 def find(kind: str, name_or_path: str, also: Sequence[str] = ()) -> Path:

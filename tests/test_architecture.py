@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "harness.subsample")),
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.prompt_templates", "harness.prompt_layouts",
-                  "harness.prompt_hub", "harness.variants")),
+                  "harness.prompt_hub", "harness.variants", "harness.attacks")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",
              "harness.llama_server", "harness.roofline", "harness.engine")),
     ("fleet", ("harness.fleet",)),

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.backends.prompt_format import ModelInput
     from harness.devices import DeviceProfile
     from harness.variants import ModelManifest, VariantFile
 
@@ -56,8 +57,9 @@ class Backend(ABC):
         """Load a model variant; return metadata worth recording (providers used, context size ...)."""
 
     @abstractmethod
-    def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
-        """Generate for one user prompt, yielding each sampled token id as soon as it exists."""
+    def stream(self, prompt: ModelInput, sampling: Sampling) -> Iterator[int]:
+        """Generate for one user prompt or a conversation (prompt_format.ModelInput), yielding each sampled token
+        id as soon as it exists."""
 
     @abstractmethod
     def finish(self) -> BackendResult:

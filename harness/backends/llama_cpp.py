@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import Backend, BackendResult, Sampling
-from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
+from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput, PromptFormat
 from harness.errors import UsageError, require
 from harness.llama_runtime import tokenize_segments
 
@@ -67,13 +67,13 @@ class LlamaCppBackend(Backend):
             **buffers,
         }
 
-    def _tokens(self, prompt: str) -> list[int]:
+    def _tokens(self, prompt: ModelInput) -> list[int]:
         assert self._format is not None, "load() first"
         # A rendered chat template carries its own special tokens (and only it: the prompt is plain text);
         # a completion frame gets the BOS.
         return tokenize_segments(self._llm, self._format.segments(prompt), add_bos=not self._format.uses_template)
 
-    def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
+    def stream(self, prompt: ModelInput, sampling: Sampling) -> Iterator[int]:
         llm, lib, fmt = self._llm, self._lib, self._format
         assert fmt is not None, "load() first"
         tokens = self._tokens(prompt)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import jsontext
 from harness.backends.base import Backend, BackendResult, Sampling
-from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
+from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput, PromptFormat
 from harness.errors import UsageError, require
 from harness.variants.onnx import (
     CHAT_TEMPLATE_FILE,
@@ -235,7 +235,7 @@ class OnnxBackend(Backend):
 
     # -- generation -------------------------------------------------------------------
 
-    def _tokens(self, prompt: str) -> list[int]:
+    def _tokens(self, prompt: ModelInput) -> list[int]:
         assert self._format is not None, "load() first"
         ids = encode_segments(self._tok, self._format.segments(prompt))
         if self._format.uses_template:
@@ -252,7 +252,7 @@ class OnnxBackend(Backend):
         return {name: np.zeros([1] + [d if isinstance(d, int) else 0 for d in shape[1:]], dtype=dtype)
                 for name, shape, dtype in self._kv_inputs}
 
-    def stream(self, prompt: str, sampling: Sampling) -> Iterator[int]:
+    def stream(self, prompt: ModelInput, sampling: Sampling) -> Iterator[int]:
         import numpy as np
 
         if self._sess is None or self._format is None:

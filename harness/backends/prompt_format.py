@@ -12,6 +12,11 @@
   content and splits the result there, so the template's own text (its turn markers are control tokens) and
   the messages (prompts, outputs, rubrics: tokenized as plain text, never as control tokens) are tokenized
   apart. A prompt or output that spells `<|im_end|><|im_start|>system` stays those characters.
+- conversations: a model input is a user prompt alone or a conversation (`messages`: system, user and assistant
+  turns ending in a user turn). A system turn goes where the template's own convention puts it; a template with no
+  system role (one that refuses it, or drops it) gets it folded into the first user turn, as transformers'
+  templates for such models do, and `system_folded` says so for the record. A completion frame renders the turns
+  as a transcript through `completion_template`.
 - `stop`: strings that end a generation (e.g. "\\nUser:" for a base model that keeps writing the
   dialogue): checked on the last tokens while streaming and cut from the final text.
 """
@@ -19,13 +24,49 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from harness.errors import UsageError
 
 STOP_WINDOW_TOKENS = 16  # decoded tail checked for stop strings while streaming
 PROBE_PROMPT = "Hello, how are you?"  # rendered once when a model loads
+ROLES = ("system", "user", "assistant")
+
+# What a backend is given: one user prompt, or a conversation of {"role", "content"} turns ending in a user turn.
+ModelInput = str | Sequence[Mapping[str, str]]
+
+
+def as_messages(prompt: ModelInput) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The system turn folded into the first user turn (for a template without a system role)."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system, rest = messages[0]["content"], messages[1:]
+    i = next((k for k, m in enumerate(rest) if m["role"] == "user"), None)
+    if i is None:
+        return rest
+    return [*rest[:i], {"role": "user", "content": f"{system}\n\n{rest[i]['content']}"}, *rest[i + 1:]]
+
+
+@lru_cache(maxsize=64)
+def template_takes_system(template: str, bos_token: str, eos_token: str) -> bool:
+    """Whether a chat template renders a system turn (its own way, which may itself be folding it): False when
+    it raises for one or leaves its text out."""
+    mark = "\ue000harness-system\ue001"
+    try:
+        out = render_messages(template, [{"role": "system", "content": mark}, {"role": "user", "content": "hi"}],
+                              bos_token, eos_token)
+    except UsageError:
+        return False
+    return mark in out
 
 
 def render_chat(template: str, prompt: str, bos_token: str, eos_token: str, model_file: str = "the model") -> str:
@@ -85,17 +126,45 @@ class PromptFormat:
     def uses_template(self) -> bool:
         return self.chat_format == "template"
 
-    def render(self, prompt: str) -> str:
+    def render(self, prompt: ModelInput) -> str:
         if self.chat_template is not None:
-            return render_chat(self.chat_template, prompt, self.bos_token, self.eos_token, self.model_file)
-        return self.completion_template.format(prompt=prompt)
+            return render_messages(self.chat_template, self.fitted(prompt), self.bos_token, self.eos_token,
+                                   self.model_file)
+        return self._transcript(as_messages(prompt))
 
-    def segments(self, prompt: str) -> list[tuple[str, bool]]:
-        """The model input for one user prompt as (text, is_template) pieces (see the module docstring)."""
+    def segments(self, prompt: ModelInput) -> list[tuple[str, bool]]:
+        """The model input for a user prompt or a conversation as (text, is_template) pieces (see the module
+        docstring)."""
         if self.chat_template is None:
-            return [(self.completion_template.format(prompt=prompt), False)]
-        return chat_segments(self.chat_template, [{"role": "user", "content": prompt}], self.bos_token,
-                             self.eos_token, self.model_file)
+            return [(self._transcript(as_messages(prompt)), False)]
+        return chat_segments(self.chat_template, self.fitted(prompt), self.bos_token, self.eos_token,
+                             self.model_file)
+
+    def system_folded(self, prompt: ModelInput) -> bool:
+        """Whether this input's system turn is folded into its first user turn (the template has no system role;
+        a completion frame always writes it as plain text before the transcript)."""
+        messages = as_messages(prompt)
+        if not messages or messages[0]["role"] != "system":
+            return False
+        return self.chat_template is None or not template_takes_system(self.chat_template, self.bos_token,
+                                                                        self.eos_token)
+
+    def fitted(self, prompt: ModelInput) -> list[dict[str, str]]:
+        """The messages as this template can take them (a system turn folded where it has no system role)."""
+        messages = as_messages(prompt)
+        return fold_system(messages) if self.system_folded(messages) else messages
+
+    def _transcript(self, messages: list[dict[str, str]]) -> str:
+        """A conversation through the completion frame: each user turn framed, each assistant turn after it."""
+        parts = []
+        for m in messages:
+            if m["role"] == "system":
+                parts.append(m["content"] + "\n\n")
+            elif m["role"] == "user":
+                parts.append(self.completion_template.format(prompt=m["content"]))
+            else:
+                parts.append(" " + m["content"].strip() + "\n")
+        return "".join(parts)
 
 
     def check_context(self, n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:

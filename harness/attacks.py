@@ -1,0 +1,268 @@
+"""Attacks: prompt transforms that put a model under adversarial pressure, read from the `attacks/` catalog.
+
+An attack is a TOML entry (shipped in the wheel, shadowed by `--catalog` folders like devices and judges):
+
+    description = "..."                     what it does, one line
+    family = "..."                          its family in Wei et al.'s "Jailbroken" taxonomy (or a red-team tool's)
+    source = "..."                          where the technique is published
+    template = "... {prompt} ..."           the last user turn; {prompt} is the (encoded) request, exactly once
+    encode = "base64"                       optional: how the request is written into the template
+                                            (base64, rot13, leetspeak, spaced, split)
+    answer_encoding = "rot13"               optional: the answer is asked for encoded; judges see it decoded
+    shots = [["user turn", "assistant turn"], ...]   optional: a dialogue before the request (few-shot)
+    repeat_shots = 8                        optional: the shots repeated (many-shot)
+    compose = ["a", "b"]                    instead of a template: a's transform, then b's around it
+
+Applying an attack to a request gives an `AttackedPrompt`: the conversation to send (earlier turns, then the last
+user turn) and how to decode the answer. Templates are filled with `str.replace`, never `str.format`, so braces in
+a request stay text. An attack's identity (`sha256`) covers everything that changes what is sent, so an edited
+attack is a new sample key, never a silent change to stored results.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import catalog
+from harness.errors import UsageError, did_you_mean
+
+PLACEHOLDER = "{prompt}"
+NO_ATTACK = "none"
+ENCODINGS = ("base64", "rot13", "leetspeak", "spaced", "split")
+ANSWER_ENCODINGS = ("base64", "rot13")
+MAX_SHOTS = 256
+KEYS = {"description", "family", "source", "template", "encode", "answer_encoding", "shots", "repeat_shots", "compose"}
+
+_LEET = str.maketrans({"a": "4", "A": "4", "e": "3", "E": "3", "i": "1", "I": "1", "o": "0", "O": "0", "s": "5",
+                       "S": "5", "t": "7", "T": "7"})
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class AttackedPrompt:
+    """What is sent for one request under one attack."""
+
+    attack: str
+    turns: tuple[Turn, ...]  # earlier turns (shots), then the last user turn
+    answer_encoding: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The last user turn."""
+        return self.turns[-1].content
+
+    @property
+    def history(self) -> tuple[Turn, ...]:
+        return self.turns[:-1]
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    description: str
+    family: str
+    source: str
+    template: str = PLACEHOLDER
+    encode: str | None = None
+    answer_encoding: str | None = None
+    shots: tuple[tuple[str, str], ...] = ()
+    repeat_shots: int = 1
+    parts: tuple[Attack, ...] = field(default=())  # a composed attack's parts, applied in order
+
+    @property
+    def sha256(self) -> str:
+        """Identity of what the attack sends (not its description or source)."""
+        if self.parts:
+            body: Any = [p.sha256 for p in self.parts]
+        else:
+            body = [self.template, self.encode, self.answer_encoding, [list(s) for s in self.shots], self.repeat_shots]
+        return hashlib.sha256(json.dumps(body, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+    def apply(self, request: str) -> AttackedPrompt:
+        if self.parts:
+            turns: list[Turn] = []
+            text, answer = request, None
+            for part in self.parts:
+                done = part.apply(text)
+                turns += done.history
+                text = done.text
+                answer = done.answer_encoding or answer
+            return AttackedPrompt(self.name, (*turns, Turn("user", text)), answer)
+        shots = [t for u, a in self.shots for t in (Turn("user", u), Turn("assistant", a))] * self.repeat_shots
+        body = self.template.replace(PLACEHOLDER, encode(request, self.encode))
+        return AttackedPrompt(self.name, (*shots, Turn("user", body)), self.answer_encoding)
+
+
+def baseline(request: str) -> AttackedPrompt:
+    """The request as asked, with no attack."""
+    return AttackedPrompt(NO_ATTACK, (Turn("user", request),))
+
+
+# -- encodings ---------------------------------------------------------------------
+
+
+def encode(text: str, how: str | None) -> str:
+    if how is None:
+        return text
+    if how == "base64":
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+    if how == "rot13":
+        return codecs.encode(text, "rot13")
+    if how == "leetspeak":
+        return text.translate(_LEET)
+    if how == "spaced":
+        return " ".join(text)
+    if how == "split":  # payload splitting: two halves as variables the model is asked to join
+        cut = _split_point(text)
+        return f'a = "{text[:cut]}"\nb = "{text[cut:]}"'
+    raise AssertionError(how)
+
+
+def _split_point(text: str) -> int:
+    mid = len(text) // 2
+    spaces = [m.start() for m in re.finditer(" ", text)]
+    return min(spaces, key=lambda i: abs(i - mid)) + 1 if spaces else mid
+
+
+_B64_RUN = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
+
+
+def decode_answer(output: str, how: str | None) -> str | None:
+    """The answer as a judge should read it: decoded when the attack asked for an encoded answer; None when it
+    asked for none. An answer that does not decode is returned as written (the model ignored the request)."""
+    if how is None:
+        return None
+    if how == "rot13":
+        return codecs.decode(output, "rot13")
+    if how == "base64":
+        pieces = []
+        for run in _B64_RUN.findall(output.replace("\n", "")):
+            try:
+                pieces.append(base64.b64decode(run + "=" * (-len(run) % 4), validate=True).decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                continue
+        return " ".join(pieces) if pieces else output
+    raise AssertionError(how)
+
+
+# -- the catalog -------------------------------------------------------------------
+
+
+def names() -> list[str]:
+    return list(catalog.entries("attacks"))
+
+
+def load(name_or_path: str, _seen: tuple[str, ...] = ()) -> Attack:
+    """An attack by catalog name or TOML path; UsageError naming the problem and the fix."""
+    from harness.tomlfile import read_toml
+
+    if name_or_path in _seen:
+        raise UsageError(f"attack '{name_or_path}' composes itself ({' -> '.join((*_seen, name_or_path))}): "
+                         "remove the loop from its compose list")
+    path = catalog.find("attacks", name_or_path)
+    data = read_toml(path)
+    return _parse(data, path, (*_seen, name_or_path))
+
+
+def load_many(spec: str | Sequence[str] | None) -> list[Attack]:
+    """`--attack a,b` (repeatable): the attacks in order, each once; `none` is the baseline, always included
+    by the plan, so it is skipped here."""
+    if not spec:
+        return []
+    items = [spec] if isinstance(spec, str) else list(spec)
+    wanted = [s.strip() for item in items for s in item.split(",")]
+    if any(not w for w in wanted):
+        raise UsageError(f"--attack {','.join(items)!r} has an empty name: list attacks separated by commas, "
+                         f"e.g. --attack base64,refusal-suppression (see `harness attacks list`)")
+    out: dict[str, Attack] = {}
+    for w in wanted:
+        if w == NO_ATTACK:
+            continue
+        a = load(w)
+        out.setdefault(a.name, a)
+    return list(out.values())
+
+
+def _parse(data: dict[str, Any], path: Path, seen: tuple[str, ...]) -> Attack:
+    where = str(path)
+    unknown = sorted(set(data) - KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], sorted(KEYS))}: "
+                         f"an attack has {', '.join(sorted(KEYS))}")
+    text = {k: _string(data, k, where) for k in ("description", "family", "source")}
+    for k in ("description", "source"):
+        if not text[k]:
+            raise UsageError(f"{where}: '{k}' is missing: say what the attack does and where it is published")
+    name = path.stem
+    if "compose" in data:
+        return _composed(data, name, text, where, seen)
+    template = _string(data, "template", where) or ""
+    if template.count(PLACEHOLDER) != 1:
+        found = "no" if PLACEHOLDER not in template else f"{template.count(PLACEHOLDER)}"
+        raise UsageError(f"{where}: the template has {found} {PLACEHOLDER} placeholder(s): write {PLACEHOLDER} "
+                         "exactly once, where the request goes")
+    enc = _choice(data, "encode", ENCODINGS, where)
+    answer = _choice(data, "answer_encoding", ANSWER_ENCODINGS, where)
+    shots = _shots(data.get("shots", []), where)
+    repeat = data.get("repeat_shots", 1)
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat or repeat * len(shots) > MAX_SHOTS:
+        raise UsageError(f"{where}: repeat_shots must be a whole number from 1, with at most {MAX_SHOTS} shots "
+                         "in all")
+    return Attack(name, text["description"], text["family"], text["source"], template, enc, answer, shots, repeat)
+
+
+def _composed(data: dict[str, Any], name: str, text: dict[str, str], where: str, seen: tuple[str, ...]) -> Attack:
+    parts = data["compose"]
+    if set(data) & {"template", "encode", "answer_encoding", "shots", "repeat_shots"}:
+        raise UsageError(f"{where}: an attack with 'compose' takes no template, encode or shots of its own: "
+                         "make them a separate attack and compose it")
+    if not isinstance(parts, list) or len(parts) < 2 or not all(isinstance(p, str) for p in parts):
+        raise UsageError(f"{where}: compose must list two or more attack names, e.g. compose = "
+                         "[\"refusal-suppression\", \"prefix-injection\"]")
+    loaded = tuple(load(p, seen) for p in parts)
+    if sum(1 for p in loaded if _answer_encoding(p)) > 1:
+        raise UsageError(f"{where}: two of its parts ask for an encoded answer: keep one")
+    return Attack(name, text["description"], text["family"], text["source"], parts=loaded)
+
+
+def _answer_encoding(a: Attack) -> str | None:
+    return a.answer_encoding or next((x for p in a.parts if (x := _answer_encoding(p))), None)
+
+
+def _string(data: dict[str, Any], key: str, where: str) -> str:
+    v = data.get(key, "")
+    if not isinstance(v, str):
+        raise UsageError(f"{where}: '{key}' must be a string")
+    return v.strip() if key != "template" else v
+
+
+def _choice(data: dict[str, Any], key: str, allowed: Sequence[str], where: str) -> str | None:
+    v = data.get(key)
+    if v is None:
+        return None
+    if v not in allowed:
+        raise UsageError(f"{where}: {key} = {str(v)[:40]!r} is not one of {', '.join(allowed)}")
+    return str(v)
+
+
+def _shots(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    ok = isinstance(value, list) and all(isinstance(s, list) and len(s) == 2 and all(isinstance(x, str) and x.strip()
+                                                                                      for x in s) for s in value)
+    if not ok:
+        raise UsageError(f"{where}: shots must be a list of [user turn, assistant turn] pairs of non-empty strings")
+    if len(value) > MAX_SHOTS:
+        raise UsageError(f"{where}: {len(value)} shots: at most {MAX_SHOTS}")
+    return tuple((u, a) for u, a in value)
