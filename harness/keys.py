@@ -54,6 +54,14 @@ def item_id(prompt: str) -> str:
 
 
 # -- generations ------------------------------------------------------------------------------------
+def input_sha256(messages: Sequence[Mapping[str, str]]) -> str:
+    """What a model is sent: a lone user turn hashes as its text (so a plain prompt's key is its text's), a
+    conversation (a system prompt, earlier turns, an attack's dialogue) as the whole list of turns."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return text_sha256(messages[0]["content"])
+    return _sha_json([[m["role"], m["content"]] for m in messages])
+
+
 def sample_key(*, model: str, variant: str, backend: str, model_sha256: str, backend_version: str, device: str,
                sampling: Mapping[str, Any], prompt_id: str, prompt_sha256: str) -> str:
     """One generation of our engine."""

@@ -185,6 +185,7 @@ LLM_HARM = "llm-harm"  # the study's release: a folder, read by read_llm_harm
 FORMATS = (*(lay.name for lay in LAYOUTS), LLM_HARM)
 BY_NAME = {lay.name: lay for lay in LAYOUTS}
 OWN_TEXT_COLUMN = "text"  # our own layout (harness.prompts): id, text, category, benign, source
+OWN_CONVERSATION_COLUMN = "messages"  # our own layout's conversations: id, messages (the turns), category ...
 
 
 def known_layouts() -> str:
@@ -240,7 +241,8 @@ def check_split(layout: Layout, split: str | None, where: str) -> str:
 # -- detection --------------------------------------------------------------------------------------------
 def detect(columns: Sequence[str], where: str, fmt: str | None = None) -> Layout | None:
     """The layout of a file with these columns: the named FORMAT (checked), else the published layout whose
-    required columns are all present (the most specific), else None for our own layout (a 'text' column).
+    required columns are all present (the most specific), else None for our own layout (a 'text' or
+    'messages' column).
     UsageError for a file of a layout that lacks a required column, and for columns no layout knows."""
     if fmt is not None:
         layout = BY_NAME[fmt]
@@ -249,7 +251,7 @@ def detect(columns: Sequence[str], where: str, fmt: str | None = None) -> Layout
             raise UsageError(f"{where} is not a {layout.title} file: it lacks the column(s) {', '.join(missing)} "
                              f"(columns found: {_shown(columns)})")
         return layout
-    if OWN_TEXT_COLUMN in columns:
+    if OWN_TEXT_COLUMN in columns or OWN_CONVERSATION_COLUMN in columns:
         return None
     full = [lay for lay in LAYOUTS if not lay.missing(columns)]
     if full:

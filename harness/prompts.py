@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import catalog, jsontext
+from harness import catalog, jsontext, keys
 from harness.errors import UsageError
-from harness.keys import text_sha256
 
 if TYPE_CHECKING:
     from harness.prompt_layouts import Mapped
@@ -48,10 +47,17 @@ class Prompt:
     group: str | None = None
     # A published set's own ids and fields (harness.prompt_layouts): kept, never part of any key.
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    # A conversation's turns before the last user turn (`text`): (role, content), a system turn only first.
+    history: tuple[tuple[str, str], ...] = ()
 
     @property
     def sha256(self) -> str:
-        return text_sha256(self.text)
+        return keys.input_sha256(self.messages)
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The whole conversation: the history, then the prompt as the last user turn."""
+        return [*({"role": r, "content": c} for r, c in self.history), {"role": "user", "content": self.text}]
 
     def as_record(self) -> dict[str, Any]:
         d = asdict(self)
@@ -61,6 +67,10 @@ class Prompt:
                 d.pop(k)
         if not d["metadata"]:
             d.pop("metadata")
+        history = d.pop("history")
+        if history:
+            d.pop("text")
+            d["messages"] = self.messages
         return d
 
 
@@ -114,7 +124,39 @@ def _check_types(d: dict[str, Any], where: str) -> None:
         raise UsageError(f"{where}: '{key}' is {got}, not {want}: give every prompt's {key} as {want}")
 
 
+ROLES = ("system", "user", "assistant")
+
+
+def conversation(messages: Any, where: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """(history, last user turn) of a conversation given as [{"role", "content"}, ...]; UsageError naming the turn
+    that is wrong: an unknown role, a system turn after the first, empty text, or a last turn not the user's."""
+    if not isinstance(messages, list) or not messages:
+        raise UsageError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} turns")
+    turns: list[tuple[str, str]] = []
+    for i, m in enumerate(messages, 1):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise UsageError(f"{where}: turn {i} must be an object with string 'role' and 'content'")
+        role = m["role"].strip().lower()
+        if role not in ROLES:
+            raise UsageError(f"{where}: turn {i} has role {m['role'][:30]!r}: roles are {', '.join(ROLES)}")
+        if role == "system" and i > 1:
+            raise UsageError(f"{where}: turn {i} is a system turn: a system prompt can only be the first turn")
+        if not m["content"].strip():
+            raise UsageError(f"{where}: turn {i} ({role}) is empty: give every turn its text")
+        turns.append((role, m["content"]))
+    if turns[-1][0] != "user":
+        raise UsageError(f"{where}: the conversation ends with a {turns[-1][0]} turn: it must end with the user turn "
+                         "the model answers")
+    return tuple(turns[:-1]), turns[-1][1]
+
+
 def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
+    history: tuple[tuple[str, str], ...] = ()
+    if "messages" in d:
+        if "text" in d:
+            raise UsageError(f"{where}: has both 'text' and 'messages': give a prompt or a conversation, not both")
+        history, last = conversation(d["messages"], where)
+        d = {**d, "text": last}
     _check_types(d, where)
     missing = [k for k in ("id", "text") if not str(d.get(k, "")).strip()]
     if missing:
@@ -137,6 +179,7 @@ def _record(d: dict[str, Any], where: str, set_name: str) -> Prompt:
         prompt_set=set_name,
         **_template_fields(d, where),
         metadata=metadata,
+        history=history,
     )
 
 
@@ -237,7 +280,7 @@ def _own_jsonl(path: Path) -> bool:
                 first = jsontext.loads(line)
             except json.JSONDecodeError:
                 return True
-            return not isinstance(first, dict) or "text" in first
+            return not isinstance(first, dict) or "text" in first or "messages" in first
     return True
 
 

@@ -128,3 +128,49 @@ def test_the_embedded_model_answers_inside_a_system_prompt(tmp_path: Path) -> No
     finally:
         backend.close()
     assert tokens and alone
+
+
+def _jsonl(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
+    import json
+
+    p = tmp_path / "chats.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def test_a_conversation_prompt_set_keeps_every_turn(tmp_path: Path) -> None:
+    from harness.prompts import load_set
+
+    rows = [{"id": "c1", "messages": CONVERSATION, "category": "chat"}, {"id": "p1", "text": "What is 2+2?"}]
+    chat, plain = load_set(str(_jsonl(tmp_path, rows)))
+    assert chat.text == CONVERSATION[-1]["content"] and chat.messages == CONVERSATION
+    assert chat.history[0] == ("system", CONVERSATION[0]["content"])
+    assert plain.messages == [{"role": "user", "content": "What is 2+2?"}] and not plain.history
+    from harness.keys import text_sha256
+
+    assert plain.sha256 == text_sha256("What is 2+2?")  # a plain prompt's identity is unchanged
+    alone = load_set(str(_jsonl(tmp_path, [{"id": "x", "text": CONVERSATION[-1]["content"]}])))[0]
+    assert chat.sha256 != alone.sha256  # the earlier turns are part of what is sent
+    assert chat.as_record()["messages"] == CONVERSATION
+
+
+BAD_CONVERSATIONS = [
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "ends with a assistant turn"),
+    ([{"role": "narrator", "content": "hi"}], "role 'narrator'"),
+    ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}],
+     "only be the first turn"),
+    ([{"role": "user", "content": "  "}], "turn 1 \\(user\\) is empty"),
+    ([], "non-empty list"),
+    ([{"role": "user"}], "string 'role' and 'content'"),
+]
+
+
+@pytest.mark.parametrize(("messages", "message"), BAD_CONVERSATIONS, ids=[m for _, m in BAD_CONVERSATIONS])
+def test_a_bad_conversation_is_one_clear_error(tmp_path: Path, messages: list[Any], message: str) -> None:
+    from harness.errors import UsageError
+    from harness.prompts import load_set
+
+    with pytest.raises(UsageError, match=message):
+        load_set(str(_jsonl(tmp_path, [{"id": "c", "messages": messages}])))
+    with pytest.raises(UsageError, match="both 'text' and 'messages'"):
+        load_set(str(_jsonl(tmp_path, [{"id": "c", "text": "x", "messages": CONVERSATION}])))
