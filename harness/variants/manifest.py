@@ -200,7 +200,9 @@ def source_keys() -> list[str]:
 
 def source_of(m: ModelManifest) -> SourceKind:
     """The kind of a manifest's source: the one place a manifest is dispatched by where it comes from."""
-    key = next(k for k in source_keys() if k in m.source)
+    key = next((k for k in source_keys() if k in m.source), None)
+    if key is None:
+        raise UsageError(f"model '{m.name}': its [source] names no source: give one of {', '.join(source_keys())}")
     return SOURCES.get(key)
 
 
