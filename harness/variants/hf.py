@@ -1,7 +1,7 @@
 """Models on the Hugging Face Hub: a repository's file list, the files of one quantization, their download.
 
-A manifest with `[source] hf = "OWNER/REPO"` (from the catalog, `harness models add`, or an `hf:` spec made
-on the fly by harness.variants.sources) names a repository. Its variants are the repository's own GGUF
+A manifest with `[source] hf = "OWNER/REPO"` (from the catalog, `harness models add`, or an `hf:OWNER/REPO...`
+spec read by `HubSource.from_spec`) names a repository. Its variants are the repository's own GGUF
 files: every file whose name states that quantization (several files = one split GGUF, `-00001-of-0000N`),
 or the one `file` it names; `format = "onnx"` names an ONNX export (optimum layout: model.onnx at the root
 or under onnx/, tokenizer.json beside). A catalog manifest may also ask for a GGUF variant the repository
@@ -14,34 +14,46 @@ cache), HF_HUB_OFFLINE (no network: the cached snapshot only), HF_TOKEN (private
 passed to the library, never printed or stored). Bytes downloaded go to harness.progress.Progress (the
 library's own bars are off). The commit each file came from is in VariantFile.metadata["hf"], and so in the
 run's metadata; a file changed upstream has a new sha256, which is in every sample key: new samples.
+
+`listing` and `download` (or `download_repo`, both in one call) serve any repository type of the Hub
+(`repo_type` "model", "dataset" or "space"), so other sources and data sets share this one downloader.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cache import file_sha256
 from harness.errors import HarnessError, UsageError, redact, require
-from harness.variants.manifest import GGUF_FTYPES, ModelManifest, VariantFile, variant_backend
-from harness.variants.sources import (
-    SPLIT_PART,
-    TOKENIZER_FILES,
-    assemble_onnx_folder,
-    gguf_quant,
-    normalize_quant,
+from harness.variants import gguf, onnx
+from harness.variants.manifest import (
+    GGUF_FTYPES,
+    QUANT_NAME,
+    ModelManifest,
+    ProgressFn,
+    SourceKind,
+    VariantFile,
+    variant_backend,
 )
+from harness.variants.onnx_folder import TOKENIZER_FILES, assemble_onnx_folder
+from harness.variants.sources import SPLIT_PART, file_variant, gguf_quant, made_manifest, normalize_quant, plain
+
+if TYPE_CHECKING:
+    from harness.progress import Progress
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 POLL_S = 0.25  # how often the download's progress is read
-ProgressFn = Callable[[str], None]
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+REPO_TYPES = ("model", "dataset", "space")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -94,21 +106,22 @@ class RepoListing:
     gated: bool = False
     from_cache: bool = False  # read from the cache's snapshot (offline, or the Hub was unreachable)
     card: dict[str, Any] = field(default_factory=dict)
+    repo_type: str = "model"  # or "dataset", "space"
 
     def by_name(self) -> dict[str, RepoFile]:
         return {f.name: f for f in self.files}
 
 
-_LISTINGS: dict[tuple[str, str, str, bool], RepoListing] = {}  # this process's listings
+_LISTINGS: dict[tuple[str, str, str, str, bool], RepoListing] = {}  # this process's listings
 
 
-def _repo_folder(env: HubEnv, repo: str) -> Path:
-    return env.cache / ("models--" + repo.replace("/", "--"))
+def _repo_folder(env: HubEnv, repo: str, repo_type: str = "model") -> Path:
+    return env.cache / (f"{repo_type}s--" + repo.replace("/", "--"))
 
 
-def _cached_listing(env: HubEnv, repo: str, revision: str) -> RepoListing | None:
+def _cached_listing(env: HubEnv, repo: str, revision: str, repo_type: str = "model") -> RepoListing | None:
     """The listing of the cache's snapshot of a revision (the Hub's cache layout), None when it has none."""
-    folder = _repo_folder(env, repo)
+    folder = _repo_folder(env, repo, repo_type)
     commit = revision if _HEX40.match(revision) else None
     if commit is None:
         ref = folder / "refs" / revision
@@ -125,7 +138,7 @@ def _cached_listing(env: HubEnv, repo: str, revision: str) -> RepoListing | None
             target = p.resolve()
             files.append(RepoFile(p.relative_to(snap).as_posix(), target.stat().st_size,
                                   target.name if _HEX64.match(target.name) else None))
-    return RepoListing(repo, revision, commit, tuple(files), from_cache=True)
+    return RepoListing(repo, revision, commit, tuple(files), from_cache=True, repo_type=repo_type)
 
 
 def _said(exc: BaseException) -> str:
@@ -140,8 +153,8 @@ def _said(exc: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def _unreachable(env: HubEnv, repo: str, why: str) -> UsageError:
-    folder = _repo_folder(env, repo)
+def _unreachable(env: HubEnv, repo: str, why: str, repo_type: str = "model") -> UsageError:
+    folder = _repo_folder(env, repo, repo_type)
     if env.offline:
         return UsageError(f"HF_HUB_OFFLINE is set and hf:{repo} is not in the Hugging Face cache ({folder} has no "
                           "snapshot of it): unset HF_HUB_OFFLINE to download it, or point HF_HOME / HF_HUB_CACHE at "
@@ -151,7 +164,7 @@ def _unreachable(env: HubEnv, repo: str, why: str) -> UsageError:
                       "cache and set HF_HUB_OFFLINE=1")
 
 
-def _not_found(env: HubEnv, repo: str, revision: str, exc: Exception) -> UsageError:
+def _not_found(env: HubEnv, repo: str, revision: str, exc: Exception, repo_type: str = "model") -> UsageError:
     hub_errors = require("huggingface_hub.errors", "gguf", "Downloading models from the Hugging Face Hub")
     if isinstance(exc, hub_errors.GatedRepoError):
         return gated(env, repo)
@@ -159,7 +172,7 @@ def _not_found(env: HubEnv, repo: str, revision: str, exc: Exception) -> UsageEr
         return UsageError(f"hf:{repo} has no revision {revision!r} on {env.endpoint}: name a branch, tag or commit "
                           "it has (or leave @REVISION out for main)")
     hint = "" if env.token_set else "; if it is private or gated, set HF_TOKEN to a token with access"
-    return UsageError(f"hf:{repo} is not a model repository on {env.endpoint}{hint}: check OWNER/REPO on the Hub")
+    return UsageError(f"hf:{repo} is not a {repo_type} repository on {env.endpoint}{hint}: check OWNER/REPO on the Hub")
 
 
 def gated(env: HubEnv, repo: str) -> UsageError:
@@ -176,35 +189,48 @@ def _card_license(card: Any) -> str | None:
     return str(name or lic) if (name or lic) else None
 
 
-def listing(repo: str, revision: str | None = None) -> RepoListing:
+def listing(repo: str, revision: str | None = None, repo_type: str = "model") -> RepoListing:
     """A repository's files at a revision: from the Hub (one API call per process), else from the cache."""
+    if repo_type not in REPO_TYPES:
+        raise ValueError(f"repo_type must be one of {', '.join(REPO_TYPES)}, not {repo_type!r}")
     env = hub_env()
     rev = revision or "main"
-    key = (env.endpoint, repo, rev, env.offline)
+    key = (env.endpoint, repo_type, repo, rev, env.offline)
     if key in _LISTINGS:
         return _LISTINGS[key]
     if env.offline:
-        found = _cached_listing(env, repo, rev)
+        found = _cached_listing(env, repo, rev, repo_type)
         if found is None:
-            raise _unreachable(env, repo, "offline")
+            raise _unreachable(env, repo, "offline", repo_type)
         _LISTINGS[key] = found
         return found
     hub = require("huggingface_hub", "gguf", "Downloading models from the Hugging Face Hub")
     hub_errors = require("huggingface_hub.errors", "gguf", "Downloading models from the Hugging Face Hub")
     requests = require("requests", "gguf", "Downloading models from the Hugging Face Hub")
+    api = hub.HfApi(endpoint=env.endpoint)
     try:
-        info = hub.HfApi(endpoint=env.endpoint).model_info(repo, revision=revision, files_metadata=True)
+        if repo_type == "model":
+            info = api.model_info(repo, revision=revision, files_metadata=True)
+        else:
+            info = api.repo_info(repo, repo_type=repo_type, revision=revision, files_metadata=True)
     except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as exc:
-        raise _not_found(env, repo, rev, exc) from exc
+        raise _not_found(env, repo, rev, exc, repo_type) from exc
     except (requests.ConnectionError, requests.Timeout, hub_errors.OfflineModeIsEnabled) as exc:
-        found = _cached_listing(env, repo, rev)
+        found = _cached_listing(env, repo, rev, repo_type)
         if found is None:
-            raise _unreachable(env, repo, type(exc).__name__) from exc
+            raise _unreachable(env, repo, type(exc).__name__, repo_type) from exc
         _LISTINGS[key] = found
         return found
     except hub_errors.HfHubHTTPError as exc:
         raise HarnessError(f"the Hub at {env.endpoint} refused the file list of hf:{repo} "
                            f"({_said(exc)}): try again later") from exc
+    found = _listing_of_info(repo, rev, repo_type, info)
+    _LISTINGS[key] = found
+    return found
+
+
+def _listing_of_info(repo: str, rev: str, repo_type: str, info: Any) -> RepoListing:
+    """A listing from the Hub library's info of a repository (files with sizes and LFS digests, card facts)."""
     files = []
     for s in info.siblings or []:
         lfs = getattr(s, "lfs", None)
@@ -212,15 +238,14 @@ def listing(repo: str, revision: str | None = None) -> RepoListing:
         files.append(RepoFile(s.rfilename, getattr(s, "size", None) or (getattr(lfs, "size", None) if lfs else None),
                               sha))
     params = None
-    if isinstance(info.gguf, dict) and isinstance(info.gguf.get("total"), int):
-        params = int(info.gguf["total"])
-    elif info.safetensors is not None and getattr(info.safetensors, "total", None):
-        params = int(info.safetensors.total)
+    gguf_meta, safetensors = getattr(info, "gguf", None), getattr(info, "safetensors", None)
+    if isinstance(gguf_meta, dict) and isinstance(gguf_meta.get("total"), int):
+        params = int(gguf_meta["total"])
+    elif safetensors is not None and getattr(safetensors, "total", None):
+        params = int(safetensors.total)
     card = info.card_data.to_dict() if info.card_data is not None else {}
-    found = RepoListing(repo, rev, info.sha, tuple(files), _card_license(info.card_data), params,
-                        bool(info.gated), False, card)
-    _LISTINGS[key] = found
-    return found
+    return RepoListing(repo, rev, info.sha, tuple(files), _card_license(info.card_data), params,
+                       bool(info.gated), False, card, repo_type)
 
 
 def clear_listings() -> None:
@@ -344,7 +369,7 @@ def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
     requests = require("requests", "gguf", "Downloading models from the Hugging Face Hub")
     revision = lst.commit if lst.from_cache and lst.commit else lst.revision
     offline = env.offline or lst.from_cache
-    folder = _repo_folder(env, lst.repo)
+    folder = _repo_folder(env, lst.repo, lst.repo_type)
     blobs = folder / "blobs"
     paths: list[Path] = []
     commit = lst.commit
@@ -353,12 +378,14 @@ def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
 
         def fetch(name: str = f.name, done: dict[str, Any] = done) -> None:
             try:
-                done["path"] = hub.hf_hub_download(lst.repo, name, revision=revision, cache_dir=str(env.cache),
+                done["path"] = hub.hf_hub_download(lst.repo, name, repo_type=lst.repo_type, revision=revision,
+                                                   cache_dir=str(env.cache),
                                                    endpoint=env.endpoint, local_files_only=offline)
             except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
                 done["error"] = err
 
-        cached = hub.try_to_load_from_cache(lst.repo, f.name, cache_dir=str(env.cache), revision=commit) \
+        cached = hub.try_to_load_from_cache(lst.repo, f.name, cache_dir=str(env.cache), revision=commit,
+                                            repo_type=lst.repo_type) \
             if commit else None
         shown = reporter is not None and not offline and not isinstance(cached, str)
         if shown:
@@ -388,9 +415,9 @@ def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
             if isinstance(exc, hub_errors.GatedRepoError):
                 raise gated(env, lst.repo) from exc
             if isinstance(exc, (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError)):
-                raise _not_found(env, lst.repo, lst.revision, exc) from exc
+                raise _not_found(env, lst.repo, lst.revision, exc, lst.repo_type) from exc
             if isinstance(exc, hub_errors.LocalEntryNotFoundError):
-                raise _unreachable(env, lst.repo, "offline" if offline else "no connection") from exc
+                raise _unreachable(env, lst.repo, "offline" if offline else "no connection", lst.repo_type) from exc
             if isinstance(exc, hub_errors.EntryNotFoundError):
                 raise UsageError(f"hf:{lst.repo} no longer has {f.name} at {lst.revision}: run again (the file list "
                                  "changed) or pin a commit with hf:OWNER/REPO@COMMIT") from exc
@@ -416,6 +443,20 @@ def download(lst: RepoListing, files: list[RepoFile], reporter: Any = None,
     return paths, commit
 
 
+def download_repo(repo: str, names: list[str] | None = None, *, repo_type: str = "model", revision: str | None = None,
+                  reporter: Progress | None = None, message: ProgressFn | None = None) -> tuple[list[Path], str | None]:
+    """Fetch files of a Hub repository of any type (all of them when `names` is None) into the Hugging Face cache,
+    or find them there; returns their paths, in the order asked, and the commit they came from."""
+    lst = listing(repo, revision, repo_type)
+    by_name = lst.by_name()
+    missing = [n for n in names or [] if n not in by_name]
+    if missing:
+        raise UsageError(f"hf:{repo} has no file {missing[0]!r} at {lst.revision} (it has "
+                         f"{', '.join(list(by_name)[:20]) or 'no files'}): name one of its files")
+    files = list(lst.files) if names is None else [by_name[n] for n in names]
+    return download(lst, files, reporter, message)
+
+
 def _meta(lst: RepoListing, files: list[RepoFile], commit: str | None) -> dict[str, Any]:
     env = hub_env()
     return {"hf": {"repo": lst.repo, "revision": lst.revision, "commit": commit, "endpoint": env.endpoint,
@@ -425,8 +466,6 @@ def _meta(lst: RepoListing, files: list[RepoFile], commit: str | None) -> dict[s
 def _digest_of(paths: list[Path]) -> str:
     if len(paths) == 1:
         return file_sha256(paths[0])
-    import hashlib
-
     h = hashlib.sha256()
     for p in paths:
         h.update(f"{p.name}:{file_sha256(p)}\n".encode())
@@ -435,15 +474,13 @@ def _digest_of(paths: list[Path]) -> str:
 
 def _gguf_variant(m: ModelManifest, variant: str, lst: RepoListing, files: list[RepoFile], reporter: Any,
                   progress: ProgressFn | None) -> VariantFile:
-    from harness.variants.gguf import brief, check_gguf, read_info
-
     paths, commit = download(lst, files, reporter, progress)
-    check_gguf(paths[0])
+    gguf.check_gguf(paths[0])
     sha = _digest_of(paths)
-    info = read_info(paths[0], sha)
+    info = gguf.read_info(paths[0], sha)
     size = sum(p.stat().st_size for p in paths)
     return VariantFile(m.name, variant, "gguf", paths[0], sha, size, None,
-                       {"gguf": brief(info), **_meta(lst, files, commit),
+                       {"gguf": gguf.brief(info), **_meta(lst, files, commit),
                         **({"split_parts": len(paths)} if len(paths) > 1 else {})})
 
 
@@ -477,8 +514,6 @@ def resolve(m: ModelManifest, variant: str, progress: ProgressFn | None = None, 
             ) -> VariantFile:
     """A Hugging Face manifest's variant: the repository's file(s), downloaded; or, for a catalog manifest, a
     GGUF variant the repository lacks derived from its own variant, or an ONNX export of it."""
-    from harness.variants import gguf, onnx
-
     src = m.source
     if src.get("format") == "onnx":
         if variant != m.source_variant:
@@ -514,3 +549,101 @@ def describe(m: ModelManifest) -> dict[str, Any]:
             gguf_files(lst, None if m.source.get("file") else normalize_quant(v), m.source.get("file"))
     return {"license": lst.license, "parameters": lst.parameters, "commit": lst.commit,
             "quantizations": list(quant_groups(lst)), "checked_at": time.strftime("%Y-%m-%d")}
+
+
+# -- hf: specs and the source kind ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class HubSpec:
+    repo: str
+    revision: str | None = None
+    quants: tuple[str, ...] = ()
+    file: str | None = None  # a path inside the repository
+
+
+def parse_hf_spec(spec: str) -> HubSpec:
+    """'hf:OWNER/REPO[@REV][:Q1,Q2]' or 'hf:OWNER/REPO[@REV]/PATH/FILE.gguf' -> HubSpec (UsageError if malformed)."""
+    body = spec[len("hf:"):]
+    fix = "write hf:OWNER/REPO:QUANT (e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M), hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO"
+    parts = body.split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise UsageError(f"{spec!r} names no repository: {fix}")
+    owner, rest = parts[0], "/".join(parts[1:])
+    file = None
+    if len(parts) > 2:
+        repo_rev, file = parts[1], "/".join(parts[2:])
+        if not file.lower().endswith((".gguf", ".onnx")) or ":" in file:
+            raise UsageError(f"{spec!r}: a file in a repository must be a .gguf or .onnx file: {fix}")
+        quants: tuple[str, ...] = ()
+    else:
+        repo_rev, _, quant_text = rest.partition(":")
+        quants = tuple(dict.fromkeys(normalize_quant(q.strip()) for q in quant_text.split(",") if q.strip()))
+        bad = [q for q in quants if not QUANT_NAME.match(q)]
+        if bad:
+            raise UsageError(f"{spec!r}: {bad[0]!r} is not a quantization name (such as Q4_K_M, Q8_0, IQ4_XS): {fix}")
+        if quant_text and not quants:
+            raise UsageError(f"{spec!r} ends with ':' but names no quantization: {fix}")
+    repo_name, _, revision = repo_rev.partition("@")
+    repo = f"{owner}/{repo_name}"
+    if not REPO_ID.match(repo) or (revision == "" and "@" in repo_rev):
+        raise UsageError(f"{spec!r}: {repo!r} is not a repository id: {fix}")
+    if revision and not re.fullmatch(r"[A-Za-z0-9._/-]+", revision):
+        raise UsageError(f"{spec!r}: revision {revision!r} is not a branch, tag or commit name")
+    return HubSpec(repo, revision or None, quants, file)
+
+
+def hf_model_name(repo: str) -> str:
+    return plain(repo.replace("/", "--"))
+
+
+
+def hub_manifest(spec: str) -> tuple[ModelManifest, list[str]]:
+    """A manifest made for an hf: spec, and the variants it names (nothing is downloaded here)."""
+    hs = parse_hf_spec(spec)
+    source: dict[str, Any] = {"hf": hs.repo, **({"revision": hs.revision} if hs.revision else {})}
+    name = hf_model_name(hs.repo)
+    if hs.file:
+        variant = file_variant(hs.file)
+        source["file"] = hs.file
+        if hs.file.lower().endswith(".onnx"):
+            source["format"] = "onnx"
+        variants = [variant]
+    elif hs.quants:
+        variants = list(hs.quants)
+    else:
+        source["format"] = "onnx"
+        variants = ["onnx"]
+    return made_manifest(name, spec, variants, source, f"{spec} (Hugging Face Hub)"), variants
+
+
+class HubSource(SourceKind):
+    """`[source] hf = "OWNER/REPO"`: a repository of the Hugging Face Hub, its own quantizations downloaded."""
+
+    key = name = "hf"
+    shape = "OWNER/REPO"
+    spec_prefix = "hf:"
+
+    def check(self, src: dict[str, Any], where: str) -> None:
+        if not REPO_ID.fullmatch(src["hf"]):
+            raise UsageError(f"{where}: [source] hf = {src['hf']!r} is not a repository id: write OWNER/REPO")
+
+    def offers(self, m: ModelManifest, variant: str) -> bool:
+        # one of the repository's own files (checked against its file list when resolved), or derived
+        return bool(QUANT_NAME.match(variant)) or super().offers(m, variant)
+
+    def from_spec(self, spec: str) -> tuple[ModelManifest, list[str]]:
+        return hub_manifest(spec)
+
+    def local_file(self, m: ModelManifest, reporter: Progress | None = None) -> Path:
+        return source_file(m, reporter)
+
+    def resolve(self, m: ModelManifest, variant: str, progress: ProgressFn | None = None, *,
+                reporter: Progress | None = None) -> VariantFile:
+        return resolve(m, variant, progress, reporter=reporter)
+
+    def facts(self, m: ModelManifest) -> dict[str, Any]:
+        d = describe(m)
+        note = f"From hf:{m.source['hf']} (commit {str(d['commit'])[:12]} when added on {d['checked_at']})."
+        return {"license": d["license"], "parameters": d["parameters"], "notes": note}
+
+
+SOURCE = HubSource()

