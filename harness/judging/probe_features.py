@@ -215,7 +215,7 @@ class HiddenStates:
         if self.use_disk_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{time.perf_counter_ns()}.npz")
-            np.savez(tmp, **out)
+            np.savez(tmp, mean=out["mean"], last=out["last"])
             tmp.replace(path)
         return out
 
