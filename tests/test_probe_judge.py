@@ -181,6 +181,7 @@ def test_fit_refuses_sets_a_card_cannot_be_made_of(cli, tmp_path: Path, n_harmfu
     assert not (tmp_path / "cat").exists()
 
 
+@pytest.mark.slow  # embeds 40 outputs and runs the nested cross-validation: 946 s on a 2-core box at load 19
 def test_fit_writes_a_probe_entry_that_rates(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("sklearn")
     pytest.importorskip("llama_cpp")
