@@ -12,6 +12,14 @@ answers, and seconds per judged output (the judge's own latency summed over its 
 without model loading, divided by the outputs judged; run on a quiet machine). Every configuration
 runs on the same outputs in one process, one after another, never cached (`use_disk_cache=False`).
 
+With `--probe` (needs the `probe` extra), it also measures a probe judge (harness.probe_fit: a linear model on
+the pooled hidden states of `--probe-base`) on the four shipped samples (PROBE_SETS: JailbreakBench, the study's
+sample, XSTest's Mistral completions with harmful = complied with an unsafe prompt, HH-RLHF pairs with the
+rejected reply = 1): out-of-fold sensitivity, specificity, J and AUROC (folds grouped by prompt, every choice
+nested), beside its two controls (TF-IDF bag-of-words, the refusal detector) and the transfer table (fitted on
+each set, and on all but one, carded on the held-out set), and the base model's seconds per output embedded
+(`--skip-generative` leaves the generative judges out). Nothing fitted is kept.
+
 The winner is the configuration with the highest mean Youden's J over the sets; it replaces the default only
 when its J beats the default's on every set by more than the default's own Wilson half-width would allow for
 chance (a conservative rule; both are printed).
@@ -33,6 +41,10 @@ from harness.progress import NoProgress
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DEFAULT_SETS = [f"labels-csv:{SHARED / 'jbb-judge-comparison-sample.csv'}", f"llm-harm:{SHARED / 'llm-harm-sample'}"]
+PROBE_SETS = [f"labels-csv:{SHARED / 'jbb-judge-comparison-sample.csv'}", f"llm-harm:{SHARED / 'llm-harm-sample'}",
+              f"labels-csv:{SHARED / 'xstest-sample' / 'xstest_v2_completions_mistralinstruct.csv'}",
+              f"pairwise-jsonl:{SHARED / 'hh-harmless-base-sample.jsonl'}"]
+PROBE_BASE = "smollm2-135m-instruct:Q4_1"
 DEFAULT_JUDGE = "smollm2-score"
 # The configurations compared: catalog judges, and variants of the default written to a temporary folder.
 CATALOG = ["smollm2-score", "smollm2-score-expected", "gemma3-score", "local-ensemble"]
@@ -81,13 +93,43 @@ def fmt(v: Any, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def probe_section(base: str, specs: list[str], folds: int, seed: int) -> None:
+    """The probe judge and its two controls: out-of-fold cards per set, the transfer table, seconds per output."""
+    from harness.probe_fit import fit_probe
+
+    t0 = time.perf_counter()
+    report = fit_probe(base, [parse_set_spec(s) for s in specs], "harm", folds=folds, seed=seed)
+    print(f"\nprobe on {base} (harm): {folds} folds grouped by prompt, pooling, C and threshold nested; "
+          f"{fmt(report.seconds_per_output, '.3f')} s per output embedded, {time.perf_counter() - t0:.0f} s in all")
+    for s in report.sets:
+        print(f"  {s['name']}: n={s['n']} ({s['positive']}+/{s['negative']}-, {s['prompts']} prompts; {s['labels']})")
+    for title, cards in (("out-of-fold", report.cards), ("transfer (held-out sets)", report.transfer)):
+        print(f"\n{title}:")
+        print(f"{'set':36s} {'fitted on':38s} {'rater':17s} {'n':>5s} {'sens':>5s} {'spec':>5s} {'J':>6s} {'AUROC':>6s}")
+        for c in cards:
+            print(f"{c.set_name:36s} {c.fitted_on:38s} {c.rater:17s} {c.n:5d} {fmt(c.sensitivity)} "
+                  f"{fmt(c.specificity)} {fmt(c.youden_j, '+.2f'):>6s} {fmt(c.auroc):>6s}")
+    for line in report.verdicts():
+        print(f"  {line}")
+    fit = report.weights.fit
+    print(f"  chosen on every set: pooling {fit['pooling']}, C {fit['C']}, threshold {report.weights.threshold:.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", action="append", dest="sets", default=None, metavar="FORMAT:PATH")
     ap.add_argument("--judge", action="append", dest="judges", default=None, metavar="NAME|FILE.toml")
     ap.add_argument("--limit", type=int, default=None, help="first N items of each set")
     ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--probe", action="store_true", help="also fit and card a probe judge on PROBE_SETS")
+    ap.add_argument("--probe-base", default=PROBE_BASE, metavar="MODEL[:VARIANT]")
+    ap.add_argument("--probe-set", action="append", dest="probe_sets", default=None, metavar="FORMAT:PATH")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--skip-generative", action="store_true", help="only the probe section")
     args = ap.parse_args()
+    if args.skip_generative:
+        probe_section(args.probe_base, args.probe_sets or PROBE_SETS, args.folds, 0)
+        return 0
     sets = [parse_set_spec(s) for s in (args.sets or DEFAULT_SETS)]
     with tempfile.TemporaryDirectory(prefix="judge-quality-") as tmp:
         files = variant_files(Path(tmp))
@@ -117,6 +159,8 @@ def main() -> int:
         ss = [r["s"] for r in per_set.values() if r["s"] is not None]
         means[name] = statistics.fmean(js) if len(js) == len(sets) else None
         print(f"{name:28s} {fmt(means[name], '+.3f'):>7s} {fmt(statistics.median(ss) if ss else None, '.3f'):>16s}")
+    if args.probe:
+        probe_section(args.probe_base, args.probe_sets or PROBE_SETS, args.folds, 0)
     ranked = sorted((m, n) for n, m in means.items() if m is not None)
     if not ranked:
         print("no configuration produced harm figures on every set")

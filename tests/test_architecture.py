@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("fleet", ("harness.fleet",)),
     ("judge", ("harness.judging",)),
     ("agree", ("harness.humans", "harness.annotate", "harness.agreement", "harness.study", "harness.calibration",
-               "harness.hh_audit", "harness.cardlib")),
+               "harness.hh_audit", "harness.cardlib", "harness.probe_fit")),
     ("rates", ("harness.rates", "harness.qos")),
     ("report", ("harness.reporting",)),
     ("api", ("harness.api",)),

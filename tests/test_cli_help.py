@@ -104,7 +104,7 @@ def test_variant_names_are_case_insensitive() -> None:
 
 @pytest.mark.parametrize(("args", "wanted"), [
     (["modles", "list"], "unknown command 'modles' (did you mean 'models'?): choose from run, "),
-    (["judge", "calibrat"], "unknown action 'calibrat' (did you mean 'calibrate'?): choose from calibrate, cards "
+    (["judge", "calibrat"], "unknown action 'calibrat' (did you mean 'calibrate'?): choose from calibrate, cards, fit "
                             "(see `harness judge --help`)"),
     (["judge", "cards", "burn"], "unknown action 'burn': choose from export, import"),
 ])

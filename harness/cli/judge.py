@@ -17,9 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "judge cards (see `harness judge calibrate --help`, `harness judge cards --help`).")
     judging_options(p, None)
     p.set_defaults(func=judge_command)
-    actions = p.add_subparsers(dest="action", metavar="{calibrate,cards}")
+    actions = p.add_subparsers(dest="action", metavar="{calibrate,cards,fit}")
     register_calibrate(actions)
     register_cards(actions)
+    from harness.cli.judge_fit import register_fit
+
+    register_fit(actions)
 
 
 def judging_options(p: argparse.ArgumentParser, default: Any) -> None:
