@@ -64,7 +64,7 @@ def _str_list(value: Any, where: str) -> list[str]:
 
 def read_template_data(path: Path) -> dict[str, Any]:
     from harness.infiles import read_bytes
-    from harness.prompts import decode_text
+    from harness.prompt_record import decode_text
 
     text = decode_text(read_bytes(path, "a prompt templates"), str(path))
     try:
@@ -102,7 +102,7 @@ def _axes(data: dict[str, Any], where: str) -> dict[str, list[str]]:
 
 def expand(data: dict[str, Any], set_name: str, where: str) -> list[Any]:
     """The prompts of a template set, in template-major order."""
-    from harness.prompts import Prompt
+    from harness.prompt_record import Prompt
 
     axes = _axes(data, where)
     templates = data.get("template")
