@@ -21,11 +21,11 @@ def test_run_returns_generations_and_leaderboard_rows(tmp_path: Path, cli) -> No
     assert all(isinstance(g, harness.Generation) and g.ok and g.decode_tps and g.decode_tps > 0 for g in r.generations)
     assert all(g.n_output_tokens and g.n_output_tokens <= 16 for g in r.generations)
     (row,) = harness.leaderboard(path)
-    assert isinstance(row, harness.LeaderboardRow) and row.variant == "Q4_1" and row.n == 3
+    assert isinstance(row, harness.LeaderboardRow) and row.variant == "Q4_1" and row.cost.n == 3
     assert row.harm_rater is None and row.harm_rate is None  # not judged
     # the CLI prints the same figures
     out = json.loads(cli("leaderboard", "--store", path, "--json").out)
-    assert out[0]["decode_tps"] == pytest.approx(row.decode_tps) and out[0]["n"] == 3
+    assert out[0]["decode_tps"] == pytest.approx(row.cost.decode_tps) and out[0]["n"] == 3
     # resuming writes nothing
     again = harness.run(model="smollm2-135m-instruct:Q4_1", limit=3, max_tokens=16, store=path, judge=False,
                         report=False)

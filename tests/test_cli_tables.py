@@ -87,15 +87,21 @@ def test_contended_figures_are_kept_apart_from_the_clean_medians(store: Path) ->
     rows = {r.variant: r for r in rows_of(store)}
     busy = rows[BUSY]
     # the clean medians stay unknown (no limit, rank or front uses a contended figure) ...
-    assert busy.decode_tps is None and busy.ttft_s is None and busy.n_contended == 7 and not busy.front_tps
+    assert busy.cost.decode_tps is None and busy.cost.ttft_s is None and busy.cost.n_contended == 7
+    assert not busy.front_tps
     # ... and the contended ones are there: 7 samples after the warm-up, decode 64+1 .. 64+7 -> median 68
-    assert (busy.contended_n_cost, busy.contended_decode_tps) == (7, 68.0)
-    assert (busy.contended_decode_tps_q1, busy.contended_decode_tps_q3) == (66.5, 69.5)
-    assert busy.contended_ttft_s == pytest.approx(0.1234) and busy.contended_interference_frac == pytest.approx(0.45)
+    contended = busy.cost.contended
+    assert contended is not None and (contended.n_cost, contended.decode_tps) == (7, 68.0)
+    assert (contended.decode_tps_q1, contended.decode_tps_q3) == (66.5, 69.5)
+    assert contended.ttft_s == pytest.approx(0.1234) and contended.interference_frac == pytest.approx(0.45)
+    # the flat columns of --json and the report's tables name them contended_*
+    flat = busy.as_dict()
+    assert (flat["contended_n_cost"], flat["contended_decode_tps"], flat["decode_tps"]) == (7, 68.0, None)
     clean = rows["Q4_K_M"]
-    assert clean.decode_tps == 127.4 and clean.contended_decode_tps is None and clean.contended_n_cost == 0
+    assert clean.cost.decode_tps == 127.4 and clean.cost.contended is None
+    assert (clean.as_dict()["contended_n_cost"], clean.as_dict()["contended_decode_tps"]) == (0, None)
     flagged = {r.variant: r for r in rates.rate_tables(load(store), [], [], include_flagged=True).leaderboard}
-    assert flagged[BUSY].decode_tps == 67.5 and flagged[BUSY].contended_decode_tps is None  # warm-up counted too
+    assert flagged[BUSY].cost.decode_tps == 67.5 and flagged[BUSY].cost.contended is None  # warm-up counted too
 
 
 def load(store: Path) -> list[Generation]:

@@ -69,9 +69,10 @@ def test_a_variant_is_called_faster_only_beyond_its_spread() -> None:
     rows = {r.variant: r for r in board({"fast": [100, 102, 104, 106], "slow": [80, 82, 84, 86],
                                          "close": [95, 99, 103, 105]})}
     # fast: median 103, IQR 101.5-104.5; slow: 83, IQR 81.5-84.5; close: 101, IQR 98-103.5
-    assert (rows["fast"].decode_tps, rows["fast"].decode_tps_q1, rows["fast"].decode_tps_q3) == (103, 101.5, 104.5)
-    assert rates.clearly_faster(rows["fast"], rows["slow"]) and not rates.clearly_faster(rows["slow"], rows["fast"])
-    assert not rates.clearly_faster(rows["fast"], rows["close"])  # 101.5 <= 103.5: the ranges overlap
+    fast, slow, close = rows["fast"].cost, rows["slow"].cost, rows["close"].cost
+    assert (fast.decode_tps, fast.decode_tps_q1, fast.decode_tps_q3) == (103, 101.5, 104.5)
+    assert rates.clearly_faster(fast, slow) and not rates.clearly_faster(slow, fast)
+    assert not rates.clearly_faster(fast, close)  # 101.5 <= 103.5: the ranges overlap
     (verdict,) = rates.fastest(list(rows.values()))
     assert verdict.leader.variant == "fast" and not verdict.clear
     assert [r.variant for r in verdict.overlapping] == ["close"]
@@ -85,7 +86,7 @@ def test_a_variant_is_called_faster_only_beyond_its_spread() -> None:
 def test_min_tps_names_contention_when_nothing_clean_is_left() -> None:
     gens = [gen("A", 0, 5.0, warmup=True), gen("A", 1, 10.0, contended=True), gen("A", 2, 12.0, contended=True)]
     (row,) = rates.candidates(rates.rate_tables(gens, [], []).leaderboard, min_tps=1.0)
-    assert row.decode_tps is None and row.n_contended == 2 and not row.passes
+    assert row.cost.decode_tps is None and row.cost.n_contended == 2 and not row.passes
     assert "no clean decode measurement (2 contended sample(s) left out)" in row.reasons[0]
 
 

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from harness import formatting as f
 from harness.cli.console import terminal, text
-from harness.rates import UNCALIBRATED_NOTE, LeaderboardRow
+from harness.rates import NO_CONTENDED_COST, UNCALIBRATED_NOTE, ContendedCost, LeaderboardRow
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,21 @@ def shown_name(r: LeaderboardRow) -> str:
     return f"{f.model_name(r.model, r.base_model)}:{r.variant}"
 
 
+def contended(r: LeaderboardRow) -> ContendedCost:
+    """The row's contended figures (none measured: 0 measurements, unknown figures)."""
+    return r.cost.contended or NO_CONTENDED_COST
+
+
 def decode_cell(r: LeaderboardRow) -> str:
     """The clean decode median [IQR]; when every sample was contended, the contended one, marked."""
-    return f.decode_iqr((r.decode_tps, r.decode_tps_q1, r.decode_tps_q3),
-                        (r.contended_decode_tps, r.contended_decode_tps_q1, r.contended_decode_tps_q3))
+    c, busy = r.cost, contended(r)
+    return f.decode_iqr((c.decode_tps, c.decode_tps_q1, c.decode_tps_q3),
+                        (busy.decode_tps, busy.decode_tps_q1, busy.decode_tps_q3))
 
 
 def ttft_cell(r: LeaderboardRow) -> str:
-    return f.contended_or(r.ttft_s, r.contended_ttft_s, f.num(r.ttft_s, ".3f"), f.num(r.contended_ttft_s, ".3f"))
+    ttft, busy = r.cost.ttft_s, contended(r).ttft_s
+    return f.contended_or(ttft, busy, f.num(ttft, ".3f"), f.num(busy, ".3f"))
 
 
 def harm_cell(r: LeaderboardRow) -> str:
@@ -65,7 +72,7 @@ def compact_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
     if any(r.refusal_rater for r in rows):
         cols += [Column("refusal", lambda r: f.pct(r.refusal_rate))]
     return cols + [Column("decode tok/s [IQR]", decode_cell), Column("TTFT s", ttft_cell),
-                   Column("peak RAM", lambda r: f.mb(r.peak_rss_bytes))]
+                   Column("peak RAM", lambda r: f.mb(r.cost.peak_rss_bytes))]
 
 
 def wide_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
@@ -79,13 +86,14 @@ def wide_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
     if any(r.qos_max_gap is not None for r in rows):
         cols += [Column("refusal gap (p)", qos_gap)]
     return cols + [
-        Column("n", lambda r: str(r.n)), Column("size", lambda r: f.mb(r.size_bytes)),
-        Column("TTFT s", ttft_cell), Column("prompt tok/s", lambda r: _fmt(r.prompt_tps, ".0f")),
-        Column("decode tok/s [IQR]", decode_cell), Column("latency s", lambda r: _fmt(r.latency_s, ".2f")),
-        Column("peak RAM", lambda r: f.mb(r.peak_rss_bytes)), Column("J/token", lambda r: _fmt(r.energy_j_per_token, ".3f")),
-        Column("of BW bound", lambda r: f.pct(r.bandwidth_fraction)),
-        Column("cost excluded", lambda r: f.excluded(r.n_contended, r.n_warmup), left=True),
-        Column("errors", lambda r: str(r.n_errors))]
+        Column("n", lambda r: str(r.cost.n)), Column("size", lambda r: f.mb(r.cost.size_bytes)),
+        Column("TTFT s", ttft_cell), Column("prompt tok/s", lambda r: _fmt(r.cost.prompt_tps, ".0f")),
+        Column("decode tok/s [IQR]", decode_cell), Column("latency s", lambda r: _fmt(r.cost.latency_s, ".2f")),
+        Column("peak RAM", lambda r: f.mb(r.cost.peak_rss_bytes)),
+        Column("J/token", lambda r: _fmt(r.cost.energy_j_per_token, ".3f")),
+        Column("of BW bound", lambda r: f.pct(r.cost.bandwidth_fraction)),
+        Column("cost excluded", lambda r: f.excluded(r.cost.n_contended, r.cost.n_warmup), left=True),
+        Column("errors", lambda r: str(r.cost.n_errors))]
 
 
 def leaderboard_table(rows: Sequence[LeaderboardRow], *, wide: bool = False, limits: bool = False,
@@ -169,8 +177,8 @@ def table_caption(rows: Sequence[LeaderboardRow], show_pass: bool, wide: bool, i
 
 def contended_lines(rows: Sequence[LeaderboardRow]) -> list[str]:
     """One line per variant whose speed is shown from contended measurements only."""
-    return [f.contended_note(r.name, r.contended_n_cost, r.contended_interference_frac) for r in rows
-            if r.decode_tps is None and r.contended_decode_tps is not None]
+    return [f.contended_note(r.name, contended(r).n_cost, contended(r).interference_frac) for r in rows
+            if r.cost.decode_tps is None and contended(r).decode_tps is not None]
 
 
 def qos_gap(r: LeaderboardRow) -> str:

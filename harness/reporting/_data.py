@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness import rates
 from harness.errors import UsageError, require
 from harness.qos import QOS_TASK, QosLabel, qos_labels
+from harness.rates.harm import rater_keys
+from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, label_counts
+from harness.rates.leaderboard import RateTables, rate_tables
 from harness.records import HARM_TASKS, Generation, JudgeCard
 from harness.store import Store
 from harness.variants.manifest import ModelFacts, model_facts
@@ -70,17 +72,17 @@ class RateInputs:
     card each rater's harm rates are corrected with."""
 
     gens: list[Generation]
-    counts: list[rates.RatingCount]
-    labels: list[rates.LabelCount]
+    counts: list[RatingCount]
+    labels: list[LabelCount]
     cards: dict[str, JudgeCard]
     qos_labels: list[QosLabel] = field(default_factory=list)
-    answers: list[rates.AnswerCount] = field(default_factory=list)
+    answers: list[AnswerCount] = field(default_factory=list)
     models: dict[str, ModelFacts] = field(default_factory=dict)  # the catalog's facts of the models
 
-    def tables(self, rater: str | None = None, include_flagged: bool = False) -> rates.RateTables:
-        return rates.rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
-                                 include_flagged=include_flagged, qos_labels=self.qos_labels, answers=self.answers,
-                                 models=self.models)
+    def tables(self, rater: str | None = None, include_flagged: bool = False) -> RateTables:
+        return rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
+                           include_flagged=include_flagged, qos_labels=self.qos_labels, answers=self.answers,
+                           models=self.models)
 
 
 def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None,
@@ -95,13 +97,13 @@ def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: lis
         gens = store.generations(sample_keys=sample_keys, with_texts=False)
     else:
         gens = store.generations(run_ids=run_ids or None, with_texts=False)
-    counts = [rates.RatingCount(*row) for row in store.rating_counts(HARM_TASKS)]
-    labels = rates.label_counts(store.label_counts("refusal"))
-    raters = list(rates.rater_keys(counts).values())
+    counts = [RatingCount(*row) for row in store.rating_counts(HARM_TASKS)]
+    labels = label_counts(store.label_counts("refusal"))
+    raters = list(rater_keys(counts).values())
     identities = {name: store.judge_identities(name) for name in {r.split("/")[0] for r in raters}}
     cards = cards_for_correction(cardlib.merged(store.cards(), cardlib.library_cards()), raters, identities, card)
     qos = qos_labels(store.label_counts(QOS_TASK)) if any(g.template_id for g in gens) else []
-    answers = [rates.AnswerCount(*row) for row in store.answer_counts(HARM_TASKS)]
+    answers = [AnswerCount(*row) for row in store.answer_counts(HARM_TASKS)]
     return RateInputs(gens, counts, labels, cards, qos, answers, model_facts(g.model for g in gens))
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness import rates
 from harness.intervals import CAN_CORRECT, card_verdict
+from harness.rates.harm import HarmRate
 from harness.records import HARM_TASKS, HUMAN_KINDS
 from harness.reporting._data import Selection, pandas
 from harness.stats import majority, median, quantile, rogan_gladen, wilson_interval
@@ -114,7 +114,7 @@ def confusion(counts: list[OutputCount], reference: str) -> pd.DataFrame:
     return pandas().DataFrame(rows, columns=CONFUSION_COLUMNS)
 
 
-def corrected_rates(harm: list[rates.HarmRate], conf: pd.DataFrame) -> pd.DataFrame:
+def corrected_rates(harm: list[HarmRate], conf: pd.DataFrame) -> pd.DataFrame:
     """Raw harm rate beside the Rogan-Gladen corrected one, for every judge with a measured TPR and TNR."""
     rows = []
     by_judge = {r["judge"]: r for r in conf.to_dict("records")}
@@ -170,7 +170,7 @@ def agreement_rows(store: Store, reference: str | None, bootstrap: int) -> pd.Da
     return df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]]
 
 
-def build_panel(store: Store, selection: Selection, harm: list[rates.HarmRate], bootstrap: int = 1000) -> JudgePanel:
+def build_panel(store: Store, selection: Selection, harm: list[HarmRate], bootstrap: int = 1000) -> JudgePanel:
     pd = pandas()
     counts = output_counts(store)
     reference = choose_reference(counts)

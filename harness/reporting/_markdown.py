@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import formatting as f
 from harness import safetext
-from harness.rates import UNCALIBRATED_NOTE
+from harness.rates.correction import UNCALIBRATED_NOTE
 
 if TYPE_CHECKING:
     from harness.reporting._tables import Tables

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from harness import formatting as f
 from harness.errors import UsageError, require
 from harness.outputs import spreadsheet_cell, write_text
-from harness.rates import UNCALIBRATED_NOTE, card_verdict_text
+from harness.rates.claims import Fastest, LeastHarmful, fastest, least_harmful
+from harness.rates.correction import UNCALIBRATED_NOTE, card_verdict_text
+from harness.rates.leaderboard import LeaderboardRow
 from harness.reporting import _captions, _markdown, _plots
 from harness.reporting import _html as h
 from harness.reporting._data import ReportData, load, texts_for
@@ -144,88 +146,134 @@ def _name(r: dict[str, Any]) -> str:
 
 
 def glance_section(report: Report) -> h.Section:
+    """What a reader needs first: per device the least harmful, fastest and smallest variants (each only as clearly
+    as the data allow), then what changed harm or service, and every warning about how harm was measured."""
     t = report.tables
     s = h.Section("glance", "At a glance")
-    board = t.leaderboard
-    if board.empty:
+    if t.leaderboard.empty:
         return s.add(h.empty("No generations in this selection: run `harness run` first."))
     items = []
-    from harness.rates import fastest as fastest_of
-
-    fastest = fastest_of(t.rows)
     if t.primary_rater is None:
         items.append(h.tag("li", "No judgments yet: harm columns are empty. Costs below are measured; run "
                                  "`harness judge` (or `harness run` without --no-judge) to add harm ratings."))
-    for device, rows in board.groupby("device", sort=True):
+    items += [*_device_glances(t), *_ladder_glances(t), *_qos_glances(t), *_judge_warning_glances(t.leaderboard),
+              *_harm_method_glances(t), *_judge_glances(report)]
+    s.add(h.Raw('<div class="glance"><ul>'), h.join(items), h.Raw("</ul></div>"))
+    if t.primary_rater:
+        for device, rows in t.leaderboard.groupby("device", sort=True):
+            if rows["harm_rate"].notna().any():
+                s.add(h.img(_plots.data_uri(_plots.harm_bars_svg(str(device), rows, t.primary_rater)),
+                            f"harm rate by variant on {device}"))
+    return s
+
+
+def _row_name(r: LeaderboardRow) -> str:
+    return f"{f.model_name(r.model, r.base_model)}:{r.variant}"
+
+
+def _device_glances(t: Tables) -> list[h.Raw]:
+    """One item per device: its variants, the least harmful, the fastest, what the cost medians leave out, the
+    smallest peak RAM and the harm-vs-speed front."""
+    least = {v.device: v for v in least_harmful(t.rows)}
+    fast = {v.device: v for v in fastest(t.rows)}
+    items = []
+    for device, rows in t.leaderboard.groupby("device", sort=True):
         recs = rows.to_dict("records")
-        parts = [f"{device}: {len(recs)} variant(s)."]
-        rated = [r for r in recs if not f.missing(r["harm_rate"])]
-        if rated:
-            best = min(rated, key=lambda r: (float(r["harm_rate"]), -float(r["decode_tps"] or 0)))
-            others = [r for r in rated if r is not best]
-            separated = others and not f.missing(best["harm_ci_high"]) and all(
-                not f.missing(r["harm_ci_low"]) and float(best["harm_ci_high"]) < float(r["harm_ci_low"])
-                for r in others)
-            figure = (f"{f.rate_ci(best['harm_rate'], best['harm_ci_low'], best['harm_ci_high'])} "
-                      f"({method_label(best)}, {t.primary_rater}, n={f.count(best['harm_n'])})")
-            if separated:
-                parts.append(f"Least harmful: {_name(best)} at {figure}: its interval lies below every other's.")
-            elif others:
-                parts.append(f"No variant is clearly least harmful: the harm intervals overlap (lowest estimate "
-                             f"{_name(best)} at {figure}).")
-            else:
-                parts.append(f"Harm: {_name(best)} at {figure}.")
-        verdict = next((v for v in fastest if v.device == device), None)
-        if verdict is not None:
-            top = verdict.leader
-            speed = f"{f.num(top.decode_tps)} tok/s (IQR {f.num(top.decode_tps_q1)}-{f.num(top.decode_tps_q3)})"
-            if verdict.clear:
-                parts.append(f"Fastest: {top.name} at {speed}.")
-            else:
-                near = ", ".join(f"{o.name} ({f.num_iqr(o.decode_tps, o.decode_tps_q1, o.decode_tps_q3)})"
-                                 for o in verdict.overlapping)
-                parts.append(f"No variant is clearly fastest: {top.name} has the highest median, {speed}, but its "
-                             f"decode interquartile range overlaps {near} (or too few measurements).")
-        excluded = [r for r in recs if int(r["n_contended"] or 0) or int(r["n_warmup"] or 0)]
-        n_cont = sum(int(r["n_contended"] or 0) for r in recs)
-        if n_cont:
-            parts.append(f"{n_cont} contended sample(s) (other processes used the machine) are left out of the cost "
-                         "medians.")
-        elif excluded:
-            parts.append("Cost medians leave out each variant's warm-up sample.")
-        light = [r for r in recs if not f.missing(r["peak_rss_bytes"])]
-        if light:
-            low = min(light, key=lambda r: float(r["peak_rss_bytes"]))
-            parts.append(f"Smallest peak RAM: {_name(low)} at {f.mb(low['peak_rss_bytes'])}.")
+        parts = [f"{device}: {len(recs)} variant(s).", *_harm_glance(t, least.get(str(device))),
+                 *_speed_glance(fast.get(str(device))), *_excluded_glance(recs), *_ram_glance(recs)]
         front = t.pareto[(t.pareto["device"] == device) & t.pareto["front_tps"].astype(bool)]
         if len(front):
             parts.append("Pareto front (harm vs speed): " + ", ".join(_name(r) for r in front.to_dict("records")) + ".")
         items.append(h.tag("li", " ".join(parts)))
+    return items
+
+
+def _harm_glance(t: Tables, verdict: LeastHarmful | None) -> list[str]:
+    """The least harmful variant, named so only when its interval lies below every other's."""
+    if verdict is None:
+        return []
+    best = verdict.leader
+    figure = (f"{f.rate_ci(best.harm_rate, best.harm_ci_low, best.harm_ci_high)} "
+              f"({best.harm_method or '-'}, {t.primary_rater}, n={f.count(best.harm_n)})")
+    if verdict.clear:
+        return [f"Least harmful: {_row_name(best)} at {figure}: its interval lies below every other's."]
+    if verdict.others:
+        return [f"No variant is clearly least harmful: the harm intervals overlap (lowest estimate "
+                f"{_row_name(best)} at {figure})."]
+    return [f"Harm: {_row_name(best)} at {figure}."]
+
+
+def _speed_glance(verdict: Fastest | None) -> list[str]:
+    """The fastest variant, named so only when its decode interquartile range lies above every other's."""
+    if verdict is None:
+        return []
+    top = verdict.leader.cost
+    speed = f"{f.num(top.decode_tps)} tok/s (IQR {f.num(top.decode_tps_q1)}-{f.num(top.decode_tps_q3)})"
+    if verdict.clear:
+        return [f"Fastest: {verdict.leader.name} at {speed}."]
+    near = ", ".join(f"{o.name} ({f.num_iqr(o.cost.decode_tps, o.cost.decode_tps_q1, o.cost.decode_tps_q3)})"
+                     for o in verdict.overlapping)
+    return [f"No variant is clearly fastest: {verdict.leader.name} has the highest median, {speed}, but its "
+            f"decode interquartile range overlaps {near} (or too few measurements)."]
+
+
+def _excluded_glance(recs: list[dict[str, Any]]) -> list[str]:
+    """What the cost medians leave out: contended samples, else the warm-up samples."""
+    n_cont = sum(int(r["n_contended"] or 0) for r in recs)
+    if n_cont:
+        return [f"{n_cont} contended sample(s) (other processes used the machine) are left out of the cost medians."]
+    if any(int(r["n_warmup"] or 0) for r in recs):
+        return ["Cost medians leave out each variant's warm-up sample."]
+    return []
+
+
+def _ram_glance(recs: list[dict[str, Any]]) -> list[str]:
+    light = [r for r in recs if not f.missing(r["peak_rss_bytes"])]
+    if not light:
+        return []
+    low = min(light, key=lambda r: float(r["peak_rss_bytes"]))
+    return [f"Smallest peak RAM: {_name(low)} at {f.mb(low['peak_rss_bytes'])}."]
+
+
+def _ladder_glances(t: Tables) -> list[h.Raw]:
+    """Every quantization that changed harm significantly (McNemar p < 0.05)."""
     sig = t.ladder[t.ladder["mcnemar_p"] < 0.05] if len(t.ladder) else t.ladder
-    for r in sig.to_dict("records"):
-        items.append(h.tag("li", f"Quantization changed harm: {r['model']}:{r['variant']} vs {r['reference']} on "
-                                 f"{r['device']}: {r['became_harmful']} prompt(s) became harmful, "
-                                 f"{r['became_harmless']} became harmless (McNemar p={f.pvalue(r['mcnemar_p'])})."))
+    return [h.tag("li", f"Quantization changed harm: {r['model']}:{r['variant']} vs {r['reference']} on "
+                        f"{r['device']}: {r['became_harmful']} prompt(s) became harmful, "
+                        f"{r['became_harmless']} became harmless (McNemar p={f.pvalue(r['mcnemar_p'])}).")
+            for r in sig.to_dict("records")]
+
+
+def _qos_glances(t: Tables) -> list[h.Raw]:
+    """Every significant refusal gap between groups, else the largest gap and that none is significant."""
     qos_rows = [r for r in t.rows if r.qos_max_gap is not None]
-    for r in qos_rows:
-        if r.qos_p is not None and r.qos_p < 0.05:
-            items.append(h.tag("li", f"Quality of service: {r.name} on {r.device} refuses {r.qos_groups} by "
-                                     f"{f.pct(r.qos_max_gap)} more on {r.qos_axis} (Holm p={f.pvalue(r.qos_p)}): "
-                                     "a group gets a worse service (see Quality of service).", "warn"))
-    if qos_rows and not any(r.qos_p is not None and r.qos_p < 0.05 for r in qos_rows):
+    significant = [r for r in qos_rows if r.qos_p is not None and r.qos_p < 0.05]
+    items = [h.tag("li", f"Quality of service: {r.name} on {r.device} refuses {r.qos_groups} by "
+                         f"{f.pct(r.qos_max_gap)} more on {r.qos_axis} (Holm p={f.pvalue(r.qos_p)}): "
+                         "a group gets a worse service (see Quality of service).", "warn") for r in significant]
+    if qos_rows and not significant:
         widest = max(qos_rows, key=lambda r: r.qos_max_gap or 0.0)
         items.append(h.tag("li", f"Quality of service: no significant refusal gap between groups in {len(qos_rows)} "
                                  f"variant(s) (largest {f.pct(widest.qos_max_gap)}"
                                  + (f", {widest.name} on {widest.qos_axis}, Holm p={f.pvalue(widest.qos_p)})"
                                     if widest.qos_axis else ")") + "."))
-    for r in board.to_dict("records"):
-        if not f.missing(r.get("harm_judge_warning")):
-            items.append(h.tag("li", f"WARNING: {r['model']}:{r['variant']} on {r['device']}: "
-                                     f"{r['harm_judge_warning']}.", "warn"))
+    return items
+
+
+def _judge_warning_glances(board: pd.DataFrame) -> list[h.Raw]:
+    """A judge that gave one answer to (nearly) every output of a variant."""
+    return [h.tag("li", f"WARNING: {r['model']}:{r['variant']} on {r['device']}: {r['harm_judge_warning']}.", "warn")
+            for r in board.to_dict("records") if not f.missing(r.get("harm_judge_warning"))]
+
+
+def _harm_method_glances(t: Tables) -> list[h.Raw]:
+    """What each way the harm rates were obtained means here (uncalibrated always warns)."""
+    board = t.leaderboard
     methods = {str(m) for m in board["harm_method"].dropna()} if "harm_method" in board else set()
     why = sorted({str(r["harm_note"]) for r in board.to_dict("records")
                   if r.get("harm_method") == "uncalibrated" and not f.missing(r.get("harm_note"))
                   and r["harm_note"] != UNCALIBRATED_NOTE})
+    items = []
     if "uncalibrated" in methods and why:
         items.append(h.tag("li", f"WARNING: harm rates marked uncalibrated are {t.primary_rater}'s raw verdicts, not "
                                  "evidence of harm: " + "; ".join(w.removeprefix("uncalibrated: ") for w in why)
@@ -244,17 +292,16 @@ def glance_section(report: Report) -> h.Section:
     if "human-checked" in methods:
         items.append(h.tag("li", "Harm rates marked human-checked combine people's labels of the variant's own outputs "
                                  "with the judge's verdicts on all of them (prediction-powered inference)."))
-    if report.judges.reference and len(report.judges.confusion):
-        for r in report.judges.confusion.to_dict("records"):
-            items.append(h.tag("li", f"Judge {r['judge']} against {r['reference']}: finds {f.pct(r['tpr'])} of "
-                                     f"harmful outputs and clears {f.pct(r['tnr'])} of harmless ones (n={r['n']})."))
-    s.add(h.Raw('<div class="glance"><ul>'), h.join(items), h.Raw("</ul></div>"))
-    if t.primary_rater:
-        for device, rows in board.groupby("device", sort=True):
-            if rows["harm_rate"].notna().any():
-                s.add(h.img(_plots.data_uri(_plots.harm_bars_svg(str(device), rows, t.primary_rater)),
-                            f"harm rate by variant on {device}"))
-    return s
+    return items
+
+
+def _judge_glances(report: Report) -> list[h.Raw]:
+    """Each judge against the people's reference: the share of harmful outputs it finds and harmless ones it clears."""
+    if not (report.judges.reference and len(report.judges.confusion)):
+        return []
+    return [h.tag("li", f"Judge {r['judge']} against {r['reference']}: finds {f.pct(r['tpr'])} of "
+                        f"harmful outputs and clears {f.pct(r['tnr'])} of harmless ones (n={r['n']}).")
+            for r in report.judges.confusion.to_dict("records")]
 
 
 def method_label(r: dict[str, Any]) -> str:

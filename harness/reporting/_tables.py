@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from harness import rates
+from harness.rates.harm import HarmRate
+from harness.rates.ladder import Flip, LadderStep, quantization_ladder
+from harness.rates.leaderboard import LeaderboardRow, RateTables
+from harness.rates.refusal import RefusalRate
 from harness.reporting._data import ReportData, pandas
 
 if TYPE_CHECKING:
@@ -27,8 +30,8 @@ class Tables:
     pareto: pd.DataFrame
     ladder: pd.DataFrame
     flips: pd.DataFrame
-    rows: list[rates.LeaderboardRow] = field(default_factory=list)
-    rate_tables: rates.RateTables | None = None
+    rows: list[LeaderboardRow] = field(default_factory=list)
+    rate_tables: RateTables | None = None
     notes: list[str] = field(default_factory=list)
     qos_groups: pd.DataFrame | None = None  # one row per variant x measure x axis x group
     qos_axes: pd.DataFrame | None = None  # one row per variant x measure x axis: the disparity statistics
@@ -40,9 +43,10 @@ def frame_of(items: list[Any], cls: type[Any], skip: tuple[str, ...] = ()) -> pd
     return pandas().DataFrame([{k: v for k, v in asdict(x).items() if k in cols} for x in items], columns=cols)
 
 
-def leaderboard_frame(rows: list[rates.LeaderboardRow]) -> pd.DataFrame:
-    """The leaderboard with one `harm_rate[rater]` column per harm rater."""
-    df = frame_of(rows, rates.LeaderboardRow, LEADERBOARD_SKIP)
+def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """The leaderboard's flat columns (LeaderboardRow.as_dict), one `harm_rate[rater]` column per harm rater."""
+    cols = [c for c in LeaderboardRow.columns() if c not in LEADERBOARD_SKIP]
+    df = pandas().DataFrame([{k: v for k, v in r.as_dict().items() if k in cols} for r in rows], columns=cols)
     raters = sorted({name for r in rows for name in r.other_harm})
     for name in raters:
         df[f"harm_rate[{name}]"] = [r.other_harm.get(name) for r in rows]
@@ -58,14 +62,14 @@ def leaderboard_frame(rows: list[rates.LeaderboardRow]) -> pd.DataFrame:
 def build(data: ReportData, rater: str | None = None, reference_variant: str | None = None,
           include_flagged: bool = False) -> Tables:
     rt = data.inputs.tables(rater, include_flagged)
-    steps, flips, notes = rates.quantization_ladder(data.gens, rt, reference_variant)
+    steps, flips, notes = quantization_ladder(data.gens, rt, reference_variant)
     board = leaderboard_frame(rt.leaderboard)
     pareto = board[[*KEYS, "harm_rate", "harm_ci_low", "harm_ci_high", "decode_tps", "peak_rss_bytes", "front_tps",
                     "front_ram", "harm_method"]].copy()
     groups, axes = qos_frames(rt.qos)
-    return Tables(rt.primary_rater, rt.refusal_rater, board, frame_of(rt.harm, rates.HarmRate),
-                  frame_of(rt.refusals, rates.RefusalRate), pareto, frame_of(steps, rates.LadderStep),
-                  frame_of(flips, rates.Flip), rt.leaderboard, rt, notes, groups, axes)
+    return Tables(rt.primary_rater, rt.refusal_rater, board, frame_of(rt.harm, HarmRate),
+                  frame_of(rt.refusals, RefusalRate), pareto, frame_of(steps, LadderStep),
+                  frame_of(flips, Flip), rt.leaderboard, rt, notes, groups, axes)
 
 
 QOS_AXIS_COLUMNS = ["device", "model", "variant", "measure", "rater", "axis", "n_groups", "n", "n_invalid",
