@@ -35,6 +35,10 @@ against the files each benchmark publishes:
   sorry-bench/sorry-bench-202406 and -202503, question*.jsonl): JSON lines of
   `{"question_id", "category", "turns": [text], "prompt_style"}`; the category is the set's own category
   number, as released.
+- `hh-rlhf`: Anthropic's HH-RLHF transcripts (Bai et al. 2022; Anthropic/hh-rlhf, e.g.
+  harmless-base/train.jsonl.gz): JSON lines of `{"chosen", "rejected"}` transcripts of "\\n\\nHuman:" and
+  "\\n\\nAssistant:" turns. Each row becomes a conversation: the dialogue up to its last human turn, which the
+  model under test continues (the two replies are not kept).
 - `llm-harm`: the study's own release (Atil et al. 2025; psunlpgroup/LLM-Harm): `llm-harm:DIR` reads the
   prompts of its student-group files (`raw_submissions/output_Group_N.csv`: `Prompt,Model 1 - Mistral-7B,
   Model 2 - MPT-7B,Model 3 - StableLM-alpha-7B,Ranking`), each distinct prompt once, decoded as
@@ -81,6 +85,7 @@ class Mapped:
     benign: bool
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, str]] | None = None  # a conversation (its last user turn is `text`)
 
 
 def _value(row: Row, column: str) -> str:
@@ -121,6 +126,13 @@ def _sorry_text(row: Row, where: str) -> str:
     return turns[0]
 
 
+def _hh_conversation(row: Row, where: str) -> list[dict[str, str]]:
+    """HH-RLHF's dialogue up to its last human turn (from 'chosen': both replies share it)."""
+    from harness.prompt_record import dialogue_before_last_user_turn
+
+    return dialogue_before_last_user_turn(str(row.get("chosen") or ""), where)
+
+
 def _sorry_id(row: Row, n: int) -> str:
     qid, style = _value(row, "question_id"), _value(row, "prompt_style")
     return qid if style in ("", "base") else f"{qid}-{style}"
@@ -133,7 +145,8 @@ class Layout:
     name: str  # the FORMAT of FORMAT:PATH
     title: str
     required: tuple[str, ...]  # columns every file of the layout has
-    text: str | Callable[[Row, str], str]  # the text column, or how the text is made from a row
+    # the text column, or how the text (or a conversation, as its turns) is made from a row
+    text: str | Callable[[Row, str], str] | Callable[[Row, str], list[dict[str, str]]]
     category: str | None  # the category column (None: uncategorized)
     id: str | Callable[[Row, int], str] | None = None  # the id column (None: the row number)
     benign: Callable[[Row, str, str], bool] = _never  # (row, split, where) -> benign
@@ -180,6 +193,7 @@ LAYOUTS: tuple[Layout, ...] = (
            id="id", metadata=("types_of_harm", "specific_harms")),
     Layout("sorry-bench", "SORRY-Bench", ("question_id", "category", "turns"), _sorry_text, "category",
            id=_sorry_id),
+    Layout("hh-rlhf", "HH-RLHF transcripts", ("chosen", "rejected"), _hh_conversation, None, metadata=()),
 )
 LLM_HARM = "llm-harm"  # the study's release: a folder, read by read_llm_harm
 FORMATS = (*(lay.name for lay in LAYOUTS), LLM_HARM)
@@ -352,6 +366,9 @@ def map_rows(layout: Layout, table: Table, split: str | None, set_name: str) -> 
     for i, (n, row) in enumerate(table.rows, 1):
         where = f"{table.where}:{n}"
         text = row.get(text_col) if text_col else layout.text(row, where) if callable(layout.text) else None
+        messages = text if isinstance(text, list) else None
+        if messages:
+            text = messages[-1]["content"]
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"{where}: empty prompt text: every row of {layout.title} has its text")
         if callable(layout.id):
@@ -366,7 +383,7 @@ def map_rows(layout: Layout, table: Table, split: str | None, set_name: str) -> 
         if layout.splits:
             meta["split"] = split_name
         out.append(Mapped(pid, text, _value(row, layout.category) if layout.category else "",
-                          layout.benign(row, split_name, where), layout.name, meta))
+                          layout.benign(row, split_name, where), layout.name, meta, messages))
     return out
 
 

@@ -4,6 +4,7 @@ readers of prompt sets (`prompts`, `prompt_templates`, `prompt_layouts`) all bui
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,26 @@ def conversation(messages: Any, where: str) -> tuple[tuple[tuple[str, str], ...]
     return tuple(turns[:-1]), turns[-1][1]
 
 
+
+
+_TRANSCRIPT_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
+
+
+def transcript_turns(transcript: str) -> list[dict[str, str]] | None:
+    """An HH-RLHF-style transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") as its turns (Human is the user);
+    None for text that is not one."""
+    parts = _TRANSCRIPT_TURN.split(transcript)
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    return [{"role": "user" if who == "Human" else "assistant", "content": text.strip()}
+            for who, text in zip(parts[1::2], parts[2::2])]
+
+
+def dialogue_before_last_user_turn(transcript: str, where: str) -> list[dict[str, str]]:
+    """A transcript cut after its last human turn: the conversation a model is asked to continue (HH-RLHF's
+    prompts as conversations). UsageError when it is no transcript or has no human turn."""
+    turns = transcript_turns(transcript)
+    users = [i for i, t in enumerate(turns or []) if t["role"] == "user" and t["content"]]
+    if turns is None or not users:
+        raise UsageError(f"{where}: not a transcript of '\\n\\nHuman:' / '\\n\\nAssistant:' turns with a human turn")
+    return turns[: users[-1] + 1]

@@ -214,8 +214,9 @@ def _from_hub(spec: str, set_name: str | None) -> list[Prompt]:
 
 def _prompts(mapped: list[Mapped], where: str, set_name: str) -> list[Prompt]:
     """prompt_layouts.Mapped rows as checked prompts with unique ids."""
-    out = [_record({"id": m.id, "text": m.text, "category": m.category, "benign": m.benign, "source": m.source,
-                    "metadata": m.metadata}, f"{where} ({m.id})", set_name) for m in mapped]
+    out = [_record({"id": m.id, **({"messages": m.messages} if m.messages else {"text": m.text}),
+                    "category": m.category, "benign": m.benign, "source": m.source, "metadata": m.metadata},
+                   f"{where} ({m.id})", set_name) for m in mapped]
     if not out:
         raise UsageError(f"{where} holds no prompts")
     _check_unique(out, Path(where))

@@ -174,3 +174,40 @@ def test_a_bad_conversation_is_one_clear_error(tmp_path: Path, messages: list[An
         load_set(str(_jsonl(tmp_path, [{"id": "c", "messages": messages}])))
     with pytest.raises(UsageError, match="both 'text' and 'messages'"):
         load_set(str(_jsonl(tmp_path, [{"id": "c", "text": "x", "messages": CONVERSATION}])))
+
+
+def test_hh_rlhf_transcripts_become_conversations_up_to_the_last_human_turn(tmp_path: Path) -> None:
+    from harness.prompts import load_set
+
+    chosen = "\n\nHuman: hi there\n\nAssistant: Hello! How can I help?\n\nHuman: tell me a joke\n\nAssistant: Sure."
+    rows = [{"chosen": chosen, "rejected": chosen.replace("Sure.", "No.")}]
+    p = tmp_path / "harmless.jsonl"
+    import json
+
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (prompt,) = load_set(str(p))
+    assert prompt.text == "tell me a joke"
+    assert prompt.history == (("user", "hi there"), ("assistant", "Hello! How can I help?"))
+    (named,) = load_set(f"hh-rlhf:{p}")
+    assert named.messages == prompt.messages
+
+
+def test_the_shipped_hh_sample_reads_as_conversations() -> None:
+    sample = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-harmless-base-sample.jsonl"
+    if not sample.is_file():
+        pytest.skip("the shared HH-RLHF sample is absent")
+    from harness.prompts import load_set
+
+    prompts = load_set(f"hh-rlhf:{sample}")
+    assert prompts and all(p.messages[-1]["role"] == "user" for p in prompts)
+    assert any(p.history for p in prompts)
+
+
+def test_a_row_that_is_no_transcript_is_refused(tmp_path: Path) -> None:
+    from harness.errors import UsageError
+    from harness.prompts import load_set
+
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"chosen": "just text", "rejected": "x"}\n', encoding="utf-8")
+    with pytest.raises(UsageError, match="not a transcript"):
+        load_set(f"hh-rlhf:{p}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
 from harness.progress import NoProgress, Progress
+from harness.prompt_record import transcript_turns
 
 if TYPE_CHECKING:
     import numpy as np
 
 POOLINGS = ("mean", "last")
 FEATURES_VERSION = 1  # bump when the way features are computed changes: cached features are not reused
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,9 @@ class FeatureRecipe:
 def conversation(prompt: str, output: str) -> list[dict[str, str]]:
     """The judged conversation: the prompt as the user's turn (an HH-RLHF transcript, "\\n\\nHuman: ...
     \\n\\nAssistant: ...", as its turns, its last empty assistant turn dropped), then the output as the reply."""
-    parts = _HH_TURN.split(prompt)
-    if len(parts) >= 3 and not parts[0].strip():
-        turns = [{"role": "user" if who == "Human" else "assistant", "content": text.strip()}
-                 for who, text in zip(parts[1::2], parts[2::2])]
-        if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
+    turns = transcript_turns(prompt)
+    if turns:
+        if turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
             turns.pop()
         if turns:
             return [*turns, {"role": "assistant", "content": output}]
