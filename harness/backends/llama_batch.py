@@ -25,53 +25,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import Sampling
+from harness.backends.base import BatchThroughput, Sampling, SequenceRequest, SequenceResult
 from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
 from harness.errors import UsageError, require
 
 if TYPE_CHECKING:
     from harness.devices import DeviceProfile
     from harness.variants import ModelManifest, VariantFile
-
-
-@dataclass(frozen=True)
-class SequenceRequest:
-    """One prompt to generate for: its tokens (from `BatchedLlama.prompt_tokens`) and its own sampling settings."""
-
-    tokens: tuple[int, ...]
-    sampling: Sampling = Sampling()
-
-
-@dataclass(frozen=True)
-class SequenceResult:
-    """One finished sequence; `index` is its request's position in the list given to `generate`."""
-
-    index: int
-    text: str
-    tokens: tuple[int, ...]
-    finish_reason: str  # stop | length
-    n_prompt_tokens: int
-
-    @property
-    def n_output_tokens(self) -> int:
-        return len(self.tokens)
-
-
-@dataclass(frozen=True)
-class BatchThroughput:
-    """What one batched generation did, as a whole: the batch's figures, never a per-user speed."""
-
-    batch_size: int  # sequences decoded at once at most
-    n_sequences: int
-    n_prompt_tokens: int
-    n_generated_tokens: int
-    n_decode_calls: int
-    batch_wall_s: float  # time spent generating (not the caller's time between results)
-
-    @property
-    def batch_generated_tps(self) -> float | None:
-        """Generated tokens per second over the whole batch."""
-        return self.n_generated_tokens / self.batch_wall_s if self.batch_wall_s > 0 else None
 
 
 def check_batch_fits(n_sequences: int, n_ctx: int, kv_bytes_per_token: int | None, weights_bytes: int,
