@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ def extra_buffers_decision() -> tuple[bool, str]:
 
 
 @contextmanager
-def model_params_override(**fields: Any) -> Iterator[None]:
-    """Within the block, llama_model_default_params() returns params with `fields` set."""
+def _default_params_override(function: str, fields: dict[str, Any]) -> Iterator[None]:
+    """Within the block, llama.cpp's `function` (a default-params constructor) returns params with `fields` set."""
     low = _lib().llama_cpp
-    original = low.llama_model_default_params
+    original = getattr(low, function)
 
     def patched() -> Any:
         params = original()
@@ -50,11 +50,22 @@ def model_params_override(**fields: Any) -> Iterator[None]:
             setattr(params, k, v)
         return params
 
-    low.llama_model_default_params = patched
+    setattr(low, function, patched)
     try:
         yield
     finally:
-        low.llama_model_default_params = original
+        setattr(low, function, original)
+
+
+def model_params_override(**fields: Any) -> AbstractContextManager[None]:
+    """Within the block, llama_model_default_params() returns params with `fields` set."""
+    return _default_params_override("llama_model_default_params", fields)
+
+
+def context_params_override(**fields: Any) -> AbstractContextManager[None]:
+    """Within the block, llama_context_default_params() returns params with `fields` set (e.g. `n_seq_max`, which
+    `llama_cpp.Llama` does not take)."""
+    return _default_params_override("llama_context_default_params", fields)
 
 
 def _gib(n_bytes: float) -> str:
@@ -95,17 +106,21 @@ def context_error(model_path: str, n_ctx: int, n_ctx_from: str) -> UsageError:
                       f"{n_ctx_from}{hint}")
 
 
-def open_llama(*, n_ctx_from: str = "the device profile", **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+def open_llama(*, n_ctx_from: str = "the device profile", n_seq_max: int = 1, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """A `llama_cpp.Llama(**kwargs)` with the safe buffer settings, and what was decided. A context llama.cpp
     cannot make (n_ctx too large for the memory) is a UsageError naming the n_ctx and `n_ctx_from`, where it is set;
-    any other failure to load is raised as llama-cpp-python raised it."""
+    any other failure to load is raised as llama-cpp-python raised it. `n_seq_max` > 1 makes a context for that
+    many sequences decoded at once, each with a KV cache of its own of n_ctx / n_seq_max cells."""
     lib = _lib()
     keep, why = extra_buffers_decision()
+    sequences: AbstractContextManager[None] = (context_params_override(n_seq_max=n_seq_max) if n_seq_max != 1
+                                               else nullcontext())
     try:
-        if keep:
-            return lib.Llama(**kwargs), {"extra_buffer_types": True, "extra_buffer_types_reason": why}
-        with model_params_override(use_extra_bufts=False):
-            llm = lib.Llama(**kwargs)
+        with sequences:
+            if keep:
+                return lib.Llama(**kwargs), {"extra_buffer_types": True, "extra_buffer_types_reason": why}
+            with model_params_override(use_extra_bufts=False):
+                llm = lib.Llama(**kwargs)
     except ValueError as exc:
         if "llama_context" in str(exc):
             raise context_error(str(kwargs.get("model_path")), int(kwargs.get("n_ctx") or 0), n_ctx_from) from exc

@@ -7,7 +7,7 @@ source of the inference library's version: it is part of every sample's key and 
 
 from __future__ import annotations
 
-from harness.backends.base import Backend, BackendResult, Sampling
+from harness.backends.base import Backend, BackendResult, BatchThroughput, Sampling, SequenceRequest, SequenceResult
 from harness.registry import Registry
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", entry_points="harness.backends")
@@ -20,4 +20,5 @@ def get_backend(name: str) -> Backend:
     return BACKENDS.get(name)()
 
 
-__all__ = ["Backend", "BackendResult", "Sampling", "get_backend", "BACKENDS"]
+__all__ = ["Backend", "BackendResult", "BatchThroughput", "Sampling", "SequenceRequest", "SequenceResult",
+           "get_backend", "BACKENDS"]

@@ -4,6 +4,10 @@ Backends do no timing of their own: the run engine times the token stream
 (time to first token, decode rate) and samples memory around it. A backend
 reports what only it knows through `finish()`: the text, token counts as the
 backend counts them, and its own internal timings.
+
+Batched generators (harness.backends.llama_batch, harness.backends.onnx_batch) take `SequenceRequest`s, yield a
+`SequenceResult` per sequence as it finishes, and report the batch as a whole in a `BatchThroughput`: the batch's
+throughput, never one user's speed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,47 @@ class BackendResult:
     n_prompt_tokens: int
     n_output_tokens: int
     timings: dict[str, Any] = field(default_factory=dict)  # the backend's own measurements
+
+
+@dataclass(frozen=True)
+class SequenceRequest:
+    """One prompt to generate for: its tokens (from the batched generator's `prompt_tokens`, the single-stream
+    input path) and its own sampling settings."""
+
+    tokens: tuple[int, ...]
+    sampling: Sampling = Sampling()
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """One finished sequence; `index` is its request's position in the list given to `generate`."""
+
+    index: int
+    text: str
+    tokens: tuple[int, ...]
+    finish_reason: str  # stop | length
+    n_prompt_tokens: int
+
+    @property
+    def n_output_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class BatchThroughput:
+    """What one batched generation did, as a whole: the batch's figures, never a per-user speed."""
+
+    batch_size: int  # sequences decoded at once at most
+    n_sequences: int
+    n_prompt_tokens: int
+    n_generated_tokens: int
+    n_decode_calls: int
+    batch_wall_s: float  # time spent generating (not the caller's time between results)
+
+    @property
+    def batch_generated_tps(self) -> float | None:
+        """Generated tokens per second over the whole batch."""
+        return self.n_generated_tokens / self.batch_wall_s if self.batch_wall_s > 0 else None
 
 
 class Backend(ABC):

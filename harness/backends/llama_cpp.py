@@ -23,6 +23,54 @@ if TYPE_CHECKING:
     from harness.variants import ModelManifest, VariantFile
 
 
+def open_gguf(variant: VariantFile, device: DeviceProfile, manifest: ModelManifest, *, n_sequences: int = 1,
+              n_ctx_from: str | None = None) -> tuple[Any, PromptFormat, dict[str, Any]]:
+    """The `llama_cpp.Llama` of a GGUF variant as the device profile says, its prompt format, and the load metadata
+    worth recording. `n_sequences` > 1 makes one context for that many sequences decoded at once, each with the
+    profile's n_ctx (harness.backends.llama_batch)."""
+    lib = require("llama_cpp", "gguf", "GGUF inference")
+    from harness.llama_runtime import open_llama, template_tokens
+
+    threads = device.resolved_threads()
+    try:
+        llm, buffers = open_llama(
+            model_path=str(variant.path),
+            n_ctx=device.n_ctx * n_sequences,
+            n_batch=device.n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=device.n_gpu_layers,
+            verbose=False,
+            n_ctx_from=n_ctx_from or f"device profile '{device.name}'",
+            n_seq_max=n_sequences,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"llama.cpp could not load {variant.path} ({exc}): the file may be corrupt; re-derive it") from exc
+    bos_text, eos_text = template_tokens(llm)
+    try:
+        fmt = PromptFormat.for_model(
+            manifest, llm.metadata.get("tokenizer.chat_template"), model_file=variant.path.name,
+            eos_token=eos_text, bos_token=bos_text)
+    except UsageError:
+        llm.close()
+        raise
+    return llm, fmt, {
+        "threads": threads,
+        "n_ctx": device.n_ctx,
+        "n_batch": device.n_batch,
+        "n_gpu_layers": device.n_gpu_layers,
+        "chat_format": fmt.chat_format,
+        "gpu_offload_supported": bool(lib.llama_supports_gpu_offload()),
+        **buffers,
+    }
+
+
+def prompt_tokens(llm: Any, fmt: PromptFormat, prompt: str) -> list[int]:
+    """The model input for one user prompt, as every llama.cpp path tokenizes it: a rendered chat template carries its
+    own special tokens (and only it: the prompt is plain text); a completion frame gets the BOS."""
+    return tokenize_segments(llm, fmt.segments(prompt), add_bos=not fmt.uses_template)
+
+
 class LlamaCppBackend(Backend):
     name = "gguf"
 
@@ -36,42 +84,12 @@ class LlamaCppBackend(Backend):
         return f"llama-cpp-python {self._lib.__version__}"
 
     def load(self, variant: VariantFile, device: DeviceProfile, manifest: ModelManifest) -> dict[str, Any]:
-        threads = device.resolved_threads()
-        from harness.llama_runtime import open_llama, template_tokens
-
-        try:
-            self._llm, buffers = open_llama(
-                model_path=str(variant.path),
-                n_ctx=device.n_ctx,
-                n_batch=device.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=device.n_gpu_layers,
-                verbose=False,
-                n_ctx_from=f"device profile '{device.name}'",
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise UsageError(f"llama.cpp could not load {variant.path} ({exc}): the file may be corrupt; re-derive it") from exc
-        bos_text, eos_text = template_tokens(self._llm)
-        self._format = PromptFormat.for_model(
-            manifest, self._llm.metadata.get("tokenizer.chat_template"), model_file=variant.path.name,
-            eos_token=eos_text, bos_token=bos_text)
-        fmt = self._format.chat_format
-        return {
-            "threads": threads,
-            "n_ctx": device.n_ctx,
-            "n_batch": device.n_batch,
-            "n_gpu_layers": device.n_gpu_layers,
-            "chat_format": fmt,
-            "gpu_offload_supported": bool(self._lib.llama_supports_gpu_offload()),
-            **buffers,
-        }
+        self._llm, self._format, meta = open_gguf(variant, device, manifest)
+        return meta
 
     def _tokens(self, prompt: ModelInput) -> list[int]:
         assert self._format is not None, "load() first"
-        # A rendered chat template carries its own special tokens (and only it: the prompt is plain text);
-        # a completion frame gets the BOS.
-        return tokenize_segments(self._llm, self._format.segments(prompt), add_bos=not self._format.uses_template)
+        return prompt_tokens(self._llm, self._format, prompt)
 
     def stream(self, prompt: ModelInput, sampling: Sampling) -> Iterator[int]:
         llm, lib, fmt = self._llm, self._lib, self._format
