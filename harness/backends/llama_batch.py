@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import BatchThroughput, Sampling, SequenceRequest, SequenceResult
-from harness.backends.prompt_format import STOP_WINDOW_TOKENS, PromptFormat
+from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput, PromptFormat
 from harness.errors import UsageError, require
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class BatchedLlama:
         return {**meta, "batch_size": batch_size, "n_ctx_per_sequence": self._n_ctx_seq,
                 "n_ctx_total": int(self._lib.llama_n_ctx(ctx))}
 
-    def prompt_tokens(self, prompt: str) -> list[int]:
+    def prompt_tokens(self, prompt: ModelInput) -> list[int]:
         """The model input for one user prompt, exactly as single-stream generation makes it."""
         from harness.backends.llama_cpp import prompt_tokens
 

@@ -65,7 +65,7 @@ def open_gguf(variant: VariantFile, device: DeviceProfile, manifest: ModelManife
     }
 
 
-def prompt_tokens(llm: Any, fmt: PromptFormat, prompt: str) -> list[int]:
+def prompt_tokens(llm: Any, fmt: PromptFormat, prompt: ModelInput) -> list[int]:
     """The model input for one user prompt, as every llama.cpp path tokenizes it: a rendered chat template carries its
     own special tokens (and only it: the prompt is plain text); a completion frame gets the BOS."""
     return tokenize_segments(llm, fmt.segments(prompt), add_bos=not fmt.uses_template)

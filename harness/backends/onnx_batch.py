@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import BatchThroughput, SequenceRequest, SequenceResult
 from harness.backends.onnx import OnnxBackend, sample_token
-from harness.backends.prompt_format import STOP_WINDOW_TOKENS
+from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class BatchedOnnx:
         self._batch_size = batch_size
         return {**meta, "batch_size": batch_size}
 
-    def prompt_tokens(self, prompt: str) -> list[int]:
+    def prompt_tokens(self, prompt: ModelInput) -> list[int]:
         """The model input for one user prompt, exactly as single-stream generation makes it."""
         return self._backend._tokens(prompt)
 
