@@ -46,6 +46,7 @@ from harness.telemetry import TelemetryReading, TelemetrySource, merge_readings,
 from harness.telemetry.interference import HostMonitor, HostReading, contended, wait_for_calm
 from harness.trackers import PeakRSSTracker, current_rss_bytes
 from harness.variants import ModelManifest, VariantFile, resolve_variant
+from harness.version import __version__
 
 ON_CONTENTION = ("record", "remeasure", "wait")
 MAX_REMEASURE = 3  # more measurements of a contended one, under `remeasure` and `wait`
@@ -185,7 +186,6 @@ def process_identity() -> dict[str, Any]:
 
 def run_metadata(plan: Plan, telemetry_missing: dict[str, str], monitor: HostMonitor | None = None
                  ) -> dict[str, Any]:
-    from harness import __version__
     from harness.devices import cpu_flags, detect_host
 
     host = detect_host().as_dict()

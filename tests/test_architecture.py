@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog",
               "harness.encodings", "harness.infiles", "harness.outputs", "harness.jsontext",
               "harness.csvtext", "harness.safetext", "harness.numbers", "harness.disparity", "harness.intervals",
-              "harness.subsample")),
+              "harness.subsample", "harness.version")),
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.prompt_templates", "harness.variants")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",

@@ -37,6 +37,7 @@ from harness.prompts import Prompt
 from harness.records import Generation, Run
 from harness.store import Store
 from harness.variants import ModelManifest
+from harness.version import __version__
 
 POLL_S = 0.25
 PRESENCE_EVERY_S = 1.0
@@ -151,7 +152,7 @@ def run_fleet(store: Store, fleet: FleetClient, *, devices: Sequence[str],
               finish: bool = True) -> FleetResult:
     """Run the plan on the fleet into `store`; see the module docstring. Like harness.engine.execute, the
     run's row stays `running` with `finish=False` when it finished (the caller judges and reports next)."""
-    from harness import __version__, engine
+    from harness import engine
     from harness.merge import apply, plan_merge
 
     distributed = require_distributed()

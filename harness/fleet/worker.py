@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.fleet import INFO_KEY, PLUGIN_NAME, FleetJobError, device_resource, require_distributed
 from harness.fleet.wire import JobSpec, encode
+from harness.version import __version__
 
 POLL_S = 0.5  # how often a task checks whether it is still wanted
 ACK_POLL_S = 0.002  # how often a task looks for the coordinator's acknowledgement (the job waits meanwhile)
@@ -56,7 +57,6 @@ def board_config(device: str, store: str | Path | None, name: str | None, catalo
     """Resolve this board's device profile (a name, a .toml or 'auto') and read its host facts."""
     import socket
 
-    from harness import __version__
     from harness.devices import detect_host, resolve_device
 
     profile, why = resolve_device(device)
