@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.prompt_templates", "harness.variants")),
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",
-             "harness.llama_server", "harness.roofline", "harness.engine")),
+             "harness.llama_server", "harness.roofline", "harness.measurement", "harness.engine")),
     ("fleet", ("harness.fleet",)),
     ("judge", ("harness.judging",)),
     ("agree", ("harness.humans", "harness.annotate", "harness.agreement", "harness.study", "harness.calibration",
