@@ -226,6 +226,24 @@ def test_the_api_is_reexported_lazily() -> None:
     assert out == ["harness.api._core", "harness.rates", "False", "False"]
 
 
+def test_the_api_exports_what_it_lists_and_nothing_private() -> None:
+    """harness.api's __all__ is the API a reader sees: every name resolves, none is private, and each area module's
+    public functions are re-exported (a command can reach all of them through `from harness import api`)."""
+    import importlib
+
+    import harness.api
+
+    assert not [n for n in harness.api.__all__ if _private(n)]
+    missing = [n for n in harness.api.__all__ if getattr(harness.api, n, None) is None]
+    assert not missing, missing
+    for path in sorted((PACKAGE / "api").glob("[!_]*.py")):
+        module = importlib.import_module(module_name(path))
+        public = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
+                  and getattr(v, "__module__", None) == module.__name__]
+        unlisted = sorted(set(public) - set(harness.api.__all__))
+        assert public and not unlisted, (module.__name__, unlisted)
+
+
 def test_architecture_md_names_every_layer_and_top_module() -> None:
     text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
     for name, prefixes in LAYERS:

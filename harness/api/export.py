@@ -41,7 +41,7 @@ def export_table(store: str | Path | None = None, table: str = "generations", fm
         raise UsageError("export needs a file (--out) or a stream to write to")
     with Store.open(store or DEFAULT_STORE, readonly=True) as st:
         rows = [asdict(r) for r in st.records(table)]
-    export_rows(rows, fmt, target, stream)
+    _export_rows(rows, fmt, target, stream)
     return Export(table, len(rows), target)
 
 
@@ -49,7 +49,7 @@ def _flat(v: Any) -> Any:
     return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
 
 
-def write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str], *, shown: bool = False) -> None:
+def _write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str], *, shown: bool = False) -> None:
     """JSONL (values as they are) or CSV (nested values as JSON; text cells spreadsheet-safe). `shown`: the rows go
     to a terminal (standard output), so control characters are escaped (JSON escapes in JSONL, visible ones in
     CSV); a file gets the values as they are."""
@@ -68,7 +68,7 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str], *, shown: bool
             w.writerow({k: safetext.terminal(v) if shown and isinstance(v, str) else v for k, v in cells.items()})
 
 
-def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None, stream: IO[str] | None = None) -> None:
+def _export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None, stream: IO[str] | None = None) -> None:
     """Write rows to `out` (already checked by harness.outputs.output_file) atomically, or to `stream` as shown
     on a terminal."""
     from harness.outputs import atomic_write
@@ -83,7 +83,7 @@ def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None, stream: 
         return
     if out is None:
         assert stream is not None
-        write_rows(rows, fmt, stream, shown=True)
+        _write_rows(rows, fmt, stream, shown=True)
         return
     with atomic_write(out, newline="") as fh:
-        write_rows(rows, fmt, fh)
+        _write_rows(rows, fmt, fh)
