@@ -30,6 +30,9 @@ class Prompt:
     # A conversation's turns before the last user turn (`text`): (role, content), a system turn only first.
     history: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:  # given as lists (JSON, a fleet board's plan): kept as tuples, hashable
+        object.__setattr__(self, "history", tuple((str(r), str(c)) for r, c in self.history))
+
     @property
     def sha256(self) -> str:
         return keys.input_sha256(self.messages)

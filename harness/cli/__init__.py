@@ -113,9 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or bool(os.environ.get("HARNESS_DEBUG"))
     try:
-        from harness import catalog
+        from harness import api
 
-        with catalog.user_dirs(args.catalog):
+        with api.user_catalogs(args.catalog):
             return int(args.func(args) or 0)
     except HarnessError as exc:
         if debug:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from harness import numbers
@@ -82,17 +83,21 @@ def parse_seeds(args: argparse.Namespace) -> list[int]:
     return [args.seed if args.seed is not None else 0]
 
 
+def command_line() -> str:
+    """The command as typed, recorded with the run."""
+    return " ".join(["harness", *sys.argv[1:]])
+
+
 def run_command(args: argparse.Namespace) -> int:
-    from harness import api, engine
+    from harness import api
     from harness.cli.console import terminal, text
-    from harness.cli.judge import print_judge_line
+    from harness.cli.present import print_judge_line
     from harness.cli.progress import RichProgress
     from harness.cli.tables import leaderboard_table, print_table
-    from harness.progress import NoProgress
 
     console = terminal(stderr=True)
     out = terminal()
-    progress = NoProgress() if args.quiet else RichProgress(console)
+    progress = None if args.quiet else RichProgress(console)
     if args.fleet_wait is not None and args.fleet is None:
         raise UsageError("--fleet-wait is for fleet runs: add --fleet ADDRESS or drop it")
     fleet_options = {"fleet": args.fleet} if args.fleet else {}
@@ -101,7 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
     result = api.run(args.model or None, device=args.device or "auto", prompts=args.prompts, limit=args.limit,
                      max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                      seeds=parse_seeds(args), store=args.store, judge=not args.no_judge, report=not args.no_report,
-                     report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
+                     report_dir=args.report_dir, progress=progress, command=command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
                      contention_threshold=args.contention_threshold, limit_mode=args.limit_mode,
                      include_flagged=args.include_flagged, **fleet_options)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.cells import cell_len
@@ -20,8 +20,11 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import formatting as f
+from harness.api import NO_CONTENDED_COST, UNCALIBRATED_NOTE
 from harness.cli.console import terminal, text
-from harness.rates import NO_CONTENDED_COST, UNCALIBRATED_NOTE, ContendedCost, LeaderboardRow
+
+if TYPE_CHECKING:
+    from harness.api import ContendedCost, LeaderboardRow
 
 
 @dataclass(frozen=True)
