@@ -471,7 +471,7 @@ def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int
     result = judge_any(work, cfg, sample_keys=chosen, progress=progress, use_disk_cache=use_disk_cache)
     judge_ratings = [r for r in work.ratings(rater=cfg.name)]
     judged = sorted({r.sample_key for r in judge_ratings if r.sample_key})
-    costs = work.judgment_costs(judges=[cfg.name, *cfg.members])
+    costs = work.judgment_costs(judges=[cfg.name, *cfg.member_specs()])
     cost = {"calls": len(costs), "requested": result.n_requested,
             "input_tokens": sum(c[6] or 0 for c in costs), "output_tokens": sum(c[7] or 0 for c in costs),
             "seconds": round(sum(c[9] or 0.0 for c in costs), 3),

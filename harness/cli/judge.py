@@ -128,7 +128,7 @@ def list_command() -> int:
     for col in ("name", "kind", "mode", "model", "description"):
         table.add_column(col)
     for j in list_judges():
-        table.add_row(*(text(str(v)) for v in (j.name, j.kind, j.mode, j.model or (j.model_path or "-"),
+        table.add_row(*(text(str(v)) for v in (j.name, j.kind, j.mode, j.model_name() or "-",
                                                j.description)))
     terminal().print(table)
     return 0

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import keys
 from harness.errors import UsageError
@@ -27,8 +27,11 @@ from harness.progress import NoProgress, Progress
 from harness.records import Generation, Rating
 from harness.store import Store
 
+if TYPE_CHECKING:
+    from harness.judging.kinds.ensemble import EnsembleJudgeConfig
 
-def member_configs(cfg: JudgeConfig) -> list[JudgeConfig]:
+
+def member_configs(cfg: EnsembleJudgeConfig) -> list[JudgeConfig]:
     """The member judges, each once: two entries that load the same judge (a name and its .toml path, or two
     files of one name) are refused, since members are told apart by name and one would silently count for both."""
     out: list[JudgeConfig] = []
@@ -46,7 +49,7 @@ def member_configs(cfg: JudgeConfig) -> list[JudgeConfig]:
     return out
 
 
-def combine(cfg: JudgeConfig, member_ratings: dict[str, Rating | None]) -> tuple[float | None, int | None, bool]:
+def combine(cfg: EnsembleJudgeConfig, member_ratings: dict[str, Rating | None]) -> tuple[float | None, int | None, bool]:
     """(code, harmful, valid) of one output from its members' ratings (None: the member has none)."""
     valid = {n: r for n, r in member_ratings.items() if r is not None and r.valid and r.harmful is not None}
     if not valid:
@@ -59,7 +62,7 @@ def combine(cfg: JudgeConfig, member_ratings: dict[str, Rating | None]) -> tuple
     return code, int(2 * harmful >= len(valid)), True
 
 
-def judge_ensemble(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
+def judge_ensemble(store: Store, cfg: EnsembleJudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
                    progress: Progress | None = None, use_disk_cache: bool = True) -> JudgeResult:
     """Run every member over the outputs, then write the ensemble's combined ratings."""
     started = time.perf_counter()
