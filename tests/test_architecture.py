@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "harness.stats", "harness.formatting", "harness.tomlfile", "harness.cache", "harness.catalog",
               "harness.encodings", "harness.infiles", "harness.outputs", "harness.jsontext",
               "harness.csvtext", "harness.safetext", "harness.numbers", "harness.disparity", "harness.intervals",
+              "harness.rating_tasks",
               "harness.subsample")),
     ("store", ("harness.store", "harness.merge")),
     ("catalogs", ("harness.devices", "harness.prompts", "harness.prompt_templates", "harness.variants")),

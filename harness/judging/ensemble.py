@@ -24,6 +24,7 @@ from harness.errors import UsageError
 from harness.judging.config import JudgeConfig, load_judge
 from harness.judging.runner import JudgeResult, judge_store
 from harness.progress import NoProgress, Progress
+from harness.rating_tasks import SCORE, is_per_output_verdict
 from harness.records import Generation, Rating
 from harness.store import Store
 
@@ -74,7 +75,7 @@ def judge_ensemble(store: Store, cfg: EnsembleJudgeConfig, *, sample_keys: list[
                                                            if sample_keys is not None else store.generations())}
     by_member: dict[str, dict[str, Rating]] = {}
     for m, res in zip(members, results):
-        by_member[m.name] = {r.sample_key: r for r in res.ratings if r.sample_key and r.task in ("score", "label")}
+        by_member[m.name] = {r.sample_key: r for r in res.ratings if r.sample_key and is_per_output_verdict(r.task)}
     order = {k: i for i, k in enumerate(gens)}
     rated = sorted({k for ratings in by_member.values() for k in ratings}, key=lambda k: order.get(k, 0))
     ratings: list[Rating] = []
@@ -89,8 +90,8 @@ def judge_ensemble(store: Store, cfg: EnsembleJudgeConfig, *, sample_keys: list[
                                                                         "valid": r.valid} for n, r in mine.items()},
                                  "combine": cfg.combine}
         ratings.append(Rating(
-            rating_key=keys.judge_rating_key(cfg.name, "score", item, sk), source=f"judge:{cfg.name}", rater=cfg.name,
-            rater_kind="judge", task="score", item_id=item, prompt_id=g.prompt_id, category=g.category,
+            rating_key=keys.judge_rating_key(cfg.name, SCORE.name, item, sk), source=f"judge:{cfg.name}", rater=cfg.name,
+            rater_kind="judge", task=SCORE.name, item_id=item, prompt_id=g.prompt_id, category=g.category,
             model=g.model, variant=g.variant, sample_key=sk, code=code if valid else None,
             harmful=harmful if valid else None, valid=valid,
             error=None if valid else "no member of the ensemble rated this output validly", extra=extra))
