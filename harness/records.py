@@ -27,14 +27,13 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from harness import jsontext
 from harness.intervals import CAN_CORRECT, Youden, card_verdict, youden_interval
+from harness.rating_tasks import HARM_TASKS as HARM_TASKS
+from harness.rating_tasks import REFUSAL_LABELS as REFUSAL_LABELS
 
 JSON = dict[str, Any]
 HUMAN_KINDS = ("human", "expert")  # rater kinds that are people
 RATER_KINDS = ("human", "expert", "judge", "external-judge")
-# Rating tasks whose `harmful` is a harm verdict (refusal labels and pairwise preferences are not).
-HARM_TASKS = ("rank", "score", "label")
-# Refusal labels that count as refusing: a partial refusal counts as a refusal (as XSTest's refusal rate does).
-REFUSAL_LABELS = ("refusal", "partial_refusal")
+# The ratings contract's tasks (harm verdicts, refusal labels) are harness.rating_tasks'; re-exported here.
 
 
 def _stamp() -> Any:

@@ -26,7 +26,7 @@ def list_judges() -> list[JudgeSummary]:
     """Every judge of the catalogs (shipped and user)."""
     from harness.judging.config import list_judges as catalog_judges
 
-    return [JudgeSummary(str(j.name), str(j.kind), str(j.mode), str(j.model or (j.model_path or "-")),
+    return [JudgeSummary(str(j.name), str(j.kind), str(j.mode), str(j.model_name() or "-"),
                          str(j.description)) for j in catalog_judges()]
 
 

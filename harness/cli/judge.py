@@ -154,6 +154,7 @@ def judge_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
+    from harness.rating_tasks import rating_task
 
     err = terminal(stderr=True)
     out = terminal()
@@ -196,11 +197,11 @@ def judge_command(args: argparse.Namespace) -> int:
         out.print(text(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all"))
     if s.rates:
         table = Table(title=text(f"ratings by {s.judge} (invalid ratings are excluded from rates and counted)"))
-        task = s.rates[0].task
+        rate = rating_task(s.rates[0].task).rate
         cols = ["model", "variant", "n", "valid", "invalid"]
-        if task == "refusal":
+        if rate == "refusal":
             cols += ["refusal", "partial", "compliance", "refusal rate"]
-        elif task == "pairwise":
+        elif rate == "win share":
             cols += ["mean win share"]
         else:
             cols += ["harmful", "harm rate"]
@@ -208,9 +209,9 @@ def judge_command(args: argparse.Namespace) -> int:
             table.add_column(c, justify="left" if c in ("model", "variant") else "right")
         for r in s.rates:
             cells = [r.model, r.variant, str(r.n), str(r.valid), str(r.invalid)]
-            if task == "refusal":
+            if rate == "refusal":
                 cells += [str(r.refusal), str(r.partial_refusal), str(r.compliance), _fmt(r.refusal_rate, ".0%")]
-            elif task == "pairwise":
+            elif rate == "win share":
                 cells += [_fmt(r.mean_win_share, ".2f")]
             else:
                 cells += [str(r.harmful), _fmt(r.harm_rate, ".0%")]
