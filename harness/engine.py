@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from harness import keys
+from harness.attacks import Attack, Framing, framings, from_plain, to_plain
 from harness.backends import Sampling, get_backend
 from harness.devices import DeviceProfile
 from harness.errors import UsageError
@@ -49,6 +50,7 @@ from harness.measurement import (
     build_generation,
     measure,
     measure_once,
+    with_model_facts,
 )
 from harness.progress import NoProgress, Progress
 from harness.prompts import Prompt
@@ -84,6 +86,10 @@ class RunSpec:
     sampling: Sampling = field(default_factory=Sampling)  # the seed is each sample's (from `seeds`)
     policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     shard: tuple[int, int] | None = None  # (i, n): only part i of n of the prompts x seeds (1-based)
+    # How each prompt is put (harness.attacks.framings): every system prompt (None: none), each with no attack and
+    # then each attack. The defaults are the plain plan: one cell per prompt and seed, keys as before.
+    system_prompts: tuple[str | None, ...] = (None,)
+    attacks: tuple[Attack, ...] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -99,19 +105,24 @@ class RunSpec:
     @property
     def size(self) -> int:
         """Samples in the whole plan (every part of a split plan)."""
-        return self.n_variants * len(self.prompts) * len(self.seeds)
+        return self.n_variants * len(self.cells())
 
-    def cells(self) -> list[tuple[Prompt, int]]:
-        """What each variant generates, in plan order: prompts in order, seeds within each."""
-        return [(prompt, seed) for prompt in self.prompts for seed in self.seeds]
+    def framings(self) -> list[Framing]:
+        return framings(self.system_prompts, self.attacks)
+
+    def cells(self) -> list[tuple[Prompt, Framing, int]]:
+        """What each variant generates, in plan order: prompts in order, framings within each, seeds within each."""
+        return [(prompt, framing, seed) for prompt in self.prompts for framing in self.framings()
+                for seed in self.seeds]
 
     def prompt_sets(self) -> list[str]:
         return sorted({p.prompt_set for p in self.prompts})
 
     def fingerprint(self) -> str:
         """What the boards of a split plan must share: the prompts in order and the seeds."""
+        framed = [f.key() for f in self.framings() if not f.plain]
         return keys.text_sha256("\n".join([*(f"{p.id}:{p.sha256}" for p in self.prompts),
-                                           *map(str, self.seeds)]))[:16]
+                                           *map(str, self.seeds), *framed]))[:16]
 
     def for_variant(self, manifest: ModelManifest, variant: str) -> RunSpec:
         """This plan narrowed to one model variant (a fleet task)."""
@@ -122,7 +133,8 @@ class RunSpec:
         plain = {f.name: getattr(self, f.name) for f in fields(self)}
         return {**plain, "models": [[m.name, list(vs)] for m, vs in self.models],
                 "prompts": [asdict(p) for p in self.prompts], "sampling": asdict(self.sampling),
-                "policy": asdict(self.policy)}
+                "policy": asdict(self.policy), "system_prompts": list(self.system_prompts),
+                "attacks": [to_plain(a) for a in self.attacks]}
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> RunSpec:
@@ -136,7 +148,9 @@ class RunSpec:
                 check_variant_name(manifest, v)
             models.append((manifest, tuple(variants)))
         return cls(**{**wire, "models": tuple(models), "prompts": tuple(Prompt(**p) for p in wire["prompts"]),
-                      "sampling": Sampling(**wire["sampling"]), "policy": MeasurePolicy(**wire["policy"])})
+                      "sampling": Sampling(**wire["sampling"]), "policy": MeasurePolicy(**wire["policy"]),
+                      "system_prompts": tuple(wire.get("system_prompts", (None,))),
+                      "attacks": tuple(from_plain(a) for a in wire.get("attacks", ()))})
 
 
 @dataclass
@@ -166,11 +180,15 @@ class ExecuteResult:
     status: str
 
 
-def sample_key(variant: VariantFile, backend_version: str, device: str, sampling: Sampling, prompt: Prompt) -> str:
-    """Deterministic identity of one generation: same inputs, same key."""
+def sample_key(variant: VariantFile, backend_version: str, device: str, sampling: Sampling, prompt: Prompt,
+               framing: Framing | None = None) -> str:
+    """Deterministic identity of one generation: same inputs, same key. What is sent (the request, a
+    conversation's turns, a system prompt, an attack's rewrite) enters through the input's sha256, which for a
+    plain prompt is its text's, so plain plans keep their keys."""
+    sent = framing.messages(prompt.text, prompt.history)[0] if framing is not None else prompt.messages
     return keys.sample_key(model=variant.model, variant=variant.variant, backend=variant.backend,
                            model_sha256=variant.sha256, backend_version=backend_version, device=device,
-                           sampling=sampling.as_dict(), prompt_id=prompt.id, prompt_sha256=prompt.sha256)
+                           sampling=sampling.as_dict(), prompt_id=prompt.id, prompt_sha256=keys.input_sha256(sent))
 
 
 def prepare(plan: Plan, progress: Progress | None = None) -> None:
@@ -211,11 +229,15 @@ def samples(plan: Plan) -> Iterator[Sample]:
     cells = plan.spec.cells()
     for manifest, vf in plan.variants:
         bv = plan.backend_versions[vf.backend]
-        for index, (prompt, seed) in enumerate(cells):
-            if not in_shard(index, plan.spec.shard):
+        per_prompt = len(plan.spec.framings()) * len(plan.spec.seeds)
+        for index, (prompt, framing, seed) in enumerate(cells):
+            # a (prompt, seed)'s every framing runs on one board: the shard index counts prompts x seeds only
+            if not in_shard(index // per_prompt * len(plan.spec.seeds) + index % len(plan.spec.seeds),
+                            plan.spec.shard):
                 continue
             s = replace(plan.spec.sampling, seed=seed)
-            yield Sample(sample_key(vf, bv, plan.device.name, s, prompt), vf, manifest, prompt, s, bv)
+            yield Sample(sample_key(vf, bv, plan.device.name, s, prompt, framing), vf, manifest, prompt, s, bv,
+                         framing)
 
 
 def process_identity() -> dict[str, Any]:
@@ -342,7 +364,7 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
     busy = False
     try:
         for i, s in enumerate(group):
-            g = measurer.sample(s, run_id, warmup=i == 0, busy_before=busy)
+            g = with_model_facts(measurer.sample(s, run_id, warmup=i == 0, busy_before=busy), s, backend)
             busy = bool(g.contended)
             store.put(g)
             written += 1

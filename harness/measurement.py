@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harness import keys
+from harness.attacks import Framing, decode_answer
 from harness.backends import Backend, BackendResult, Sampling
 from harness.devices import DeviceProfile
 from harness.errors import UsageError
@@ -71,6 +73,18 @@ class Sample:
     prompt: Prompt
     sampling: Sampling
     backend_version: str
+    framing: Framing = Framing()  # the system prompt and attack it is put under (the plain request: none)
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The turns sent to the model."""
+        return self.framing.messages(self.prompt.text, self.prompt.history)[0]
+
+    @property
+    def model_input(self) -> str | list[dict[str, str]]:
+        """What the backend is given: the request alone when nothing frames it (as always before), else the turns."""
+        messages = self.messages
+        return self.prompt.text if len(messages) == 1 else messages
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,7 @@ def measure_once(backend: Backend, sample: Sample, sources: list[TelemetrySource
     with PeakRSSTracker() as mem:
         t0 = time.perf_counter()
         try:
-            for _ in backend.stream(sample.prompt.text, sample.sampling):
+            for _ in backend.stream(sample.model_input, sample.sampling):
                 now = time.perf_counter()
                 if t_first is None:
                     t_first = now
@@ -285,9 +299,42 @@ def _identity(sample: Sample, device: DeviceProfile, run_id: str) -> dict[str, A
             "variant": vf.variant, "backend": vf.backend, "backend_version": sample.backend_version,
             "model_sha256": vf.sha256, "model_size_bytes": vf.size_bytes, "prompt_set": prompt.prompt_set,
             "prompt_id": prompt.id, "category": prompt.category, "benign": prompt.benign, "prompt": prompt.text,
-            "prompt_sha256": prompt.sha256, "template_id": prompt.template_id, "axis": prompt.axis,
-            "group_name": prompt.group, "seed": sample.sampling.seed, "temperature": sample.sampling.temperature,
-            "max_tokens": sample.sampling.max_tokens}
+            "prompt_sha256": keys.input_sha256(sample.messages), "template_id": prompt.template_id,
+            "axis": prompt.axis, "group_name": prompt.group, "seed": sample.sampling.seed,
+            "temperature": sample.sampling.temperature, "max_tokens": sample.sampling.max_tokens,
+            **_framing(sample)}
+
+
+def _framing(sample: Sample) -> dict[str, Any]:
+    """What a record says of how its request was put: the system prompt, earlier turns, the rewritten last turn,
+    the attack (only what applies, so a plain sample's record is as it always was)."""
+    f = sample.framing
+    messages, sent = f.messages(sample.prompt.text, sample.prompt.history)
+    out: dict[str, Any] = {}
+    if f.system_prompt is not None:
+        out["system_prompt"] = f.system_prompt
+    elif messages[0]["role"] == "system":
+        out["system_prompt"] = messages[0]["content"]
+    earlier = [m for m in messages[:-1] if m["role"] != "system"]
+    if earlier:
+        out["history"] = earlier
+    if sent != sample.prompt.text:
+        out["sent_prompt"] = sent
+    if f.attack is not None:
+        out.update(attack=f.attack.name, attack_sha256=f.attack.sha256)
+    return out
+
+
+def with_model_facts(g: Generation, sample: Sample, backend: Backend) -> Generation:
+    """The record completed with what depends on the loaded model: whether its template folded the system prompt,
+    and the answer decoded for judges when the attack asked for an encoded one."""
+    changes: dict[str, Any] = {}
+    if g.system_prompt is not None:
+        changes["system_folded"] = backend.system_folded(sample.model_input)
+    answer = sample.framing.attack.apply("").answer_encoding if sample.framing.attack is not None else None
+    if answer is not None and g.output is not None:
+        changes["judged_output"] = decode_answer(g.output, answer)
+    return replace(g, **changes) if changes else g
 
 
 def build_generation(sample: Sample, device: DeviceProfile, run_id: str, measurements: list[Measurement],

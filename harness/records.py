@@ -115,6 +115,21 @@ class Generation:
     template_id: str | None = None
     axis: str | None = None
     group_name: str | None = None
+    # How the request was put to the model (harness.attacks, --system-prompt, conversation sets): `prompt` stays the
+    # request itself (the behaviour judges rate against); `prompt_sha256` covers everything sent. The system prompt
+    # (None: none) and whether the chat template had no system role so it was folded into the first user turn; the
+    # earlier turns sent before the last user turn (JSON list of {role, content}: a conversation's or an attack's
+    # dialogue); the last user turn as sent when it is not the request (an attack's rewrite); the attack (None: no
+    # attack, the baseline), its identity and round (adaptive attacks); the answer as judges read it when the attack
+    # asked for an encoded one (None: judges read `output`).
+    system_prompt: str | None = None
+    system_folded: bool | None = None
+    history: list[JSON] | None = None
+    sent_prompt: str | None = None
+    attack: str | None = None
+    attack_sha256: str | None = None
+    attack_round: int | None = None
+    judged_output: str | None = None
     # What else happened on the machine while the cost was measured (harness.telemetry.interference);
     # properties of the measurement, not of the sample's identity (the sample key ignores them).
     interference_frac: float | None = None  # other processes' CPU time / capacity of the allowed CPUs
@@ -132,6 +147,11 @@ class Generation:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def output_for_judges(self) -> str | None:
+        """The answer a judge reads: decoded when the attack asked for an encoded answer (the raw one is `output`)."""
+        return self.judged_output if self.judged_output is not None else self.output
 
     @property
     def energy_j_per_token(self) -> float | None:

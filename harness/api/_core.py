@@ -187,10 +187,16 @@ def run_spec(model: str | Sequence[str] | None = None, *, prompts: str = DEFAULT
              limit_mode: str = "stratified", max_tokens: int = DEFAULT_MAX_TOKENS, temperature: float = 0.0,
              top_p: float = 0.95, seed: int = 0, seeds: Sequence[int] | None = None,
              shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
-             contention_threshold: float | None = None, progress: Progress | None = None) -> RunSpec:
+             contention_threshold: float | None = None, system_prompts: Sequence[str | None] | None = None,
+             attacks: str | Sequence[str] | None = None, progress: Progress | None = None) -> RunSpec:
     """The plan `run` measures (harness.engine.RunSpec), from `run`'s keyword arguments of the same names: checked,
-    its models and prompt set resolved, `limit` applied (saying what it covers to `progress`)."""
+    its models and prompt set resolved, `limit` applied (saying what it covers to `progress`).
+
+    `system_prompts`: the system prompts to compare (each TEXT or @FILE; None in the list: no system prompt); the
+    plan runs every prompt under each. `attacks`: attack names of the `attacks/` catalog (`a,b` or a list); each
+    prompt also runs under each attack, beside the no-attack baseline (always run)."""
     from harness import engine
+    from harness.attacks import load_many, read_system_prompt
     from harness.backends import Sampling
     from harness.prompts import load_set
     from harness.variants import parse_spec
@@ -205,10 +211,13 @@ def run_spec(model: str | Sequence[str] | None = None, *, prompts: str = DEFAULT
         prompt_list = limited_prompts(prompt_list, limit, limit_mode, progress or NoProgress())
     policy = engine.MeasurePolicy(repeat=repeat, on_contention=on_contention,
                                   contention_threshold=contention_threshold).check()
+    systems = tuple(None if s is None else read_system_prompt(s) for s in (system_prompts or [None]))
+    if len(set(systems)) < len(systems):
+        raise UsageError("--system-prompt gives the same system prompt twice: give each once")
     return engine.RunSpec(models=tuple((m, tuple(vs)) for m, vs in plan_models), prompts=tuple(prompt_list),
                           seeds=tuple(seed_list),
                           sampling=Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
-                          policy=policy, shard=shard_part)
+                          policy=policy, shard=shard_part, system_prompts=systems, attacks=tuple(load_many(attacks)))
 
 
 @dataclass(frozen=True)
@@ -240,12 +249,13 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         fleet: str | None = None, fleet_wait_s: float = DEFAULT_FLEET_WAIT_S,
         shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
         contention_threshold: float | None = None, limit_mode: str = "stratified",
-        include_flagged: bool = False, spec: RunSpec | None = None) -> RunResult:
+        include_flagged: bool = False, system_prompts: Sequence[str | None] | None = None,
+        attacks: str | Sequence[str] | None = None, spec: RunSpec | None = None) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
 
     The plan is `spec` (harness.engine.RunSpec, e.g. from `run_spec`) or is built from the keyword arguments
     `model`, `prompts`, `limit`, `limit_mode`, `max_tokens`, `temperature`, `top_p`, `seed`, `seeds`, `shard`,
-    `repeat`, `on_contention` and `contention_threshold` (see `run_spec`); not both.
+    `repeat`, `on_contention`, `contention_threshold`, `system_prompts` and `attacks` (see `run_spec`); not both.
 
     `limit` takes a seeded sample of that many prompts stratified over the set's categories and its benign
     controls (harness.subsample), or with `limit_mode` "first" the first that many.
@@ -271,7 +281,8 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     plan_args: dict[str, Any] = {
         "prompts": prompts, "limit": limit, "limit_mode": limit_mode, "max_tokens": max_tokens,
         "temperature": temperature, "top_p": top_p, "seed": seed, "seeds": seeds, "shard": shard, "repeat": repeat,
-        "on_contention": on_contention, "contention_threshold": contention_threshold}
+        "on_contention": on_contention, "contention_threshold": contention_threshold,
+        "system_prompts": system_prompts, "attacks": attacks}
     spec = _given_spec(spec, model, plan_args) or run_spec(model, progress=progress, **plan_args)
     device_names = [device] if isinstance(device, str) else list(device)
     _check_placement(spec, device_names, fleet, fleet_wait_s)
@@ -326,8 +337,12 @@ def _run_here(located: tuple[DeviceProfile, str], spec: RunSpec, store_path: Pat
     progress.message(f"device {profile.name} ({why}); threads {profile.resolved_threads()}")
     part = (f", part {spec.shard[0]} of {spec.shard[1]}: {sum(1 for _ in engine.samples(plan))} samples"
             if spec.shard else "")
-    progress.message(f"plan {len(plan.variants)} variant(s) x {len(spec.prompts)} prompt(s) x {len(spec.seeds)} "
-                     f"seed(s) = {plan.size} samples{part} -> {store_path}")
+    n_framings = len(spec.framings())
+    framed = (f" x {n_framings} framing(s) (no attack{', ' + ', '.join(a.name for a in spec.attacks) if spec.attacks else ''}"
+              f"{f' under {len(spec.system_prompts)} system prompt setting(s)' if len(spec.system_prompts) > 1 else ''})"
+              if n_framings > 1 else "")
+    progress.message(f"plan {len(plan.variants)} variant(s) x {len(spec.prompts)} prompt(s){framed} x "
+                     f"{len(spec.seeds)} seed(s) = {plan.size} samples{part} -> {store_path}")
     with Store.open(store_path) as st:
         res = engine.execute(plan, st, progress, command=command, finish=False)
         end = _judge_and_report(st, res.run_id, res.sample_keys, stages, progress)

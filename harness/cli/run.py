@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="prompt set name or .jsonl/.csv file, a published set's file (JailbreakBench, HarmBench, "
                         "AdvBench, StrongREJECT, XSTest, ...; or FORMAT:FILE[?split=NAME]) or "
                         "hf:OWNER/DATASET[:SPLIT] (default: harm-eliciting + benign controls)")
+    p.add_argument("--system-prompt", action="append", default=None, metavar="TEXT|@FILE", dest="system_prompts",
+                   help="run every prompt under this system prompt (the product's own); repeat to compare several "
+                        "(e.g. the product's and a safety prompt); a template without a system role gets it folded "
+                        "into the first user turn, and the record says so")
+    p.add_argument("--attack", action="append", default=None, metavar="NAME[,NAME]", dest="attacks",
+                   help="also run every prompt under these attacks of the attacks/ catalog (see `harness attacks "
+                        "list`), beside the no-attack baseline")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="take N prompts of the set: a seeded sample stratified over its categories and benign "
                         "controls (the same N prompts every time)")
@@ -109,7 +116,8 @@ def run_command(args: argparse.Namespace) -> int:
                      report_dir=args.report_dir, progress=progress, command=command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
                      contention_threshold=args.contention_threshold, limit_mode=args.limit_mode,
-                     include_flagged=args.include_flagged, **fleet_options)
+                     include_flagged=args.include_flagged, system_prompts=args.system_prompts,
+                     attacks=args.attacks, **fleet_options)
     console.print(text("generated", "bold") + text(f" {result.written} new, {result.skipped} already in the "
                                                    f"store ({result.planned} planned)"))
     if result.fleet is not None:

@@ -65,8 +65,8 @@ def build_request(task: JudgeTask, cfg: JudgeConfig, rubric: Rubric | None) -> J
     shown = task.shown_generations
     k = len(shown)
     if not cfg.asks_a_model:
-        return JudgeRequest(task.mode, None, None, k, output_text=str(shown[0].output or ""))
-    texts = [truncate(str(g.output or ""), cfg.max_output_chars) for g in shown]
+        return JudgeRequest(task.mode, None, None, k, output_text=str(shown[0].output_for_judges or ""))
+    texts = [truncate(str(g.output_for_judges or ""), cfg.max_output_chars) for g in shown]
     messages = mode.messages(task, cfg, rubric, texts, output_format(cfg, task.mode))
     return JudgeRequest(task.mode, messages, mode.schema(k, cfg), k, max_answer_chars=answer_cap(cfg))
 

@@ -171,7 +171,7 @@ def plan_judging(store: Store, cfg: JudgeConfig, identity_extra: Callable[[], di
         for task in tasks:
             req = build_request(task, cfg, rubric)
             rkey = keys.request_key(identity, rubric_name, rubric_version, cfg.mode, task.group.prompt,
-                                    [str(g.output or "") for g in task.shown_generations])
+                                    [str(g.output_for_judges or "") for g in task.shown_generations])
             prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey)))
     first_of_key: dict[str, _Prepared] = {}
     for p in prepared:
