@@ -181,6 +181,7 @@ SOURCE_MODULES = {
     "hf": "harness.variants.hf:SOURCE",
     "ollama": "harness.variants.ollama:SOURCE",
     "onnx_folder": "harness.variants.onnx_folder:SOURCE",
+    "convert": "harness.variants.convert:SOURCE",
 }
 SOURCES: Registry[SourceKind] = Registry("model source")
 for _key, _target in SOURCE_MODULES.items():
