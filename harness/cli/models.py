@@ -150,7 +150,7 @@ def show_command(args: argparse.Namespace) -> int:
     from harness.variants.gguf import read_info
 
     m = load_manifest(args.name)
-    if source_kind(m) in ("hf", "onnx-folder"):
+    if source_kind(m) in ("hf", "onnx-folder", "convert"):
         return _show_source(m, args.json)
     vf = resolve_variant(m, m.source_variant)
     info = read_info(vf.path)
