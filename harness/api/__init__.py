@@ -70,6 +70,7 @@ from harness.api.models import (
     Quantized,
     QuantizedVariant,
     add_model,
+    convert_model,
     export_onnx,
     list_models,
     quantize_model,
@@ -127,7 +128,7 @@ __all__ = [
     "rating_formats",
     "JudgeSummary", "ProbeFit", "fit_probe", "judge_modes", "list_judges",
     "AddedModel", "ModelDetails", "OnnxExport", "Quantized", "QuantizedVariant", "add_model", "export_onnx",
-    "list_models", "quantize_model", "show_model",
+    "list_models", "quantize_model", "show_model", "convert_model",
     "PromptImport", "PromptSetSummary", "import_prompts", "list_prompt_sets", "show_prompts",
     "reproduce_study", "user_catalogs",
 ]

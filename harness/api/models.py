@@ -73,7 +73,7 @@ def show_model(name: str) -> ModelDetails:
     from harness.variants.onnx import cached_variants
 
     m = load_manifest(name)
-    if source_kind(m) in ("hf", "onnx-folder"):
+    if source_kind(m) in ("hf", "onnx-folder", "convert"):
         return ModelDetails(m, source=_source_description(m))
     vf = resolve_variant(m, m.source_variant)
     info = read_info(vf.path)
@@ -190,3 +190,13 @@ def export_onnx(name: str, *, int8: bool = False, fp16: bool = False, force: boo
         again = force and (i == 0 or v != "onnx-fp32")
         done.append(ensure_onnx_variant(m, v, progress.message if progress is not None else None, force=again))
     return OnnxExport(m.name, done)
+
+
+def convert_model(source: str, **options: Any) -> Any:
+    """`harness models convert`: an original Hugging Face checkpoint (hf:OWNER/REPO, a folder, or a catalog entry
+    with [source] convert) converted to GGUF by llama.cpp's own converter (the installed version's), cached, then
+    quantized to the variants asked for; returns harness.variants.convert.Conversion. Options as
+    harness.variants.convert.convert_model's (name, outtype, to, converter, reconvert, overwrite, progress)."""
+    from harness.variants.convert import convert_model as convert
+
+    return convert(source, **options)

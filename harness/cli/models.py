@@ -1,4 +1,4 @@
-"""`harness models list|show|add|quantize|export-onnx`: model manifests and their variants."""
+"""`harness models list|show|add|convert|quantize|export-onnx`: model manifests and their variants."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.cli.console import labelled, terminal
+from harness.cli.console import labelled, styled, terminal
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--description", default=None)
     a.add_argument("--force", action="store_true", help="overwrite an existing manifest of that name")
     a.set_defaults(func=add_command)
+    cv = msub.add_parser("convert", help="convert a Hugging Face checkpoint (MPT, GPT-NeoX, Llama ...) to GGUF with "
+                                         "llama.cpp's converter (cached), then quantize it",
+                         description="Convert an original Hugging Face checkpoint to GGUF with llama.cpp's own "
+                                     "convert_hf_to_gguf.py (the one of the installed llama-cpp-python version, fetched "
+                                     "once from its sdist with pip; needs harness[export]), cached by the checkpoint, "
+                                     "then derive GGUF quantizations with --to. --name writes models/NAME.toml "
+                                     "([source] convert) into the user catalog so `--model NAME:Q4_K_M` runs it.")
+    cv.add_argument("source", help="hf:OWNER/REPO[@REV], a checkpoint folder (config.json, weights, tokenizer), or a "
+                                   "catalog model whose [source] is convert")
+    cv.add_argument("--name", default=None, help="write a manifest of this name to the user catalog")
+    cv.add_argument("--outtype", default=None, metavar="TYPE",
+                    help="the converted file's type: F16 (default), BF16, F32 or Q8_0")
+    cv.add_argument("--to", default="", metavar="V1,V2,...", help="variants to quantize to, e.g. Q8_0,Q4_K_M,Q2_K")
+    cv.add_argument("--converter", default=None, metavar="PATH",
+                    help="llama.cpp's convert_hf_to_gguf.py (with conversion/ and gguf-py/ beside it), a llama.cpp "
+                         "folder, or a llama-cpp-python sdist .tar.gz (default: $HARNESS_LLAMA_CONVERTER, else the "
+                         "installed llama-cpp-python version's)")
+    cv.add_argument("--reconvert", action="store_true", help="convert again even if a converted file is cached")
+    cv.add_argument("--force", action="store_true", help="overwrite an existing manifest of that --name")
+    cv.add_argument("--json", action="store_true")
+    cv.set_defaults(func=convert_command)
     q = msub.add_parser("quantize", help="derive GGUF variants with llama.cpp's quantizer (cached)")
     q.add_argument("name")
     q.add_argument("--to", required=True, metavar="V1,V2,...", help="variants, e.g. F16,Q8_0,Q4_K_M,Q4_0,Q2_K")
@@ -169,4 +190,41 @@ def quantize_command(args: argparse.Namespace) -> int:
         table.add_row(q.variant, f"{q.file.size_bytes / 1e6:.1f}", q.file.sha256[:16],
                       ", ".join(f"{k} x{n}" for k, n in q.tensor_types.items()), q.note)
     c.print(table)
+    return 0
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    from harness import api
+
+    c = terminal(stderr=True)
+    done = api.convert_model(args.source, name=args.name, outtype=args.outtype, to=args.to.split(","),
+                         converter=args.converter, reconvert=args.reconvert, overwrite=args.force,
+                         progress=lambda msg: c.print(styled(msg, "dim")))
+    files = [done.converted, *done.variants]
+    if args.json:
+        print(json.dumps({"model": done.model, "source": done.source, "manifest": done.manifest,
+                          "converted_now": done.converted_now, "converter": done.converter,
+                          "variants": [{"variant": vf.variant, "path": str(vf.path), "sha256": vf.sha256,
+                                        "size_bytes": vf.size_bytes, "derived_from": vf.derived_from,
+                                        "gguf": vf.metadata.get("gguf")} for vf in files]},
+                         indent=2, default=str))
+        return 0
+    out = terminal()
+    table = Table(title=f"{done.model}: {done.source} as GGUF")
+    for col in ("variant", "architecture", "size MB", "sha256", "path"):
+        table.add_column(col)
+    for vf in files:
+        table.add_row(vf.variant, str((vf.metadata.get("gguf") or {}).get("architecture")), f"{vf.size_bytes / 1e6:.1f}",
+                      vf.sha256[:16], str(vf.path))
+    out.print(table)
+    conv = done.converter
+    out.print(f"{'converted now' if done.converted_now else 'converted earlier'} by {conv.get('origin')} "
+              f"(sha256 {str(conv.get('sha256'))[:16]})", markup=False, highlight=False)
+    if done.manifest is not None:
+        out.print(f"manifest: {done.manifest}\nrun it with `harness run --model {done.model}:"
+                  f"{done.variants[-1].variant if done.variants else done.converted.variant}`", markup=False,
+                  highlight=False)
+    else:
+        out.print("add --name NAME to write a catalog manifest, so that `harness run --model NAME` runs it",
+                  markup=False, highlight=False)
     return 0
