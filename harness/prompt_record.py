@@ -105,7 +105,8 @@ def conversation(messages: Any, where: str) -> tuple[tuple[tuple[str, str], ...]
             raise UsageError(f"{where}: turn {i} ({role}) is empty: give every turn its text")
         turns.append((role, m["content"]))
     if turns[-1][0] != "user":
-        raise UsageError(f"{where}: the conversation ends with a {turns[-1][0]} turn: it must end with the user turn "
+        article = "an" if turns[-1][0] == "assistant" else "a"
+        raise UsageError(f"{where}: the conversation ends with {article} {turns[-1][0]} turn: it must end with the user turn "
                          "the model answers")
     return tuple(turns[:-1]), turns[-1][1]
 

@@ -44,6 +44,7 @@ from harness.api._core import (
 )
 from harness.api.agree import AGREEMENT_TASKS, agreement
 from harness.api.annotate import LabellingPage, labelling_page
+from harness.api.attacks import AttackExample, AttackSummary, list_attacks, show_attack
 from harness.api.devices import Detection, Probe, detect_device, list_devices, probe_device, show_device
 from harness.api.export import EXPORT_FORMATS, Export, export_table
 from harness.api.fleet import (
@@ -120,6 +121,7 @@ __all__ = [
     "NO_CONTENDED_COST",
     # one module per area
     "AGREEMENT_TASKS", "agreement",
+    "AttackExample", "AttackSummary", "list_attacks", "show_attack",
     "LabellingPage", "labelling_page",
     "Detection", "Probe", "detect_device", "list_devices", "probe_device", "show_device",
     "EXPORT_FORMATS", "Export", "export_table",

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "devices",
     "models",
     "prompts",
+    "attacks",
     "export",
     "judge",
     "humans",
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="extra catalog folder with devices/, models/, prompts/, judges/ (repeatable; also HARNESS_CATALOG)",
+        help="extra catalog folder with devices/, models/, prompts/, judges/, attacks/ (repeatable; also HARNESS_CATALOG)",
     )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
