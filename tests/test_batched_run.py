@@ -248,3 +248,14 @@ def test_int8_onnx_runs_single_stream_under_auto(tmp_path: Path) -> None:
     assert "int8 outputs differ" in notes.lines[-1]
     assert engine._batch_size(int8, device, 4, notes) == 4  # forced: batched, with a note
     assert engine._batch_size(fp32, device, "auto", notes) == engine.ONNX_AUTO_BATCH
+
+
+def test_the_batch_settings_travel_to_fleet_boards() -> None:
+    import json
+
+    spec = api.run_spec(MODEL, limit=LIMIT, max_tokens=MAX_TOKENS, batch="auto", cost_sample=3)
+    back = engine.RunSpec.from_wire(json.loads(json.dumps(spec.to_wire())))
+    assert (back.batch, back.cost_sample) == ("auto", 3) and back == spec
+    plain = api.run_spec(MODEL, limit=LIMIT, max_tokens=MAX_TOKENS)
+    older = {k: v for k, v in plain.to_wire().items() if k not in ("batch", "cost_sample")}  # an older coordinator
+    assert engine.RunSpec.from_wire(older).batch is None
