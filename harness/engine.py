@@ -19,6 +19,18 @@ generation's; with several measurements the sample's cost is the median of its u
 every measurement is kept in `Generation.measurements`. Warnings about the host (more threads than
 allowed cores, a governor other than performance, a Jetson without fixed clocks) go to the progress
 before anything runs.
+
+Batched runs (`RunSpec.batch`, harness run --batch N|auto): each variant's samples are generated up to N at a time
+by its batched generator (harness.backends.llama_batch, .onnx_batch: continuous batching, each sequence with its own
+sampling and seed), except its cost sample: a seeded sample of the variant's samples stratified over categories
+(`cost_sample` of them, DEFAULT_COST_SAMPLE by default, all when the plan is smaller), generated and measured
+single-stream by the `Measurer` exactly as above (warm-up, contention, repeats). So every cost figure comes from
+single-stream measurements; a batched sample's record says how it was made (`made_by`, `batch_size`) and carries its
+batch's throughput (`batch_generated_tps`), with every per-user cost field None. Sample keys do not depend on the
+batch size: a batched and a single-stream run of one plan share their keys, and either resumes the other.
+`auto` takes the largest batch up to AUTO_BATCH_MAX whose KV caches fit the device's memory budget beside the
+weights; a backend that cannot batch (or whose batched outputs are known to differ, int8 ONNX) runs single-stream
+under `auto` with a one-line note, and is refused under an explicit N (int8 ONNX is batched when N is given).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from typing import Any
 
 from harness import keys
 from harness.attacks import Attack, Framing, framings, from_plain, to_plain
-from harness.backends import Sampling, get_backend
+from harness.backends import Sampling, SequenceRequest, SequenceResult, get_backend
 from harness.devices import DeviceProfile
 from harness.errors import UsageError
 from harness.measurement import (
@@ -47,6 +59,7 @@ from harness.measurement import (
     MeasurePolicy,
     Measurer,
     Sample,
+    build_batched_generation,
     build_generation,
     measure,
     measure_once,
@@ -63,10 +76,35 @@ from harness.variants import ModelManifest, VariantFile, resolve_variant
 from harness.version import __version__
 
 __all__ = [
-    "MAX_REMEASURE", "MAX_REPEAT", "ON_CONTENTION", "WAIT_TIMEOUT_S", "ExecuteResult", "MeasurePolicy",
+    "AUTO_BATCH_MAX", "DEFAULT_COST_SAMPLE", "check_batch", "cost_sample_keys", "MAX_REMEASURE", "MAX_REPEAT", "ON_CONTENTION", "WAIT_TIMEOUT_S", "ExecuteResult", "MeasurePolicy",
     "Measurement", "Plan", "RunSpec", "Sample", "build_generation", "command_line", "execute", "in_shard",
     "measure", "measure_once", "new_run_id", "prepare", "process_identity", "run_metadata", "sample_key", "samples",
 ]
+
+AUTO_BATCH_MAX = 8  # --batch auto: at most this many sequences at once (the CPU's gain levels off by then)
+ONNX_AUTO_BATCH = 4  # --batch auto on an ONNX export whose batched outputs are single-stream's
+DEFAULT_COST_SAMPLE = 16  # samples per variant measured single-stream in a batched run (all, when fewer)
+COST_SAMPLE_SEED = 0
+CHUNK_BATCHES = 8  # a batched variant's samples go to its generator 8 batches' worth at a time (stored after each)
+
+
+def check_batch(batch: int | str | None, cost_sample: int | None, samples_per_variant: int | None = None) -> None:
+    """`--batch N|auto` and `--cost-sample K` as a run takes them (UsageError, one line, otherwise)."""
+    if batch is not None and batch != "auto" and (isinstance(batch, bool) or not isinstance(batch, int)
+                                                    or batch < 1):
+        raise UsageError(f"--batch {batch!r}: give a batch size of at least 1 (1 = single-stream), or auto")
+    if cost_sample is None:
+        return
+    if batch is None:
+        raise UsageError("--cost-sample is for batched runs: add --batch N|auto, or drop it (a single-stream run "
+                         "measures every sample's cost)")
+    if isinstance(cost_sample, bool) or not isinstance(cost_sample, int) or cost_sample < 1:
+        raise UsageError(f"--cost-sample {cost_sample!r}: give the number of samples per variant whose cost is "
+                         "measured single-stream, at least 1")
+    if samples_per_variant is not None and cost_sample > samples_per_variant:
+        raise UsageError(f"--cost-sample {cost_sample} is larger than the plan, which has {samples_per_variant} "
+                         f"samples per variant: give at most {samples_per_variant}, or leave it out (then up to "
+                         f"{DEFAULT_COST_SAMPLE} are measured)")
 
 
 @dataclass(frozen=True)
@@ -90,6 +128,11 @@ class RunSpec:
     # then each attack. The defaults are the plain plan: one cell per prompt and seed, keys as before.
     system_prompts: tuple[str | None, ...] = (None,)
     attacks: tuple[Attack, ...] = ()
+    # Batched generation (see the module docstring): None single-stream (as always), N up to N sequences at once,
+    # "auto" the largest batch the device holds; the samples per variant whose cost is measured single-stream in a
+    # batched run (None: DEFAULT_COST_SAMPLE, all when the plan is smaller).
+    batch: int | str | None = None
+    cost_sample: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -164,6 +207,7 @@ class Plan:
     backend_versions: dict[str, str] = field(default_factory=dict)
     host_dependencies: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    batch_sizes: dict[str, int] = field(default_factory=dict)  # "model:variant" -> sequences at once (1: single)
 
     @property
     def size(self) -> int:
@@ -196,6 +240,7 @@ def prepare(plan: Plan, progress: Progress | None = None) -> None:
     each backend's version (which fails with the extra to install when its library is missing)."""
     progress = progress or NoProgress()
     plan.spec.policy.check()
+    check_batch(plan.spec.batch, plan.spec.cost_sample, len(plan.spec.cells()))
     plan.variants = []
     for manifest, variants in plan.spec.models:
         for v in variants:
@@ -210,11 +255,91 @@ def prepare(plan: Plan, progress: Progress | None = None) -> None:
             if vf.backend not in plan.backend_versions:
                 plan.backend_versions[vf.backend] = get_backend(vf.backend).version()
     plan.host_dependencies = _host_dependencies(plan)
+    plan.batch_sizes = _batch_sizes(plan, progress)
     from harness.telemetry.host_state import host_warnings
 
     plan.warnings = host_warnings(plan.device)
     for w in plan.warnings:
         progress.message(f"warning: {w}")
+
+
+def _label(vf: VariantFile) -> str:
+    return f"{vf.model}:{vf.variant}"
+
+
+def _batch_sizes(plan: Plan, progress: Progress) -> dict[str, int]:
+    """Each variant's batch (1: single-stream) under the spec's `batch`, checked against the device (UsageError
+    saying what fits when an asked N does not), with a one-line note for each variant that runs otherwise than
+    asked and what each batched variant's cost is measured on."""
+    asked = plan.spec.batch
+    if asked is None:
+        return {}
+    per_variant = sum(1 for i in range(len(plan.spec.cells())) if _cell_in_shard(plan.spec, i))
+    sizes = {}
+    for _, vf in plan.variants:
+        n = _batch_size(vf, plan.device, asked, progress)
+        sizes[_label(vf)] = n
+        if n > 1:
+            k = min(plan.spec.cost_sample or DEFAULT_COST_SAMPLE, per_variant)
+            progress.message(f"{_label(vf)}: batches of up to {n}; cost measured single-stream on {k} of its "
+                             f"{per_variant} samples (a seeded sample stratified over categories)")
+    return sizes
+
+
+def _batch_size(vf: VariantFile, device: DeviceProfile, asked: int | str, progress: Progress) -> int:
+    label = _label(vf)
+    forced = asked != "auto"
+    if vf.backend == "gguf":
+        from harness.backends.llama_batch import check_batch_size, fitting_batch_size
+
+        if forced:
+            check_batch_size(vf, device, int(asked))
+            return int(asked)
+        n = fitting_batch_size(vf, device, AUTO_BATCH_MAX)
+        if n < 2:
+            progress.message(f"note: {label}: not two sequences of n_ctx {device.n_ctx} fit the memory budget of "
+                             f"device '{device.name}' beside the model: it runs single-stream")
+        return n
+    if vf.backend == "onnx":
+        from harness.backends.onnx_batch import batches_identically
+
+        if forced:
+            if not batches_identically(vf) and int(asked) > 1:
+                progress.message(f"note: {label}: batched int8 outputs can differ from single-stream (activation "
+                                 "scales span the batch); batching because --batch was given")
+            return int(asked)
+        if not batches_identically(vf):
+            progress.message(f"note: {label}: batched int8 outputs differ from single-stream, so it runs "
+                             "single-stream (give --batch N to batch it anyway)")
+            return 1
+        return ONNX_AUTO_BATCH
+    if forced and int(asked) > 1:
+        raise UsageError(f"{label}: the {vf.backend} backend cannot generate in batches: drop --batch, or use "
+                         "--batch auto (which runs it single-stream)")
+    progress.message(f"note: {label}: the {vf.backend} backend cannot generate in batches: it runs single-stream")
+    return 1
+
+
+def cost_sample_keys(spec: RunSpec, variant_samples: list[Sample]) -> set[str]:
+    """The keys of a batched variant's cost sample: a seeded sample of its samples (of the plan, or of this part of
+    it) stratified over categories and benign controls; the same samples whatever the batch size."""
+    from harness.subsample import stratified
+
+    k = spec.cost_sample or DEFAULT_COST_SAMPLE
+    chosen = stratified(variant_samples, k, _cost_stratum, seed=COST_SAMPLE_SEED)
+    return {s.key for s in chosen}
+
+
+def _cost_stratum(sample: Sample) -> str:
+    p = sample.prompt
+    return "benign control" if p.benign and not p.template_id else (p.category or "no category")
+
+
+def _cell_in_shard(spec: RunSpec, index: int) -> bool:
+    """Whether the `index`-th cell of the plan (harness.engine.RunSpec.cells) is in this part of it: a (prompt,
+    seed)'s every framing runs on one board, so the shard index counts prompts x seeds only."""
+    per_prompt = len(spec.framings()) * len(spec.seeds)
+    return in_shard(index // per_prompt * len(spec.seeds) + index % len(spec.seeds), spec.shard)
 
 
 def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
@@ -229,11 +354,8 @@ def samples(plan: Plan) -> Iterator[Sample]:
     cells = plan.spec.cells()
     for manifest, vf in plan.variants:
         bv = plan.backend_versions[vf.backend]
-        per_prompt = len(plan.spec.framings()) * len(plan.spec.seeds)
         for index, (prompt, framing, seed) in enumerate(cells):
-            # a (prompt, seed)'s every framing runs on one board: the shard index counts prompts x seeds only
-            if not in_shard(index // per_prompt * len(plan.spec.seeds) + index % len(plan.spec.seeds),
-                            plan.spec.shard):
+            if not _cell_in_shard(plan.spec, index):
                 continue
             s = replace(plan.spec.sampling, seed=seed)
             yield Sample(sample_key(vf, bv, plan.device.name, s, prompt, framing), vf, manifest, prompt, s, bv,
@@ -271,7 +393,10 @@ def _local_metadata(plan: Plan, telemetry_missing: dict[str, str], monitor: Host
         "host": host,
         "telemetry_unavailable": telemetry_missing,
         "measurement": {**spec.policy.as_dict(plan.device), "host_readers": monitor.sources() if monitor else None,
-                        "warnings": list(plan.warnings)},
+                        "warnings": list(plan.warnings),
+                        **({"batch": {"asked": spec.batch, "sizes": dict(plan.batch_sizes),
+                                      "cost_sample": spec.cost_sample or DEFAULT_COST_SAMPLE}}
+                           if spec.batch is not None else {})},
         **(plan.host_dependencies or _host_dependencies(plan)),
         **({"shard": {"part": spec.shard[0], "of": spec.shard[1], "plan": spec.fingerprint()}} if spec.shard else {}),
         **plan.run_metadata,
@@ -323,11 +448,27 @@ def execute(plan: Plan, store: Store, progress: Progress | None = None, command:
     status = "failed"
     written = 0
     try:
+        todo_keys = {s.key for s in todo}
         by_variant: dict[str, list[Sample]] = {}
-        for s in todo:
-            by_variant.setdefault(f"{s.variant.model}:{s.variant.variant}", []).append(s)
-        for group in by_variant.values():
-            written += _run_variant(group, plan.device, store, sources, run_id, progress, monitor, plan.spec.policy)
+        for s in all_samples:
+            by_variant.setdefault(_label(s.variant), []).append(s)
+        for label, group in by_variant.items():
+            todo_group = [s for s in group if s.key in todo_keys]
+            if not todo_group:
+                continue
+            batch_size = plan.batch_sizes.get(label, 1)
+            if batch_size > 1:
+                measured = cost_sample_keys(plan.spec, group)
+                single = [s for s in todo_group if s.key in measured]
+                if single:
+                    written += _run_variant(single, plan.device, store, sources, run_id, progress, monitor,
+                                            plan.spec.policy)
+                batched = [s for s in todo_group if s.key not in measured]
+                if batched:
+                    written += _generate_batched(batched, batch_size, plan.device, store, run_id, progress)
+            else:
+                written += _run_variant(todo_group, plan.device, store, sources, run_id, progress, monitor,
+                                        plan.spec.policy)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -375,6 +516,74 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
     finally:
         backend.close()
     return written
+
+
+def _generate_batched(group: list[Sample], batch_size: int, device: DeviceProfile, store: Store, run_id: str,
+                      progress: Progress) -> int:
+    """Load one variant for batches of `batch_size`, generate its samples CHUNK_BATCHES batches' worth at a time
+    (continuous batching within each), and store each chunk's samples with the chunk's throughput; returns the
+    samples written. A prompt that cannot be generated (too long for the context) is stored with its error, as
+    single-stream stores it."""
+    first = group[0]
+    vf = first.variant
+    label = _label(vf)
+    generator = _batched_generator(vf.backend)
+    rss_before = current_rss_bytes()
+    progress.message(f"loading {label} ({vf.size_bytes / 1e6:.0f} MB) for batches of up to {batch_size}")
+    t0 = time.perf_counter()
+    load_meta = generator.load(vf, device, first.manifest, batch_size)
+    load_s = time.perf_counter() - t0
+    store.put(ModelLoad(run_id=run_id, model=vf.model, variant=vf.variant, backend=vf.backend, device=device.name,
+                        model_path=str(vf.path), model_sha256=vf.sha256, model_size_bytes=vf.size_bytes,
+                        load_s=load_s, rss_before_bytes=rss_before, rss_after_load_bytes=current_rss_bytes(),
+                        metadata={**load_meta, "backend_version": first.backend_version, "made_by": "batched"}))
+    written = 0
+    chunk = CHUNK_BATCHES * batch_size
+    try:
+        for start in range(0, len(group), chunk):
+            ready: list[Sample] = []
+            requests: list[SequenceRequest] = []
+            for s in group[start:start + chunk]:
+                try:
+                    request = SequenceRequest(tuple(generator.prompt_tokens(s.model_input)), s.sampling)
+                    generator.check_request(request)
+                except UsageError as exc:
+                    store.put(build_batched_generation(s, device, run_id, None, None, batch_size, error=str(exc)))
+                    written += 1
+                    progress.advance(1, f"{label} (error)")
+                    continue
+                ready.append(s)
+                requests.append(request)
+            if not requests:
+                continue
+            results: list[SequenceResult] = []
+            for r in generator.generate(requests):
+                results.append(r)
+                progress.advance(1, f"{label} (batch of {batch_size})")
+            throughput = generator.finish()
+            for r in sorted(results, key=lambda r: r.index):
+                s = ready[r.index]
+                store.put(with_model_facts(build_batched_generation(s, device, run_id, r, throughput, batch_size),
+                                           s, generator))
+                written += 1
+            tps = throughput.batch_generated_tps
+            if tps:
+                progress.message(f"{label}: {len(results)} samples in batches of up to {batch_size}, {tps:.0f} "
+                                 "generated tok/s over the batch (not a per-user speed)")
+    finally:
+        generator.close()
+    return written
+
+
+def _batched_generator(backend: str) -> Any:
+    """The batched generator of a backend that has one (`_batch_size` refuses the others before anything runs)."""
+    if backend == "gguf":
+        from harness.backends.llama_batch import BatchedLlama
+
+        return BatchedLlama()
+    from harness.backends.onnx_batch import BatchedOnnx
+
+    return BatchedOnnx()
 
 
 def command_line() -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness import keys
 from harness.attacks import Framing, decode_answer
-from harness.backends import Backend, BackendResult, Sampling
+from harness.backends import Backend, BackendResult, BatchThroughput, Sampling, SequenceResult
 from harness.devices import DeviceProfile
 from harness.errors import UsageError
 from harness.progress import Progress
@@ -26,6 +26,9 @@ from harness.telemetry import TelemetryReading, TelemetrySource, merge_readings
 from harness.telemetry.interference import HostMonitor, HostReading, contended, wait_for_calm
 from harness.trackers import PeakRSSTracker
 from harness.variants import ModelManifest, VariantFile
+
+if TYPE_CHECKING:
+    from harness.backends.prompt_format import ModelInput
 
 ON_CONTENTION = ("record", "remeasure", "wait")
 MAX_REMEASURE = 3  # more measurements of a contended one, under `remeasure` and `wait`
@@ -325,7 +328,13 @@ def _framing(sample: Sample) -> dict[str, Any]:
     return out
 
 
-def with_model_facts(g: Generation, sample: Sample, backend: Backend) -> Generation:
+class FoldsSystem(Protocol):
+    """What `with_model_facts` asks of a loaded model: a single-stream backend or a batched generator."""
+
+    def system_folded(self, prompt: ModelInput) -> bool | None: ...
+
+
+def with_model_facts(g: Generation, sample: Sample, backend: FoldsSystem) -> Generation:
     """The record completed with what depends on the loaded model: whether its template folded the system prompt,
     and the answer decoded for judges when the attack asked for an encoded one."""
     changes: dict[str, Any] = {}
@@ -362,5 +371,36 @@ def build_generation(sample: Sample, device: DeviceProfile, run_id: str, measure
         warmup=warmup,
         repeats=1 if warmup else policy.repeat,
         measurements=entries,
+        made_by="single",
+        batch_size=1,
+    )
+
+
+def build_batched_generation(sample: Sample, device: DeviceProfile, run_id: str, result: SequenceResult | None,
+                             throughput: BatchThroughput | None, batch_size: int, error: str | None = None
+                             ) -> Generation:
+    """The record of a sample generated in a batch (harness run --batch): its output and counts, how it was made,
+    and the batch's throughput (generated tokens per second over the whole batch). No cost field is set: a batch
+    is not one user's request, so TTFT, decode speed, latency, memory and energy stay None (cost is measured
+    single-stream, on the run's cost sample)."""
+    tps = throughput.batch_generated_tps if throughput is not None else None
+    timings = ({"batch_generated_tps": tps, "batch_sequences": throughput.n_sequences,
+                "batch_generated_tokens": throughput.n_generated_tokens, "batch_wall_s": throughput.batch_wall_s,
+                "batch_decode_calls": throughput.n_decode_calls} if throughput is not None else {})
+    return Generation(
+        **_identity(sample, device, run_id),
+        output=result.text if result else None,
+        finish_reason=result.finish_reason if result else "error",
+        n_prompt_tokens=result.n_prompt_tokens if result else None,
+        n_output_tokens=result.n_output_tokens if result else None,
+        backend_timings=timings,
+        settings={"sampling": sample.sampling.as_dict(), "threads": device.resolved_threads(),
+                  "n_ctx": device.n_ctx, "n_batch": device.n_batch, "n_gpu_layers": device.n_gpu_layers,
+                  "batch_size": batch_size},
+        error=error,
+        warmup=False,
+        made_by="batched",
+        batch_size=batch_size,
+        batch_generated_tps=tps,
     )
 

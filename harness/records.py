@@ -130,6 +130,13 @@ class Generation:
     attack_sha256: str | None = None
     attack_round: int | None = None
     judged_output: str | None = None
+    # How the output was generated (harness run --batch): "single" (one sequence at a time, its cost measured) or
+    # "batched" (decoded beside others: no per-user cost, its cost fields stay None); None: an older or imported row.
+    # A batched row's `batch_size` is the sequences decoded at once at most, and `batch_generated_tps` its batch's
+    # generated tokens per second over the whole batch: the batch's throughput, never one user's speed.
+    made_by: str | None = None
+    batch_size: int | None = None
+    batch_generated_tps: float | None = None
     # What else happened on the machine while the cost was measured (harness.telemetry.interference);
     # properties of the measurement, not of the sample's identity (the sample key ignores them).
     interference_frac: float | None = None  # other processes' CPU time / capacity of the allowed CPUs

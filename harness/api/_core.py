@@ -188,13 +188,16 @@ def run_spec(model: str | Sequence[str] | None = None, *, prompts: str = DEFAULT
              top_p: float = 0.95, seed: int = 0, seeds: Sequence[int] | None = None,
              shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
              contention_threshold: float | None = None, system_prompts: Sequence[str | None] | None = None,
-             attacks: str | Sequence[str] | None = None, progress: Progress | None = None) -> RunSpec:
+             attacks: str | Sequence[str] | None = None, batch: int | str | None = None,
+             cost_sample: int | None = None, progress: Progress | None = None) -> RunSpec:
     """The plan `run` measures (harness.engine.RunSpec), from `run`'s keyword arguments of the same names: checked,
     its models and prompt set resolved, `limit` applied (saying what it covers to `progress`).
 
     `system_prompts`: the system prompts to compare (each TEXT or @FILE; None in the list: no system prompt); the
     plan runs every prompt under each. `attacks`: attack names of the `attacks/` catalog (`a,b` or a list); each
-    prompt also runs under each attack, beside the no-attack baseline (always run)."""
+    prompt also runs under each attack, beside the no-attack baseline (always run). `batch`: None single-stream, N
+    (or "auto") to generate the harm samples N at a time, their cost measured single-stream on `cost_sample`
+    samples per variant (harness.engine)."""
     from harness import engine
     from harness.attacks import load_many, read_system_prompt
     from harness.backends import Sampling
@@ -214,10 +217,14 @@ def run_spec(model: str | Sequence[str] | None = None, *, prompts: str = DEFAULT
     systems = tuple(None if s is None else read_system_prompt(s) for s in (system_prompts or [None]))
     if len(set(systems)) < len(systems):
         raise UsageError("--system-prompt gives the same system prompt twice: give each once")
-    return engine.RunSpec(models=tuple((m, tuple(vs)) for m, vs in plan_models), prompts=tuple(prompt_list),
+    engine.check_batch(batch, cost_sample)
+    spec = engine.RunSpec(models=tuple((m, tuple(vs)) for m, vs in plan_models), prompts=tuple(prompt_list),
                           seeds=tuple(seed_list),
                           sampling=Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
-                          policy=policy, shard=shard_part, system_prompts=systems, attacks=tuple(load_many(attacks)))
+                          policy=policy, shard=shard_part, system_prompts=systems, attacks=tuple(load_many(attacks)),
+                          batch=batch, cost_sample=cost_sample)
+    engine.check_batch(batch, cost_sample, len(spec.cells()))
+    return spec
 
 
 @dataclass(frozen=True)
@@ -250,12 +257,19 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
         contention_threshold: float | None = None, limit_mode: str = "stratified",
         include_flagged: bool = False, system_prompts: Sequence[str | None] | None = None,
-        attacks: str | Sequence[str] | None = None, spec: RunSpec | None = None) -> RunResult:
+        attacks: str | Sequence[str] | None = None, batch: int | str | None = None,
+        cost_sample: int | None = None, spec: RunSpec | None = None) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
 
     The plan is `spec` (harness.engine.RunSpec, e.g. from `run_spec`) or is built from the keyword arguments
     `model`, `prompts`, `limit`, `limit_mode`, `max_tokens`, `temperature`, `top_p`, `seed`, `seeds`, `shard`,
-    `repeat`, `on_contention`, `contention_threshold`, `system_prompts` and `attacks` (see `run_spec`); not both.
+    `repeat`, `on_contention`, `contention_threshold`, `system_prompts`, `attacks`, `batch` and `cost_sample` (see
+    `run_spec`); not both.
+
+    `batch` (N or "auto") generates the harm samples up to N at a time (auto: as many as the device's memory budget
+    holds, up to harness.engine.AUTO_BATCH_MAX); their cost is then measured single-stream on a seeded sample of
+    `cost_sample` samples per variant stratified over categories (default harness.engine.DEFAULT_COST_SAMPLE, all
+    when fewer), so every cost figure still comes from single-stream measurements.
 
     `limit` takes a seeded sample of that many prompts stratified over the set's categories and its benign
     controls (harness.subsample), or with `limit_mode` "first" the first that many.
@@ -282,7 +296,7 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         "prompts": prompts, "limit": limit, "limit_mode": limit_mode, "max_tokens": max_tokens,
         "temperature": temperature, "top_p": top_p, "seed": seed, "seeds": seeds, "shard": shard, "repeat": repeat,
         "on_contention": on_contention, "contention_threshold": contention_threshold,
-        "system_prompts": system_prompts, "attacks": attacks}
+        "system_prompts": system_prompts, "attacks": attacks, "batch": batch, "cost_sample": cost_sample}
     spec = _given_spec(spec, model, plan_args) or run_spec(model, progress=progress, **plan_args)
     device_names = [device] if isinstance(device, str) else list(device)
     _check_placement(spec, device_names, fleet, fleet_wait_s)

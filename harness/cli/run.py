@@ -56,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--contention-threshold", type=float, default=None, metavar="FRACTION",
                    help="share of the machine other processes may use during a measurement before it counts as "
                         "contended (default: the device profile's contention_threshold, 0.1)")
+    p.add_argument("--batch", default=None, metavar="N|auto",
+                   help="generate the harm samples up to N at a time (auto: as many as the device's memory budget "
+                        "holds); their cost is then measured single-stream on --cost-sample samples per variant "
+                        "(default: one at a time, every sample's cost measured)")
+    p.add_argument("--cost-sample", type=int, default=None, metavar="K",
+                   help="with --batch: measure cost single-stream on K samples per variant, a seeded sample "
+                        "stratified over categories (default 16, all when the plan is smaller)")
     p.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
     p.add_argument("--no-judge", action="store_true", help="skip the default local judges")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
@@ -90,6 +97,17 @@ def parse_seeds(args: argparse.Namespace) -> list[int]:
     return [args.seed if args.seed is not None else 0]
 
 
+def parse_batch(value: str | None) -> int | str | None:
+    """`--batch N|auto` -> N, "auto" or None (not given)."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        return numbers.parse_int(value)
+    except ValueError as exc:
+        raise UsageError(f"--batch {numbers.describe(value)!r}: give a batch size (a whole number, at least 1) or "
+                         "auto") from exc
+
+
 def command_line() -> str:
     """The command as typed, recorded with the run."""
     return " ".join(["harness", *sys.argv[1:]])
@@ -117,7 +135,8 @@ def run_command(args: argparse.Namespace) -> int:
                      repeat=args.repeat, on_contention=args.on_contention,
                      contention_threshold=args.contention_threshold, limit_mode=args.limit_mode,
                      include_flagged=args.include_flagged, system_prompts=args.system_prompts,
-                     attacks=args.attacks, **fleet_options)
+                     attacks=args.attacks, batch=parse_batch(args.batch), cost_sample=args.cost_sample,
+                     **fleet_options)
     console.print(text("generated", "bold") + text(f" {result.written} new, {result.skipped} already in the "
                                                    f"store ({result.planned} planned)"))
     if result.fleet is not None:
