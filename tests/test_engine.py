@@ -30,7 +30,8 @@ def test_a_spec_keeps_tuples_and_lays_out_its_cells_prompt_major() -> None:
     s = spec(seeds=[4, 7], sampling=Sampling(max_tokens=8, temperature=0.5))
     assert isinstance(s.prompts, tuple) and s.seeds == (4, 7) and s.models[0][1] == ("Q4_1",)
     assert s.size == 1 * 3 * 2
-    assert [(p.id, seed) for p, seed in s.cells()] == [(p.id, seed) for p in s.prompts for seed in (4, 7)]
+    assert [(p.id, f.plain, seed) for p, f, seed in s.cells()] == [(p.id, True, seed) for p in s.prompts
+                                                                    for seed in (4, 7)]
     assert s.prompt_sets() == sorted({p.prompt_set for p in s.prompts}) and s.prompt_sets()
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.seeds = (1,)  # type: ignore[misc]
