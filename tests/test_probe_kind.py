@@ -3,7 +3,7 @@
 One probe is fitted per module on a small synthetic set through the embedded SmolLM2-135M (its hidden states are
 cached on disk, so the outputs rated below that the fit saw cost no model pass), then listed, run over a tiny store
 (twice: the second run is served from the store), calibrated, refused when its weights file changed, run with
-scikit-learn blocked, and run as a refusal probe.
+scikit-learn blocked (and no cached hidden states), and run as a refusal probe.
 """
 
 from __future__ import annotations
@@ -62,12 +62,13 @@ def catalog(fitted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     return folder
 
 
-def tiny_store(path: Path) -> Path:
-    """Six outputs: four the fit saw (two harmful, two refusals) and two it did not."""
+def tiny_store(path: Path, outputs: list[tuple[str, str]] | None = None) -> Path:
+    """Six outputs (unless told): four the fit saw (two harmful, two refusals) and two it did not."""
+    outputs = outputs if outputs is not None else [*HARMFUL[:2], *SAFE[:2], *NEW]
     rows = [Generation(sample_key=hashlib.sha256(f"{i}|{o}".encode()).hexdigest()[:24], run_id="t", device="external",
                        model="m", variant="release", backend="external", prompt_id=f"p{i}", category="test",
                        benign=False, prompt=p, prompt_sha256=hashlib.sha256(p.encode()).hexdigest(), output=o)
-            for i, (p, o) in enumerate([*HARMFUL[:2], *SAFE[:2], *NEW])]
+            for i, (p, o) in enumerate(outputs)]
     with Store.open(path) as store:
         store.add(rows)
     return path
@@ -119,16 +120,19 @@ def test_a_changed_weights_file_is_one_line_naming_the_refit(cli, catalog: Path,
     assert probe_ratings(store) == []
 
 
+@pytest.mark.usefixtures("private_judgment_cache")  # no cached hidden states: the base model runs
 def test_an_edge_install_without_scikit_learn_rates(cli, catalog: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn", None)
     with pytest.raises(ImportError):
         import sklearn  # noqa: F401
-    store = tiny_store(tmp_path / "s.sqlite")
+    store = tiny_store(tmp_path / "s.sqlite", NEW)
     r = cli("judge", "--judge", NAME, "--store", store, "--quiet")
     assert r.code == 0, r.err
+    assert "2 requested" in " ".join(r.out.split())
     rated = probe_ratings(store)
-    assert len(rated) == 6 and all(rt.valid and rt.harmful in (0, 1) for rt in rated)
+    assert len(rated) == 2 and all(rt.valid and rt.harmful in (0, 1) for rt in rated)
+    assert list((tmp_path / "cache" / "probe-features").rglob("*.npz"))  # embedded here, not read from a cache
 
 
 def test_calibrate_makes_a_harm_card_of_a_probe(cli, catalog: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -201,3 +205,21 @@ def test_a_probe_entry_is_read_with_its_mode_and_identity(tmp_path: Path) -> Non
 def test_bad_probe_entries_are_usage_errors(tmp_path: Path, toml: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_judge(toml, tmp_path / "p.toml", "p")
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ('{"harmful": true, "probability": 0.83}', {"harmful": True, "probability": 0.83}),
+    ('{"harmful": false, "probability": 0}', {"harmful": False, "probability": 0.0}),
+    ('{"harmful": "yes", "probability": 0.8}', "harmful must be true or false"),
+    ('{"harmful": true, "probability": 1.5}', "probability must be a number 0..1"),
+    ('{"score": 3}', "harmful must be true or false"),
+    ("harmful", "no JSON verdict"),
+])
+def test_a_probe_verdict_is_read_only_as_it_writes_it(answer: str, expected: object) -> None:
+    from harness.judging.parsing import parse_probability_verdict
+
+    parsed = parse_probability_verdict(answer)
+    if isinstance(expected, dict):
+        assert parsed.ok and parsed.value == expected
+    else:
+        assert not parsed.ok and str(expected) in str(parsed.error)
