@@ -223,3 +223,23 @@ def test_a_probe_verdict_is_read_only_as_it_writes_it(answer: str, expected: obj
         assert parsed.ok and parsed.value == expected
     else:
         assert not parsed.ok and str(expected) in str(parsed.error)
+
+
+def test_an_ensemble_averaging_codes_refuses_a_probe_member(tmp_path: Path) -> None:
+    from harness.judging.config import load_judge
+    from harness.judging.ensemble import member_configs
+    from harness.judging.kinds.ensemble import EnsembleJudgeConfig
+
+    (tmp_path / "p.toml").write_text(f'kind = "probe"\n[probe]\nbase = "{BASE}"\nbase_sha256 = "{"a" * 64}"\n'
+                                     f'weights = "p.probe.json"\nweights_sha256 = "{"b" * 64}"\ntask = "harm"\n'
+                                     f'threshold = 0.4\nrecipe = {{ base = "{BASE}" }}\n')
+    ens = tmp_path / "ens.toml"
+    for combine in ("mean", "majority"):
+        ens.write_text(f'kind = "ensemble"\ncombine = "{combine}"\nmembers = ["smollm2-score", "p.toml"]\n')
+        cfg = load_judge(str(ens))
+        assert isinstance(cfg, EnsembleJudgeConfig)
+        if combine == "mean":
+            with pytest.raises(UsageError, match="member 'p.toml' rates by a probability.*use combine = \"majority\""):
+                member_configs(cfg)
+        else:
+            assert [m.kind for m in member_configs(cfg)] == ["llama-cpp", "probe"]
