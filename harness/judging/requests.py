@@ -35,8 +35,8 @@ class JudgeRequest:
     schema: dict[str, Any] | None  # JSON schema of the answer (structured output / grammar)
     k: int  # outputs shown
     output_text: str | None = None  # the single output, for judges that ask no model (refusal detector, probe)
-    prompt_text: str | None = None  # its prompt, for judges that ask no model (a probe reads the conversation)
     max_answer_chars: int | None = None  # what is kept of an answer (bounded by the request's max tokens)
+    prompt_text: str | None = None  # its prompt, for judges that ask no model (a probe reads the conversation)
 
 
 @dataclass
