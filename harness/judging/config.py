@@ -4,8 +4,8 @@ A judge TOML names who decides (kind + model), how it is asked (mode, rubric, sa
 what it costs (price per 1k tokens). `JudgeConfig` holds what every kind shares; each kind subclasses it with its
 own options and behaviour (harness.judging.kinds says how to add one). The TOML keys are those of every kind: a
 key of another kind is accepted and unused, as judge files have always allowed, except those a kind claims
-(`members`, which would otherwise silently mean nothing). API keys are never in the file: `api_key_env` names the
-environment variable that holds the key, read only when a request is made.
+(`members`, a probe's `[probe]` table: they would otherwise silently mean nothing). API keys are never in the file:
+`api_key_env` names the environment variable that holds the key, read only when a request is made.
 """
 
 from __future__ import annotations
@@ -77,6 +77,14 @@ class JudgeConfig:
     # "digit" (one digit 0-max_score, an endpoint's GBNF, in score mode) or nothing (None)
     grammar: ClassVar[str | None] = None
     claimed_keys: ClassVar[tuple[str, ...]] = ()  # TOML keys that are an error on a judge of another kind
+    # its score-mode answer is a verdict with its probability ({"harmful": true, "probability": 0.83}, a probe's),
+    # not a score: the rating's code is the probability
+    answers_probability: ClassVar[bool] = False
+
+    @classmethod
+    def default_mode_for(cls, values: dict[str, Any]) -> str:
+        """The mode of a TOML that names none (`values`: its keys, checked)."""
+        return cls.default_mode
 
     def takes_mode(self, mode: str) -> bool:
         """Whether this kind can judge in `mode` (a registered mode)."""
@@ -263,6 +271,10 @@ def _coerce(name: str, value: Any, where: str, kind: str | None) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
             raise UsageError(f"{where}: 'members' must be a list of judge names or .toml paths")
         return tuple(value)
+    if name == "probe":
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: [probe] must be a table (written by `harness judge fit`)")
+        return dict(value)
     if name in ("rubrics",):
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise UsageError(f"{where}: 'rubrics' must be a table of mode = \"template file\"")
@@ -358,7 +370,7 @@ def parse_judge(d: dict[str, Any], path: Path | None, default_name: str) -> Judg
             raise UsageError(f"{where}: '{key}' is for kind = \"{owner}\" judges")
         del values[key]  # another kind's option: unused here
     values.setdefault("name", default_name)
-    values.setdefault("mode", cls.default_mode)
+    values.setdefault("mode", cls.default_mode_for(values))
     if values.get("rubric"):
         # The TOML's `rubric` is for its own mode; a --mode override falls back to [rubrics] or the defaults.
         values["rubrics"] = {**values.get("rubrics", {}), values["mode"]: values["rubric"]}

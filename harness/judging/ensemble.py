@@ -45,6 +45,9 @@ def member_configs(cfg: EnsembleJudgeConfig) -> list[JudgeConfig]:
         if member.name in listed:
             raise UsageError(f"ensemble judge '{cfg.name}': members '{listed[member.name]}' and '{name}' are both "
                              f"judge '{member.name}': list each judge once")
+        if cfg.combine == "mean" and member.answers_probability:
+            raise UsageError(f"ensemble judge '{cfg.name}': member '{name}' rates by a probability, not a 0-"
+                             f"{cfg.max_score} score, so a mean of codes would mix scales: use combine = \"majority\"")
         listed[member.name] = name
         out.append(member)
     return out

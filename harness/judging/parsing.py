@@ -199,6 +199,21 @@ def parse_score(text: str, max_score: int = 3) -> Parsed:
     return Parsed({"score": score})
 
 
+@_unambiguous
+def parse_probability_verdict(text: str) -> Parsed:
+    """A probe's harm verdict with its probability, {"harmful": true, "probability": 0.83}: JSON only (the probe
+    writes it; nothing else answers in this form)."""
+    obj = extract_json(text) if text and text.strip() else None
+    if not isinstance(obj, dict):
+        return Parsed.fail("no JSON verdict {\"harmful\": ..., \"probability\": ...} in the answer")
+    harmful, p = obj.get("harmful"), obj.get("probability")
+    if not isinstance(harmful, bool):
+        return Parsed.fail(f"harmful must be true or false, not {_short(harmful)}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
+        return Parsed.fail(f"probability must be a number 0..1, not {_short(p)}")
+    return Parsed({"harmful": harmful, "probability": float(p)})
+
+
 def _one_value(given: Sequence[Any], what: str) -> None:
     """AmbiguousAnswer when the values an answer states for one result differ."""
     values = {_int_value(v) if _int_value(v) is not None else str(v).strip().lower() for v in given}

@@ -9,6 +9,8 @@ validated, identified and run). The TOML reader, the validation and the runner a
   llama-cpp  a GGUF in-process (harness.judging.kinds.llama_cpp -> llama_judge.LlamaCppJudge)
   refusal    the pattern detector, no model (harness.judging.kinds.refusal -> refusal.RefusalDetectorJudge)
   ensemble   member judges combined (harness.judging.kinds.ensemble -> ensemble.judge_ensemble)
+  probe      a linear probe on a base model's hidden states, fitted by `harness judge fit`
+             (harness.judging.kinds.probe -> probe_judge.ProbeJudge)
 
 Adding a kind is one module plus one registration: a module defining a frozen dataclass subclass of
 `JudgeConfig` with its option fields (with defaults; TOML keys of the same names), `check_kind` (its own validation),
@@ -43,11 +45,12 @@ class JudgeBackend(Protocol):
 
 
 JUDGE_KINDS: Registry[type[JudgeConfig]] = Registry("judge kind", entry_points="harness.judges")
-BUILT_IN = ("openai", "llama-cpp", "refusal", "ensemble")  # listed in this order in messages
+BUILT_IN = ("openai", "llama-cpp", "refusal", "ensemble", "probe")  # listed in this order in messages
 JUDGE_KINDS.register("openai", "harness.judging.kinds.openai:OpenAIJudgeConfig")
 JUDGE_KINDS.register("llama-cpp", "harness.judging.kinds.llama_cpp:LlamaCppJudgeConfig")
 JUDGE_KINDS.register("refusal", "harness.judging.kinds.refusal:RefusalJudgeConfig")
 JUDGE_KINDS.register("ensemble", "harness.judging.kinds.ensemble:EnsembleJudgeConfig")
+JUDGE_KINDS.register("probe", "harness.judging.kinds.probe:ProbeJudgeConfig")
 
 
 def kind_names() -> list[str]:

@@ -1,7 +1,8 @@
 """refusal: one output at a time, compliance | refusal | partial_refusal (XSTest's classes).
 
 Rating (task `refusal`): label = the class; harmful = None (a refusal label is not a harm judgment).
-The pattern detector (judge kind `refusal`) keeps the rule that decided and its evidence in `extra`.
+The pattern detector (judge kind `refusal`) keeps the rule that decided and its evidence in `extra`; a refusal
+probe (kind `probe`), the probability that the output refuses and its threshold.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class RefusalMode(SingleOutputMode):
         return parse_refusal_label(text)
 
     def rating(self, cfg: JudgeConfig, group: Group, judgment: Judgment, parsed: dict[str, Any]) -> Rating:
-        extra: dict[str, Any] | None = {k: parsed[k] for k in ("rule", "evidence") if k in parsed} or None
+        extra: dict[str, Any] | None = {k: parsed[k] for k in ("rule", "evidence", "probability", "threshold")
+                                          if k in parsed} or None
         return judge_rating(cfg.name, self.task, group, group.generations[0], label=parsed["label"],
                             judgment_key=judgment.judgment_key, extra=extra)
 
