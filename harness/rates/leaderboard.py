@@ -97,6 +97,7 @@ class LeaderboardRow:
     # no attacked generation), and the primary rater's raw harm rate per category of the main generations.
     attacks: UnderAttack | None = None
     categories: tuple[CategoryRate, ...] = ()
+    system_prompt: str | None = None  # the main columns' system prompt, when no generation went without one
 
     @property
     def device(self) -> str:
@@ -139,13 +140,15 @@ class LeaderboardRow:
         """What `harness leaderboard --json` prints: the flat columns, and when the variant ran attacks its figures
         under them (`under_attack`) and its harm per category (`harm_categories`)."""
         out = self.as_dict()
+        if self.system_prompt is not None:
+            out["system_prompt"] = self.system_prompt
         if self.attacks is not None:
             out["under_attack"] = self.attacks.as_dict()
             out["harm_categories"] = [vars(c).copy() for c in self.categories]
         return out
 
 
-NESTED = ("cost", "attacks", "categories")  # a row's records that are not flat columns
+NESTED = ("cost", "attacks", "categories", "system_prompt")  # a row's records that are not flat columns
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             other_harm={name: x.rate for name, x in sorted(by_rater.get(key, {}).items())},
             harm_judge_warning=one_answer.get(key), **_qos_columns(qos.summary(key)),
             base_model=bool(models.get(c.model) and models[c.model].base), attacks=attack_rows.get(key),
-            categories=categories.get(key, ())))
+            categories=categories.get(key, ()), system_prompt=system_prompt))
     rows = _ranked(_with_fronts(rows))
     return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos, models, system_prompt,
                       tuple(attack_names(attacked)), tuple(attacked), attack_verdicts, attack_rater,
