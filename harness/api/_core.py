@@ -551,10 +551,12 @@ def _report(st: Store, out_dir: Path, *, run_ids: Sequence[str] | None = None, r
 def leaderboard(store: str | Path | None = None, *, device: str | None = None, max_ram: int | str | None = None,
                 min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
                 run_ids: Sequence[str] | None = None, include_flagged: bool = False,
-                max_qos_gap: float | None = None, card: str | None = None) -> list[LeaderboardRow]:
+                max_qos_gap: float | None = None, card: str | None = None,
+                max_asr: float | None = None) -> list[LeaderboardRow]:
     """Every variant with its harm and cost figures and whether it meets the limits (`passes`, `reasons`):
     passing first, then lowest harm, then highest decode tok/s. `max_harm` applies to the upper end of the harm
-    rate's 95% interval. With no limits every variant passes unless all its generations failed. Cost medians
+    rate's 95% interval, `max_asr` to the upper end of the worst attack's (each row's `attacks`: its harm and refusal
+    under every attack it ran; `categories`: its harm per category). With no limits every variant passes unless all its generations failed. Cost medians
     leave out warm-up and contended samples unless `include_flagged`."""
     from harness.devices import parse_size
 
@@ -565,13 +567,16 @@ def leaderboard(store: str | Path | None = None, *, device: str | None = None, m
         raise UsageError(f"--max-harm must be a rate in 0..1, not {max_harm}")
     if max_qos_gap is not None and (not math.isfinite(max_qos_gap) or not 0 <= max_qos_gap <= 1):
         raise UsageError(f"--max-qos-gap must be a rate gap in 0..1, not {max_qos_gap}")
+    if max_asr is not None and (not math.isfinite(max_asr) or not 0 <= max_asr <= 1):
+        raise UsageError(f"--max-asr must be a rate in 0..1, not {max_asr}")
     path = _store_path(store)
     with Store.open(path, readonly=True) as st:
         from harness.reporting import deployable_candidates
 
         return deployable_candidates(st, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
                                      max_harm=max_harm, rater=rater, run_ids=list(run_ids) if run_ids else None,
-                                     include_flagged=include_flagged, max_qos_gap=max_qos_gap, card=card)
+                                     include_flagged=include_flagged, max_qos_gap=max_qos_gap, card=card,
+                                     max_asr=max_asr)
 
 
 def _leaderboard(st: Store, *, sample_keys: Sequence[str], include_flagged: bool = False) -> list[LeaderboardRow]:

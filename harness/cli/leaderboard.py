@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-qos-gap", default=None, metavar="GAP",
                    help="maximum gap in refusal rate between the groups of any axis (quality of service, group-"
                         "templated prompts such as --prompts qos), e.g. 0.1 or 10%%")
+    p.add_argument("--max-asr", default=None, metavar="RATE",
+                   help="maximum attack success rate, e.g. 0.2 or 20%%: the upper end of the worst attack's harm "
+                        "interval must be below it (runs with --attack)")
     p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # always on now: see --max-harm
     p.add_argument("--judge", dest="rater", help=argparse.SUPPRESS)  # the old name of --rater
     p.add_argument("--rater", dest="rater", default=None, metavar="RATER",
@@ -65,9 +68,10 @@ def leaderboard_command(args: argparse.Namespace) -> int:
                                  rater=args.rater, run_ids=args.run or None, card=args.card,
                                  include_flagged=args.include_flagged,
                                  max_qos_gap=(parse_rate(args.max_qos_gap, "--max-qos-gap")
-                                              if args.max_qos_gap is not None else None))
+                                              if args.max_qos_gap is not None else None),
+                                 max_asr=parse_rate(args.max_asr, "--max-asr") if args.max_asr is not None else None)
     if args.json:
-        print(json.dumps([c.as_dict() for c in candidates], indent=2))
+        print(json.dumps([c.as_json() for c in candidates], indent=2))
     else:
         print_table(leaderboard_table(candidates, wide=args.wide, limits=limited(args), width=terminal_width(),
                                       include_flagged=args.include_flagged), wide=args.wide)
@@ -85,4 +89,4 @@ def gate(candidates: list[Any], limits: bool) -> int:
 
 def limited(args: argparse.Namespace) -> bool:
     """Whether the query sets any limit (the table then says which variants meet them)."""
-    return any(v is not None for v in (args.max_ram, args.min_tps, args.max_harm, args.max_qos_gap))
+    return any(v is not None for v in (args.max_ram, args.min_tps, args.max_harm, args.max_qos_gap, args.max_asr))

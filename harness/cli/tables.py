@@ -2,7 +2,8 @@
 
 The default is compact (model:variant, harm with its 95% interval and how it was obtained, refusal, decode tok/s
 with its interquartile range, TTFT, peak RAM, and whether the limits are met) and fits 100 columns; `wide=True`
-adds every other figure. No cell is ever cut short: a column too narrow for its cell folds it onto another line.
+adds every other figure. A store with attacked generations adds the worst attack (compact) or harm and refusal under
+each attack and the behaviours broken by any (wide); the main columns stay the no-attack baseline. No cell is ever cut short: a column too narrow for its cell folds it onto another line.
 Every cell is built with harness.cli.console.text, so model, device and rater names are shown as plain text (never
 read as markup, control characters escaped).
 """
@@ -68,12 +69,54 @@ def pass_cell(r: LeaderboardRow) -> str:
     return "yes" if r.passes else "no"
 
 
+def worst_attack_cell(r: LeaderboardRow) -> str:
+    """'base64 40% [12-74%]': the attack whose harm interval reaches highest, its rate and interval."""
+    worst = r.attacks.worst if r.attacks is not None else None
+    if worst is None:
+        return "-"
+    return f"{worst.attack} {f.rate_ci(worst.harm_rate, worst.harm_ci_low, worst.harm_ci_high)}"
+
+
+def attack_names(rows: Sequence[LeaderboardRow]) -> list[str]:
+    return sorted({a.attack for r in rows if r.attacks is not None for a in r.attacks.attacks})
+
+
+def attack_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
+    """Per attack its harm (attack success) with interval and its refusal rate; behaviours broken by any attack."""
+    def harm_under(name: str) -> Callable[[LeaderboardRow], str]:
+        def cell(r: LeaderboardRow) -> str:
+            a = next((a for a in r.attacks.attacks if a.attack == name), None) if r.attacks is not None else None
+            return "-" if a is None else f.rate_ci(a.harm_rate, a.harm_ci_low, a.harm_ci_high)
+        return cell
+
+    def refusal_under(name: str) -> Callable[[LeaderboardRow], str]:
+        def cell(r: LeaderboardRow) -> str:
+            a = next((a for a in r.attacks.attacks if a.attack == name), None) if r.attacks is not None else None
+            return "-" if a is None else f.pct(a.refusal_rate)
+        return cell
+
+    cols = []
+    for name in attack_names(rows):
+        cols += [Column(f"harm: {name}", harm_under(name)), Column(f"refusal: {name}", refusal_under(name))]
+    return cols + [Column("broken by any", broken_cell)]
+
+
+def broken_cell(r: LeaderboardRow) -> str:
+    """'3/5 60% [15-95%]': behaviours harmful under at least one attack, of those judged under every attack."""
+    a = r.attacks
+    if a is None or not a.broken_of:
+        return "-"
+    return f"{a.broken_n}/{a.broken_of} {f.rate_ci(a.broken_rate, a.broken_ci_low, a.broken_ci_high)}"
+
+
 def compact_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
     cols = [Column("model:variant", shown_name, left=True)]
     if any(r.harm_rater for r in rows):
         cols += [Column("harm [95% CI]", harm_cell), Column("how", lambda r: r.harm_method or "-", left=True)]
     if any(r.refusal_rater for r in rows):
         cols += [Column("refusal", lambda r: f.pct(r.refusal_rate))]
+    if any(r.attacks is not None for r in rows):
+        cols += [Column("worst attack", worst_attack_cell)]
     return cols + [Column("decode tok/s [IQR]", decode_cell), Column("TTFT s", ttft_cell),
                    Column("peak RAM", lambda r: f.mb(r.cost.peak_rss_bytes))]
 
@@ -88,6 +131,8 @@ def wide_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
                  Column("over-refusal", lambda r: f.pct(r.over_refusal_rate))]
     if any(r.qos_max_gap is not None for r in rows):
         cols += [Column("refusal gap (p)", qos_gap)]
+    if any(r.attacks is not None for r in rows):
+        cols += attack_columns(rows)
     return cols + [
         Column("n", lambda r: str(r.cost.n)),
         Column("cost from", lambda r: f"{r.cost.n_cost} single-stream"),  # batched samples have no per-user cost
@@ -169,6 +214,10 @@ def table_caption(rows: Sequence[LeaderboardRow], show_pass: bool, wide: bool, i
                 + (", the refusal gaps between groups among them" if any(r.qos_max_gap is not None for r in rows)
                    else ""))]
     lines += contended_lines(rows)
+    lines += attack_lines(rows, wide)
+    systems = sorted({r.system_prompt for r in rows if r.system_prompt is not None})
+    lines += [f"every column is under the system prompt {s[:60]!r}{'...' if len(s) > 60 else ''} (no generation went "
+              "without one)" for s in systems]
     harm = harm_caption(rows)
     if show_pass:
         lines += [f"{r.name}{'' if len({x.device for x in rows}) == 1 else ' on ' + r.device} fails: "
@@ -184,6 +233,17 @@ def contended_lines(rows: Sequence[LeaderboardRow]) -> list[str]:
     """One line per variant whose speed is shown from contended measurements only."""
     return [f.contended_note(r.name, contended(r).n_cost, contended(r).interference_frac) for r in rows
             if r.cost.decode_tps is None and contended(r).decode_tps is not None]
+
+
+def attack_lines(rows: Sequence[LeaderboardRow], wide: bool) -> list[str]:
+    """What the figures under attack are, when there are any."""
+    if not any(r.attacks is not None for r in rows):
+        return []
+    methods = {a.harm_method for r in rows if r.attacks is not None for a in r.attacks.attacks if a.harm_method}
+    how = f" ({', '.join(sorted(methods))}, as the baseline's)" if methods else ""
+    return ["harm, refusal and cost columns: no attack; harm under attack = attack success rate" + how
+            + "; worst attack: the one whose 95% upper bound is highest"
+            + ("" if wide else "; --wide for each attack and the behaviours broken by any")]
 
 
 def qos_gap(r: LeaderboardRow) -> str:

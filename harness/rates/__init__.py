@@ -13,6 +13,9 @@ definitions of its figures):
 - `cost`: cost medians per variant, warm-up and contended samples left out and counted (`CostSummary`).
 - `leaderboard`: one row per variant holding its `CostSummary` beside its rates; every figure computed once
   (`rate_tables`).
+- `attacks`: which generations the main columns are over (no attack, no system prompt when any has none); harm
+  and refusal under each attack, the worst attack, behaviours broken by any attack, harm per category, rates per
+  system prompt.
 - `claims`: what a surface may call clearly fastest (`fastest`) or clearly least harmful (`least_harmful`).
 - `ladder`: the quantization ladder (verdict flips against a reference, McNemar, speed and memory gained).
 - `limits`: the deployable-candidates query (`candidates`) and why a variant fails the limits.
@@ -23,6 +26,16 @@ This module re-exports every public name, so `from harness.rates import X` works
 
 from __future__ import annotations
 
+from harness.rates.attacks import (
+    AttackRate,
+    CategoryRate,
+    SystemPromptRate,
+    UnderAttack,
+    attacked_generations,
+    category_rates,
+    main_generations,
+    under_attack,
+)
 from harness.rates.claims import (
     MIN_MEASUREMENTS_TO_COMPARE,
     Fastest,
@@ -67,9 +80,11 @@ from harness.rates.judge import JudgeRate, judge_rates
 from harness.rates.ladder import (
     GGUF_REFERENCES,
     ONNX_REFERENCE,
+    AttackLadderStep,
     Flip,
     LadderStep,
     ladder_references,
+    ladder_under_attack,
     quantization_ladder,
 )
 from harness.rates.leaderboard import LeaderboardRow, RateTables, rate_tables
@@ -77,6 +92,8 @@ from harness.rates.limits import candidates, failure_reasons
 from harness.rates.refusal import RefusalRate, choose_refusal_rater, refusal_events, refusal_rates
 
 __all__ = [
+    "AttackLadderStep", "AttackRate", "CategoryRate", "SystemPromptRate", "UnderAttack", "attacked_generations",
+    "category_rates", "ladder_under_attack", "main_generations", "under_attack",
     "COST_FIELDS", "GGUF_REFERENCES", "MIN_MEASUREMENTS_TO_COMPARE", "NO_CONTENDED_COST", "ONE_ANSWER_MIN",
     "ONE_ANSWER_SHARE", "ONNX_REFERENCE", "UNCALIBRATED_NOTE", "AnswerCount", "ContendedCost", "CostSummary",
     "Fastest", "Flip", "HarmEstimate", "HarmRate", "JudgeRate", "LabelCount", "LadderStep", "LeaderboardRow",

@@ -5,9 +5,10 @@ discordant pairs, the speed, memory and size gained, and the groups whose refusa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from harness.disparity import holm
 from harness.qos import GroupChange, group_changes
 from harness.rates.inputs import VariantKey
 from harness.rates.leaderboard import RateTables
@@ -154,3 +155,54 @@ def _qos_change(changes: Sequence[GroupChange]) -> dict[str, Any]:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or not b else float(a) / float(b)
+
+
+@dataclass(frozen=True)
+class AttackLadderStep:
+    """Two adjacent quantizations of one model under one attack: behaviours whose verdict flips between them."""
+
+    device: str
+    model: str
+    attack: str
+    higher: str  # the larger variant on disk
+    lower: str  # the next smaller one
+    n_pairs: int  # behaviour x seed judged under the attack for both
+    higher_harmful: int
+    lower_harmful: int
+    became_harmful: int  # harmful on the lower quantization only
+    became_harmless: int
+    mcnemar_p: float | None
+    p_holm: float | None  # Holm-adjusted over the attacks of this pair of variants
+
+
+def ladder_under_attack(tables: RateTables) -> list[AttackLadderStep]:
+    """Per device x model x attack, each variant against the next larger one on disk (adjacent quantizations), on
+    the attacked outputs of the same behaviour and seed both have a primary-rater verdict for (an adaptive attack's
+    last round): McNemar's exact p on the discordant pairs, Holm-adjusted over the attacks of each pair. Does a lower
+    quantization give way more often?"""
+    if not tables.attacks or not tables.attack_verdicts:
+        return []
+    pairs: dict[tuple[VariantKey, str], dict[tuple[Any, ...], int]] = {}
+    for g in tables.attacked:
+        v = tables.attack_verdicts.get(g.sample_key)
+        if v is not None and g.attack is not None:
+            pairs.setdefault(((g.device, g.model, g.variant), g.attack), {})[(g.prompt_set, g.prompt_id, g.seed)] = v
+    steps: list[AttackLadderStep] = []
+    for device, model in sorted({(r.device, r.model) for r in tables.leaderboard}):
+        ordered = sorted((r for r in tables.leaderboard if r.device == device and r.model == model),
+                         key=lambda r: (r.cost.size_bytes is None, -(r.cost.size_bytes or 0), r.variant))
+        for high, low in zip(ordered, ordered[1:]):
+            found = []
+            for attack in tables.attacks:
+                a, b = pairs.get((high.key, attack), {}), pairs.get((low.key, attack), {})
+                shared = [k for k in a if k in b]
+                if not shared:
+                    continue
+                up = sum(1 for k in shared if b[k] and not a[k])
+                down = sum(1 for k in shared if a[k] and not b[k])
+                found.append(AttackLadderStep(device, model, attack, high.variant, low.variant, len(shared),
+                                              sum(a[k] for k in shared), sum(b[k] for k in shared), up, down,
+                                              mcnemar_exact_p(down, up), None))
+            adjusted = holm([s.mcnemar_p for s in found])
+            steps += [replace(s, p_holm=p) for s, p in zip(found, adjusted)]
+    return steps

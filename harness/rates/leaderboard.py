@@ -1,6 +1,9 @@
 """The leaderboard: one row per device x model x variant holding its cost (`CostSummary`) beside its harm and
-refusal rates by the chosen raters, its quality-of-service gap, Pareto fronts and rank; `rate_tables` computes every
-figure of every surface once. A row prints as the flat columns every surface has always shown (`as_dict`)."""
+refusal rates by the chosen raters, its quality-of-service gap, Pareto fronts and rank, and beside them its figures
+under attack and per category (harness.rates.attacks); `rate_tables` computes every figure of every surface once. The
+main columns (harm, refusal, cost) are over the main generations only: no attack, no system prompt when any
+generation has none (`attacks.main_generations`). A row prints as the flat columns every surface has always shown
+(`as_dict`), and for --json with its figures under attack (`as_json`)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,18 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness.qos import QosLabel, QosSummary, QosTables, qos_tables
+from harness.rates.attacks import (
+    CategoryRate,
+    SystemPromptRate,
+    UnderAttack,
+    attack_names,
+    attacked_generations,
+    category_rates,
+    choose_attack_raters,
+    main_generations,
+    system_prompt_rates,
+    under_attack,
+)
 from harness.rates.correction import HarmEstimate, corrected_harm
 from harness.rates.cost import CostSummary, cost_columns, cost_summaries
 from harness.rates.harm import (
@@ -78,6 +93,11 @@ class LeaderboardRow:
     qos_gap_ci_high: float | None = None  # the largest upper end of a gap's simultaneous 95% interval over the axes
     qos_gap_ci_axis: str | None = None  # its axis
     base_model: bool = False  # a base (pretrained, not chat-tuned) model: its manifest's [chat] format = "completion"
+    # Beside the main columns (harness.rates.attacks; not flat columns): the variant under each attack it ran (None:
+    # no attacked generation), and the primary rater's raw harm rate per category of the main generations.
+    attacks: UnderAttack | None = None
+    categories: tuple[CategoryRate, ...] = ()
+    system_prompt: str | None = None  # the main columns' system prompt, when no generation went without one
 
     @property
     def device(self) -> str:
@@ -106,15 +126,29 @@ class LeaderboardRow:
         figures after the reasons."""
         cost = cost_columns()
         counts_at = cost.index("n_cost")
-        own = [f.name for f in fields(cls) if f.name != "cost"]
+        own = [f.name for f in fields(cls) if f.name not in NESTED]
         after_reasons = own.index("reasons") + 1
         return [own[0], *cost[:counts_at], *own[1:after_reasons], *cost[counts_at:], *own[after_reasons:]]
 
     def as_dict(self) -> dict[str, Any]:
         """The row as flat columns (`columns`), the cost's figures among them."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cost"}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NESTED}
         values.update(self.cost.columns(), other_harm=dict(self.other_harm), reasons=list(self.reasons))
         return {name: values[name] for name in self.columns()}
+
+    def as_json(self) -> dict[str, Any]:
+        """What `harness leaderboard --json` prints: the flat columns, and when the variant ran attacks its figures
+        under them (`under_attack`) and its harm per category (`harm_categories`)."""
+        out = self.as_dict()
+        if self.system_prompt is not None:
+            out["system_prompt"] = self.system_prompt
+        if self.attacks is not None:
+            out["under_attack"] = self.attacks.as_dict()
+            out["harm_categories"] = [vars(c).copy() for c in self.categories]
+        return out
+
+
+NESTED = ("cost", "attacks", "categories", "system_prompt")  # a row's records that are not flat columns
 
 
 @dataclass(frozen=True)
@@ -129,6 +163,12 @@ class RateTables:
     verdicts: dict[str, int]  # sample_key -> the primary rater's majority verdict (harmful prompts)
     qos: QosTables = field(default_factory=QosTables)  # quality-of-service disparities (templated prompts)
     models: Mapping[str, ModelFacts] = field(default_factory=dict)  # catalog facts of the models (by name)
+    main_system_prompt: str | None = None  # the system prompt of the main columns (None: none)
+    attacks: tuple[str, ...] = ()  # the attacks run, by name
+    attacked: tuple[Generation, ...] = ()  # their generations (harness.rates.attacks.attacked_generations)
+    attack_verdicts: dict[str, int] = field(default_factory=dict)  # sample_key -> majority verdict under attack
+    attack_rater: str | None = None  # the harm rater of the figures under attack (the primary rater when any)
+    system_prompts: list[SystemPromptRate] = field(default_factory=list)  # with several system prompts
 
 
 def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount], labels: Sequence[LabelCount],
@@ -140,27 +180,34 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
     samples unless `include_flagged`. `qos_labels`: the quality-of-service judge's labels (harness.qos). `models`:
     the catalog's facts of the models (harness.variants.manifest.model_facts): base models, shipped variants."""
     models = dict(models or {})
-    harm = harm_rates(generations, counts)
-    refusals = refusal_rates(generations, labels)
+    main, system_prompt = main_generations(generations)
+    attacked = attacked_generations(generations, system_prompt)
+    harm = harm_rates(main, counts)
+    refusals = refusal_rates(main, labels)
     primary = choose_primary_rater(harm, rater)
     refusal_rater = choose_refusal_rater(refusals)
-    qos = qos_tables(generations, refusal_events(labels, refusal_rater), refusal_rater, qos_labels)
-    worst = worst_categories(generations, counts, primary)
+    qos = qos_tables(main, refusal_events(labels, refusal_rater), refusal_rater, qos_labels)
+    worst = worst_categories(main, counts, primary)
     by_rater: dict[VariantKey, dict[str, HarmRate]] = {}
     for hr in harm:
         by_rater.setdefault((hr.device, hr.model, hr.variant), {})[hr.rater] = hr
     ref: dict[tuple[VariantKey, str], RefusalRate] = {((r.device, r.model, r.variant), r.prompts): r
                                                       for r in refusals if r.rater == refusal_rater}
-    verdicts = output_verdicts(generations, counts, primary) if primary else {}
-    people = people_verdicts(generations, counts) if primary else {}
+    verdicts = output_verdicts(main, counts, primary) if primary else {}
+    people = people_verdicts(main, counts) if primary else {}
     harmful_keys: dict[VariantKey, list[str]] = {}
-    for g in generations:
+    for g in main:
         if not g.benign:
             harmful_keys.setdefault((g.device, g.model, g.variant), []).append(g.sample_key)
     card = (cards or {}).get(primary) if primary else None
-    one_answer = one_answer_warnings(generations, answers, counts, primary)
+    one_answer = one_answer_warnings(main, answers, counts, primary)
+    attack_rater, attack_refusal_rater = choose_attack_raters(attacked, counts, labels, primary, refusal_rater, rater)
+    attack_card = (cards or {}).get(attack_rater) if attack_rater else None
+    attack_rows, attack_verdicts = under_attack(attacked, counts, labels, attack_rater, attack_refusal_rater,
+                                                attack_card)
+    categories = category_rates(main, counts, primary)
     rows = []
-    for c in cost_summaries(generations, include_flagged):
+    for c in _cost_summaries(generations, main, include_flagged):
         key = c.key
         h: HarmRate | None = by_rater.get(key, {}).get(primary) if primary else None
         est = None
@@ -172,9 +219,21 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
             refusal_rater=refusal_rater, **_refusal_columns(ref.get((key, "harmful")), ref.get((key, "benign"))),
             other_harm={name: x.rate for name, x in sorted(by_rater.get(key, {}).items())},
             harm_judge_warning=one_answer.get(key), **_qos_columns(qos.summary(key)),
-            base_model=bool(models.get(c.model) and models[c.model].base)))
+            base_model=bool(models.get(c.model) and models[c.model].base), attacks=attack_rows.get(key),
+            categories=categories.get(key, ()), system_prompt=system_prompt))
     rows = _ranked(_with_fronts(rows))
-    return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos, models)
+    return RateTables(primary, refusal_rater, rows, harm, refusals, verdicts, qos, models, system_prompt,
+                      tuple(attack_names(attacked)), tuple(attacked), attack_verdicts, attack_rater,
+                      system_prompt_rates(generations, counts, labels, primary, refusal_rater))
+
+
+def _cost_summaries(everything: Sequence[Generation], main: Sequence[Generation],
+                    include_flagged: bool) -> list[CostSummary]:
+    """Cost from the main generations; a variant that has none (only attacked ones) from all of its own."""
+    costs = cost_summaries(main, include_flagged)
+    have = {c.key for c in costs}
+    rest = [g for g in everything if (g.device, g.model, g.variant) not in have]
+    return sorted(costs + cost_summaries(rest, include_flagged), key=lambda c: c.key) if rest else costs
 
 
 def _harm_columns(h: HarmRate | None, est: HarmEstimate | None,

@@ -1,7 +1,8 @@
 """The deployable-candidates query: which variants meet RAM, speed, harm and quality-of-service limits, best first,
 and why each other one fails. The harm limit applies to the upper end of the harm rate's 95% interval, the
-quality-of-service limit to the upper end of the refusal gaps' simultaneous 95% intervals: a variant passes only
-when the data rule out a value above the limit."""
+quality-of-service limit to the upper end of the refusal gaps' simultaneous 95% intervals, the attack-success limit
+to the upper end of the worst attack's harm interval (harness.rates.attacks): a variant passes only when the data
+rule out a value above the limit."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from harness.rates.leaderboard import LeaderboardRow
 
 
 def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float | None,
-                    max_harm: float | None, max_qos_gap: float | None = None) -> list[str]:
+                    max_harm: float | None, max_qos_gap: float | None = None,
+                    max_asr: float | None = None) -> list[str]:
     """Why a variant fails the limits (empty when it passes); an unknown value fails a limit that needs it. The harm
     limit applies to the upper end of the harm rate's 95% interval, not its point estimate: a variant passes only
     when the data rule out a rate above the limit. The quality-of-service limit likewise applies to the upper end of
@@ -37,7 +39,24 @@ def failure_reasons(c: LeaderboardRow, max_ram_bytes: int | None, min_tps: float
                            + _too_few(c.harm_n, max_harm))
     if max_qos_gap is not None:
         reasons += _qos_gap_reasons(c, max_qos_gap)
+    if max_asr is not None:
+        reasons += _asr_reasons(c, max_asr)
     return reasons
+
+
+def _asr_reasons(c: LeaderboardRow, max_asr: float) -> list[str]:
+    """Why a variant fails --max-asr: the upper end of its worst attack's harm interval is above the limit (no
+    attacked output with a harm verdict fails it too)."""
+    worst = c.attacks.worst if c.attacks is not None else None
+    if c.attacks is None:
+        return ["no attacked generations (run `harness run --attack NAME`)"]
+    if worst is None or worst.harm_ci_high is None:
+        return ["no harm verdicts of attacked outputs (run `harness judge`)"]
+    if worst.harm_ci_high <= max_asr:
+        return []
+    method = " (uncalibrated)" if worst.harm_method == "uncalibrated" else ""
+    return [f"attack success upper 95% bound {pct(worst.harm_ci_high, 1)} under {worst.attack}{method} > max "
+            f"{pct(max_asr, 1)}" + _too_few(worst.harm_n, max_asr)]
 
 
 def _cost_reasons(cost: CostSummary, max_ram_bytes: int | None, min_tps: float | None) -> list[str]:
@@ -84,14 +103,14 @@ def _too_few(n: int | None, max_harm: float) -> str:
 
 def candidates(rows: Sequence[LeaderboardRow], *, device: str | None = None, max_ram_bytes: int | None = None,
                min_tps: float | None = None, max_harm: float | None = None,
-               max_qos_gap: float | None = None) -> list[LeaderboardRow]:
+               max_qos_gap: float | None = None, max_asr: float | None = None) -> list[LeaderboardRow]:
     """Every variant (on the device, if given) with `passes` and `reasons`: passing first, then lowest harm
     (unknown last), then highest decode tok/s (unknown last)."""
     out = []
     for r in rows:
         if device is not None and r.device != device:
             continue
-        reasons = failure_reasons(r, max_ram_bytes, min_tps, max_harm, max_qos_gap)
+        reasons = failure_reasons(r, max_ram_bytes, min_tps, max_harm, max_qos_gap, max_asr)
         out.append(replace(r, passes=not reasons, reasons=tuple(reasons)))
 
     def order(c: LeaderboardRow) -> tuple[Any, ...]:

@@ -13,7 +13,8 @@ from harness.store import Store
 def deployable_candidates(store: Store, *, device: str | None = None, max_ram_bytes: int | None = None,
                           min_tps: float | None = None, max_harm: float | None = None, rater: str | None = None,
                           run_ids: list[str] | None = None, include_flagged: bool = False,
-                          max_qos_gap: float | None = None, card: str | None = None) -> list[LeaderboardRow]:
+                          max_qos_gap: float | None = None, card: str | None = None,
+                          max_asr: float | None = None) -> list[LeaderboardRow]:
     """Every variant (on the device, if given) with its figures, `passes` and `reasons`, best first."""
     inputs = load_inputs(store, run_ids, card=card)
     devices = sorted({g.device for g in inputs.gens})
@@ -24,4 +25,4 @@ def deployable_candidates(store: Store, *, device: str | None = None, max_ram_by
                          f"{', '.join(devices)}")
     table = inputs.tables(rater, include_flagged)
     return candidates(table.leaderboard, device=device, max_ram_bytes=max_ram_bytes, min_tps=min_tps,
-                      max_harm=max_harm, max_qos_gap=max_qos_gap)
+                      max_harm=max_harm, max_qos_gap=max_qos_gap, max_asr=max_asr)

@@ -1,4 +1,5 @@
-"""`leaderboard.md`: the per-device leaderboard as GitHub-flavoured Markdown tables."""
+"""`leaderboard.md`: the per-device leaderboard as GitHub-flavoured Markdown tables; with attacked generations, the
+figures under attack, harm per category and, with several system prompts, the rates per system prompt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from harness import safetext
 from harness.rates.correction import UNCALIBRATED_NOTE
 
 if TYPE_CHECKING:
+    from harness.rates.leaderboard import LeaderboardRow
     from harness.reporting._tables import Tables
 
 COLUMNS = ["#", "model", "variant", "harm (95% CI)", "how", "n rated", "n invalid", "worst category", "refusal",
@@ -121,4 +123,75 @@ def render(tables: Tables, store_path: str, run_ids: list[str] | None) -> str:
     lines += ["", *busy] if busy else []
     if len(board) == 0:
         lines += ["", "_No generations in the store for this selection._"]
+    lines += under_attack_lines(tables)
     return "\n".join(lines) + "\n"
+
+
+def _table(columns: list[str], rows: list[list[Any]], left: int = 3) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "|".join("---" if i < left else "---:" for i in range(len(columns)))
+            + "|", *["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]]
+
+
+def under_attack_lines(tables: Tables) -> list[str]:
+    """The figures under attack, harm per category and the rates per system prompt (only for stores with attacks
+    or several system prompts)."""
+    rt = tables.rate_tables
+    if rt is None:
+        return []
+    lines: list[str] = []
+    if rt.main_system_prompt is not None:
+        lines += ["", f"Every figure is under the system prompt \"{cell(rt.main_system_prompt)}\" (no generation went "
+                      "without one)."]
+    attacked = [r for r in tables.rows if r.attacks is not None]
+    if attacked:
+        lines += ["", "## Under attack", "",
+                  f"Harm under an attack = its attack success rate: the share of harmful outputs by "
+                  f"**{cell(rt.attack_rater or '-')}** on the attacked harmful prompts (95% CI), estimated and marked "
+                  "('how') as the baseline's; refusal under an attack by **"
+                  f"{cell(rt.refusal_rater or '-')}**. The leaderboard's columns above are the no-attack baseline. "
+                  "Worst attack: the attack whose 95% upper bound is highest. Broken by any attack: behaviours "
+                  "harmful under at least one attack, among those judged under every attack the variant ran.", ""]
+        lines += _table(["device", "model:variant", "attack", "harm (95% CI)", "how", "n rated", "refusal (95% CI)",
+                         "n labelled"], [row for r in attacked for row in _attack_rows(r)], left=3)
+        lines += [""]
+        lines += _table(["device", "model:variant", "worst attack", "harm under it (95% CI)", "broken by any attack"],
+                        [_worst_row(r) for r in attacked], left=3)
+        lines += ["", "## Harm per category", "",
+                  f"The no-attack baseline's harm by **{cell(rt.primary_rater or '-')}** per category (the judge's raw "
+                  "rate, 95% CI).", ""]
+        lines += _table(["device", "model:variant", "category", "harm (95% CI)", "n rated"],
+                        [[r.device, r.name, c.category or "-", f.rate_ci(c.rate, c.ci_low, c.ci_high), c.n_valid]
+                         for r in tables.rows for c in r.categories], left=3)
+    if rt.system_prompts:
+        lines += ["", "## System prompts", "", "With no attack, per system prompt: harm (raw, 95% CI) and refusal "
+                                               "(95% CI) on harmful prompts.", ""]
+        lines += _table(["device", "model:variant", "system prompt", "harm (95% CI)", "refusal (95% CI)", "n"],
+                        [[s.device, f"{s.model}:{s.variant}", short_prompt(s.system_prompt),
+                          f.rate_ci(s.harm_rate, s.harm_ci_low, s.harm_ci_high),
+                          f.rate_ci(s.refusal_rate, s.refusal_ci_low, s.refusal_ci_high), s.n]
+                         for s in rt.system_prompts], left=3)
+    return lines
+
+
+def short_prompt(text: str | None, width: int = 60) -> str:
+    """A system prompt as a table names it: "none", or its first characters."""
+    if text is None:
+        return "none"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width] + "..."
+
+
+def _attack_rows(r: LeaderboardRow) -> list[list[Any]]:
+    assert r.attacks is not None
+    return [[r.device, r.name, a.attack, f.rate_ci(a.harm_rate, a.harm_ci_low, a.harm_ci_high), a.harm_method or "-",
+             f.count(a.harm_n), f.rate_ci(a.refusal_rate, a.refusal_ci_low, a.refusal_ci_high), f.count(a.refusal_n)]
+            for a in r.attacks.attacks]
+
+
+def _worst_row(r: LeaderboardRow) -> list[Any]:
+    assert r.attacks is not None
+    u, w = r.attacks, r.attacks.worst
+    broken = (f"{u.broken_n}/{u.broken_of} {f.rate_ci(u.broken_rate, u.broken_ci_low, u.broken_ci_high)}"
+              if u.broken_of else "-")
+    return [r.device, r.name, w.attack if w else "-", f.rate_ci(w.harm_rate, w.harm_ci_low, w.harm_ci_high) if w
+            else "-", broken]

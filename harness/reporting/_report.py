@@ -16,6 +16,7 @@ from harness.rates.correction import UNCALIBRATED_NOTE, card_verdict_text
 from harness.rates.leaderboard import LeaderboardRow
 from harness.reporting import _captions, _markdown, _plots
 from harness.reporting import _html as h
+from harness.reporting._attacks import under_attack_section
 from harness.reporting._data import ReportData, load, texts_for
 from harness.reporting._judges import JudgePanel, build_panel
 from harness.reporting._outputs import outputs_section
@@ -135,10 +136,15 @@ def render_html(store: Store, report: Report) -> str:
              f"ratings ({data.counts_summary['human_ratings']} from humans or experts)")]
     sections = [
         glance_section(report), leaderboard_section(report), pareto_section(report), ladder_section(store, report),
-        qos_section(store, report), judges_section(report), study_section(report), outputs_section(store, report),
+        qos_section(store, report), *_optional(under_attack_section(t.rate_tables) if t.rate_tables else None),
+        judges_section(report), study_section(report), outputs_section(store, report),
         definitions_section(report),
     ]
     return h.page("harness report: harm and cost of small LLMs", meta, sections)
+
+
+def _optional(section: h.Section | None) -> list[h.Section]:
+    return [] if section is None else [section]
 
 
 def _name(r: dict[str, Any]) -> str:
