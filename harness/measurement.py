@@ -85,9 +85,12 @@ class Sample:
 
     @property
     def model_input(self) -> str | list[dict[str, str]]:
-        """What the backend is given: the request alone when nothing frames it (as always before), else the turns."""
+        """What the backend is given: the last user turn's text when it is the only turn (the request as always
+        before, or an attack's rewrite of it), else the turns."""
         messages = self.messages
-        return self.prompt.text if len(messages) == 1 else messages
+        if len(messages) == 1 and messages[0]["role"] == "user":
+            return messages[0]["content"]  # the request, or an attack's rewrite of it
+        return messages
 
 
 @dataclass(frozen=True)
