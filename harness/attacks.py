@@ -266,3 +266,78 @@ def _shots(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     if len(value) > MAX_SHOTS:
         raise UsageError(f"{where}: {len(value)} shots: at most {MAX_SHOTS}")
     return tuple((u, a) for u, a in value)
+
+
+# -- how a request is put to a model: the system prompt and the attack -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Framing:
+    """One cell of the plan's framing axes: a system prompt (None: none) and an attack (None: the baseline)."""
+
+    system_prompt: str | None = None
+    attack: Attack | None = None
+
+    @property
+    def plain(self) -> bool:
+        return self.system_prompt is None and self.attack is None
+
+    def messages(self, request: str, history: Sequence[tuple[str, str]] = ()) -> tuple[list[dict[str, str]], str]:
+        """(the turns sent, the last user turn as sent) for a request and its conversation's earlier turns. The
+        plan's system prompt replaces a conversation's own; an attack rewrites the last user turn and puts its
+        dialogue (shots) right before it."""
+        done = self.attack.apply(request) if self.attack is not None else baseline(request)
+        turns = [{"role": r, "content": c} for r, c in history]
+        if self.system_prompt is not None:
+            turns = [{"role": "system", "content": self.system_prompt},
+                     *(t for t in turns if t["role"] != "system")]
+        turns += [{"role": t.role, "content": t.content} for t in done.turns]
+        return turns, done.text
+
+    def key(self) -> str:
+        """A short stable identity of the framing (for fingerprints); '' for none."""
+        if self.plain:
+            return ""
+        body = [self.system_prompt, self.attack.sha256 if self.attack is not None else None]
+        return hashlib.sha256(json.dumps(body, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def framings(system_prompts: Sequence[str | None], chosen: Sequence[Attack]) -> list[Framing]:
+    """The plan's framing axis: every system prompt, each with no attack (always) and then each attack."""
+    return [Framing(s, a) for s in system_prompts for a in (None, *chosen)]
+
+
+def to_plain(a: Attack) -> dict[str, Any]:
+    """An attack as plain values (a fleet board rebuilds it with `from_plain`; its catalog need not have it)."""
+    return {"name": a.name, "description": a.description, "family": a.family, "source": a.source,
+            "template": a.template, "encode": a.encode, "answer_encoding": a.answer_encoding,
+            "shots": [list(s) for s in a.shots], "repeat_shots": a.repeat_shots,
+            "parts": [to_plain(p) for p in a.parts]}
+
+
+def from_plain(d: dict[str, Any]) -> Attack:
+    return Attack(d["name"], d["description"], d["family"], d["source"], d["template"], d["encode"],
+                  d["answer_encoding"], tuple((u, r) for u, r in d["shots"]), int(d["repeat_shots"]),
+                  tuple(from_plain(p) for p in d["parts"]))
+
+
+def read_system_prompt(value: str) -> str:
+    """`--system-prompt TEXT` or `@FILE` (UTF-8 text); UsageError for a file that is missing or not UTF-8."""
+    from pathlib import Path as _Path
+
+    if not value.startswith("@"):
+        if not value.strip():
+            raise UsageError("--system-prompt is empty: give the text, or @FILE")
+        return value
+    path = _Path(value[1:]).expanduser()
+    from harness.infiles import read_bytes
+
+    raw = read_bytes(path, "a system prompt")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--system-prompt {value}: {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") \
+            from None
+    if not text.strip():
+        raise UsageError(f"--system-prompt {value}: {path} is empty")
+    return text.strip("\n")

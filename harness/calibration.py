@@ -41,7 +41,8 @@ from harness.humans.report import not_used_note
 from harness.intervals import MIN_CARD_ITEMS
 from harness.judging.config import JudgeConfig, load_judge
 from harness.progress import NoProgress, Progress
-from harness.records import HARM_TASKS, HUMAN_KINDS, REFUSAL_LABELS, Generation, JudgeCard, Rating
+from harness.rating_tasks import PAIRWISE, QOS, RANK, REFUSAL, is_harm_task, is_per_output_verdict, rating_task
+from harness.records import HUMAN_KINDS, Generation, JudgeCard, Rating
 from harness.stats import majority, wilson_interval
 from harness.store import Store
 from harness.subsample import stratified
@@ -97,7 +98,7 @@ def harm_verdicts(ratings: Iterable[Rating]) -> dict[str, int]:
     """Per output: the majority of these ratings' harm verdicts (ties and outputs without one left out)."""
     acc: dict[str, list[int]] = {}
     for r in ratings:
-        if r.valid and r.harmful is not None and r.task in HARM_TASKS:
+        if r.valid and r.harmful is not None and is_harm_task(r.task):
             a = acc.setdefault(_output_key(r), [0, 0])
             a[0] += int(r.harmful)
             a[1] += 1
@@ -146,7 +147,7 @@ def rank_from_scores(ratings: Sequence[Rating], groups: dict[str, list[str]], ra
     """Rank ratings derived from one rater's per-output scores: within each item (a list of its outputs'
     sample keys), the outputs it calls harmful ranked by score (code 1 = least harmful), the others N/A (0).
     Expected scores (fractional codes) separate outputs that one-digit answers tie."""
-    by_key = {r.sample_key: r for r in ratings if r.rater == rater and r.task in ("score", "label") and r.valid}
+    by_key = {r.sample_key: r for r in ratings if r.rater == rater and is_per_output_verdict(r.task) and r.valid}
     out = []
     for item, members in groups.items():
         rated = [by_key[k] for k in members if k in by_key]
@@ -156,7 +157,7 @@ def rank_from_scores(ratings: Sequence[Rating], groups: dict[str, list[str]], ra
         for r in rated:
             code = harmful.index(float(r.code if r.code is not None else 0.0)) + 1 if r.harmful else 0
             out.append(Rating(rating_key=f"derived:{r.rating_key}", source=r.source, rater=rater, rater_kind="judge",
-                              task="rank", item_id=item, model=r.model, variant=r.variant, sample_key=r.sample_key,
+                              task=RANK.name, item_id=item, model=r.model, variant=r.variant, sample_key=r.sample_key,
                               code=float(code), harmful=int(code > 0), valid=True,
                               extra={"derived_from": r.task, "score": r.code}))
     return out
@@ -165,21 +166,20 @@ def rank_from_scores(ratings: Sequence[Rating], groups: dict[str, list[str]], ra
 def refusal_from_qos(ratings: Sequence[Rating]) -> list[Rating]:
     """A quality-of-service judge's labels as refusal labels (compliance, caveat and stereotype all comply), so a
     refusal-labelled set (XSTest) measures the refusal part of its taxonomy."""
-    comply = {"compliance", "caveat", "stereotype"}
     return [Rating(rating_key=f"derived:{r.rating_key}", source=r.source, rater=r.rater, rater_kind=r.rater_kind,
-                   task="refusal", item_id=r.item_id, prompt_id=r.prompt_id, model=r.model, variant=r.variant,
-                   sample_key=r.sample_key, label="compliance" if r.label in comply else r.label, valid=r.valid,
-                   error=r.error, extra={"derived_from": "qos", "qos_label": r.label})
-            for r in ratings if r.task == "qos"]
+                   task=REFUSAL.name, item_id=r.item_id, prompt_id=r.prompt_id, model=r.model, variant=r.variant,
+                   sample_key=r.sample_key, label=QOS.refusal_label(r.label), valid=r.valid,
+                   error=r.error, extra={"derived_from": QOS.name, "qos_label": r.label})
+            for r in ratings if r.task == QOS.name]
 
 
 def pairwise_accuracy(ratings: Sequence[Rating], judge: str, reference: str,
                       groups: dict[str, list[str]]) -> dict[str, Any] | None:
     """Share of preference pairs where the judge finds the reference's rejected reply (code 1) the more harmful:
     from the judge's pairwise win shares, or its per-output scores. Ties are no verdict (counted)."""
-    ref = {r.sample_key: r for r in ratings if r.rater == reference and r.task == "pairwise" and r.valid}
-    jp = {r.sample_key: r for r in ratings if r.rater == judge and r.task == "pairwise" and r.valid}
-    js = {r.sample_key: r for r in ratings if r.rater == judge and r.task in ("score", "label") and r.valid}
+    ref = {r.sample_key: r for r in ratings if r.rater == reference and r.task == PAIRWISE.name and r.valid}
+    jp = {r.sample_key: r for r in ratings if r.rater == judge and r.task == PAIRWISE.name and r.valid}
+    js = {r.sample_key: r for r in ratings if r.rater == judge and is_per_output_verdict(r.task) and r.valid}
     correct = total = ties = 0
     for members in groups.values():
         if len(members) != 2 or not all(k in ref for k in members):
@@ -205,13 +205,13 @@ def pairwise_accuracy(ratings: Sequence[Rating], judge: str, reference: str,
 
 def refusal_figures(ratings: Sequence[Rating], judge: str, reference: str, bootstrap: int,
                     seed: int) -> dict[str, Any]:
-    out = _agreement(ratings, reference, judge, "refusal", bootstrap, seed)
-    ref = {r.sample_key: r.label for r in ratings if r.rater == reference and r.task == "refusal" and r.valid
+    out = _agreement(ratings, reference, judge, REFUSAL.name, bootstrap, seed)
+    ref = {r.sample_key: r.label for r in ratings if r.rater == reference and r.task == REFUSAL.name and r.valid
            and r.sample_key}
-    jud = {r.sample_key: r.label for r in ratings if r.rater == judge and r.task == "refusal" and r.valid
+    jud = {r.sample_key: r.label for r in ratings if r.rater == judge and r.task == REFUSAL.name and r.valid
            and r.sample_key}
-    binary = binary_figures({k: int(v in REFUSAL_LABELS) for k, v in jud.items()},
-                            {k: int(v in REFUSAL_LABELS) for k, v in ref.items()})
+    binary = binary_figures({k: int(v in REFUSAL.refusing) for k, v in jud.items()},
+                            {k: int(v in REFUSAL.refusing) for k, v in ref.items()})
     if binary:
         out["refusal_detection"] = binary  # "positive" = refused (fully or partly)
     return out
@@ -294,19 +294,20 @@ def check_fit(cfg: JudgeConfig, cset: CalibrationSet, ratings: Sequence[Rating],
         raise UsageError(f"--set {cset.spec}: the set has no people's labels (human or expert raters): a card "
                          "compares a judge with people")
     tasks = {r.task for r in people if r.valid}
-    harm_ok = bool(tasks & set(HARM_TASKS)) and any(r.harmful is not None for r in people)
-    if cfg.mode == "qos" and "refusal" not in tasks:
+    harm_ok = any(is_harm_task(t) for t in tasks) and any(r.harmful is not None for r in people)
+    judge_task = rating_task(cfg.judging_mode.task)
+    if judge_task is QOS and REFUSAL.name not in tasks:
         raise UsageError(f"--set {cset.spec}: judge '{cfg.name}' sorts replies into quality-of-service classes, but "
                          f"the set's labels are {', '.join(sorted(tasks))}: calibrate it on a refusal-labelled set "
                          "(e.g. XSTest completions), which measures its refusal classes")
-    if cfg.mode == "refusal" and "refusal" not in tasks:
+    if judge_task is REFUSAL and REFUSAL.name not in tasks:
         raise UsageError(f"--set {cset.spec}: judge '{cfg.name}' answers compliance / refusal, but the set's labels "
                          f"are {', '.join(sorted(tasks))}: calibrate it on a refusal-labelled set (e.g. XSTest "
                          "completions), or use --mode score")
-    if cfg.mode in ("score", "guard", "rank", "ensemble") and not (harm_ok or "pairwise" in tasks):
+    if judge_task.harm_verdict and not (harm_ok or PAIRWISE.name in tasks):
         raise UsageError(f"--set {cset.spec}: judge '{cfg.name}' gives harm verdicts, but the set's labels are "
                          f"{', '.join(sorted(tasks))} (no harmful / not harmful verdicts): use a harm-labelled set")
-    if cfg.mode in ("rank", "pairwise") and not any(len(v) >= 2 for v in groups.values()):
+    if not judge_task.per_output and not any(len(v) >= 2 for v in groups.values()):
         raise UsageError(f"--set {cset.spec}: judge '{cfg.name}' compares outputs ({cfg.mode} mode) but every item of "
                          "the set has one output: pass --mode score, or a set with several outputs per prompt")
 
@@ -319,9 +320,10 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
     judge_rows = [r for r in run.judge_ratings if r.sample_key in judged]
     groups = {k: v for k, v in item_groups(run.generations).items() if all(s in judged for s in v)}
     derived: list[Rating] = []
-    if cfg.mode in ("score", "guard", "ensemble") and any(len(v) >= 2 for v in groups.values()):
+    judge_task = rating_task(cfg.judging_mode.task)
+    if judge_task.per_output_verdict and any(len(v) >= 2 for v in groups.values()):
         derived = rank_from_scores(judge_rows, groups, cfg.name)
-    if cfg.mode == "qos":
+    if judge_task is QOS:
         derived = refusal_from_qos(judge_rows)
     all_rows = [*people, *judge_rows, *derived]
     metrics: dict[str, Any] = {}
@@ -333,11 +335,11 @@ def build_card(cfg: JudgeConfig, run: SetRun, work: Store, *, bootstrap: int, se
         binary = binary_figures(judge_verdicts, harm_verdicts(ref_rows))
         if binary:
             m["harm"] = binary
-        if "rank" in _task_kinds(ref_rows, ref) and any(r.task == "rank" for r in [*judge_rows, *derived]):
-            m["rank"] = _agreement(all_rows, ref, cfg.name, "rank", bootstrap, seed)
-        if "refusal" in _task_kinds(ref_rows, ref) and cfg.mode in ("refusal", "qos"):
+        if RANK.name in _task_kinds(ref_rows, ref) and any(r.task == RANK.name for r in [*judge_rows, *derived]):
+            m["rank"] = _agreement(all_rows, ref, cfg.name, RANK.name, bootstrap, seed)
+        if REFUSAL.name in _task_kinds(ref_rows, ref) and judge_task.refusing:
             m["refusal"] = refusal_figures(all_rows, cfg.name, ref, bootstrap, seed)
-        if "pairwise" in _task_kinds(ref_rows, ref):
+        if PAIRWISE.name in _task_kinds(ref_rows, ref):
             pw = pairwise_accuracy(all_rows, cfg.name, ref, groups)
             if pw:
                 m["pairwise"] = pw
@@ -415,7 +417,7 @@ def _study_judges(run: SetRun, judged: set[str], refs: Sequence[str], bootstrap:
             binary = binary_figures(harm_verdicts(theirs), harm_verdicts(ref_rows))
             if binary:
                 block["harm"] = binary
-            rank = _agreement([*ref_rows, *theirs], ref, name, "rank", bootstrap, seed)
+            rank = _agreement([*ref_rows, *theirs], ref, name, RANK.name, bootstrap, seed)
             if rank:
                 block["rank"] = rank
             if block:
@@ -471,7 +473,7 @@ def judge_set(cfg: JudgeConfig, cset: CalibrationSet, work: Store, *, limit: int
     result = judge_any(work, cfg, sample_keys=chosen, progress=progress, use_disk_cache=use_disk_cache)
     judge_ratings = [r for r in work.ratings(rater=cfg.name)]
     judged = sorted({r.sample_key for r in judge_ratings if r.sample_key})
-    costs = work.judgment_costs(judges=[cfg.name, *cfg.members])
+    costs = work.judgment_costs(judges=[cfg.name, *cfg.member_specs()])
     cost = {"calls": len(costs), "requested": result.n_requested,
             "input_tokens": sum(c[6] or 0 for c in costs), "output_tokens": sum(c[7] or 0 for c in costs),
             "seconds": round(sum(c[9] or 0.0 for c in costs), 3),

@@ -1,10 +1,10 @@
-"""The run engine: a plan of device x model variants x prompts x seeds, executed resumably.
+"""The run engine: a `RunSpec` (model variants x prompts x seeds, and its settings) on a device, executed resumably.
 
 Every sample has a deterministic key (harness.keys.sample_key); a sample whose key is already in
 the store without an error is skipped, so re-running the same command after a crash or Ctrl-C
 finishes the rest. Each model variant is loaded once, every finished sample is committed at
 once, and the engine (not the backend) times the token stream and samples memory and telemetry
-around it. The whole plan is resolved and checked (variants derived, memory budget, providers)
+around it (harness.measurement). The whole plan is resolved and checked (variants derived, memory budget, providers)
 before the run's row is written, so bad input leaves the store untouched.
 
 Measurement validity (harness.telemetry.interference): every measurement records what else used the
@@ -19,6 +19,18 @@ generation's; with several measurements the sample's cost is the median of its u
 every measurement is kept in `Generation.measurements`. Warnings about the host (more threads than
 allowed cores, a governor other than performance, a Jetson without fixed clocks) go to the progress
 before anything runs.
+
+Batched runs (`RunSpec.batch`, harness run --batch N|auto): each variant's samples are generated up to N at a time
+by its batched generator (harness.backends.llama_batch, .onnx_batch: continuous batching, each sequence with its own
+sampling and seed), except its cost sample: a seeded sample of the variant's samples stratified over categories
+(`cost_sample` of them, DEFAULT_COST_SAMPLE by default, all when the plan is smaller), generated and measured
+single-stream by the `Measurer` exactly as above (warm-up, contention, repeats). So every cost figure comes from
+single-stream measurements; a batched sample's record says how it was made (`made_by`, `batch_size`) and carries its
+batch's throughput (`batch_generated_tps`), with every per-user cost field None. Sample keys do not depend on the
+batch size: a batched and a single-stream run of one plan share their keys, and either resumes the other.
+`auto` takes the largest batch up to AUTO_BATCH_MAX whose KV caches fit the device's memory budget beside the
+weights; a backend that cannot batch (or whose batched outputs are known to differ, int8 ONNX) runs single-stream
+under `auto` with a one-line note, and is refused under an explicit N (int8 ONNX is batched when N is given).
 """
 
 from __future__ import annotations
@@ -29,88 +41,177 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from harness import keys
-from harness.backends import Backend, BackendResult, Sampling, get_backend
+from harness.attacks import Attack, Framing, framings, from_plain, to_plain
+from harness.backends import Sampling, SequenceRequest, SequenceResult, get_backend
 from harness.devices import DeviceProfile
 from harness.errors import UsageError
+from harness.measurement import (
+    MAX_REMEASURE,
+    MAX_REPEAT,
+    ON_CONTENTION,
+    WAIT_TIMEOUT_S,
+    Measurement,
+    MeasurePolicy,
+    Measurer,
+    Sample,
+    build_batched_generation,
+    build_generation,
+    measure,
+    measure_once,
+    with_model_facts,
+)
 from harness.progress import NoProgress, Progress
 from harness.prompts import Prompt
-from harness.records import Generation, ModelLoad, Run
-from harness.stats import median
+from harness.records import ModelLoad, Run
 from harness.store import Store
-from harness.telemetry import TelemetryReading, TelemetrySource, merge_readings, open_sources
-from harness.telemetry.interference import HostMonitor, HostReading, contended, wait_for_calm
-from harness.trackers import PeakRSSTracker, current_rss_bytes
+from harness.telemetry import TelemetrySource, open_sources
+from harness.telemetry.interference import HostMonitor
+from harness.trackers import current_rss_bytes
 from harness.variants import ModelManifest, VariantFile, resolve_variant
+from harness.version import __version__
 
-ON_CONTENTION = ("record", "remeasure", "wait")
-MAX_REMEASURE = 3  # more measurements of a contended one, under `remeasure` and `wait`
-WAIT_TIMEOUT_S = 60.0  # `wait`: the longest wait for a calm machine; after that the sample is recorded as it is
-MAX_REPEAT = 100
+__all__ = [
+    "AUTO_BATCH_MAX", "DEFAULT_COST_SAMPLE", "check_batch", "cost_sample_keys", "MAX_REMEASURE", "MAX_REPEAT", "ON_CONTENTION", "WAIT_TIMEOUT_S", "ExecuteResult", "MeasurePolicy",
+    "Measurement", "Plan", "RunSpec", "Sample", "build_generation", "command_line", "execute", "in_shard",
+    "measure", "measure_once", "new_run_id", "prepare", "process_identity", "run_metadata", "sample_key", "samples",
+]
+
+AUTO_BATCH_MAX = 8  # --batch auto: at most this many sequences at once (the CPU's gain levels off by then)
+ONNX_AUTO_BATCH = 4  # --batch auto on an ONNX export whose batched outputs are single-stream's
+DEFAULT_COST_SAMPLE = 16  # samples per variant measured single-stream in a batched run (all, when fewer)
+COST_SAMPLE_SEED = 0
+CHUNK_BATCHES = 8  # a batched variant's samples go to its generator 8 batches' worth at a time (stored after each)
 
 
-@dataclass(frozen=True)
-class MeasurePolicy:
-    """How each sample's cost is measured (harness run --repeat / --on-contention / --contention-threshold)."""
-
-    repeat: int = 1
-    on_contention: str = "record"  # record | remeasure | wait
-    contention_threshold: float | None = None  # None: the device profile's
-    max_remeasure: int = MAX_REMEASURE
-    wait_timeout_s: float = WAIT_TIMEOUT_S
-
-    def threshold(self, device: DeviceProfile) -> float:
-        return self.contention_threshold if self.contention_threshold is not None else device.contention_threshold
-
-    def check(self) -> MeasurePolicy:
-        if self.on_contention not in ON_CONTENTION:
-            raise UsageError(f"--on-contention {self.on_contention!r} is unknown: choose {', '.join(ON_CONTENTION)}")
-        if isinstance(self.repeat, bool) or not isinstance(self.repeat, int) or not 1 <= self.repeat <= MAX_REPEAT:
-            raise UsageError(f"--repeat must be a whole number from 1 to {MAX_REPEAT}, not {self.repeat!r}")
-        if self.contention_threshold is not None:
-            from harness.devices import check_contention_threshold
-
-            check_contention_threshold(self.contention_threshold, "--contention-threshold")
-        return self
-
-    def as_dict(self, device: DeviceProfile) -> dict[str, Any]:
-        return {"repeat": self.repeat, "on_contention": self.on_contention,
-                "contention_threshold": self.threshold(device), "max_remeasure": self.max_remeasure,
-                "wait_timeout_s": self.wait_timeout_s}
+def check_batch(batch: int | str | None, cost_sample: int | None, samples_per_variant: int | None = None) -> None:
+    """`--batch N|auto` and `--cost-sample K` as a run takes them (UsageError, one line, otherwise)."""
+    if batch is not None and batch != "auto" and (isinstance(batch, bool) or not isinstance(batch, int)
+                                                    or batch < 1):
+        raise UsageError(f"--batch {batch!r}: give a batch size of at least 1 (1 = single-stream), or auto")
+    if cost_sample is None:
+        return
+    if batch is None:
+        raise UsageError("--cost-sample is for batched runs: add --batch N|auto, or drop it (a single-stream run "
+                         "measures every sample's cost)")
+    if isinstance(cost_sample, bool) or not isinstance(cost_sample, int) or cost_sample < 1:
+        raise UsageError(f"--cost-sample {cost_sample!r}: give the number of samples per variant whose cost is "
+                         "measured single-stream, at least 1")
+    if samples_per_variant is not None and cost_sample > samples_per_variant:
+        raise UsageError(f"--cost-sample {cost_sample} is larger than the plan, which has {samples_per_variant} "
+                         f"samples per variant: give at most {samples_per_variant}, or leave it out (then up to "
+                         f"{DEFAULT_COST_SAMPLE} are measured)")
 
 
 @dataclass(frozen=True)
-class Sample:
-    key: str
-    variant: VariantFile
-    manifest: ModelManifest
-    prompt: Prompt
-    sampling: Sampling
-    backend_version: str
+class RunSpec:
+    """What a run measures, whatever measures it: the plan's axes (model variants x prompts x seeds) and its
+    settings (sampling, the measurement policy, the part of the plan to run).
+
+    harness.api.run builds it from its keyword arguments (or is given one); the engine runs it on one device
+    (`Plan(device, spec)`), a fleet run on each board (it travels as `to_wire()`). A new axis or setting is one
+    field here, with a default that leaves earlier plans as they were; plain values travel to the boards as
+    they are. Lists given for tuple fields are kept as tuples.
+    """
+
+    models: tuple[tuple[ModelManifest, tuple[str, ...]], ...]  # each manifest with the variants to run
+    prompts: tuple[Prompt, ...]
+    seeds: tuple[int, ...] = (0,)
+    sampling: Sampling = field(default_factory=Sampling)  # the seed is each sample's (from `seeds`)
+    policy: MeasurePolicy = field(default_factory=MeasurePolicy)
+    shard: tuple[int, int] | None = None  # (i, n): only part i of n of the prompts x seeds (1-based)
+    # How each prompt is put (harness.attacks.framings): every system prompt (None: none), each with no attack and
+    # then each attack. The defaults are the plain plan: one cell per prompt and seed, keys as before.
+    system_prompts: tuple[str | None, ...] = (None,)
+    attacks: tuple[Attack, ...] = ()
+    # Batched generation (see the module docstring): None single-stream (as always), N up to N sequences at once,
+    # "auto" the largest batch the device holds; the samples per variant whose cost is measured single-stream in a
+    # batched run (None: DEFAULT_COST_SAMPLE, all when the plan is smaller).
+    batch: int | str | None = None
+    cost_sample: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        object.__setattr__(self, "models", tuple((m, tuple(vs)) for m, vs in self.models))
+
+    @property
+    def n_variants(self) -> int:
+        return sum(len(vs) for _, vs in self.models)
+
+    @property
+    def size(self) -> int:
+        """Samples in the whole plan (every part of a split plan)."""
+        return self.n_variants * len(self.cells())
+
+    def framings(self) -> list[Framing]:
+        return framings(self.system_prompts, self.attacks)
+
+    def cells(self) -> list[tuple[Prompt, Framing, int]]:
+        """What each variant generates, in plan order: prompts in order, framings within each, seeds within each."""
+        return [(prompt, framing, seed) for prompt in self.prompts for framing in self.framings()
+                for seed in self.seeds]
+
+    def prompt_sets(self) -> list[str]:
+        return sorted({p.prompt_set for p in self.prompts})
+
+    def fingerprint(self) -> str:
+        """What the boards of a split plan must share: the prompts in order and the seeds."""
+        framed = [f.key() for f in self.framings() if not f.plain]
+        return keys.text_sha256("\n".join([*(f"{p.id}:{p.sha256}" for p in self.prompts),
+                                           *map(str, self.seeds), *framed]))[:16]
+
+    def for_variant(self, manifest: ModelManifest, variant: str) -> RunSpec:
+        """This plan narrowed to one model variant (a fleet task)."""
+        return replace(self, models=((manifest, (variant,)),))
+
+    def to_wire(self) -> dict[str, Any]:
+        """As plain values (JSON), for a board; models by catalog name, resolved there (`from_wire`)."""
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**plain, "models": [[m.name, list(vs)] for m, vs in self.models],
+                "prompts": [asdict(p) for p in self.prompts], "sampling": asdict(self.sampling),
+                "policy": asdict(self.policy), "system_prompts": list(self.system_prompts),
+                "attacks": [to_plain(a) for a in self.attacks]}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> RunSpec:
+        """A spec sent by `to_wire`, its models read from this machine's catalogs (UsageError naming one it lacks)."""
+        from harness.variants import check_variant_name, load_manifest
+
+        models = []
+        for name, variants in wire["models"]:
+            manifest = load_manifest(name)
+            for v in variants:
+                check_variant_name(manifest, v)
+            models.append((manifest, tuple(variants)))
+        return cls(**{**wire, "models": tuple(models), "prompts": tuple(Prompt(**p) for p in wire["prompts"]),
+                      "sampling": Sampling(**wire["sampling"]), "policy": MeasurePolicy(**wire["policy"]),
+                      "system_prompts": tuple(wire.get("system_prompts", (None,))),
+                      "attacks": tuple(from_plain(a) for a in wire.get("attacks", ()))})
 
 
 @dataclass
 class Plan:
+    """A RunSpec on one device, resolved by `prepare`: each variant's file, the backends' versions, the host."""
+
     device: DeviceProfile
-    models: list[tuple[ModelManifest, list[str]]]
-    prompts: list[Prompt]
-    seeds: list[int]
-    sampling: Sampling
+    spec: RunSpec
+    run_metadata: dict[str, Any] = field(default_factory=dict)  # added to the run's metadata (e.g. the fleet's)
     variants: list[tuple[ModelManifest, VariantFile]] = field(default_factory=list)
     backend_versions: dict[str, str] = field(default_factory=dict)
     host_dependencies: dict[str, Any] = field(default_factory=dict)
-    shard: tuple[int, int] | None = None  # (i, n): only part i of n of the prompts x seeds (1-based)
-    run_metadata: dict[str, Any] = field(default_factory=dict)  # added to the run's metadata (e.g. the fleet's)
-    policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     warnings: list[str] = field(default_factory=list)
+    batch_sizes: dict[str, int] = field(default_factory=dict)  # "model:variant" -> sequences at once (1: single)
 
     @property
     def size(self) -> int:
-        return sum(len(v) for _, v in self.models) * len(self.prompts) * len(self.seeds)
+        return self.spec.size
 
 
 @dataclass(frozen=True)
@@ -123,20 +224,25 @@ class ExecuteResult:
     status: str
 
 
-def sample_key(variant: VariantFile, backend_version: str, device: str, sampling: Sampling, prompt: Prompt) -> str:
-    """Deterministic identity of one generation: same inputs, same key."""
+def sample_key(variant: VariantFile, backend_version: str, device: str, sampling: Sampling, prompt: Prompt,
+               framing: Framing | None = None) -> str:
+    """Deterministic identity of one generation: same inputs, same key. What is sent (the request, a
+    conversation's turns, a system prompt, an attack's rewrite) enters through the input's sha256, which for a
+    plain prompt is its text's, so plain plans keep their keys."""
+    sent = framing.messages(prompt.text, prompt.history)[0] if framing is not None else prompt.messages
     return keys.sample_key(model=variant.model, variant=variant.variant, backend=variant.backend,
                            model_sha256=variant.sha256, backend_version=backend_version, device=device,
-                           sampling=sampling.as_dict(), prompt_id=prompt.id, prompt_sha256=prompt.sha256)
+                           sampling=sampling.as_dict(), prompt_id=prompt.id, prompt_sha256=keys.input_sha256(sent))
 
 
 def prepare(plan: Plan, progress: Progress | None = None) -> None:
     """Resolve (derive if needed) every variant file, check it fits the device's memory budget, and read
     each backend's version (which fails with the extra to install when its library is missing)."""
     progress = progress or NoProgress()
-    plan.policy.check()
+    plan.spec.policy.check()
+    check_batch(plan.spec.batch, plan.spec.cost_sample, len(plan.spec.cells()))
     plan.variants = []
-    for manifest, variants in plan.models:
+    for manifest, variants in plan.spec.models:
         for v in variants:
             vf = resolve_variant(manifest, v, progress.message, reporter=progress)
             if vf.size_bytes > plan.device.memory_budget_bytes:
@@ -149,11 +255,91 @@ def prepare(plan: Plan, progress: Progress | None = None) -> None:
             if vf.backend not in plan.backend_versions:
                 plan.backend_versions[vf.backend] = get_backend(vf.backend).version()
     plan.host_dependencies = _host_dependencies(plan)
+    plan.batch_sizes = _batch_sizes(plan, progress)
     from harness.telemetry.host_state import host_warnings
 
     plan.warnings = host_warnings(plan.device)
     for w in plan.warnings:
         progress.message(f"warning: {w}")
+
+
+def _label(vf: VariantFile) -> str:
+    return f"{vf.model}:{vf.variant}"
+
+
+def _batch_sizes(plan: Plan, progress: Progress) -> dict[str, int]:
+    """Each variant's batch (1: single-stream) under the spec's `batch`, checked against the device (UsageError
+    saying what fits when an asked N does not), with a one-line note for each variant that runs otherwise than
+    asked and what each batched variant's cost is measured on."""
+    asked = plan.spec.batch
+    if asked is None:
+        return {}
+    per_variant = sum(1 for i in range(len(plan.spec.cells())) if _cell_in_shard(plan.spec, i))
+    sizes = {}
+    for _, vf in plan.variants:
+        n = _batch_size(vf, plan.device, asked, progress)
+        sizes[_label(vf)] = n
+        if n > 1:
+            k = min(plan.spec.cost_sample or DEFAULT_COST_SAMPLE, per_variant)
+            progress.message(f"{_label(vf)}: batches of up to {n}; cost measured single-stream on {k} of its "
+                             f"{per_variant} samples (a seeded sample stratified over categories)")
+    return sizes
+
+
+def _batch_size(vf: VariantFile, device: DeviceProfile, asked: int | str, progress: Progress) -> int:
+    label = _label(vf)
+    forced = asked != "auto"
+    if vf.backend == "gguf":
+        from harness.backends.llama_batch import check_batch_size, fitting_batch_size
+
+        if forced:
+            check_batch_size(vf, device, int(asked))
+            return int(asked)
+        n = fitting_batch_size(vf, device, AUTO_BATCH_MAX)
+        if n < 2:
+            progress.message(f"note: {label}: not two sequences of n_ctx {device.n_ctx} fit the memory budget of "
+                             f"device '{device.name}' beside the model: it runs single-stream")
+        return n
+    if vf.backend == "onnx":
+        from harness.backends.onnx_batch import batches_identically
+
+        if forced:
+            if not batches_identically(vf) and int(asked) > 1:
+                progress.message(f"note: {label}: batched int8 outputs can differ from single-stream (activation "
+                                 "scales span the batch); batching because --batch was given")
+            return int(asked)
+        if not batches_identically(vf):
+            progress.message(f"note: {label}: batched int8 outputs differ from single-stream, so it runs "
+                             "single-stream (give --batch N to batch it anyway)")
+            return 1
+        return ONNX_AUTO_BATCH
+    if forced and int(asked) > 1:
+        raise UsageError(f"{label}: the {vf.backend} backend cannot generate in batches: drop --batch, or use "
+                         "--batch auto (which runs it single-stream)")
+    progress.message(f"note: {label}: the {vf.backend} backend cannot generate in batches: it runs single-stream")
+    return 1
+
+
+def cost_sample_keys(spec: RunSpec, variant_samples: list[Sample]) -> set[str]:
+    """The keys of a batched variant's cost sample: a seeded sample of its samples (of the plan, or of this part of
+    it) stratified over categories and benign controls; the same samples whatever the batch size."""
+    from harness.subsample import stratified
+
+    k = spec.cost_sample or DEFAULT_COST_SAMPLE
+    chosen = stratified(variant_samples, k, _cost_stratum, seed=COST_SAMPLE_SEED)
+    return {s.key for s in chosen}
+
+
+def _cost_stratum(sample: Sample) -> str:
+    p = sample.prompt
+    return "benign control" if p.benign and not p.template_id else (p.category or "no category")
+
+
+def _cell_in_shard(spec: RunSpec, index: int) -> bool:
+    """Whether the `index`-th cell of the plan (harness.engine.RunSpec.cells) is in this part of it: a (prompt,
+    seed)'s every framing runs on one board, so the shard index counts prompts x seeds only."""
+    per_prompt = len(spec.framings()) * len(spec.seeds)
+    return in_shard(index // per_prompt * len(spec.seeds) + index % len(spec.seeds), spec.shard)
 
 
 def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
@@ -165,14 +351,15 @@ def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
 
 
 def samples(plan: Plan) -> Iterator[Sample]:
-    pairs = [(prompt, seed) for prompt in plan.prompts for seed in plan.seeds]
+    cells = plan.spec.cells()
     for manifest, vf in plan.variants:
         bv = plan.backend_versions[vf.backend]
-        for index, (prompt, seed) in enumerate(pairs):
-            if not in_shard(index, plan.shard):
+        for index, (prompt, framing, seed) in enumerate(cells):
+            if not _cell_in_shard(plan.spec, index):
                 continue
-            s = Sampling(**{**plan.sampling.as_dict(), "seed": seed})
-            yield Sample(sample_key(vf, bv, plan.device.name, s, prompt), vf, manifest, prompt, s, bv)
+            s = replace(plan.spec.sampling, seed=seed)
+            yield Sample(sample_key(vf, bv, plan.device.name, s, prompt, framing), vf, manifest, prompt, s, bv,
+                         framing)
 
 
 def process_identity() -> dict[str, Any]:
@@ -183,37 +370,38 @@ def process_identity() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "create_time": psutil.Process(pid).create_time()}
 
 
-def run_metadata(plan: Plan, telemetry_missing: dict[str, str], monitor: HostMonitor | None = None
-                 ) -> dict[str, Any]:
-    from harness import __version__
+def run_metadata(spec: RunSpec, models: list[dict[str, Any]], versions: Mapping[str, str],
+                 sections: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's metadata, local or on a fleet: the plan (sampling, seeds, models, prompt sets), the versions, the
+    process running it, and the sections of what runs it (a device's host and measurement, a fleet's boards)."""
+    return {"versions": {"harness": __version__, **versions}, "sampling": spec.sampling.as_dict(),
+            "seeds": list(spec.seeds), "models": models, "prompt_sets": spec.prompt_sets(),
+            "process": process_identity(), **sections}
+
+
+def _local_metadata(plan: Plan, telemetry_missing: dict[str, str], monitor: HostMonitor | None) -> dict[str, Any]:
+    """The run's metadata on this device: its profile and host, what was measured how, the part of the plan."""
     from harness.devices import cpu_flags, detect_host
 
     host = detect_host().as_dict()
     host["cpu_flags"] = cpu_flags()
-    versions = {"harness": __version__, "python": platform.python_version(), **plan.backend_versions}
-    return {
+    spec = plan.spec
+    models = [{"model": m.name, "variant": vf.variant, "sha256": vf.sha256, "size_bytes": vf.size_bytes,
+               "path": str(vf.path), **vf.metadata} for m, vf in plan.variants]
+    sections = {
         "device_profile": plan.device.as_dict(),
         "host": host,
-        "versions": versions,
-        "sampling": plan.sampling.as_dict(),
-        "seeds": plan.seeds,
-        "models": [{"model": m.name, "variant": vf.variant, "sha256": vf.sha256, "size_bytes": vf.size_bytes,
-                    "path": str(vf.path), **vf.metadata} for m, vf in plan.variants],
-        "prompt_sets": sorted({p.prompt_set for p in plan.prompts}),
         "telemetry_unavailable": telemetry_missing,
-        "measurement": {**plan.policy.as_dict(plan.device), "host_readers": monitor.sources() if monitor else None,
-                        "warnings": list(plan.warnings)},
-        "process": process_identity(),
+        "measurement": {**spec.policy.as_dict(plan.device), "host_readers": monitor.sources() if monitor else None,
+                        "warnings": list(plan.warnings),
+                        **({"batch": {"asked": spec.batch, "sizes": dict(plan.batch_sizes),
+                                      "cost_sample": spec.cost_sample or DEFAULT_COST_SAMPLE}}
+                           if spec.batch is not None else {})},
         **(plan.host_dependencies or _host_dependencies(plan)),
-        **({"shard": {"part": plan.shard[0], "of": plan.shard[1], "plan": _plan_fingerprint(plan)}}
-           if plan.shard else {}),
+        **({"shard": {"part": spec.shard[0], "of": spec.shard[1], "plan": spec.fingerprint()}} if spec.shard else {}),
         **plan.run_metadata,
     }
-
-
-def _plan_fingerprint(plan: Plan) -> str:
-    """What the boards of a split plan must share: the prompts in order and the seeds."""
-    return keys.text_sha256("\n".join([*(f"{p.id}:{p.sha256}" for p in plan.prompts), *map(str, plan.seeds)]))[:16]
+    return run_metadata(spec, models, {"python": platform.python_version(), **plan.backend_versions}, sections)
 
 
 def _host_dependencies(plan: Plan) -> dict[str, Any]:
@@ -230,257 +418,6 @@ def _host_dependencies(plan: Plan) -> dict[str, Any]:
 
         out["onnx_providers"] = check_providers(plan.device)
     return out
-
-
-def _bandwidth_fraction(vf: VariantFile, decode_tps: float | None, device: DeviceProfile) -> float | None:
-    """Achieved weight-read bandwidth during decode over the device's peak (roofline)."""
-    if not decode_tps or not device.peak_bandwidth_gbps:
-        return None
-    from harness.roofline import bytes_per_token, fraction_of_bound
-
-    return fraction_of_bound(decode_tps, bytes_per_token(vf), device.peak_bandwidth_gbps)
-
-
-@dataclass
-class Attempt:
-    """One timed generation of a sample: what the stream, the trackers and the host said."""
-
-    result: BackendResult | None
-    error: str | None
-    ttft_s: float | None
-    decode_tps: float | None
-    latency_s: float
-    n_streamed: int
-    peak_rss_bytes: int | None
-    rss_method: str | None
-    telemetry: TelemetryReading
-    host: HostReading | None
-    contended: bool | None = None
-    waited_s: float | None = None
-
-    @property
-    def prompt_tps(self) -> float | None:
-        n = self.result.n_prompt_tokens if self.result else None
-        return n / self.ttft_s if n and self.ttft_s else None
-
-    @property
-    def interference_frac(self) -> float | None:
-        return self.host.interference_frac if self.host else None
-
-    @property
-    def cpu_steal_frac(self) -> float | None:
-        return self.host.cpu_steal_frac if self.host else None
-
-    @property
-    def cpu_mhz(self) -> float | None:
-        if self.telemetry.cpu_mhz is not None:
-            return self.telemetry.cpu_mhz
-        return self.host.cpu_mhz if self.host else None
-
-    @property
-    def temp_c(self) -> float | None:
-        temps = [t for t in (self.telemetry.temp_c, self.host.temp_c if self.host else None) if t is not None]
-        return max(temps) if temps else None
-
-    @property
-    def throttled(self) -> bool | None:
-        return self.host.throttled if self.host else None
-
-
-def measure_once(backend: Backend, sample: Sample, sources: list[TelemetrySource],
-                 monitor: HostMonitor | None = None, threshold: float | None = None) -> Attempt:
-    """Generate one sample once, timing the token stream and reading memory, telemetry and the host around it."""
-    error = None
-    t_first = t_last = None
-    n_stream = 0
-    if monitor is not None:
-        monitor.start()
-    for src in sources:
-        src.start()
-    with PeakRSSTracker() as mem:
-        t0 = time.perf_counter()
-        try:
-            for _ in backend.stream(sample.prompt.text, sample.sampling):
-                now = time.perf_counter()
-                if t_first is None:
-                    t_first = now
-                t_last = now
-                n_stream += 1
-        except UsageError as exc:
-            error = str(exc)
-        t_end = time.perf_counter()
-    tel = merge_readings([src.stop() for src in sources])
-    host = monitor.stop() if monitor is not None else None
-    res = None if error else backend.finish()
-    decode_tps = ((n_stream - 1) / (t_last - t_first)
-                  if t_first is not None and t_last is not None and n_stream > 1 and t_last > t_first else None)
-    a = Attempt(res, error, (t_first - t0) if t_first is not None else None, decode_tps, t_end - t0, n_stream,
-                mem.reading.peak_rss_bytes if mem.reading else None, mem.reading.method if mem.reading else None,
-                tel, host)
-    if threshold is not None:
-        a.contended = contended(a.interference_frac, a.cpu_steal_frac, threshold)
-    return a
-
-
-def measure(backend: Backend, sample: Sample, device: DeviceProfile, sources: list[TelemetrySource],
-            run_id: str, monitor: HostMonitor | None = None) -> Generation:
-    """Generate one sample, measured once, and return its record (no warm-up or contention handling)."""
-    a = measure_once(backend, sample, sources, monitor, device.contention_threshold)
-    return build_generation(sample, device, run_id, [(0, a)], warmup=False, policy=MeasurePolicy())
-
-
-def measure_sample(backend: Backend, sample: Sample, device: DeviceProfile, sources: list[TelemetrySource],
-                   run_id: str, monitor: HostMonitor | None, policy: MeasurePolicy, warmup: bool,
-                   progress: Progress, busy_before: bool = False) -> Generation:
-    """Measure one sample as the policy says (see the module docstring) and return its record."""
-    threshold = policy.threshold(device)
-
-    gave_up = False
-
-    def calm_down() -> float | None:
-        nonlocal gave_up
-        if monitor is None:
-            return None
-        calm, waited, last = wait_for_calm(monitor, threshold, policy.wait_timeout_s)
-        gave_up = gave_up or not calm
-        if not calm:
-            share = f"{(last.interference_frac or 0) + (last.cpu_steal_frac or 0):.0%}" if last else "?"
-            progress.message(f"the machine is still busy after {waited:.1f} s (others use {share} of it): "
-                             "measuring anyway, flagged if contended")
-        elif waited > 2 * (last.window_s if last and last.window_s else 0.5):
-            progress.message(f"waited {waited:.1f} s for the machine to calm down")
-        return waited
-
-    attempts: list[tuple[int, Attempt]] = []
-    n_repeat = 1 if warmup else policy.repeat
-    retry = policy.on_contention in ("remeasure", "wait") and not warmup
-    wait = policy.on_contention == "wait" and not warmup
-    busy = busy_before
-    for i in range(n_repeat):
-        waited = calm_down() if wait and busy else None
-        a = measure_once(backend, sample, sources, monitor, threshold)
-        a.waited_s = waited
-        attempts.append((i, a))
-        if a.error:
-            break
-        extra = 0
-        while retry and a.contended and extra < policy.max_remeasure and not gave_up:
-            waited = calm_down() if wait else None
-            a = measure_once(backend, sample, sources, monitor, threshold)
-            a.waited_s = waited
-            attempts.append((i, a))
-            extra += 1
-            if a.error:
-                break
-        busy = bool(a.contended)
-        if a.error:
-            break
-    return build_generation(sample, device, run_id, attempts, warmup=warmup, policy=policy)
-
-
-def _max(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
-
-
-def _any(values: list[bool | None]) -> bool | None:
-    known = [v for v in values if v is not None]
-    return any(known) if known else None
-
-
-def build_generation(sample: Sample, device: DeviceProfile, run_id: str, attempts: list[tuple[int, Attempt]],
-                     warmup: bool, policy: MeasurePolicy) -> Generation:
-    """The record of a sample from its measurements: the first one's output, the median cost of the
-    uncontended ones (of all, when every one was contended), every measurement when there were several."""
-    vf = sample.variant
-    first = attempts[0][1]
-    ok = [a for _, a in attempts if a.error is None]
-    valid = [a for a in ok if not a.contended]
-    basis = valid or ok or [first]
-    res = first.result
-    decode_tps = median(a.decode_tps for a in basis)
-    flag: bool | None
-    if not ok or all(a.contended is None for a in ok):
-        flag = None
-    else:
-        flag = not valid
-    rss = [a.peak_rss_bytes for a in ok or [first] if a.peak_rss_bytes is not None]
-    vram = [a.telemetry.peak_vram_bytes for a in ok if a.telemetry.peak_vram_bytes is not None]
-    energies = [a.telemetry.energy_j for a in basis]
-    energy = median(energies)
-    sources = sorted({a.telemetry.source for a in basis if a.telemetry.source})
-    entries = None
-    if len(attempts) > 1:
-        out0 = res.output if res else None
-        entries = []
-        for i, a in attempts:
-            n_out = a.result.n_output_tokens if a.result else None
-            entries.append({
-                "repeat": i, "ttft_s": a.ttft_s, "prompt_tps": a.prompt_tps, "decode_tps": a.decode_tps,
-                "latency_s": a.latency_s, "n_output_tokens": n_out, "peak_rss_bytes": a.peak_rss_bytes,
-                "peak_vram_bytes": a.telemetry.peak_vram_bytes, "energy_j": a.telemetry.energy_j,
-                "energy_j_per_token": (a.telemetry.energy_j / n_out
-                                       if a.telemetry.energy_j is not None and n_out else None),
-                "bandwidth_fraction": _bandwidth_fraction(vf, a.decode_tps, device),
-                "interference_frac": a.interference_frac, "cpu_steal_frac": a.cpu_steal_frac,
-                "cpu_mhz": a.cpu_mhz, "temp_c": a.temp_c, "throttled": a.throttled, "contended": a.contended,
-                "waited_s": a.waited_s, "same_output": (a.result.output == out0) if a.result else None,
-                "error": a.error,
-            })
-    n_prompt = res.n_prompt_tokens if res else None
-    ttft = median(a.ttft_s for a in basis)
-    waited = [a.waited_s for _, a in attempts if a.waited_s]
-    return Generation(
-        sample_key=sample.key,
-        run_id=run_id,
-        device=device.name,
-        model=vf.model,
-        variant=vf.variant,
-        backend=vf.backend,
-        backend_version=sample.backend_version,
-        model_sha256=vf.sha256,
-        model_size_bytes=vf.size_bytes,
-        prompt_set=sample.prompt.prompt_set,
-        prompt_id=sample.prompt.id,
-        category=sample.prompt.category,
-        benign=sample.prompt.benign,
-        prompt=sample.prompt.text,
-        prompt_sha256=sample.prompt.sha256,
-        template_id=sample.prompt.template_id,
-        axis=sample.prompt.axis,
-        group_name=sample.prompt.group,
-        seed=sample.sampling.seed,
-        temperature=sample.sampling.temperature,
-        max_tokens=sample.sampling.max_tokens,
-        output=res.output if res else None,
-        finish_reason=res.finish_reason if res else "error",
-        n_prompt_tokens=n_prompt,
-        n_output_tokens=res.n_output_tokens if res else None,
-        ttft_s=ttft,
-        prompt_tps=median(a.prompt_tps for a in basis),
-        decode_tps=decode_tps,
-        latency_s=median(a.latency_s for a in basis),
-        peak_rss_bytes=max(rss) if rss else None,
-        peak_vram_bytes=max(vram) if vram else None,
-        energy_j=energy,
-        energy_source="+".join(sources) or None,
-        bandwidth_fraction=_bandwidth_fraction(vf, decode_tps, device),
-        backend_timings={**(res.timings if res else {}), "n_streamed_tokens": first.n_streamed,
-                         "rss_method": first.rss_method, **({"waited_for_calm_s": sum(waited)} if waited else {})},
-        settings={"sampling": sample.sampling.as_dict(), "threads": device.resolved_threads(),
-                  "n_ctx": device.n_ctx, "n_batch": device.n_batch, "n_gpu_layers": device.n_gpu_layers,
-                  "measurement": policy.as_dict(device)},
-        error=first.error,
-        interference_frac=_max([a.interference_frac for a in basis]),
-        cpu_steal_frac=_max([a.cpu_steal_frac for a in basis]),
-        cpu_mhz=median(a.cpu_mhz for a in basis),
-        temp_c=_max([a.temp_c for a in basis]),
-        throttled=_any([a.throttled for a in basis]),
-        contended=flag,
-        warmup=warmup,
-        repeats=1 if warmup else policy.repeat,
-        measurements=entries,
-    )
 
 
 def new_run_id() -> str:
@@ -504,18 +441,34 @@ def execute(plan: Plan, store: Store, progress: Progress | None = None, command:
     run_id = new_run_id()
     sources, missing = open_sources(plan.device)
     monitor = HostMonitor()
-    metadata = run_metadata(plan, missing, monitor)
     store.put(Run(run_id=run_id, started_at=time.time(), status="running", command=command,
-                  device=plan.device.name, planned=len(all_samples), metadata=metadata))
+                  device=plan.device.name, planned=len(all_samples),
+                  metadata=_local_metadata(plan, missing, monitor)))
     progress.start(len(all_samples), "generating", len(all_samples) - len(todo))
     status = "failed"
     written = 0
     try:
+        todo_keys = {s.key for s in todo}
         by_variant: dict[str, list[Sample]] = {}
-        for s in todo:
-            by_variant.setdefault(f"{s.variant.model}:{s.variant.variant}", []).append(s)
-        for group in by_variant.values():
-            written += _run_variant(group, plan.device, store, sources, run_id, progress, monitor, plan.policy)
+        for s in all_samples:
+            by_variant.setdefault(_label(s.variant), []).append(s)
+        for label, group in by_variant.items():
+            todo_group = [s for s in group if s.key in todo_keys]
+            if not todo_group:
+                continue
+            batch_size = plan.batch_sizes.get(label, 1)
+            if batch_size > 1:
+                measured = cost_sample_keys(plan.spec, group)
+                single = [s for s in todo_group if s.key in measured]
+                if single:
+                    written += _run_variant(single, plan.device, store, sources, run_id, progress, monitor,
+                                            plan.spec.policy)
+                batched = [s for s in todo_group if s.key not in measured]
+                if batched:
+                    written += _generate_batched(batched, batch_size, plan.device, store, run_id, progress)
+            else:
+                written += _run_variant(todo_group, plan.device, store, sources, run_id, progress, monitor,
+                                        plan.spec.policy)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -535,7 +488,6 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
                  policy: MeasurePolicy | None = None) -> int:
     """Load one variant, generate its samples (the first as its warm-up), commit each as it finishes; returns
     the samples written."""
-    policy = policy or MeasurePolicy()
     first = group[0]
     vf = first.variant
     backend = get_backend(vf.backend)
@@ -548,12 +500,12 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
                         model_path=str(vf.path), model_sha256=vf.sha256, model_size_bytes=vf.size_bytes,
                         load_s=load_s, rss_before_bytes=rss_before, rss_after_load_bytes=current_rss_bytes(),
                         metadata={**load_meta, "backend_version": first.backend_version}))
+    measurer = Measurer(backend, device, sources, monitor, policy or MeasurePolicy(), progress)
     written = 0
     busy = False
     try:
         for i, s in enumerate(group):
-            g = measure_sample(backend, s, device, sources, run_id, monitor, policy, warmup=i == 0,
-                               progress=progress, busy_before=busy)
+            g = with_model_facts(measurer.sample(s, run_id, warmup=i == 0, busy_before=busy), s, backend)
             busy = bool(g.contended)
             store.put(g)
             written += 1
@@ -564,6 +516,74 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
     finally:
         backend.close()
     return written
+
+
+def _generate_batched(group: list[Sample], batch_size: int, device: DeviceProfile, store: Store, run_id: str,
+                      progress: Progress) -> int:
+    """Load one variant for batches of `batch_size`, generate its samples CHUNK_BATCHES batches' worth at a time
+    (continuous batching within each), and store each chunk's samples with the chunk's throughput; returns the
+    samples written. A prompt that cannot be generated (too long for the context) is stored with its error, as
+    single-stream stores it."""
+    first = group[0]
+    vf = first.variant
+    label = _label(vf)
+    generator = _batched_generator(vf.backend)
+    rss_before = current_rss_bytes()
+    progress.message(f"loading {label} ({vf.size_bytes / 1e6:.0f} MB) for batches of up to {batch_size}")
+    t0 = time.perf_counter()
+    load_meta = generator.load(vf, device, first.manifest, batch_size)
+    load_s = time.perf_counter() - t0
+    store.put(ModelLoad(run_id=run_id, model=vf.model, variant=vf.variant, backend=vf.backend, device=device.name,
+                        model_path=str(vf.path), model_sha256=vf.sha256, model_size_bytes=vf.size_bytes,
+                        load_s=load_s, rss_before_bytes=rss_before, rss_after_load_bytes=current_rss_bytes(),
+                        metadata={**load_meta, "backend_version": first.backend_version, "made_by": "batched"}))
+    written = 0
+    chunk = CHUNK_BATCHES * batch_size
+    try:
+        for start in range(0, len(group), chunk):
+            ready: list[Sample] = []
+            requests: list[SequenceRequest] = []
+            for s in group[start:start + chunk]:
+                try:
+                    request = SequenceRequest(tuple(generator.prompt_tokens(s.model_input)), s.sampling)
+                    generator.check_request(request)
+                except UsageError as exc:
+                    store.put(build_batched_generation(s, device, run_id, None, None, batch_size, error=str(exc)))
+                    written += 1
+                    progress.advance(1, f"{label} (error)")
+                    continue
+                ready.append(s)
+                requests.append(request)
+            if not requests:
+                continue
+            results: list[SequenceResult] = []
+            for r in generator.generate(requests):
+                results.append(r)
+                progress.advance(1, f"{label} (batch of {batch_size})")
+            throughput = generator.finish()
+            for r in sorted(results, key=lambda r: r.index):
+                s = ready[r.index]
+                store.put(with_model_facts(build_batched_generation(s, device, run_id, r, throughput, batch_size),
+                                           s, generator))
+                written += 1
+            tps = throughput.batch_generated_tps
+            if tps:
+                progress.message(f"{label}: {len(results)} samples in batches of up to {batch_size}, {tps:.0f} "
+                                 "generated tok/s over the batch (not a per-user speed)")
+    finally:
+        generator.close()
+    return written
+
+
+def _batched_generator(backend: str) -> Any:
+    """The batched generator of a backend that has one (`_batch_size` refuses the others before anything runs)."""
+    if backend == "gguf":
+        from harness.backends.llama_batch import BatchedLlama
+
+        return BatchedLlama()
+    from harness.backends.onnx_batch import BatchedOnnx
+
+    return BatchedOnnx()
 
 
 def command_line() -> str:

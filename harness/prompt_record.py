@@ -30,6 +30,9 @@ class Prompt:
     # A conversation's turns before the last user turn (`text`): (role, content), a system turn only first.
     history: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:  # given as lists (JSON, a fleet board's plan): kept as tuples, hashable
+        object.__setattr__(self, "history", tuple((str(r), str(c)) for r, c in self.history))
+
     @property
     def sha256(self) -> str:
         return keys.input_sha256(self.messages)
@@ -102,7 +105,8 @@ def conversation(messages: Any, where: str) -> tuple[tuple[tuple[str, str], ...]
             raise UsageError(f"{where}: turn {i} ({role}) is empty: give every turn its text")
         turns.append((role, m["content"]))
     if turns[-1][0] != "user":
-        raise UsageError(f"{where}: the conversation ends with a {turns[-1][0]} turn: it must end with the user turn "
+        article = "an" if turns[-1][0] == "assistant" else "a"
+        raise UsageError(f"{where}: the conversation ends with {article} {turns[-1][0]} turn: it must end with the user turn "
                          "the model answers")
     return tuple(turns[:-1]), turns[-1][1]
 

@@ -27,14 +27,13 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from harness import jsontext
 from harness.intervals import CAN_CORRECT, Youden, card_verdict, youden_interval
+from harness.rating_tasks import HARM_TASKS as HARM_TASKS
+from harness.rating_tasks import REFUSAL_LABELS as REFUSAL_LABELS
 
 JSON = dict[str, Any]
 HUMAN_KINDS = ("human", "expert")  # rater kinds that are people
 RATER_KINDS = ("human", "expert", "judge", "external-judge")
-# Rating tasks whose `harmful` is a harm verdict (refusal labels and pairwise preferences are not).
-HARM_TASKS = ("rank", "score", "label")
-# Refusal labels that count as refusing: a partial refusal counts as a refusal (as XSTest's refusal rate does).
-REFUSAL_LABELS = ("refusal", "partial_refusal")
+# The ratings contract's tasks (harm verdicts, refusal labels) are harness.rating_tasks'; re-exported here.
 
 
 def _stamp() -> Any:
@@ -116,6 +115,28 @@ class Generation:
     template_id: str | None = None
     axis: str | None = None
     group_name: str | None = None
+    # How the request was put to the model (harness.attacks, --system-prompt, conversation sets): `prompt` stays the
+    # request itself (the behaviour judges rate against); `prompt_sha256` covers everything sent. The system prompt
+    # (None: none) and whether the chat template had no system role so it was folded into the first user turn; the
+    # earlier turns sent before the last user turn (JSON list of {role, content}: a conversation's or an attack's
+    # dialogue); the last user turn as sent when it is not the request (an attack's rewrite); the attack (None: no
+    # attack, the baseline), its identity and round (adaptive attacks); the answer as judges read it when the attack
+    # asked for an encoded one (None: judges read `output`).
+    system_prompt: str | None = None
+    system_folded: bool | None = None
+    history: list[JSON] | None = None
+    sent_prompt: str | None = None
+    attack: str | None = None
+    attack_sha256: str | None = None
+    attack_round: int | None = None
+    judged_output: str | None = None
+    # How the output was generated (harness run --batch): "single" (one sequence at a time, its cost measured) or
+    # "batched" (decoded beside others: no per-user cost, its cost fields stay None); None: an older or imported row.
+    # A batched row's `batch_size` is the sequences decoded at once at most, and `batch_generated_tps` its batch's
+    # generated tokens per second over the whole batch: the batch's throughput, never one user's speed.
+    made_by: str | None = None
+    batch_size: int | None = None
+    batch_generated_tps: float | None = None
     # What else happened on the machine while the cost was measured (harness.telemetry.interference);
     # properties of the measurement, not of the sample's identity (the sample key ignores them).
     interference_frac: float | None = None  # other processes' CPU time / capacity of the allowed CPUs
@@ -133,6 +154,11 @@ class Generation:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def output_for_judges(self) -> str | None:
+        """The answer a judge reads: decoded when the attack asked for an encoded answer (the raw one is `output`)."""
+        return self.judged_output if self.judged_output is not None else self.output
 
     @property
     def energy_j_per_token(self) -> float | None:

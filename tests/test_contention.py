@@ -145,9 +145,9 @@ def plan(policy: object, device: object = None):  # type: ignore[no-untyped-def]
     from harness.prompts import load_set
     from harness.variants import parse_spec
 
-    return engine.Plan(device=device or load_profile("laptop-cpu"),
-                       models=[parse_spec("smollm2-135m-instruct:Q4_1")], prompts=load_set("default")[:2],
-                       seeds=[0], sampling=Sampling(max_tokens=4), policy=policy)  # type: ignore[arg-type]
+    spec = engine.RunSpec(models=[parse_spec("smollm2-135m-instruct:Q4_1")], prompts=load_set("default")[:2],
+                          seeds=[0], sampling=Sampling(max_tokens=4), policy=policy)  # type: ignore[arg-type]
+    return engine.Plan(device=device or load_profile("laptop-cpu"), spec=spec)
 
 
 def test_wait_watches_the_machine_before_measuring_again(tmp_path: Path, busy: list) -> None:
@@ -180,7 +180,7 @@ def test_host_warnings_reach_the_progress_before_anything_runs(tmp_path: Path) -
     cores = len(os.sched_getaffinity(0))
     assert any(m.startswith(f"warning: the device profile runs 64 threads but this process may use {cores} core(s)")
                for m in progress.messages), progress.messages
-    assert p.policy.threshold(device) == 0.05
+    assert p.spec.policy.threshold(device) == 0.05
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -155,7 +155,7 @@ def test_a_conversation_prompt_set_keeps_every_turn(tmp_path: Path) -> None:
 
 
 BAD_CONVERSATIONS = [
-    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "ends with a assistant turn"),
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "ends with an assistant turn"),
     ([{"role": "narrator", "content": "hi"}], "role 'narrator'"),
     ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}],
      "only be the first turn"),

@@ -181,8 +181,9 @@ def _planned_keys(devices: list[str], prompts: Path) -> dict[str, str]:
     out = {}
     with catalog.user_dirs([CATALOG]):
         for device in devices:
-            plan = engine.Plan(device=load_profile(device), models=[parse_spec(MODEL)], prompts=load_set(str(prompts)),
-                               seeds=[0], sampling=Sampling(max_tokens=MAX_TOKENS))
+            spec = engine.RunSpec(models=[parse_spec(MODEL)], prompts=load_set(str(prompts)), seeds=[0],
+                                  sampling=Sampling(max_tokens=MAX_TOKENS))
+            plan = engine.Plan(device=load_profile(device), spec=spec)
             engine.prepare(plan)
             out.update({s.key: device for s in engine.samples(plan)})
     return out

@@ -23,7 +23,7 @@ def _rows(store: Path, table: str, where: str = "", params: tuple = ()) -> list[
 
 def test_default_judges_rate_every_sample_and_are_cached(small_store: Path) -> None:
     import harness
-    from harness.cli.judge import print_judge_line
+    from harness.cli.present import print_judge_line
     from harness.judging import DEFAULT_JUDGES
 
     gens = _rows(small_store, "generations")

@@ -241,8 +241,9 @@ def test_the_shards_of_a_split_plan_merge_into_the_whole_plan(cli, tmp_path: Pat
     _split_run(one, prompts, "1/2")
     _split_run(two, prompts, "2/2")
     with catalog.user_dirs([FLEET_CATALOG]):
-        plan = engine.Plan(device=load_profile("laptop-cpu"), models=[parse_spec("smollm2-135m-instruct:Q4_1")],
-                           prompts=load_set(str(prompts)), seeds=[0], sampling=Sampling(max_tokens=8))
+        spec = engine.RunSpec(models=[parse_spec("smollm2-135m-instruct:Q4_1")], prompts=load_set(str(prompts)),
+                              seeds=[0], sampling=Sampling(max_tokens=8))
+        plan = engine.Plan(device=load_profile("laptop-cpu"), spec=spec)
         engine.prepare(plan)
         all_keys = {s.key: s.prompt.id for s in engine.samples(plan)}
     rows_one, rows_two = _all_rows(one), _all_rows(two)

@@ -507,10 +507,14 @@ def test_catalog_entries_name_real_sources_and_download_nothing() -> None:
     hf = {m.name: m for m in list_manifests() if source_kind(m) == "hf"}
     wanted = {"smollm2-360m-instruct", "smollm2-1.7b-instruct", "qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct",
               "qwen2.5-3b-instruct", "llama3.2-1b-instruct", "llama3.2-3b-instruct", "gemma2-2b-it",
-              "phi3.5-mini-instruct", "mistral-7b-instruct", "mpt-7b-chat", "stablelm-tuned-alpha-7b"}
+              "phi3.5-mini-instruct", "mistral-7b-instruct"}
     assert wanted <= set(hf), sorted(wanted - set(hf))
     for m in hf.values():
         assert m.license and "/" in m.source["hf"] and m.source_variant in m.default_variants, m.name
+    converted = {m.name: m for m in list_manifests() if source_kind(m) == "convert"}  # the study's other two
+    assert {"mpt-7b-chat", "stablelm-tuned-alpha-7b"} <= set(converted)
+    for m in converted.values():
+        assert m.license and m.source["convert"].startswith("hf:") and "/" in m.source["convert"], m.name
 
 
 def test_a_catalog_entry_on_the_hub_derives_what_the_repository_lacks(hub: FakeHub, files: dict, tmp_path: Path,

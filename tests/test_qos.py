@@ -343,7 +343,7 @@ def test_a_real_templated_run_is_judged_for_quality_of_service(tmp_path: Path) -
 def test_a_harm_judge_skips_templated_outputs_and_the_qos_judge_takes_only_them() -> None:
     """Issue 23: a quality-of-service run spent a sixth of its time harm-judging benign templated outputs whose harm
     verdicts nothing shows."""
-    from harness.api import _outputs_to_judge
+    from harness.api._core import _outputs_to_judge
 
     keys, templated = ["h1", "t1", "b1", "t2"], {"t1", "t2"}
     assert _outputs_to_judge("score", keys, templated) == ["h1", "b1"]

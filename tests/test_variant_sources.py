@@ -43,11 +43,11 @@ def write_manifest(tmp_path: Path, source: str, name: str = "m") -> Path:
 
 
 def test_every_kind_is_registered_under_its_own_source_key() -> None:
-    assert list(SOURCE_MODULES) == ["path", "package", "assemble", "hf", "ollama", "onnx_folder"]
+    assert list(SOURCE_MODULES) == ["path", "package", "assemble", "hf", "ollama", "onnx_folder", "convert"]
     names = {key: SOURCES.get(key).name for key in SOURCE_MODULES}
     assert all(SOURCES.get(key).key == key for key in SOURCE_MODULES)
     assert names == {"path": "path", "package": "package", "assemble": "assemble", "hf": "hf", "ollama": "ollama",
-                     "onnx_folder": "onnx-folder"}
+                     "onnx_folder": "onnx-folder", "convert": "convert"}
 
 
 def test_source_table_messages_list_every_kind_as_before(tmp_path: Path) -> None:
@@ -55,16 +55,16 @@ def test_source_table_messages_list_every_kind_as_before(tmp_path: Path) -> None
         load_manifest(str(write_manifest(tmp_path, "")))
     assert str(none.value).endswith("[source] needs exactly one of 'path', 'package' and 'file', 'assemble' "
                                     "(module:function), 'hf' (OWNER/REPO), 'ollama' (NAME[:TAG]), 'onnx_folder' "
-                                    "(a folder)")
+                                    "(a folder), 'convert' (hf:OWNER/REPO or a checkpoint folder)")
     with pytest.raises(UsageError) as two:
         load_manifest(str(write_manifest(tmp_path, 'path = "a.gguf"\nhf = "o/r"')))
-    assert str(two.value).endswith("(a folder), not path and hf")
+    assert str(two.value).endswith("or a checkpoint folder), not path and hf")
     bad = tmp_path / "bad.toml"
     bad.write_text('[source]\npath = "a.gguf"\n', encoding="utf-8")
     with pytest.raises(UsageError) as no_variant:
         load_manifest(str(bad))
     assert str(no_variant.value).endswith("needs a [source] table with 'variant' and one of 'path', "
-                                          "'package'+'file', 'assemble', 'hf', 'ollama', 'onnx_folder'")
+                                          "'package'+'file', 'assemble', 'hf', 'ollama', 'onnx_folder', 'convert'")
 
 
 def test_each_kind_checks_its_own_keys_and_variants(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_a_new_kind_is_one_class_and_one_registration(tmp_path: Path, monkeypatc
     assert derived.derived_from == "Q4_1" and str(derived.path).startswith(str(tmp_path / "cache"))
     with pytest.raises(UsageError) as listed:
         load_manifest(str(write_manifest(tmp_path, "", "none")))
-    assert str(listed.value).endswith("'onnx_folder' (a folder), 'borrowed' (anything)")
+    assert str(listed.value).endswith("'convert' (hf:OWNER/REPO or a checkpoint folder), 'borrowed' (anything)")
 
 
 def _variants_imports(path: Path) -> set[str]:

@@ -112,3 +112,8 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model."""
+
+    def system_folded(self, prompt: ModelInput) -> bool | None:
+        """Whether this input's system turn is folded into its first user turn by the loaded model's prompt format
+        (None: the backend cannot tell)."""
+        return None

@@ -58,6 +58,45 @@ def check_batch_fits(n_sequences: int, n_ctx: int, kv_bytes_per_token: int | Non
                      "device profile")
 
 
+def batch_limits(variant: VariantFile, device: DeviceProfile) -> tuple[int, int | None]:
+    """What bounds a batch of this variant on this device: llama.cpp's limit on parallel sequences and the
+    profile's n_batch (tokens a step), and the sequences whose KV caches fit the memory budget beside the weights
+    (None when the GGUF does not say its KV size)."""
+    import llama_cpp
+
+    from harness.variants.gguf import read_info
+
+    cap = min(int(llama_cpp.llama_max_parallel_sequences()), device.n_batch)
+    kv_per_token = read_info(variant.path, variant.sha256).get("kv_bytes_per_token")
+    if not isinstance(kv_per_token, int) or kv_per_token <= 0:
+        return cap, None
+    return cap, max(0, device.memory_budget_bytes - variant.size_bytes) // (device.n_ctx * kv_per_token)
+
+
+def fitting_batch_size(variant: VariantFile, device: DeviceProfile, most: int) -> int:
+    """The largest batch up to `most` this device holds for the variant (`--batch auto`); 1 when not even two
+    sequences fit (single-stream)."""
+    cap, fits = batch_limits(variant, device)
+    return max(1, min(most, cap, fits if fits is not None else most))
+
+
+def check_batch_size(variant: VariantFile, device: DeviceProfile, batch_size: int) -> None:
+    """A UsageError, saying what fits, unless a batch of `batch_size` sequences of this variant fits the device: its
+    n_batch, llama.cpp's limit on parallel sequences and the memory budget (see `check_batch_fits`)."""
+    import llama_cpp
+
+    from harness.variants.gguf import read_info
+
+    if batch_size > device.n_batch:
+        raise UsageError(f"a batch of {batch_size} sequences decodes {batch_size} tokens a step, more than the "
+                         f"n_batch = {device.n_batch} of device profile '{device.name}': use a batch of at most "
+                         f"{device.n_batch}, or raise n_batch")
+    kv_per_token = read_info(variant.path, variant.sha256).get("kv_bytes_per_token")
+    check_batch_fits(batch_size, device.n_ctx, kv_per_token if isinstance(kv_per_token, int) else None,
+                     variant.size_bytes, device.memory_budget_bytes, device.name,
+                     int(llama_cpp.llama_max_parallel_sequences()))
+
+
 def make_sampler(llm: Any, sampling: Sampling) -> Any:
     """A sampler chain for one sequence, as `llama_cpp.Llama` builds its single-stream one for these settings."""
     from llama_cpp import _internals
@@ -126,16 +165,8 @@ class BatchedLlama:
         """Load a variant for up to `batch_size` sequences at once, each with the profile's n_ctx; a batch the
         memory budget cannot hold is a UsageError saying what fits."""
         from harness.backends.llama_cpp import open_gguf
-        from harness.variants.gguf import read_info
 
-        if batch_size > device.n_batch:
-            raise UsageError(f"a batch of {batch_size} sequences decodes {batch_size} tokens a step, more than the "
-                             f"n_batch = {device.n_batch} of device profile '{device.name}': use a batch of at most "
-                             f"{device.n_batch}, or raise n_batch")
-        kv_per_token = read_info(variant.path, variant.sha256).get("kv_bytes_per_token")
-        check_batch_fits(batch_size, device.n_ctx, kv_per_token if isinstance(kv_per_token, int) else None,
-                         variant.size_bytes, device.memory_budget_bytes, device.name,
-                         int(self._lib.llama_max_parallel_sequences()))
+        check_batch_size(variant, device, batch_size)
         where = f"device profile '{device.name}' (a batch of {batch_size} holds {batch_size} x its n_ctx)"
         self._llm, self._format, meta = open_gguf(variant, device, manifest, n_sequences=batch_size,
                                                   n_ctx_from=where)
@@ -155,6 +186,17 @@ class BatchedLlama:
 
         assert self._format is not None, "load() first"
         return prompt_tokens(self._llm, self._format, prompt)
+
+    def system_folded(self, prompt: ModelInput) -> bool | None:
+        """Whether the loaded model's prompt format folds this input's system turn into its first user turn."""
+        return self._format.system_folded(prompt) if self._format is not None else None
+
+    def check_request(self, request: SequenceRequest) -> None:
+        """A UsageError when this request cannot be generated (no tokens, or too long for a sequence's context)."""
+        assert self._format is not None, "load() first"
+        if not request.tokens:
+            raise UsageError("the prompt has no tokens: there is nothing to generate from")
+        self._format.check_context(len(request.tokens), request.sampling.max_tokens, self._n_ctx_seq)
 
     def _check(self, fmt: PromptFormat, requests: Sequence[SequenceRequest]) -> None:
         for i, request in enumerate(requests):

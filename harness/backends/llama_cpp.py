@@ -121,6 +121,9 @@ class LlamaCppBackend(Backend):
         assert self._format is not None, "load() first"
         return prompt_tokens(self._llm, self._format, prompt)
 
+    def system_folded(self, prompt: ModelInput) -> bool | None:
+        return self._format.system_folded(prompt) if self._format is not None else None
+
     def stream(self, prompt: ModelInput, sampling: Sampling) -> Iterator[int]:
         llm, lib, fmt = self._llm, self._lib, self._format
         assert fmt is not None, "load() first"

@@ -252,6 +252,9 @@ class OnnxBackend(Backend):
         return {name: np.zeros([1] + [d if isinstance(d, int) else 0 for d in shape[1:]], dtype=dtype)
                 for name, shape, dtype in self._kv_inputs}
 
+    def system_folded(self, prompt: ModelInput) -> bool | None:
+        return self._format.system_folded(prompt) if self._format is not None else None
+
     def stream(self, prompt: ModelInput, sampling: Sampling) -> Iterator[int]:
         import numpy as np
 

@@ -36,6 +36,12 @@ if TYPE_CHECKING:
     from harness.variants import ModelManifest, VariantFile
 
 
+def batches_identically(variant: VariantFile) -> bool:
+    """Whether batched outputs of this export are expected to be single-stream's: not for dynamically quantized
+    (int8) exports, whose activation scales span the whole batch (see the module docstring)."""
+    return "int8" not in variant.variant.lower()
+
+
 @dataclass
 class _Row:
     """A request being generated in one row of the batch."""
@@ -80,6 +86,19 @@ class BatchedOnnx:
     def prompt_tokens(self, prompt: ModelInput) -> list[int]:
         """The model input for one user prompt, exactly as single-stream generation makes it."""
         return self._backend._tokens(prompt)
+
+    def system_folded(self, prompt: ModelInput) -> bool | None:
+        """Whether the loaded model's prompt format folds this input's system turn into its first user turn."""
+        return self._backend.system_folded(prompt)
+
+    def check_request(self, request: SequenceRequest) -> None:
+        """A UsageError when this request cannot be generated (no tokens, or too long for the context)."""
+        fmt = self._backend._format
+        if self._backend._sess is None or fmt is None:
+            raise UsageError("the ONNX backend has no model loaded: call load() first")
+        if not request.tokens:
+            raise UsageError("the prompt has no tokens: there is nothing to generate from")
+        fmt.check_context(len(request.tokens), request.sampling.max_tokens, self._backend._n_ctx)
 
     def generate(self, requests: Sequence[SequenceRequest]) -> Iterator[SequenceResult]:
         """Generate for every request, at most `batch_size` at once, yielding each as it finishes (not in order).

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "devices",
     "models",
     "prompts",
+    "attacks",
     "export",
     "judge",
     "humans",
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="extra catalog folder with devices/, models/, prompts/, judges/ (repeatable; also HARNESS_CATALOG)",
+        help="extra catalog folder with devices/, models/, prompts/, judges/, attacks/ (repeatable; also HARNESS_CATALOG)",
     )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -113,9 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or bool(os.environ.get("HARNESS_DEBUG"))
     try:
-        from harness import catalog
+        from harness import api
 
-        with catalog.user_dirs(args.catalog):
+        with api.user_catalogs(args.catalog):
             return int(args.func(args) or 0)
     except HarnessError as exc:
         if debug:

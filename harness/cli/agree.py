@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from harness.errors import UsageError
-
-TASKS = ("rank", "score", "label", "refusal", "pairwise")
+from harness.api import AGREEMENT_TASKS as TASKS
 
 HELP = """Metrics (see harness.agreement.metrics): rbo = extrapolated Rank-Biased Overlap (Webber et al. 2010,
 eq. 32) of the harmful outputs, most harmful first, mean over items; alpha_* = Krippendorff's alpha;
@@ -36,26 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def agree_command(args: argparse.Namespace) -> int:
-    from harness.agreement import agreement_table
+    from harness import api
     from harness.agreement.render import agreement_rich
-    from harness.agreement.table import RboOptions
-    from harness.api import check_bootstrap
     from harness.cli.console import terminal
-    from harness.store import DEFAULT_STORE, Store
 
-    check_bootstrap(args.bootstrap)
-    if args.task is not None and args.task not in TASKS:
-        raise UsageError(f"--task {args.task!r} is unknown: use one of {', '.join(TASKS)}")
-    if not 0 < args.rbo_p < 1:
-        raise UsageError(f"--rbo-p {args.rbo_p} is outside (0, 1): use e.g. --rbo-p 0.9")
     raters = [r.strip() for r in args.raters.split(",") if r.strip()] if args.raters else None
-    if raters is not None and len(raters) < 2:
-        raise UsageError("--raters needs at least two raters separated by commas, e.g. --raters human,gpt4o")
-    rbo = RboOptions(p=args.rbo_p, both_empty=None if args.rbo_both_empty == "skip" else 1.0,
-                     one_empty=None if args.rbo_one_empty == "skip" else 0.0)
-    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, readonly=True) as store:
-        rows = agreement_table(store, raters=raters, bootstrap=args.bootstrap, seed=args.seed, task=args.task,
-                               by_category=args.by_category, rbo=rbo)
+    rows = api.agreement(args.store, raters=raters, task=args.task, bootstrap=args.bootstrap, seed=args.seed,
+                         by_category=args.by_category, rbo_p=args.rbo_p,
+                         rbo_both_empty=None if args.rbo_both_empty == "skip" else 1.0,
+                         rbo_one_empty=None if args.rbo_one_empty == "skip" else 0.0)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

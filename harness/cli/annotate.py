@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 HELP = """Serve a local web page where people label this store's outputs, one item at a time: the prompt, then
 its outputs as Content A, B, C in an order shuffled per annotator (never model or variant names).
@@ -30,33 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def annotate_command(args: argparse.Namespace) -> int:
-    from harness.annotate import Labelling, make_server
-    from harness.annotate.server import check_host
+    from harness import api
     from harness.cli.console import echo
-    from harness.humans.plan import read_plan, whole_store_plan
-    from harness.store import DEFAULT_STORE, Store
 
-    check_host(args.host)  # before the store is opened
-    store_path = Path(args.store) if args.store else DEFAULT_STORE
-    items = read_plan(args.plan) if args.plan else None  # a bad plan fails before the store is touched
-    with Store.open(store_path, create=False) as store:
-        if items is None:
-            items = whole_store_plan(store.generations(), seed=args.seed).items
-        labelling = Labelling(store, items, args.task, seed=args.seed)
+    def say(message: str) -> None:
+        echo(message)
 
-        def say(message: str) -> None:
-            echo(message)
-
-        server = make_server(labelling, host=args.host, port=args.port, annotator=args.annotator, on_event=say)
+    with api.labelling_page(args.store, plan=args.plan, annotator=args.annotator, task=args.task, host=args.host,
+                            port=args.port, seed=args.seed, on_event=say) as page:
         who = f" as {args.annotator}" if args.annotator else ""
-        progress = labelling.progress(args.annotator) if args.annotator else None
-        done = f", {progress.labelled} labelled" if progress else ""
-        echo(f"labelling {len(items)} items of plan {labelling.plan_id} ({args.task}{who}{done}) at {server.url}")
+        done = f", {page.labelled} labelled" if page.labelled is not None else ""
+        echo(f"labelling {page.items} items of plan {page.plan_id} ({args.task}{who}{done}) at {page.url}")
         echo("every answer is stored at once; Ctrl-C stops the server")
         try:
-            server.serve_forever()
+            page.server.serve_forever()
         except KeyboardInterrupt:
             echo("stopped; every answer is in the store", err=True)
-        finally:
-            server.close()
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from rich.table import Table
 
@@ -42,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from harness.devices import list_profiles
+    from harness import api
 
     table = Table(title="device profiles")
     for col in ("name", "kind", "threads", "GPU layers", "ONNX providers", "memory budget", "peak BW GB/s", "description"):
         table.add_column(col)
-    for p in list_profiles():
+    for p in api.list_devices():
         table.add_row(p.name, p.kind, str(p.threads or "auto"), str(p.n_gpu_layers), ", ".join(p.onnx_providers),
                       f"{p.memory_budget_bytes / 1e9:.1f} GB", str(p.peak_bandwidth_gbps or "-"), p.description)
     terminal().print(table)
@@ -55,9 +54,9 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from harness.devices import load_profile
+    from harness import api
 
-    p = load_profile(args.name)
+    p = api.show_device(args.name)
     if args.json:
         print(json.dumps(p.as_dict(), indent=2))
     else:
@@ -68,10 +67,10 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def detect_command(args: argparse.Namespace) -> int:
-    from harness.devices import closest_profile, detect_host
+    from harness import api
 
-    host = detect_host()
-    profile, why = closest_profile(host)
+    found = api.detect_device()
+    host, profile, why = found.host, found.profile, found.why
     if args.json:
         print(json.dumps({"host": host.as_dict(), "profile": profile.name, "why": why}, indent=2))
         return 0
@@ -84,66 +83,20 @@ def detect_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_target(args: argparse.Namespace) -> Path | None:
-    """Where `probe --write/--out` writes: never inside the shipped catalog."""
-    from harness import catalog
-    from harness.errors import UsageError
-
-    package = Path(__file__).resolve().parents[1]
-    shipped_roots = {(package / "_catalog").resolve(), package.parent.resolve()}
-    if args.out:
-        target = Path(args.out).expanduser()
-        if target.suffix != ".toml":
-            raise UsageError(f"--out {args.out}: a device profile is a .toml file: give a path ending in .toml")
-    elif args.write:
-        if not all(c.isalnum() or c in "-_." for c in args.write):
-            raise UsageError(f"--write {args.write!r}: use letters, digits, '-', '_' or '.' in a profile name")
-        user_roots = [r for r in catalog.roots() if r.resolve() not in shipped_roots]
-        root = Path(args.probe_catalog) if args.probe_catalog else (user_roots[0] if user_roots else None)
-        if root is None:
-            raise UsageError("--write needs a user catalog folder: add --catalog DIR (or --out FILE); "
-                             "the shipped catalog is never written")
-        target = root.expanduser() / "devices" / f"{args.write}.toml"
-    else:
-        return None
-    if target.parent.resolve() in {(r / "devices") for r in shipped_roots}:
-        raise UsageError(f"{target} is in the shipped catalog: "
-                         "write to a user catalog with --catalog DIR or --out FILE")
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} exists: pass --force to overwrite it, or choose another name")
-    return target
-
-
 def probe_command(args: argparse.Namespace) -> int:
-    from harness.devices import cpu_flags, detect_host, physical_cores
-    from harness.errors import UsageError
-    from harness.roofline import cpu_flags_of_interest, measure_bandwidth, profile_toml
+    from harness import api
 
-    if args.threads < 0 or args.repeats < 1 or args.size_mb < 1:
-        raise UsageError("--threads must be >= 0, --repeats >= 1 and --size-mb >= 1")
-    target = _profile_target(args)  # check before the slow measurement
-    threads = args.threads or physical_cores()
-    host = detect_host().as_dict()
-    flags = cpu_flags()
-    measured = measure_bandwidth(threads=threads, array_bytes=args.size_mb * 1024 * 1024, repeats=args.repeats)
-    text = None
-    if target is not None:
-        text = profile_toml(target.stem, measured, host, flags)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".toml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-        from harness.devices import load_profile
-
-        load_profile(str(target))  # the written profile must load
+    probe = api.probe_device(threads=args.threads, size_mb=args.size_mb, repeats=args.repeats, write=args.write,
+                             catalog=args.probe_catalog, out=args.out, force=args.force)
+    host, measured, target = probe.host, probe.bandwidth, probe.profile
     if args.json:
-        print(json.dumps({"host": host, "cpu_flags": flags, "bandwidth": measured,
+        print(json.dumps({"host": host, "cpu_flags": probe.cpu_flags, "bandwidth": measured,
                           "profile": str(target) if target else None}, indent=2))
         return 0
     c = terminal()
     c.print(labelled("CPU", f"{host['cpu_model']} ({host['physical_cores']} physical cores)"))
-    c.print(labelled("kernel-relevant CPU flags", ' '.join(cpu_flags_of_interest(flags)) or '-'))
-    c.print(labelled("memory bandwidth", f"{threads} thread(s), {args.size_mb} MiB arrays per thread, "
+    c.print(labelled("kernel-relevant CPU flags", ' '.join(probe.flags_of_interest) or '-'))
+    c.print(labelled("memory bandwidth", f"{probe.threads} thread(s), {args.size_mb} MiB arrays per thread, "
                                          f"best of {args.repeats}"))
     table = Table()
     table.add_column("kernel")

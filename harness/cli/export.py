@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
-from pathlib import Path
-from typing import IO, Any
 
-from harness.errors import UsageError, require
-
-FORMATS = ("jsonl", "csv", "parquet")
+from harness.api import EXPORT_FORMATS as FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,61 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=export_command)
 
 
-def _flat(v: Any) -> Any:
-    return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
-
-
-def write_rows(rows: list[dict[str, Any]], fmt: str, fh: IO[str], *, shown: bool = False) -> None:
-    """JSONL (values as they are) or CSV (nested values as JSON; text cells spreadsheet-safe). `shown`: the rows go
-    to a terminal (standard output), so control characters are escaped (JSON escapes in JSONL, visible ones in
-    CSV); a file gets the values as they are."""
-    from harness import safetext
-    from harness.outputs import spreadsheet_cell
-
-    if fmt == "jsonl":
-        for r in rows:
-            line = json.dumps(r, ensure_ascii=False, default=str)
-            fh.write((safetext.json_line(line) if shown else line) + "\n")
-    elif rows:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            cells = {k: spreadsheet_cell(_flat(v)) for k, v in r.items()}
-            w.writerow({k: safetext.terminal(v) if shown and isinstance(v, str) else v for k, v in cells.items()})
-
-
-def export_rows(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
-    """Write rows to `out` (already checked by harness.outputs.output_file) atomically, or to standard output."""
-    from harness.outputs import atomic_write
-
-    if fmt == "parquet":
-        if out is None:
-            raise UsageError("parquet needs a file: pass --out FILE.parquet")
-        pd = require("pandas", "analysis", "Parquet export")
-        frame = pd.DataFrame([{k: _flat(v) for k, v in r.items()} for r in rows])
-        with atomic_write(out, "wb") as fh:
-            frame.to_parquet(fh, index=False)
-        return
-    if out is None:
-        write_rows(rows, fmt, sys.stdout, shown=True)
-        return
-    with atomic_write(out, newline="") as fh:
-        write_rows(rows, fmt, fh)
-
-
 def export_command(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
+    from harness import api
     from harness.cli.console import echo
-    from harness.outputs import output_file
-    from harness.store import DEFAULT_STORE, Store
 
-    out = output_file(args.out, force=args.force) if args.out else None  # checked before the store is read
-    if args.format == "parquet" and out is None:
-        raise UsageError("parquet needs a file: pass --out FILE.parquet")
-    with Store.open(args.store or DEFAULT_STORE, readonly=True) as store:
-        rows = [asdict(r) for r in store.records(args.table)]
-    export_rows(rows, args.format, out)
-    if out:
-        echo(f"wrote {len(rows)} rows of {args.table} to {out}", err=True)
+    done = api.export_table(args.store, args.table, args.format, args.out, force=args.force, stream=sys.stdout)
+    if done.out:
+        echo(f"wrote {done.rows} rows of {done.table} to {done.out}", err=True)
     return 0

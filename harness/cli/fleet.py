@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from harness.fleet import DEFAULT_PORT
+    from harness.api import DEFAULT_FLEET_PORT as DEFAULT_PORT
 
     p = sub.add_parser("fleet", help="run plans on a fleet of boards (Dask): scheduler, workers, status",
                        description="A fleet is a Dask scheduler and one worker per board; `harness run --fleet "
@@ -47,46 +47,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def scheduler_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from harness.fleet import require_distributed
-    from harness.fleet.scheduler import serve_scheduler
-
-    require_distributed()
+    from harness import api
 
     def ready(address: str) -> None:
         print(f"fleet scheduler at {address}: start a worker on each board with "
               f"`harness fleet worker --scheduler {address} --device NAME`", flush=True)
 
     try:
-        asyncio.run(serve_scheduler(args.host, args.port, on_ready=ready))
+        api.serve_fleet_scheduler(args.host, args.port, on_ready=ready)
     except KeyboardInterrupt:
         print("fleet scheduler stopped", flush=True)
     return 0
 
 
 def worker_command(args: argparse.Namespace) -> int:
-    import asyncio
+    from harness import api
 
-    from harness.errors import UsageError
-    from harness.fleet import device_resource, require_distributed
-    from harness.fleet.worker import board_config, serve_worker
-
-    require_distributed()
-    config = board_config(args.device, args.store, args.name, args.catalog)
+    worker = api.fleet_worker(args.device, args.store, args.name, args.catalog)
+    config = worker.config
 
     def ready(address: str) -> None:
-        print(f"fleet worker {config.name} at {address}: offers {device_resource(config.device)}=1 "
+        print(f"fleet worker {config.name} at {address}: offers {worker.resource}=1 "
               f"({config.device_reason}) to {args.scheduler}; shard {config.store}", flush=True)
 
     try:
-        asyncio.run(serve_worker(args.scheduler, config, listen_host=args.listen_host, on_ready=ready,
-                                 connect_timeout_s=args.connect_timeout))
+        api.serve_fleet_worker(args.scheduler, worker, listen_host=args.listen_host, on_ready=ready,
+                               connect_timeout_s=args.connect_timeout)
     except KeyboardInterrupt:
         print(f"fleet worker {config.name} stopped", flush=True)
-    except (OSError, TimeoutError) as exc:
-        raise UsageError(f"cannot reach the fleet scheduler at {args.scheduler} ({exc}): start `harness fleet "
-                         "scheduler` there and check the address") from exc
     return 0
 
 
@@ -95,11 +83,10 @@ def status_command(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
+    from harness import api
     from harness.cli.console import terminal, text
-    from harness.fleet.coordinator import FleetClient
 
-    with FleetClient(args.scheduler) as fleet:
-        devices = fleet.devices()
+    devices = api.fleet_status(args.scheduler)
     if args.json:
         print(json.dumps(devices, indent=2, sort_keys=True, default=str))
         return 0

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from harness import numbers
-from harness.errors import UsageError
+from harness.cli.arguments import parse_groups
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from harness.humans import FORMATS
+    from harness import api
 
+    formats = api.rating_formats()
     p = sub.add_parser("humans", help="human rankings and labels: import, model harm ranking")
     hsub = p.add_subparsers(dest="humans_command", metavar="ACTION", required=True)
     i = hsub.add_parser("import", help="import a file or folder of human (and third-party judge) ratings",
                         description="Import ratings; importing the same file twice adds nothing (label-studio and "
                                     "plan-csv, labels of this store's own outputs, update answers that changed). "
                                     "Formats: "
-                                    + ", ".join(FORMATS))
-    i.add_argument("format", choices=FORMATS, metavar="FORMAT", help=" | ".join(FORMATS))
+                                    + ", ".join(formats))
+    i.add_argument("format", choices=formats, metavar="FORMAT", help=" | ".join(formats))
     i.add_argument("path", metavar="PATH", help="the file, or for llm-harm the release folder")
     i.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
     i.add_argument("--reverse-groups", default="", metavar="N,N",
@@ -43,53 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.set_defaults(func=ranking_command)
 
 
-def parse_groups(text: str) -> set[int]:
-    groups = set()
-    for part in (t.strip() for t in text.split(",")):
-        if not part:
-            continue
-        digits = part.lower().removeprefix("group").strip(" -_")
-        try:
-            if not digits.isdigit():
-                raise ValueError(digits)
-            groups.add(numbers.parse_int(digits))
-        except ValueError:
-            raise UsageError(f"--reverse-groups {numbers.describe(text)!r}: give group numbers separated by commas, "
-                             "e.g. --reverse-groups 10") from None
-    return groups
-
-
 def import_command(args: argparse.Namespace) -> int:
+    from harness import api
     from harness.cli.console import terminal
-    from harness.humans import COLLECTED_FORMATS, parse_path, write_parsed
-    from harness.store import DEFAULT_STORE, Store
 
-    options: dict[str, object] = {}
-    if args.format == "llm-harm":
-        options["reverse_groups"] = parse_groups(args.reverse_groups)
-    elif args.format.startswith("rankings-"):
-        options.update(reverse=args.reverse, value=args.value, rater=args.rater)
-    elif args.format == "pairwise-jsonl":
-        options["rater"] = args.rater
-    elif args.format == "labels-csv":
-        options["model"] = args.model
-    elif args.format == "plan-csv":
-        options["annotator"] = args.annotator
-    path = Path(args.path)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist: pass the path of the {args.format} file or folder")
-    store_path = Path(args.store) if args.store else DEFAULT_STORE
-    collected = args.format in COLLECTED_FORMATS
-    if collected and not store_path.exists():
-        raise UsageError(f"store {store_path} does not exist: {args.format} labels are of a store's own outputs; "
-                         "pass the --store the plan was drawn from")
-    if store_path.exists():
-        with Store.open(store_path, create=False) as store:
-            report = write_parsed(store, *parse_path(args.format, path, store=store, **options), update=collected)
-    else:  # nothing to link to yet: parse first, so a bad file leaves no empty store behind
-        parsed = parse_path(args.format, path, **options)
-        with Store.open(store_path) as store:
-            report = write_parsed(store, *parsed)
+    report = api.import_ratings(args.format, args.path, args.store,
+                                reverse_groups=parse_groups(args.reverse_groups) if args.format == "llm-harm" else (),
+                                reverse=args.reverse, value=args.value, rater=args.rater, model=args.model,
+                                annotator=args.annotator)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -98,13 +58,11 @@ def import_command(args: argparse.Namespace) -> int:
 
 
 def ranking_command(args: argparse.Namespace) -> int:
-    from harness.agreement import model_harm_ranking
+    from harness import api
     from harness.agreement.render import ranking_rich, test_line
     from harness.cli.console import terminal
-    from harness.store import DEFAULT_STORE, Store
 
-    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, readonly=True) as store:
-        result = model_harm_ranking(store, rater=args.rater, task=args.task)
+    result = api.harm_ranking(args.store, rater=args.rater, task=args.task)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -160,64 +118,19 @@ def _register_plans(hsub: argparse._SubParsersAction) -> None:  # type: ignore[t
     e.set_defaults(func=export_tasks_command)
 
 
-def _judge_harm_rates(store: object, judge: str | None) -> tuple[dict[tuple[str, str, str], float | None], str | None]:
-    """Per (device, model, variant): the harm rate of one judge (the named one, else the judge with most verdicts)."""
-    from harness import rates
-    from harness.records import HARM_TASKS
-
-    gens = store.generations(with_texts=False)  # type: ignore[attr-defined]
-    counts = [rates.RatingCount(*row) for row in store.rating_counts(HARM_TASKS)]  # type: ignore[attr-defined]
-    judged = [r for r in rates.harm_rates(gens, counts) if r.rater_kind in ("judge", "external-judge")]
-    known = sorted({r.rater for r in judged})
-    if judge is not None and judge not in known:
-        raise UsageError(f"judge {judge!r} has no harm verdicts on this store's outputs: pass --judge with one of: "
-                         f"{', '.join(known) or 'none yet (run `harness judge` first, or drop --judge)'}")
-    chosen = rates.choose_primary_rater(judged, judge)
-    return {(r.device, r.model, r.variant): r.rate for r in judged if r.rater == chosen}, chosen
-
-
-def _judge_verdicts(store: object) -> dict[str, tuple[int, int, int]]:
-    from harness.records import HARM_TASKS
-
-    out: dict[str, list[int]] = {}
-    for sk, _rater, kind, _task, n_valid, n_harmful, n_invalid in store.rating_counts(HARM_TASKS):  # type: ignore[attr-defined]
-        if kind in ("judge", "external-judge"):
-            a = out.setdefault(sk, [0, 0, 0])
-            a[0] += n_valid
-            a[1] += n_harmful
-            a[2] += n_invalid
-    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
-
-
 def sample_command(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from harness import api
     from harness.cli.console import terminal
-    from harness.humans.plan import WilsonNeed, draw_plan, labels_for_width, quotas_for_width, write_plan
-    from harness.store import DEFAULT_STORE, Store
 
-    if args.target_width is not None:
-        labels_for_width(None, args.target_width)  # checks the width before reading anything
-    out = Path(args.out)
-    with Store.open(Path(args.store) if args.store else DEFAULT_STORE, readonly=True) as store:
-        gens = store.generations()
-        verdicts = _judge_verdicts(store)
-        quotas = None
-        harm_rates, judge = _judge_harm_rates(store, args.judge)  # shown beside every plan's quotas
-        if args.target_width is not None:
-            variants = sorted({(g.device, g.model, g.variant) for g in gens})
-            quotas = quotas_for_width(variants, args.target_width, WilsonNeed(harm_rates))
-    plan = draw_plan(gens, per_variant=args.per_variant, quotas=quotas, strategy=args.strategy, seed=args.seed,
-                     judge_verdicts=verdicts, include_benign=args.include_benign, harm_rates=harm_rates)
-    write_plan(plan, out)
-    summary = {"plan": plan.plan_id, "out": str(out), "items": len(plan.items), "strategy": plan.strategy,
-               "seed": plan.seed, "target_width": args.target_width, "judge": judge,
-               "variants": [{"device": q.device, "model": q.model, "variant": q.variant, "wanted": q.wanted,
-                             "available": q.available, "planned": q.planned, "short": q.short,
-                             "judge_harm_rate": q.judge_harm_rate} for q in plan.quotas]}
+    drawn = api.draw_labelling_plan(args.out, args.store, per_variant=args.per_variant, target_width=args.target_width,
+                                    strategy=args.strategy, seed=args.seed, judge=args.judge,
+                                    include_benign=args.include_benign)
+    plan, out, judge = drawn.plan, drawn.out, drawn.judge
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(drawn.as_dict(), indent=2))
         return 0
     console = terminal()
     how = f"--target-width {args.target_width} from {judge or 'no judge (p = 0.5)'}" if args.target_width is not None \
@@ -237,16 +150,10 @@ def sample_command(args: argparse.Namespace) -> int:
 
 
 def export_tasks_command(args: argparse.Namespace) -> int:
+    from harness import api
     from harness.cli.console import echo
-    from harness.humans.labelstudio import write_tasks
-    from harness.humans.plan import read_plan
-    from harness.humans.sheets import write_sheet
 
-    items = read_plan(args.plan)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file: give a folder to write the tasks into")
-    written = write_tasks(items, args.task, out) if args.format == "label-studio" else write_sheet(items, args.task, out)
+    written = api.export_labelling_tasks(args.plan, args.format, args.out, task=args.task)
     for p in written:
         echo(p)
     if args.format == "label-studio":

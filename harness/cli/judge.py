@@ -27,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def judging_options(p: argparse.ArgumentParser, default: Any) -> None:
     """The options of `harness judge` itself."""
-    from harness.judging.modes import mode_names
+    from harness.api import judge_modes
 
     store_option(p, default)
     judge_option(p, default)
-    p.add_argument("--mode", default=default, choices=mode_names(), help="override the judge's mode")
+    p.add_argument("--mode", default=default, choices=judge_modes(), help="override the judge's mode")
     p.add_argument("--concurrency", type=int, default=None, metavar="N", help="requests in flight (openai judges)")
     p.add_argument("--order", default=default, choices=("fixed", "shuffle", "balanced"),
                    help="order outputs are shown in (rank, pairwise): fixed, shuffled by seed, or all rotations")
@@ -70,7 +70,7 @@ KEEP = argparse.SUPPRESS
 
 
 def register_calibrate(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from harness.judging.modes import mode_names
+    from harness.api import judge_modes
 
     c = actions.add_parser("calibrate", help="measure a judge against people on human-labelled sets (judge cards)",
                            description="Run a judge on human-labelled sets and store its judge cards: its sensitivity "
@@ -83,7 +83,7 @@ def register_calibrate(actions: argparse._SubParsersAction) -> None:  # type: ig
     c.add_argument("--set", dest="sets", action="append", default=[], metavar="FORMAT:PATH",
                    help="a human-labelled set (repeatable)")
     store_option(c, KEEP)
-    c.add_argument("--mode", default=KEEP, choices=mode_names(), help="override the judge's mode")
+    c.add_argument("--mode", default=KEEP, choices=judge_modes(), help="override the judge's mode")
     c.add_argument("--order", default=KEEP, choices=("fixed", "shuffle", "balanced"),
                    help="order outputs are shown in (rank, pairwise)")
     c.add_argument("--base-url", default=KEEP, metavar="URL", help="override an openai judge's endpoint")
@@ -124,42 +124,20 @@ def register_cards(actions: argparse._SubParsersAction) -> None:  # type: ignore
 def list_command() -> int:
     from rich.table import Table
 
+    from harness import api
     from harness.cli.console import terminal, text
-    from harness.judging.config import list_judges
 
     table = Table(title="judges")
     for col in ("name", "kind", "mode", "model", "description"):
         table.add_column(col)
-    for j in list_judges():
-        table.add_row(*(text(str(v)) for v in (j.name, j.kind, j.mode, j.model or (j.model_path or "-"),
-                                               j.description)))
+    for j in api.list_judges():
+        table.add_row(*(text(v) for v in (j.name, j.kind, j.mode, j.model, j.description)))
     terminal().print(table)
     return 0
 
 
 def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
-
-
-def print_judge_line(s: Any, console: Any) -> None:
-    """One line per judge, as `harness run` prints after judging."""
-    from harness.cli.console import text
-
-    parts: list[tuple[str, str]] = [(f"{s.n_requested} new", ""), (f"{s.n_cached_store + s.n_cached_disk} cached", "")]
-    if s.n_failed:
-        parts.append((f"{s.n_failed} failed", "red"))
-    if s.n_unparseable:
-        parts.append((f"{s.n_unparseable} unparseable", "yellow"))
-    if s.s_per_judgment is not None:
-        parts.append((f"{s.s_per_judgment:.3f} s/output", ""))
-    if s.model_load_s is not None:
-        parts.append((f"model load {s.model_load_s:.1f} s", ""))
-    line = text("judged", "bold") + text(f" {s.judge}: ")
-    for i, part in enumerate(parts):
-        line.append(", " if i else "")
-        line.append(*part)
-    line.append(f" ({s.elapsed_s:.1f} s)")
-    console.print(line)
 
 
 def judge_command(args: argparse.Namespace) -> int:
@@ -176,11 +154,11 @@ def judge_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
-    from harness.progress import NoProgress
+    from harness.rating_tasks import rating_task
 
     err = terminal(stderr=True)
     out = terminal()
-    progress = NoProgress() if args.quiet else RichProgress(err)
+    progress = None if args.quiet else RichProgress(err)
     options = dict(mode=args.mode, order=args.order, order_seed=args.order_seed, base_url=args.base_url,
                    limit=args.limit, use_disk_cache=not args.no_disk_cache)
     if (args.batch_export or args.batch_import) and args.concurrency is not None:
@@ -219,11 +197,11 @@ def judge_command(args: argparse.Namespace) -> int:
         out.print(text(f"  {tokens}{cost}{s.request_s / s.n_requested:.3f} s per judgment, {s.elapsed_s:.1f} s in all"))
     if s.rates:
         table = Table(title=text(f"ratings by {s.judge} (invalid ratings are excluded from rates and counted)"))
-        task = s.rates[0].task
+        rate = rating_task(s.rates[0].task).rate
         cols = ["model", "variant", "n", "valid", "invalid"]
-        if task == "refusal":
+        if rate == "refusal":
             cols += ["refusal", "partial", "compliance", "refusal rate"]
-        elif task == "pairwise":
+        elif rate == "win share":
             cols += ["mean win share"]
         else:
             cols += ["harmful", "harm rate"]
@@ -231,9 +209,9 @@ def judge_command(args: argparse.Namespace) -> int:
             table.add_column(c, justify="left" if c in ("model", "variant") else "right")
         for r in s.rates:
             cells = [r.model, r.variant, str(r.n), str(r.valid), str(r.invalid)]
-            if task == "refusal":
+            if rate == "refusal":
                 cells += [str(r.refusal), str(r.partial_refusal), str(r.compliance), _fmt(r.refusal_rate, ".0%")]
-            elif task == "pairwise":
+            elif rate == "win share":
                 cells += [_fmt(r.mean_win_share, ".2f")]
             else:
                 cells += [str(r.harmful), _fmt(r.harm_rate, ".0%")]
@@ -294,13 +272,12 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
-    from harness.progress import NoProgress
     from harness.rates import card_verdict_text
 
     if not args.judge:
         raise UsageError("harness judge calibrate needs --judge NAME or a .toml path: see `harness judge --list`")
     err = terminal(stderr=True)
-    progress = NoProgress() if args.quiet or args.json else RichProgress(err)
+    progress = None if args.quiet or args.json else RichProgress(err)
     cards = api.calibrate(args.judge, args.sets, store=args.store, mode=args.mode, order=args.order,
                           base_url=args.base_url,
                           limit=args.limit, bootstrap=args.bootstrap, seed=args.seed, progress=progress,

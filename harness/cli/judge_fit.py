@@ -57,22 +57,16 @@ def cards_table(cards: list[Any], title: str) -> Any:
 
 
 def fit_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from harness import api
     from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
-    from harness.errors import UsageError
-    from harness.probe_fit import fit_and_write
-    from harness.progress import NoProgress
 
-    if not args.fit_sets:
-        raise UsageError("harness judge fit needs --set FORMAT:PATH (one or more human-labelled sets)")
     err = terminal(stderr=True)
     out = terminal()
-    progress = NoProgress() if getattr(args, "quiet", False) else RichProgress(err)
-    folder = Path(args.fit_catalog).expanduser() if args.fit_catalog else None
-    report, written = fit_and_write(args.base, args.fit_sets, args.task, args.fit_name, folds=args.folds,
-                                    seed=args.fit_seed, folder=folder, progress=progress)
+    progress = None if getattr(args, "quiet", False) else RichProgress(err)
+    fit = api.fit_probe(args.base, args.fit_sets or [], args.task, args.fit_name, folds=args.folds, seed=args.fit_seed,
+                        catalog_dir=args.fit_catalog, progress=progress)
+    report, written = fit.report, fit.written
     for s in report.sets:
         out.print(text(f"set {s['name']}: {s['n']} labelled outputs of {s['prompts']} prompts ({s['positive']} "
                        f"positive, {s['negative']} negative; labels: {s['labels']})"))

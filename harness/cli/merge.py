@@ -24,15 +24,13 @@ def merge_command(args: argparse.Namespace) -> int:
 
     from harness import api
     from harness.cli.console import terminal, text
-    from harness.merge import TABLES
 
     result = api.merge(args.shards, args.into)
     out = terminal()
     table = Table(title=text(f"merged {len(result.sources)} shard(s) into {result.into}"))
     for col in ("table", "added", "replaced", "unchanged", "duplicates"):
         table.add_column(col, justify="left" if col == "table" else "right")
-    for name in TABLES:
-        c = result.counts[name]
+    for name, c in result.counts.items():  # every table, in merge order
         table.add_row(name, str(c.added), str(c.replaced), str(c.unchanged), str(c.duplicates))
     out.print(table)
     return 0

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
-from pathlib import Path
 
 from rich.table import Table
 
 from harness import safetext
 from harness.cli.console import echo, terminal, text
-from harness.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,24 +41,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from harness.prompts import load_set, set_names
+    from harness import api
 
     table = Table(title="prompt sets")
     for col in ("name", "prompts", "harmful", "benign", "categories"):
         table.add_column(col)
-    for name in set_names():
-        ps = load_set(name)
-        cats = Counter(p.category for p in ps)
-        table.add_row(text(name), str(len(ps)), str(sum(not p.benign for p in ps)), str(sum(p.benign for p in ps)),
-                      text(", ".join(f"{c} ({n})" for c, n in sorted(cats.items()))))
+    for ps in api.list_prompt_sets():
+        table.add_row(text(ps.name), str(ps.prompts), str(ps.harmful), str(ps.benign),
+                      text(", ".join(f"{c} ({n})" for c, n in ps.categories.items())))
     terminal().print(table)
     return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from harness.prompts import load_set
+    from harness import api
 
-    ps = [p for p in load_set(args.name) if args.category in (None, p.category)]
+    ps = api.show_prompts(args.name, category=args.category)
     if args.json:
         for p in ps:
             echo(safetext.json_line(json.dumps(p.as_record(), ensure_ascii=False)))
@@ -76,21 +71,11 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from harness.infiles import base_suffix, regular_file
-    from harness.outputs import output_file
-    from harness.prompts import ColumnMap, import_csv, import_jsonl, read_published, write_jsonl
+    from harness import api
 
-    cols = ColumnMap(args.id_column, args.text_column, args.category_column, args.benign_column, args.source_column)
-    given = Path(args.path)
-    out = output_file(args.out, force=args.force)
-    if out.exists() and given.is_file() and out.resolve() == given.resolve():
-        raise UsageError(f"--out {out} is the file being imported: pass another file name")
-    # A published set (recognised by its columns, FORMAT:PATH or hf:) unless the user maps the columns.
-    ps = read_published(args.path, args.name) if cols == ColumnMap() else None
-    if ps is None:
-        path = regular_file(given, "a CSV or JSONL")
-        reader = import_csv if base_suffix(path) == ".csv" else import_jsonl
-        ps = reader(path, cols, args.name, args.category)
-    write_jsonl(ps, out)
-    echo(f"imported {len(ps)} prompts from {args.path} -> {out}")
+    done = api.import_prompts(args.path, args.out, force=args.force, id_column=args.id_column,
+                              text_column=args.text_column, category_column=args.category_column,
+                              benign_column=args.benign_column, source_column=args.source_column,
+                              category=args.category, name=args.name)
+    echo(f"imported {done.prompts} prompts from {done.source} -> {done.out}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from harness import numbers
@@ -26,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="prompt set name or .jsonl/.csv file, a published set's file (JailbreakBench, HarmBench, "
                         "AdvBench, StrongREJECT, XSTest, ...; or FORMAT:FILE[?split=NAME]) or "
                         "hf:OWNER/DATASET[:SPLIT] (default: harm-eliciting + benign controls)")
+    p.add_argument("--system-prompt", action="append", default=None, metavar="TEXT|@FILE", dest="system_prompts",
+                   help="run every prompt under this system prompt (the product's own); repeat to compare several "
+                        "(e.g. the product's and a safety prompt); a template without a system role gets it folded "
+                        "into the first user turn, and the record says so")
+    p.add_argument("--attack", action="append", default=None, metavar="NAME[,NAME]", dest="attacks",
+                   help="also run every prompt under these attacks of the attacks/ catalog (see `harness attacks "
+                        "list`), beside the no-attack baseline")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="take N prompts of the set: a seeded sample stratified over its categories and benign "
                         "controls (the same N prompts every time)")
@@ -48,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--contention-threshold", type=float, default=None, metavar="FRACTION",
                    help="share of the machine other processes may use during a measurement before it counts as "
                         "contended (default: the device profile's contention_threshold, 0.1)")
+    p.add_argument("--batch", default=None, metavar="N|auto",
+                   help="generate the harm samples up to N at a time (auto: as many as the device's memory budget "
+                        "holds); their cost is then measured single-stream on --cost-sample samples per variant "
+                        "(default: one at a time, every sample's cost measured)")
+    p.add_argument("--cost-sample", type=int, default=None, metavar="K",
+                   help="with --batch: measure cost single-stream on K samples per variant, a seeded sample "
+                        "stratified over categories (default 16, all when the plan is smaller)")
     p.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
     p.add_argument("--no-judge", action="store_true", help="skip the default local judges")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
@@ -82,17 +97,32 @@ def parse_seeds(args: argparse.Namespace) -> list[int]:
     return [args.seed if args.seed is not None else 0]
 
 
+def parse_batch(value: str | None) -> int | str | None:
+    """`--batch N|auto` -> N, "auto" or None (not given)."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        return numbers.parse_int(value)
+    except ValueError as exc:
+        raise UsageError(f"--batch {numbers.describe(value)!r}: give a batch size (a whole number, at least 1) or "
+                         "auto") from exc
+
+
+def command_line() -> str:
+    """The command as typed, recorded with the run."""
+    return " ".join(["harness", *sys.argv[1:]])
+
+
 def run_command(args: argparse.Namespace) -> int:
-    from harness import api, engine
+    from harness import api
     from harness.cli.console import terminal, text
-    from harness.cli.judge import print_judge_line
+    from harness.cli.present import print_judge_line
     from harness.cli.progress import RichProgress
     from harness.cli.tables import leaderboard_table, print_table
-    from harness.progress import NoProgress
 
     console = terminal(stderr=True)
     out = terminal()
-    progress = NoProgress() if args.quiet else RichProgress(console)
+    progress = None if args.quiet else RichProgress(console)
     if args.fleet_wait is not None and args.fleet is None:
         raise UsageError("--fleet-wait is for fleet runs: add --fleet ADDRESS or drop it")
     fleet_options = {"fleet": args.fleet} if args.fleet else {}
@@ -101,10 +131,12 @@ def run_command(args: argparse.Namespace) -> int:
     result = api.run(args.model or None, device=args.device or "auto", prompts=args.prompts, limit=args.limit,
                      max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                      seeds=parse_seeds(args), store=args.store, judge=not args.no_judge, report=not args.no_report,
-                     report_dir=args.report_dir, progress=progress, command=engine.command_line(), shard=args.shard,
+                     report_dir=args.report_dir, progress=progress, command=command_line(), shard=args.shard,
                      repeat=args.repeat, on_contention=args.on_contention,
                      contention_threshold=args.contention_threshold, limit_mode=args.limit_mode,
-                     include_flagged=args.include_flagged, **fleet_options)
+                     include_flagged=args.include_flagged, system_prompts=args.system_prompts,
+                     attacks=args.attacks, batch=parse_batch(args.batch), cost_sample=args.cost_sample,
+                     **fleet_options)
     console.print(text("generated", "bold") + text(f" {result.written} new, {result.skipped} already in the "
                                                    f"store ({result.planned} planned)"))
     if result.fleet is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.errors import UsageError
-
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("study", help="reproduce the LLM-Harm study from its public release; audit HH-RLHF pairs")
@@ -57,18 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
+    from harness import api
     from harness.agreement.render import agreement_rich, ranking_rich, test_line
-    from harness.api import check_bootstrap
+    from harness.cli.arguments import parse_groups
     from harness.cli.console import terminal
-    from harness.cli.humans import parse_groups
-    from harness.study import reproduce
 
-    check_bootstrap(args.bootstrap)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file: pass a folder")
-    result = reproduce(Path(args.release), out, tuple(sorted(parse_groups(args.reverse_groups))),
-                       bootstrap=args.bootstrap, seed=args.seed)
+    result = api.reproduce_study(args.release, out, reverse_groups=parse_groups(args.reverse_groups),
+                                 bootstrap=args.bootstrap, seed=args.seed)
     console = terminal()
     imp = result["import"]
     console.print(f"imported {imp['rows_read']} rows: {imp['ratings_built']} ratings, {len(imp['rejected'])} rows rejected "
@@ -93,11 +87,10 @@ def judge_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
-    from harness.progress import NoProgress
     from harness.study import columns, row_cells
 
     err = terminal(stderr=True)
-    progress = NoProgress() if args.json else RichProgress(err)
+    progress = None if args.json else RichProgress(err)
     result = api.study_judge(args.release, args.judge, out=args.out, store=args.store, mode=args.mode,
                              order=args.order, base_url=args.base_url, limit=args.limit, bootstrap=args.bootstrap, seed=args.seed,
                              progress=progress, use_disk_cache=not args.no_disk_cache)
@@ -136,10 +129,9 @@ def hh_audit_command(args: argparse.Namespace) -> int:
     from harness.cli.console import terminal, text
     from harness.cli.progress import RichProgress
     from harness.hh_audit import share_text
-    from harness.progress import NoProgress
 
     err = terminal(stderr=True)
-    progress = NoProgress() if args.json else RichProgress(err)
+    progress = None if args.json else RichProgress(err)
     result = api.hh_audit(args.file, args.judge, mode=args.mode, base_url=args.base_url, limit=args.limit,
                           progress=progress, use_disk_cache=not args.no_disk_cache)
     if args.json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.cells import cell_len
@@ -20,8 +20,11 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import formatting as f
+from harness.api import NO_CONTENDED_COST, UNCALIBRATED_NOTE
 from harness.cli.console import terminal, text
-from harness.rates import NO_CONTENDED_COST, UNCALIBRATED_NOTE, ContendedCost, LeaderboardRow
+
+if TYPE_CHECKING:
+    from harness.api import ContendedCost, LeaderboardRow
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ def wide_columns(rows: Sequence[LeaderboardRow]) -> list[Column]:
     if any(r.qos_max_gap is not None for r in rows):
         cols += [Column("refusal gap (p)", qos_gap)]
     return cols + [
-        Column("n", lambda r: str(r.cost.n)), Column("size", lambda r: f.mb(r.cost.size_bytes)),
+        Column("n", lambda r: str(r.cost.n)),
+        Column("cost from", lambda r: f"{r.cost.n_cost} single-stream"),  # batched samples have no per-user cost
+        Column("size", lambda r: f.mb(r.cost.size_bytes)),
         Column("TTFT s", ttft_cell), Column("prompt tok/s", lambda r: _fmt(r.cost.prompt_tps, ".0f")),
         Column("decode tok/s [IQR]", decode_cell), Column("latency s", lambda r: _fmt(r.cost.latency_s, ".2f")),
         Column("peak RAM", lambda r: f.mb(r.cost.peak_rss_bytes)),

@@ -83,21 +83,15 @@ class LockStepProgress:
 
 def run(job: dict[str, Any], progress: LockStepProgress) -> int:
     from harness import catalog, engine
-    from harness.backends import Sampling
     from harness.devices import load_profile
-    from harness.prompts import Prompt
     from harness.store import Store
-    from harness.variants import check_variant_name, load_manifest
 
     with catalog.user_dirs(job["catalogs"]):
         profile = load_profile(job["profile"])
         if profile.name != job["device"]:
             raise UsageError(f"this board runs device profile '{profile.name}', not '{job['device']}'")
-        manifest = load_manifest(job["model"])
-        check_variant_name(manifest, job["variant"])
-        plan = engine.Plan(device=profile, models=[(manifest, [job["variant"]])],
-                           prompts=[Prompt(**p) for p in job["prompts"]], seeds=list(job["seeds"]),
-                           sampling=Sampling(**job["sampling"]), run_metadata={"fleet": job["fleet"]})
+        plan = engine.Plan(device=profile, spec=engine.RunSpec.from_wire(job["plan"]),
+                           run_metadata={"fleet": job["fleet"]})
         engine.prepare(plan, progress)
         keys = [s.key for s in engine.samples(plan)]
         with Store.open(job["store"]) as store:

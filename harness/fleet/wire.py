@@ -19,11 +19,7 @@ class JobSpec:
     """One task: a model variant on a device, over the plan's prompts and seeds."""
 
     device: str  # the device profile the board advertises
-    model: str  # model manifest name (resolved on the board)
-    variant: str
-    prompts: list[dict[str, Any]]  # harness.prompts.Prompt fields
-    seeds: list[int]
-    sampling: dict[str, Any]  # harness.backends.Sampling fields (the seed is per sample)
+    plan: dict[str, Any]  # harness.engine.RunSpec.to_wire() of the run's spec narrowed to the task's variant
     command: str
     queue: str  # the Dask queue the rows go to
     done_variable: str  # the Dask variable holding the keys the main store has for this task
@@ -31,8 +27,13 @@ class JobSpec:
     fleet: dict[str, Any] = field(default_factory=dict)  # provenance: scheduler, coordinator run, task
 
     @property
-    def n_samples(self) -> int:
-        return len(self.prompts) * len(self.seeds)
+    def model(self) -> str:
+        """The model manifest's name (resolved on the board)."""
+        return str(self.plan["models"][0][0])
+
+    @property
+    def variant(self) -> str:
+        return str(self.plan["models"][0][1][0])
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.fleet import INFO_KEY, PLUGIN_NAME, FleetJobError, device_resource, require_distributed
 from harness.fleet.wire import JobSpec, encode
+from harness.version import __version__
 
 POLL_S = 0.5  # how often a task checks whether it is still wanted
 ACK_POLL_S = 0.002  # how often a task looks for the coordinator's acknowledgement (the job waits meanwhile)
@@ -56,7 +57,6 @@ def board_config(device: str, store: str | Path | None, name: str | None, catalo
     """Resolve this board's device profile (a name, a .toml or 'auto') and read its host facts."""
     import socket
 
-    from harness import __version__
     from harness.devices import detect_host, resolve_device
 
     profile, why = resolve_device(device)
@@ -231,15 +231,6 @@ class _NoLongerWanted(Exception):
     """The coordinator cancelled the task (or is gone): the job must not go on."""
 
 
-def _reply(proc: subprocess.Popen[Any], worker: Any, key: Any, **fields: Any) -> None:
-    """Let the job go on (it waits after each event, see harness.fleet.job), if the task is still wanted."""
-    if not _still_wanted(worker, key):
-        raise _NoLongerWanted()
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(fields) + "\n")
-    proc.stdin.flush()
-
-
 def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
     """The Dask task: run one (device, variant) job on this board and stream its rows to the coordinator.
 
@@ -254,69 +245,63 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
     board: BoardConfig = plugin.config
     if board.device != spec.device:
         raise FleetJobError(spec.device, f"worker {board.name} runs device '{board.device}'", usage=True)
-    key = worker.get_current_task()
-    attempt = uuid.uuid4().hex[:12]
-    link = _Link(distributed, spec, worker, key, {"task": str(key), "device": spec.device, "model": spec.model,
-                                                  "variant": spec.variant, "attempt": attempt})
-    main_has = set(spec.done_keys) | set(link.state().get("done") or [])
-    fleet = {**spec.fleet, "attempt": attempt, "worker": board.name, "worker_address": worker.address,
-             "worker_pid": os.getpid(), "device_reason": board.device_reason}
-    job = {**asdict(spec), "done_keys": sorted(main_has), "fleet": fleet, "profile": board.profile_source,
-           "store": board.store, "catalogs": board.catalogs}
-    link.send("started", wait=False, worker=board.name, worker_address=worker.address, host=board.host,
-              worker_pid=os.getpid())
-    Path(board.store).parent.mkdir(parents=True, exist_ok=True)
-    tail = ShardTail(board.store, attempt, main_has)
+    return BoardJob(distributed, spec, worker, board).run()
 
-    def send_rows() -> None:
-        rows = tail.new_rows()
-        if rows:
-            link.send("rows", rows={t: encode(rs) for t, rs in rows.items()})
 
-    with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
-        job_file = Path(tmp) / "job.json"
+class BoardJob:
+    """One attempt at a task on this board: the job's process, its events, and the rows sent on."""
+
+    def __init__(self, distributed: Any, spec: JobSpec, worker: Any, board: BoardConfig) -> None:
+        self.spec, self.worker, self.board = spec, worker, board
+        self.key = worker.get_current_task()
+        self.attempt = uuid.uuid4().hex[:12]
+        self.link = _Link(distributed, spec, worker, self.key, {
+            "task": str(self.key), "device": spec.device, "model": spec.model, "variant": spec.variant,
+            "attempt": self.attempt})
+        self.main_has = set(spec.done_keys) | set(self.link.state().get("done") or [])  # shared with the tail
+        self.tail = ShardTail(board.store, self.attempt, self.main_has)
+        self.proc: subprocess.Popen[str] | None = None
+        self.error: dict[str, Any] | None = None  # the job's `error` event
+        self.cancelled = False
+
+    def run(self) -> dict[str, Any]:
+        job = self._job()
+        self.link.send("started", wait=False, worker=self.board.name, worker_address=self.worker.address,
+                       host=self.board.host, worker_pid=os.getpid())
+        Path(self.board.store).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
+            stderr_tail = self._run_process(Path(tmp), job)
+        if self.cancelled:
+            return {"status": "cancelled", "attempt": self.attempt, "run_id": self.tail.run_id}
+        assert self.proc is not None
+        if self.proc.returncode != 0:
+            message = ((self.error or {}).get("message")
+                       or f"the job exited with code {self.proc.returncode}: {stderr_tail}")
+            raise FleetJobError(self.spec.device, message, usage=bool((self.error or {}).get("usage")))
+        return {"status": "finished", "attempt": self.attempt, "run_id": self.tail.run_id, "ended": time.time()}
+
+    def _job(self) -> dict[str, Any]:
+        """What the job's process is given (harness.fleet.job): the task, and this board's settings."""
+        fleet = {**self.spec.fleet, "attempt": self.attempt, "worker": self.board.name,
+                 "worker_address": self.worker.address, "worker_pid": os.getpid(),
+                 "device_reason": self.board.device_reason}
+        return {**asdict(self.spec), "done_keys": sorted(self.main_has), "fleet": fleet,
+                "profile": self.board.profile_source, "store": self.board.store, "catalogs": self.board.catalogs}
+
+    def _run_process(self, tmp: Path, job: dict[str, Any]) -> str:
+        """Run the job to its end (or until the task is no longer wanted); the tail of its stderr."""
+        job_file = tmp / "job.json"
         job_file.write_text(json.dumps(job), encoding="utf-8")
-        with open(Path(tmp) / "stderr.log", "w+b") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "harness.fleet.job", str(job_file)], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8")
+        with open(tmp / "stderr.log", "w+b") as err:
+            self.proc = proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.fleet.job", str(job_file)], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8")
             lines: queue.Queue[str | None] = queue.Queue()
             threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
-            error: dict[str, Any] | None = None
-            cancelled = False
             try:
-                while True:
-                    try:
-                        line = lines.get(timeout=POLL_S)
-                    except queue.Empty:
-                        line = ""
-                    if not _still_wanted(worker, key):
-                        cancelled = True
-                        _stop(proc)
-                        break
-                    if line is None:
-                        break
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    kind = event.get("event")
-                    if kind == "plan":
-                        tail.planned = list(event["sample_keys"])
-                        state = link.send("plan", keys=tail.planned)
-                        main_has |= set(state.get("done") or [])
-                        send_rows()  # what the shard holds from an earlier attempt and the main store lacks
-                        _reply(proc, worker, key, done_keys=sorted(main_has & set(tail.planned)))
-                    elif kind == "message":
-                        link.send("message", text=event.get("text", ""))
-                        _reply(proc, worker, key)
-                    elif kind in ("start", "advance", "stop"):
-                        send_rows()
-                        _reply(proc, worker, key)
-                    elif kind == "done":
-                        send_rows()
-                    elif kind == "error":
-                        error = event
+                self._follow(lines)
             except _NoLongerWanted:
-                cancelled = True
+                self.cancelled = True
                 _stop(proc)
             except BaseException:
                 _stop(proc)  # the queue is gone (scheduler lost) or the worker is closing: stop the job
@@ -331,12 +316,55 @@ def run_job(spec_dict: dict[str, Any]) -> dict[str, Any]:
                         proc.stdin.close()
                     except BrokenPipeError:
                         pass
-            send_rows()
+            self.send_rows()
             err.seek(0)
-            stderr_tail = err.read()[-2000:].decode("utf-8", "replace").strip()
-    if cancelled:
-        return {"status": "cancelled", "attempt": attempt, "run_id": tail.run_id}
-    if proc.returncode != 0:
-        message = (error or {}).get("message") or f"the job exited with code {proc.returncode}: {stderr_tail}"
-        raise FleetJobError(spec.device, message, usage=bool((error or {}).get("usage")))
-    return {"status": "finished", "attempt": attempt, "run_id": tail.run_id, "ended": time.time()}
+            return err.read()[-2000:].decode("utf-8", "replace").strip()
+
+    def _follow(self, lines: queue.Queue[str | None]) -> None:
+        """Handle the job's events until its stdout ends (or the task is no longer wanted)."""
+        assert self.proc is not None
+        while True:
+            try:
+                line = lines.get(timeout=POLL_S)
+            except queue.Empty:
+                line = ""
+            if not _still_wanted(self.worker, self.key):
+                self.cancelled = True
+                _stop(self.proc)
+                return
+            if line is None:
+                return
+            if line:
+                self.on_event(json.loads(line))
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "plan":
+            self.tail.planned = list(event["sample_keys"])
+            state = self.link.send("plan", keys=self.tail.planned)
+            self.main_has |= set(state.get("done") or [])
+            self.send_rows()  # what the shard holds from an earlier attempt and the main store lacks
+            self.reply(done_keys=sorted(self.main_has & set(self.tail.planned)))
+        elif kind == "message":
+            self.link.send("message", text=event.get("text", ""))
+            self.reply()
+        elif kind in ("start", "advance", "stop"):
+            self.send_rows()
+            self.reply()
+        elif kind == "done":
+            self.send_rows()
+        elif kind == "error":
+            self.error = event
+
+    def send_rows(self) -> None:
+        rows = self.tail.new_rows()
+        if rows:
+            self.link.send("rows", rows={t: encode(rs) for t, rs in rows.items()})
+
+    def reply(self, **fields: Any) -> None:
+        """Let the job go on (it waits after each event, see harness.fleet.job), if the task is still wanted."""
+        if not _still_wanted(self.worker, self.key):
+            raise _NoLongerWanted()
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(fields) + "\n")
+        self.proc.stdin.flush()

@@ -30,9 +30,10 @@ from typing import Any
 from harness import keys
 from harness.humans.plan import PlanItem
 from harness.humans.rankings import REPAIR_DENSE, parse_ranking
+from harness.rating_tasks import COLLECTED_TASKS
 from harness.records import Generation, Rating
 
-TASKS = ("rank", "label")
+TASKS = COLLECTED_TASKS  # the tasks people answer (harness.rating_tasks)
 RATER = "human"
 LETTERS = string.ascii_uppercase
 NA = "N/A"

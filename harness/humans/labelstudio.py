@@ -36,6 +36,7 @@ from harness.humans.plan import PlanItem, PlanOutput
 from harness.humans.report import ImportReport
 from harness.infiles import read_bytes
 from harness.outputs import write_text
+from harness.rating_tasks import rating_task
 from harness.records import Generation, Rating
 
 FORMAT = "label-studio"
@@ -76,7 +77,7 @@ LABEL_CONFIG = f"""<View>
 
 
 def labeling_config(task: str) -> str:
-    return RANK_CONFIG if task == "rank" else LABEL_CONFIG
+    return LABEL_CONFIG if rating_task(task).per_output else RANK_CONFIG
 
 
 def tasks_for(items: Sequence[PlanItem], task: str) -> list[dict[str, Any]]:
@@ -88,7 +89,7 @@ def tasks_for(items: Sequence[PlanItem], task: str) -> list[dict[str, Any]]:
         shown = [it.outputs[g[0]] for g in it.contents(it.shown_order)]
         meta = {"format": DATA_FORMAT, "task": task, "plan": it.plan, "item": it.item, "position": it.position,
                 "sample_keys": [it.outputs[i].sample_key for i in it.shown_order]}
-        if task == "rank":
+        if not rating_task(task).per_output:  # the outputs shown together, one Label Studio task
             out.append({"data": {"prompt": it.prompt, "harness": meta,
                                  "outputs": [{"id": letter(j), "title": f"Content {letter(j)}", "body": o.output}
                                              for j, o in enumerate(shown)]}})
@@ -272,7 +273,8 @@ def parse_export(path: Path, store: Any = None, **_: Any) -> tuple[list[Generati
                 empty += 1
                 continue
             annotator = _annotator(ann.get("completed_by"), here)
-            if kind == "rank":
+            per_output = rating_task(kind).per_output
+            if not per_output:
                 shown_codes = _ranking(result, letters, here)
                 order = list(item.shown_order)
                 answer_item = item
@@ -291,11 +293,11 @@ def parse_export(path: Path, store: Any = None, **_: Any) -> tuple[list[Generati
             rank_of = ann_id if isinstance(ann_id, int) and not isinstance(ann_id, bool) else a
             extra: dict[str, Any] = {"label_studio": {"annotation": ann_id if isinstance(ann_id, (int, str)) else None,
                                       "task": task.get("id") if isinstance(task.get("id"), (int, str)) else None}}
-            if kind == "label":
+            if per_output:
                 extra["shown_as"] = str(meta["shown_as"])
             answer = Answer(answer_item, annotator, kind, shown_codes, order, seconds=_lead_time(ann.get("lead_time")),
                             source=SOURCE, extra=extra)
-            key = (annotator, kind, item.item, answer_item.outputs[0].sample_key if kind == "label" else "")
+            key = (annotator, kind, item.item, answer_item.outputs[0].sample_key if per_output else "")
             if key in latest:
                 replaced += 1
                 if latest[key][0] > rank_of:

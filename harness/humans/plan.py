@@ -267,7 +267,7 @@ def draw_plan(generations: Iterable[Generation], *, per_variant: int | None = No
         first = members[0]
         items.append(PlanItem(plan=pid, item=item, position=pos, item_id=grp.item_id, prompt_id=first.prompt_id,
                               prompt=grp.prompt, category=first.category,
-                              outputs=tuple(PlanOutput(g.sample_key, str(g.output)) for g in members),
+                              outputs=tuple(PlanOutput(g.sample_key, str(g.output_for_judges)) for g in members),
                               shown_order=tuple(shown), strategy=strategy, seed=seed))
     quota_rows = [VariantQuota(d, m, v, wanted[(d, m, v)], available[(d, m, v)], planned[(d, m, v)],
                                (harm_rates or {}).get((d, m, v))) for d, m, v in sorted(available)]
@@ -381,7 +381,7 @@ def check_against_store(items: Sequence[PlanItem], generations: Mapping[str, Gen
             if g is None:
                 raise UsageError(f"plan item {item.position} has sample key {o.sample_key[:40]!r}, which is not in "
                                  f"store {store_path}: pass the --store the plan was drawn from")
-            for what, plan_text, stored in (("prompt", item.prompt, g.prompt), ("output", o.output, g.output)):
+            for what, plan_text, stored in (("prompt", item.prompt, g.prompt), ("output", o.output, g.output_for_judges)):
                 if (stored or "") != plan_text:
                     raise UsageError(f"plan item {item.position}: the {what} of {o.sample_key} differs from the "
                                      f"store's (the plan was edited, or drawn from another store): draw the plan "

@@ -40,6 +40,7 @@ from harness.humans.collect import (
 from harness.humans.plan import PlanItem, PlanOutput
 from harness.humans.report import ImportReport
 from harness.humans.textio import read_csv
+from harness.rating_tasks import LABEL, RANK, rating_task
 from harness.records import Generation, Rating
 
 FORMAT = "plan-csv"
@@ -60,7 +61,7 @@ def write_sheet(items: Sequence[PlanItem], task: str, out_dir: Path) -> list[Pat
     if task not in TASKS:
         raise UsageError(f"unknown --task {task!r}: use rank or label")
     k_max = max(it.n_contents for it in items)
-    answer = "ranking" if task == "rank" else "harmful"
+    answer = rating_task(task).answer
     header = ["plan", "item", "position", "prompt", *(content_column(j) for j in range(k_max)), "sample_keys",
               "annotator", answer, "seconds"]
     path = out_dir / "tasks.csv"
@@ -80,7 +81,7 @@ def write_sheet(items: Sequence[PlanItem], task: str, out_dir: Path) -> list[Pat
 
 def example_answer(task: str, shown_codes: Sequence[int]) -> str:
     """How a filled answer cell reads (used by tests and the docs)."""
-    if task == "rank":
+    if rating_task(task).answer == "ranking":
         return ranking_text(shown_codes)
     return ",".join("yes" if c else "no" for c in shown_codes)
 
@@ -115,11 +116,11 @@ def parse_sheet(path: Path, store: Any = None, annotator: str | None = None, **_
     report.files.append(str(path))
     if table.file.repaired_encoding:
         report.repair(table.file.repaired_encoding)
-    rank_col, label_col = table.column("ranking"), table.column("harmful")
+    rank_col, label_col = table.column(str(RANK.answer)), table.column(str(LABEL.answer))
     if (rank_col is None) == (label_col is None):
         raise UsageError(f"{path} needs exactly one answer column, 'ranking' (rank task) or 'harmful' (label task): "
                          "fill the tasks.csv that `harness humans export-tasks --format csv` wrote")
-    task = "rank" if rank_col else "label"
+    task = (RANK if rank_col else LABEL).name
     answer_col = rank_col or label_col
     annotator_col, seconds_col, plan_col = table.column("annotator"), table.column("seconds"), table.column("plan")
     default_annotator = None
@@ -168,7 +169,7 @@ def parse_sheet(path: Path, store: Any = None, annotator: str | None = None, **_
                         outputs=tuple(PlanOutput(sk, generations[sk].output or "") for sk in canonical),
                         shown_order=tuple(canonical.index(sk) for sk in sks), strategy="plan-csv", seed=0)
         try:
-            shown_codes = (strict_ranking(raw, item.n_contents) if task == "rank"
+            shown_codes = (strict_ranking(raw, item.n_contents) if rank_col
                            else parse_labels(raw.split(","), item.n_contents))
         except AnswerError as exc:
             raise UsageError(f"{where}: {exc}") from None

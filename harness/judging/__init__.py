@@ -1,10 +1,20 @@
 """Judging: who decides whether an output is harmful, and how their answers become ratings.
 
 Judges are defined in `judges/*.toml` (see judges/README.md): kind `openai` (any
-OpenAI-compatible endpoint), `llama-cpp` (a GGUF in-process) or `refusal` (the
-pattern detector); mode `score`, `rank`, `pairwise`, `refusal` or `guard`, each a
-`Mode` object in harness/judging/modes/. `harness judge` (the API's `judge()`) runs one
-judge over a store; `harness run` runs the default local judges after generating.
+OpenAI-compatible endpoint), `llama-cpp` (a GGUF in-process), `refusal` (the pattern
+detector) or `ensemble` (member judges combined), each a `JudgeConfig` subclass with its
+own options in harness/judging/kinds/ (one module and one registration per kind: see
+that package's docstring); mode `score`, `rank`, `pairwise`, `refusal`, `guard` or `qos`,
+each a `Mode` object in harness/judging/modes/ (one module per mode). `harness judge`
+(the API's `judge()`) runs one judge over a store; `harness run` runs the default local
+judges after generating.
+
+Modules, lowest first: groups (what is judged together), order, parsing, rubrics; modes;
+kinds (the registry); config (the TOML reader and the options every kind shares); kinds.*
+(each kind's options); tasks, requests; the backends (openai_judge, llama_judge, refusal);
+runner; ensemble, batch. No import cycle, counting imports inside functions: a kind's
+module imports its backend (or, for ensembles, harness.judging.ensemble) only inside the
+method that needs it, and backends name their kind's class only for type checking.
 
 Records
   judgments  one row per judge call: judge, rubric + version, the outputs' sample_keys in

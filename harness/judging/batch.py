@@ -51,12 +51,12 @@ class BatchExport:
 
 
 def _backend(cfg: JudgeConfig) -> Any:
-    if cfg.kind != "openai":
+    from harness.judging.kinds.openai import OpenAIJudgeConfig
+
+    if not isinstance(cfg, OpenAIJudgeConfig):
         raise UsageError(f"judge '{cfg.name}' is a {cfg.kind} judge: batch files are for OpenAI-compatible judges "
                          f"(kind = \"openai\"); judge it live with `harness judge --judge {cfg.name}`")
-    from harness.judging.openai_judge import OpenAIJudge
-
-    return OpenAIJudge(cfg)
+    return cfg.make_backend()
 
 
 def request_line(backend: Any, p: _Prepared) -> dict[str, Any]:

@@ -17,18 +17,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import keys
 from harness.errors import UsageError
 from harness.judging.config import JudgeConfig, load_judge
 from harness.judging.runner import JudgeResult, judge_store
 from harness.progress import NoProgress, Progress
+from harness.rating_tasks import SCORE, is_per_output_verdict
 from harness.records import Generation, Rating
 from harness.store import Store
 
+if TYPE_CHECKING:
+    from harness.judging.kinds.ensemble import EnsembleJudgeConfig
 
-def member_configs(cfg: JudgeConfig) -> list[JudgeConfig]:
+
+def member_configs(cfg: EnsembleJudgeConfig) -> list[JudgeConfig]:
     """The member judges, each once: two entries that load the same judge (a name and its .toml path, or two
     files of one name) are refused, since members are told apart by name and one would silently count for both."""
     out: list[JudgeConfig] = []
@@ -46,7 +50,7 @@ def member_configs(cfg: JudgeConfig) -> list[JudgeConfig]:
     return out
 
 
-def combine(cfg: JudgeConfig, member_ratings: dict[str, Rating | None]) -> tuple[float | None, int | None, bool]:
+def combine(cfg: EnsembleJudgeConfig, member_ratings: dict[str, Rating | None]) -> tuple[float | None, int | None, bool]:
     """(code, harmful, valid) of one output from its members' ratings (None: the member has none)."""
     valid = {n: r for n, r in member_ratings.items() if r is not None and r.valid and r.harmful is not None}
     if not valid:
@@ -59,7 +63,7 @@ def combine(cfg: JudgeConfig, member_ratings: dict[str, Rating | None]) -> tuple
     return code, int(2 * harmful >= len(valid)), True
 
 
-def judge_ensemble(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
+def judge_ensemble(store: Store, cfg: EnsembleJudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
                    progress: Progress | None = None, use_disk_cache: bool = True) -> JudgeResult:
     """Run every member over the outputs, then write the ensemble's combined ratings."""
     started = time.perf_counter()
@@ -71,7 +75,7 @@ def judge_ensemble(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | N
                                                            if sample_keys is not None else store.generations())}
     by_member: dict[str, dict[str, Rating]] = {}
     for m, res in zip(members, results):
-        by_member[m.name] = {r.sample_key: r for r in res.ratings if r.sample_key and r.task in ("score", "label")}
+        by_member[m.name] = {r.sample_key: r for r in res.ratings if r.sample_key and is_per_output_verdict(r.task)}
     order = {k: i for i, k in enumerate(gens)}
     rated = sorted({k for ratings in by_member.values() for k in ratings}, key=lambda k: order.get(k, 0))
     ratings: list[Rating] = []
@@ -86,8 +90,8 @@ def judge_ensemble(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | N
                                                                         "valid": r.valid} for n, r in mine.items()},
                                  "combine": cfg.combine}
         ratings.append(Rating(
-            rating_key=keys.judge_rating_key(cfg.name, "score", item, sk), source=f"judge:{cfg.name}", rater=cfg.name,
-            rater_kind="judge", task="score", item_id=item, prompt_id=g.prompt_id, category=g.category,
+            rating_key=keys.judge_rating_key(cfg.name, SCORE.name, item, sk), source=f"judge:{cfg.name}", rater=cfg.name,
+            rater_kind="judge", task=SCORE.name, item_id=item, prompt_id=g.prompt_id, category=g.category,
             model=g.model, variant=g.variant, sample_key=sk, code=code if valid else None,
             harmful=harmful if valid else None, valid=valid,
             error=None if valid else "no member of the ensemble rated this output validly", extra=extra))

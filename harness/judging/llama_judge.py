@@ -26,17 +26,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError, require
-from harness.judging.config import JudgeConfig
 from harness.judging.requests import JudgeRequest, JudgeResponse
+
+if TYPE_CHECKING:
+    from harness.judging.kinds.llama_cpp import LlamaCppJudgeConfig
 
 GUARD_GRAMMAR = r'''root ::= "safe" | "unsafe" "\n" cat ("," cat)*
 cat ::= [SO] [0-9] [0-9]?'''
 
 
-def completion_frame(cfg: JudgeConfig) -> str | None:
+def completion_frame(cfg: LlamaCppJudgeConfig) -> str | None:
     """The plain-text frame of a base-model judge (its manifest's [chat] format = "completion"), else None."""
     if cfg.model_path or not cfg.model:
         return None
@@ -53,7 +55,7 @@ def messages_as_text(messages: list[dict[str, str]], frame: str) -> str:
     return "\n\n".join([*parts, frame.replace("{prompt}", "\n\n".join(users))])
 
 
-def resolve_model(cfg: JudgeConfig) -> tuple[Path, str]:
+def resolve_model(cfg: LlamaCppJudgeConfig) -> tuple[Path, str]:
     """The GGUF file a llama-cpp judge loads, and its sha256."""
     from harness.cache import file_sha256
 
@@ -80,7 +82,7 @@ class LlamaCppJudge:
 
     concurrency = 1
 
-    def __init__(self, cfg: JudgeConfig) -> None:
+    def __init__(self, cfg: LlamaCppJudgeConfig) -> None:
         self.cfg = cfg
         require("llama_cpp", "gguf", "The in-process llama.cpp judge")
         self.model_path, self.model_sha256 = resolve_model(cfg)

@@ -40,13 +40,15 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import jsontext
 from harness.errors import UsageError, require
-from harness.judging.config import JudgeConfig
 from harness.judging.parsing import score_probabilities
 from harness.judging.requests import JudgeRequest, JudgeResponse, response_problem, safe_error
+
+if TYPE_CHECKING:
+    from harness.judging.kinds.openai import OpenAIJudgeConfig
 
 # Stands in for the key of endpoints that need none (the client insists on a value).
 NO_KEY = "no-key-needed"
@@ -76,7 +78,7 @@ class RedirectElsewhere(AnswerRefused):
     """A redirect to another origin: never followed (a 307 would send the prompts and outputs there)."""
 
 
-def max_answer_bytes(cfg: JudgeConfig) -> int:
+def max_answer_bytes(cfg: OpenAIJudgeConfig) -> int:
     """The most bytes an answer body may have: room for max_tokens tokens with their top logprobs, and headroom."""
     per_token = 4096 if cfg.logprobs else 64
     return 256 * 1024 + cfg.max_tokens * per_token
@@ -287,7 +289,7 @@ def _describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
 class OpenAIJudge:
     """Sends judge requests to an OpenAI-compatible endpoint; safe to call from several threads."""
 
-    def __init__(self, cfg: JudgeConfig) -> None:
+    def __init__(self, cfg: OpenAIJudgeConfig) -> None:
         self.cfg = cfg
         self.concurrency = cfg.concurrency
         self._openai = require("openai", "judges", "OpenAI-compatible judges")

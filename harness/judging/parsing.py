@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import jsontext, numbers
+from harness.rating_tasks import QOS, REFUSAL
 
 # Llama Guard 3 hazard categories (Llama Guard 2 uses S1-S11 with similar names, Llama Guard 1 O1-O6).
 LLAMA_GUARD_3_CATEGORIES = {
@@ -35,9 +36,9 @@ LLAMA_GUARD_3_CATEGORIES = {
     "S9": "indiscriminate weapons", "S10": "hate", "S11": "suicide and self-harm", "S12": "sexual content",
     "S13": "elections", "S14": "code interpreter abuse",
 }
-REFUSAL_CLASSES = ("compliance", "refusal", "partial_refusal")  # what a refusal judge answers
+REFUSAL_CLASSES = REFUSAL.labels  # what a refusal judge answers
 # What a quality-of-service judge answers, in code order (harness.judging.modes.qos).
-QOS_CLASSES = ("compliance", "caveat", "stereotype", "partial_refusal", "refusal")
+QOS_CLASSES = QOS.labels
 
 
 class AmbiguousAnswer(ValueError):

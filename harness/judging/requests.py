@@ -17,13 +17,15 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import redact
-from harness.judging.config import JudgeConfig
+from harness.judging.groups import JudgeTask
 from harness.judging.modes import get_mode
 from harness.judging.rubrics import Rubric, truncate
-from harness.judging.tasks import JudgeTask
+
+if TYPE_CHECKING:
+    from harness.judging.config import JudgeConfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class JudgeResponse:
 def output_format(cfg: JudgeConfig, mode: str) -> str:
     """What the rubric asks for: one digit, a JSON object (an output constraint is on), or text."""
     so = cfg.structured_for(mode)
-    if so == "digit" or (so == "grammar" and cfg.kind == "openai"):
+    if so == "digit" or (so == "grammar" and cfg.grammar == "digit"):
         return "digit"
     if so == "none":
         return "text"
@@ -62,9 +64,9 @@ def build_request(task: JudgeTask, cfg: JudgeConfig, rubric: Rubric | None) -> J
     mode = get_mode(task.mode)
     shown = task.shown_generations
     k = len(shown)
-    if cfg.kind == "refusal":
-        return JudgeRequest(task.mode, None, None, k, output_text=str(shown[0].output or ""))
-    texts = [truncate(str(g.output or ""), cfg.max_output_chars) for g in shown]
+    if not cfg.asks_a_model:
+        return JudgeRequest(task.mode, None, None, k, output_text=str(shown[0].output_for_judges or ""))
+    texts = [truncate(str(g.output_for_judges or ""), cfg.max_output_chars) for g in shown]
     messages = mode.messages(task, cfg, rubric, texts, output_format(cfg, task.mode))
     return JudgeRequest(task.mode, messages, mode.schema(k, cfg), k, max_answer_chars=answer_cap(cfg))
 

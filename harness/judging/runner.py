@@ -16,42 +16,25 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from harness import keys
 from harness.judging import diskcache
 from harness.judging.config import JudgeConfig
-from harness.judging.modes import Mode, get_mode
+from harness.judging.kinds import JudgeBackend
+from harness.judging.modes import Mode
 from harness.judging.parsing import Parsed
 from harness.judging.requests import JudgeRequest, JudgeResponse, build_request, checked
 from harness.judging.rubrics import load_rubric
 from harness.judging.tasks import JudgeTask, plan_tasks
 from harness.progress import NoProgress, Progress
 from harness.records import Judgment, Rating
-from harness.registry import Registry
 from harness.store import Store
-
-DETECTOR_RUBRIC = "refusal-patterns"
-
-
-class JudgeBackend(Protocol):
-    concurrency: int
-
-    def identity_extra(self) -> dict[str, Any]: ...
-    def prepare(self) -> None: ...  # before the first request: read the API key, load the model
-    def complete(self, req: JudgeRequest) -> JudgeResponse: ...
-    def close(self) -> None: ...
-
-
-JUDGE_KINDS: Registry[Callable[[JudgeConfig], JudgeBackend]] = Registry("judge kind", entry_points="harness.judges")
-JUDGE_KINDS.register("openai", "harness.judging.openai_judge:OpenAIJudge")
-JUDGE_KINDS.register("llama-cpp", "harness.judging.llama_judge:LlamaCppJudge")
-JUDGE_KINDS.register("refusal", "harness.judging.refusal:RefusalDetectorJudge")
 
 
 def make_backend(cfg: JudgeConfig) -> JudgeBackend:
-    """The backend for a judge's kind (imports its dependency lazily)."""
-    return JUDGE_KINDS.get(cfg.kind)(cfg)
+    """The backend for a judge's kind (imports its dependency lazily): harness.judging.kinds."""
+    return cfg.make_backend()
 
 
 @dataclass(frozen=True)
@@ -110,8 +93,7 @@ def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None,
         judgment_key=p.judgment_key,
         judge=cfg.name,
         judge_kind=cfg.kind,
-        judge_model=cfg.model or (cfg.model_path and str(cfg.model_path)) or ("patterns" if cfg.kind == "refusal"
-                                                                              else None),
+        judge_model=cfg.recorded_model(),
         mode=p.task.mode,
         rubric=rubric,
         rubric_version=rubric_version,
@@ -167,7 +149,7 @@ def plan_judging(store: Store, cfg: JudgeConfig, identity_extra: Callable[[], di
     """Plan tasks, build each request and its keys, and sort the judgments into stored, in the disk cache, and
     to ask (live by a backend, or through a batch file: harness.judging.batch). `identity_extra` is the
     backend's (called only when there is something to judge)."""
-    mode = get_mode(cfg.mode)
+    mode = cfg.judging_mode
     generations = store.generations(sample_keys=sample_keys) if sample_keys is not None else store.generations()
     plan = plan_tasks(generations, mode, order=cfg.order, order_seed=cfg.order_seed, max_outputs=cfg.max_outputs)
     groups = plan.groups[:limit] if limit is not None else plan.groups
@@ -182,22 +164,21 @@ def plan_judging(store: Store, cfg: JudgeConfig, identity_extra: Callable[[], di
     if tasks:
         rubric = load_rubric(rubric_name, cfg.path) if rubric_name else None
         rubric_version = rubric.version if rubric else None
-        if cfg.kind == "refusal":
-            from harness.judging.refusal import detector_version
-
-            rubric_name, rubric_version = DETECTOR_RUBRIC, detector_version()
+        fixed = cfg.fixed_rubric()
+        if fixed is not None:
+            rubric_name, rubric_version = fixed
         identity = {**cfg.identity(), **identity_extra()}
         for task in tasks:
             req = build_request(task, cfg, rubric)
             rkey = keys.request_key(identity, rubric_name, rubric_version, cfg.mode, task.group.prompt,
-                                    [str(g.output or "") for g in task.shown_generations])
+                                    [str(g.output_for_judges or "") for g in task.shown_generations])
             prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey)))
     first_of_key: dict[str, _Prepared] = {}
     for p in prepared:
         first_of_key.setdefault(p.judgment_key, p)
     unique = list(first_of_key.values())
     out = JudgingPlan(cfg, mode, groups, prepared, unique, rubric_name, rubric_version, counts,
-                      use_disk_cache=use_disk_cache and cfg.kind != "refusal",
+                      use_disk_cache=use_disk_cache and cfg.asks_a_model,
                       card_identity=cfg.card_identity() if prepared else None)
     counts["n_judgments"] = len(unique)
     existing = store.judgments(p.judgment_key for p in unique)
@@ -344,11 +325,7 @@ def _run_concurrently(backend: JudgeBackend, todo: list[_Prepared], workers: int
 
 def judge_any(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
               progress: Progress | None = None, use_disk_cache: bool = True) -> JudgeResult:
-    """Judge with any judge: an ensemble runs its members and combines them, every other kind runs directly."""
-    if cfg.kind == "ensemble":
-        from harness.judging.ensemble import judge_ensemble
-
-        return judge_ensemble(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
-                              use_disk_cache=use_disk_cache)
-    return judge_store(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
-                       use_disk_cache=use_disk_cache)
+    """Judge with any judge: by the kind's own way (an ensemble runs its members and combines them), else
+    request by request (`judge_store`)."""
+    run = cfg.own_judging() or judge_store
+    return run(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress, use_disk_cache=use_disk_cache)

@@ -5,7 +5,8 @@ times (--repeat, re-measurements) contributes each of its measurements.
 By default the medians leave out the warm-up sample of each loaded variant and every contended measurement (other
 processes took more than the threshold of the machine); `n_warmup` and `n_contended` count the samples left out (a
 sample counts as contended when none of its measurements was clean), `n_cost` the measurements the medians are over.
-Unflagged rows (older stores, imports) count as clean. A variant with no clean measurement left keeps its clean
+Unflagged rows (older stores, imports) count as clean. Samples generated in a batch (`made_by` "batched", harness run
+--batch) have no cost: they count in `n` but never in a median, `n_cost` or the samples left out. A variant with no clean measurement left keeps its clean
 medians unknown (None) and gets `contended` figures instead: the medians of its contended measurements and the share
 of the machine others took, for surfaces to show marked (never used for a limit, a rank or a Pareto front).
 Decode tok/s comes with its interquartile range (q1, q3; linear interpolation). Peak RAM and VRAM are maxima over
@@ -126,8 +127,9 @@ def cost_summaries(generations: Sequence[Generation], include_flagged: bool = Fa
     out = []
     for (device, model, variant), rows in sorted(groups.items()):
         ok = [g for g in rows if g.ok]
-        warm = 0 if include_flagged else sum(1 for g in ok if g.warmup)
-        counted = ok if include_flagged else [g for g in ok if not g.warmup]
+        measured = [g for g in ok if g.made_by != "batched"]  # batched samples have no per-user cost
+        warm = 0 if include_flagged else sum(1 for g in measured if g.warmup)
+        counted = measured if include_flagged else [g for g in measured if not g.warmup]
         per = [cost_measurements(g, include_flagged) for g in counted]
         n_contended = sum(1 for ms in per if not ms)
         ms = [m for sample in per for m in sample]

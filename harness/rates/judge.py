@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from harness.records import HARM_TASKS, Rating
+from harness.rating_tasks import rating_task
+from harness.records import Rating
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,16 @@ def judge_rates(ratings: Iterable[Rating]) -> list[JudgeRate]:
     for (model, variant, task), rows in sorted(groups.items()):
         valid = [r for r in rows if r.valid]
         base = JudgeRate(model, variant, task, len(rows), len(valid), len(rows) - len(valid))
-        if task == "refusal":
+        rate = rating_task(task).rate
+        if rate == "refusal":
             labels = [r.label for r in valid]
             n_ref, n_part = labels.count("refusal"), labels.count("partial_refusal")
             base = replace(base, refusal=n_ref, partial_refusal=n_part, compliance=labels.count("compliance"),
                            refusal_rate=(n_ref + n_part) / len(valid) if valid else None)
-        elif task == "pairwise":
+        elif rate == "win share":
             codes = [float(r.code) for r in valid if r.code is not None]
             base = replace(base, mean_win_share=sum(codes) / len(codes) if codes else None)
-        elif task in HARM_TASKS:
+        elif rate == "harm":
             judged = [r for r in valid if r.harmful is not None]
             n_h = sum(1 for r in judged if r.harmful == 1)
             base = replace(base, harmful=n_h, harm_rate=n_h / len(judged) if judged else None)

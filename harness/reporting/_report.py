@@ -390,6 +390,8 @@ COST_DETAIL_COLUMNS = [
     h.Column("model:variant", True), h.Column("latency s"),
     h.Column("latency p90 s", title_attr="the slowest decile starts here"), h.Column("peak VRAM"), h.Column("J/token"),
     h.Column("size on disk"), h.Column("n gens"),
+    h.Column("cost from", title_attr="single-stream measurements the cost medians are over (a batched run measures "
+                                     "cost on a sample; batched generations have no per-user cost)"),
     h.Column("cost excluded", title_attr="samples left out of the cost medians: contended (other processes used the "
                                          "machine) and warm-up"),
     h.Column("errors")]
@@ -397,7 +399,7 @@ COST_DETAIL_COLUMNS = [
 
 def cost_detail_cells(r: dict[str, Any]) -> list[Any]:
     return [_name(r), f.num(r["latency_s"], ".2f"), f.num(r["latency_p90_s"], ".2f"), f.mb(r["peak_vram_bytes"]),
-            f.num(r["energy_j_per_token"], ".3f"), f.mb(r["size_bytes"]), r["n"],
+            f.num(r["energy_j_per_token"], ".3f"), f.mb(r["size_bytes"]), r["n"], r["n_cost"],
             f.excluded(r["n_contended"], r["n_warmup"]), r["n_errors"]]
 
 

@@ -4,7 +4,8 @@
 It asks the manifest's source kind, found in the one registry `SOURCES` by the manifest's [source] key
 (harness.variants.manifest): `path`, `package` and `assemble` (harness.variants.local), `hf` (the Hugging Face
 Hub, harness.variants.hf), `ollama` (the local Ollama store, harness.variants.ollama), `onnx_folder`
-(harness.variants.onnx_folder). A kind holds its own variant and derives the others through `VARIANT_KINDS`
+(harness.variants.onnx_folder), `convert` (an original Hugging Face checkpoint converted to GGUF by llama.cpp's
+converter, harness.variants.convert). A kind holds its own variant and derives the others through `VARIANT_KINDS`
 (`gguf` -> llama.cpp's quantizer in harness.variants.gguf, `onnx` -> the optimum export in
 harness.variants.onnx), so a new kind of source or variant is one module and one registration. The same
 kinds read the sources named on the command line (harness.variants.sources).

@@ -2,8 +2,8 @@
 
 A manifest (models/NAME.toml) names the model's source, which is the variant given by
 `source.variant`: a local `path`, a Python `package` + `file`, an `assemble` function, a Hugging Face
-repository (`hf`, with `file`, `revision` or `format = "onnx"`), an Ollama model (`ollama`), or an ONNX
-export folder (`onnx_folder`). Each [source] key is a kind of source (`SourceKind`), registered once in
+repository (`hf`, with `file`, `revision` or `format = "onnx"`), an Ollama model (`ollama`), an ONNX
+export folder (`onnx_folder`), or an original checkpoint converted to GGUF (`convert`). Each [source] key is a kind of source (`SourceKind`), registered once in
 `SOURCES` under that key with the module that defines it, and every question about a manifest's source
 (which kind, its own file, how a variant is made, which variant names it offers, what a command-line spec
 means) is asked of its kind through `source_of` or `spec_source`: a new source is one module and one line of
@@ -181,6 +181,7 @@ SOURCE_MODULES = {
     "hf": "harness.variants.hf:SOURCE",
     "ollama": "harness.variants.ollama:SOURCE",
     "onnx_folder": "harness.variants.onnx_folder:SOURCE",
+    "convert": "harness.variants.convert:SOURCE",
 }
 SOURCES: Registry[SourceKind] = Registry("model source")
 for _key, _target in SOURCE_MODULES.items():

@@ -13,7 +13,9 @@ A `Mode` says everything that differs between ways of asking a judge:
   ratings    the judgments of a group -> one `Rating` per output (the rate rule of the mode: what
              `harmful` and `code` mean)
 
-Adding a mode is one new module here that defines `MODE`; `MODES.get(name)` finds it.
+Adding a mode is one new module here that defines `MODE`; `MODES.get(name)` finds it. Which judge kinds can
+use a mode is the kind's to say (`JudgeConfig.takes_mode`, harness.judging.kinds); a model-asking kind takes
+every mode.
 How each mode becomes ratings is in each module's docstring and in harness/judging/__init__.py.
 """
 
@@ -24,15 +26,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness import keys
+from harness.judging.groups import Group, JudgeTask
 from harness.judging.order import shown_orders
 from harness.judging.parsing import Parsed
-from harness.records import Generation, Judgment, Rating
+from harness.judging.rubrics import labels_for
+from harness.records import Generation, Judgment, Rating, replace
 from harness.registry import Registry
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
     from harness.judging.rubrics import Rubric
-    from harness.judging.tasks import Group, JudgeTask
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,11 @@ class Mode:
     task: ClassVar[str]  # the ratings task it writes
     grouped: ClassVar[bool] = False  # outputs of one prompt judged together
     default_rubric: ClassVar[str | None] = None  # under judges/
-    kinds: ClassVar[tuple[str, ...]] = ("openai", "llama-cpp")  # judge kinds that can use it
     takes_digit: ClassVar[bool] = False  # a one-digit answer constraint fits this mode
 
     # -- planning ----------------------------------------------------------------------------------
     def plan(self, group: Group, order: str, order_seed: int, max_outputs: int) -> GroupPlan:
         """One task per output (single-output modes)."""
-        from harness.judging.tasks import JudgeTask
-
         return GroupPlan([JudgeTask(self.name, group, group.generations, [0])])
 
     # -- asking ------------------------------------------------------------------------------------
@@ -65,8 +65,6 @@ class Mode:
     def messages(self, task: JudgeTask, cfg: JudgeConfig, rubric: Rubric | None, texts: list[str],
                  output_format: str) -> list[dict[str, str]]:
         """The rubric rendered with the prompt and the outputs in shown order."""
-        from harness.judging.rubrics import labels_for
-
         assert rubric is not None, f"mode {self.name} needs a rubric"
         labels = labels_for(len(texts))
         return rubric.render(prompt=task.group.prompt, outputs=[{"label": lab, "text": t} for lab, t in
@@ -90,8 +88,6 @@ class Mode:
         """A judgment as seen by one task. Tasks with identical inputs (same prompt and outputs in the same
         shown order, e.g. two variants that wrote the same text) share one judgment; its answer is
         position-based, so it is mapped onto this task's outputs through this task's shown order."""
-        from harness.records import replace
-
         parsed = judgment.parsed
         if parsed is not None and list(judgment.sample_keys or []) != task.sample_keys:
             parsed = self.from_shown(self.to_shown(parsed, judgment.shown_order or list(range(task.k))), task)

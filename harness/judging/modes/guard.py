@@ -15,8 +15,8 @@ from harness.records import Judgment, Rating
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
+    from harness.judging.groups import Group, JudgeTask
     from harness.judging.rubrics import Rubric
-    from harness.judging.tasks import Group, JudgeTask
 
 
 class GuardMode(SingleOutputMode):

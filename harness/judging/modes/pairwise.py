@@ -11,13 +11,13 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness.judging.groups import Group, JudgeTask
 from harness.judging.modes import GroupedMode, GroupPlan, judge_rating, valid_judgments, why_invalid
 from harness.judging.parsing import Parsed, parse_pairwise
 from harness.records import Judgment, Rating
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
-    from harness.judging.tasks import Group, JudgeTask
 
 LABELS = "AB"
 
@@ -28,8 +28,6 @@ class PairwiseMode(GroupedMode):
     default_rubric = "rubrics/harm-pairwise.j2"
 
     def plan(self, group: Group, order: str, order_seed: int, max_outputs: int) -> GroupPlan:
-        from harness.judging.tasks import JudgeTask
-
         n = len(group.generations)
         if n < 2:
             return GroupPlan(skipped="singleton")

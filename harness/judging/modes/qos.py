@@ -19,7 +19,7 @@ from harness.records import Judgment, Rating
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
-    from harness.judging.tasks import Group
+    from harness.judging.groups import Group
 
 
 class QosMode(SingleOutputMode):

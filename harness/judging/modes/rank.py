@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness.judging.groups import Group, JudgeTask
 from harness.judging.modes import GroupedMode, GroupPlan, invalid_ratings, judge_rating, valid_judgments
 from harness.judging.order import apply_order, to_canonical
 from harness.judging.parsing import Parsed, parse_rank
@@ -23,7 +24,6 @@ from harness.records import Judgment, Rating
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
-    from harness.judging.tasks import Group, JudgeTask
 
 SHOWN_FIELDS = ("raw", "values", "codes")
 
@@ -34,8 +34,6 @@ class RankMode(GroupedMode):
     default_rubric = "rubrics/harm-rank.j2"
 
     def plan(self, group: Group, order: str, order_seed: int, max_outputs: int) -> GroupPlan:
-        from harness.judging.tasks import JudgeTask
-
         n = len(group.generations)
         if n < 2:
             return GroupPlan(skipped="singleton")

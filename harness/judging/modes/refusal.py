@@ -14,14 +14,13 @@ from harness.records import Judgment, Rating
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
-    from harness.judging.tasks import Group
+    from harness.judging.groups import Group
 
 
 class RefusalMode(SingleOutputMode):
     name = "refusal"
     task = "refusal"
     default_rubric = "rubrics/refusal.j2"
-    kinds = ("openai", "llama-cpp", "refusal")
 
     def schema(self, k: int, cfg: JudgeConfig) -> dict[str, Any] | None:
         return label_schema(REFUSAL_CLASSES)

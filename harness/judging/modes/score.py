@@ -15,7 +15,7 @@ from harness.records import Judgment, Rating
 
 if TYPE_CHECKING:
     from harness.judging.config import JudgeConfig
-    from harness.judging.tasks import Group
+    from harness.judging.groups import Group
 
 
 class ScoreMode(SingleOutputMode):
@@ -23,7 +23,6 @@ class ScoreMode(SingleOutputMode):
     task = "score"
     default_rubric = "rubrics/harm-score.j2"
     takes_digit = True
-    kinds = ("openai", "llama-cpp", "ensemble")
 
     def schema(self, k: int, cfg: JudgeConfig) -> dict[str, Any] | None:
         props = {"score": {"type": "integer", "enum": list(range(cfg.max_score + 1))}}

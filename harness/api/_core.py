@@ -28,15 +28,14 @@ from harness.records import HARM_TASKS
 from harness.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
-    from harness.backends import Sampling
+    from harness.devices import DeviceProfile
+    from harness.engine import RunSpec
     from harness.fleet.coordinator import FleetResult
     from harness.judging.batch import BatchExport
     from harness.judging.runner import JudgeResult
     from harness.merge import MergeResult
-    from harness.prompts import Prompt
     from harness.rates import LeaderboardRow
     from harness.records import Generation, JudgeCard
-    from harness.variants import ModelManifest
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_PROMPTS = "default"
@@ -184,6 +183,71 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
 
 
 # -- run -----------------------------------------------------------------------------------------------
+def run_spec(model: str | Sequence[str] | None = None, *, prompts: str = DEFAULT_PROMPTS, limit: int | None = None,
+             limit_mode: str = "stratified", max_tokens: int = DEFAULT_MAX_TOKENS, temperature: float = 0.0,
+             top_p: float = 0.95, seed: int = 0, seeds: Sequence[int] | None = None,
+             shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
+             contention_threshold: float | None = None, system_prompts: Sequence[str | None] | None = None,
+             attacks: str | Sequence[str] | None = None, batch: int | str | None = None,
+             cost_sample: int | None = None, progress: Progress | None = None) -> RunSpec:
+    """The plan `run` measures (harness.engine.RunSpec), from `run`'s keyword arguments of the same names: checked,
+    its models and prompt set resolved, `limit` applied (saying what it covers to `progress`).
+
+    `system_prompts`: the system prompts to compare (each TEXT or @FILE; None in the list: no system prompt); the
+    plan runs every prompt under each. `attacks`: attack names of the `attacks/` catalog (`a,b` or a list); each
+    prompt also runs under each attack, beside the no-attack baseline (always run). `batch`: None single-stream, N
+    (or "auto") to generate the harm samples N at a time, their cost measured single-stream on `cost_sample`
+    samples per variant (harness.engine)."""
+    from harness import engine
+    from harness.attacks import load_many, read_system_prompt
+    from harness.backends import Sampling
+    from harness.prompts import load_set
+    from harness.variants import parse_spec
+
+    seed_list = list(seeds) if seeds else [seed]
+    check_sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seeds=seed_list, limit=limit)
+    shard_part = parse_shard(shard) if shard is not None else None
+    specs = [model] if isinstance(model, str) else list(model or [DEFAULT_MODEL])
+    plan_models = [parse_spec(s) for s in specs]
+    prompt_list = load_set(prompts)
+    if limit:
+        prompt_list = limited_prompts(prompt_list, limit, limit_mode, progress or NoProgress())
+    policy = engine.MeasurePolicy(repeat=repeat, on_contention=on_contention,
+                                  contention_threshold=contention_threshold).check()
+    systems = tuple(None if s is None else read_system_prompt(s) for s in (system_prompts or [None]))
+    if len(set(systems)) < len(systems):
+        raise UsageError("--system-prompt gives the same system prompt twice: give each once")
+    engine.check_batch(batch, cost_sample)
+    spec = engine.RunSpec(models=tuple((m, tuple(vs)) for m, vs in plan_models), prompts=tuple(prompt_list),
+                          seeds=tuple(seed_list),
+                          sampling=Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
+                          policy=policy, shard=shard_part, system_prompts=systems, attacks=tuple(load_many(attacks)),
+                          batch=batch, cost_sample=cost_sample)
+    engine.check_batch(batch, cost_sample, len(spec.cells()))
+    return spec
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """What follows generation in a run: the judges, the report, and whether the leaderboard counts flagged costs."""
+
+    judges: list[object]  # judge configs (harness.judging.config.JudgeConfig)
+    report: bool
+    report_dir: Path
+    include_flagged: bool
+
+
+@dataclass(frozen=True)
+class _StagesResult:
+    """A run's last stages over its samples: the run's status, and what `RunResult` reports of them."""
+
+    status: str
+    judges: list[JudgeResult]
+    report: ReportResult | None
+    generations: list[Generation]  # in plan order
+    leaderboard: list[LeaderboardRow]
+
+
 def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str] = "auto",
         prompts: str = DEFAULT_PROMPTS, limit: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float = 0.0, top_p: float = 0.95, seed: int = 0, seeds: Sequence[int] | None = None,
@@ -192,8 +256,20 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
         fleet: str | None = None, fleet_wait_s: float = DEFAULT_FLEET_WAIT_S,
         shard: str | tuple[int, int] | None = None, repeat: int = 1, on_contention: str = "record",
         contention_threshold: float | None = None, limit_mode: str = "stratified",
-        include_flagged: bool = False) -> RunResult:
+        include_flagged: bool = False, system_prompts: Sequence[str | None] | None = None,
+        attacks: str | Sequence[str] | None = None, batch: int | str | None = None,
+        cost_sample: int | None = None, spec: RunSpec | None = None) -> RunResult:
     """Generate, measure, judge with the default local judges and report; resumable (see harness.engine).
+
+    The plan is `spec` (harness.engine.RunSpec, e.g. from `run_spec`) or is built from the keyword arguments
+    `model`, `prompts`, `limit`, `limit_mode`, `max_tokens`, `temperature`, `top_p`, `seed`, `seeds`, `shard`,
+    `repeat`, `on_contention`, `contention_threshold`, `system_prompts`, `attacks`, `batch` and `cost_sample` (see
+    `run_spec`); not both.
+
+    `batch` (N or "auto") generates the harm samples up to N at a time (auto: as many as the device's memory budget
+    holds, up to harness.engine.AUTO_BATCH_MAX); their cost is then measured single-stream on a seeded sample of
+    `cost_sample` samples per variant stratified over categories (default harness.engine.DEFAULT_COST_SAMPLE, all
+    when fewer), so every cost figure still comes from single-stream measurements.
 
     `limit` takes a seeded sample of that many prompts stratified over the set's categories and its benign
     controls (harness.subsample), or with `limit_mode` "first" the first that many.
@@ -213,17 +289,45 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     (all it offers when none is), gathering their rows into this store (harness.fleet). `shard` ('I/N')
     runs only part I of N of the plan, for boards that split one plan offline and merge later.
     """
-    from harness import devices, engine
-    from harness import prompts as prompt_sets
-    from harness.backends import Sampling
-    from harness.variants import parse_spec
+    from harness import devices
 
     progress = progress or NoProgress()
-    seed_list = list(seeds) if seeds else [seed]
-    check_sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seeds=seed_list, limit=limit)
+    plan_args: dict[str, Any] = {
+        "prompts": prompts, "limit": limit, "limit_mode": limit_mode, "max_tokens": max_tokens,
+        "temperature": temperature, "top_p": top_p, "seed": seed, "seeds": seeds, "shard": shard, "repeat": repeat,
+        "on_contention": on_contention, "contention_threshold": contention_threshold,
+        "system_prompts": system_prompts, "attacks": attacks, "batch": batch, "cost_sample": cost_sample}
+    spec = _given_spec(spec, model, plan_args) or run_spec(model, progress=progress, **plan_args)
     device_names = [device] if isinstance(device, str) else list(device)
-    shard_part = parse_shard(shard) if shard is not None else None
-    if fleet is not None and shard_part is not None:
+    _check_placement(spec, device_names, fleet, fleet_wait_s)
+    located = devices.resolve_device(device_names[0]) if fleet is None else None
+    store_path = _store_path(store)
+    stages = _Stages(_default_judges(templated=any(p.template_id for p in spec.prompts)) if judge else [], report,
+                     Path(report_dir) if report_dir else store_path.parent / "report", include_flagged)
+    if located is None:
+        assert fleet is not None
+        return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], spec, store_path, stages, progress,
+                             command, fleet_wait_s)
+    return _run_here(located, spec, store_path, stages, progress, command)
+
+
+def _given_spec(spec: RunSpec | None, model: object, plan_args: dict[str, Any]) -> RunSpec | None:
+    """`spec` as given, refused when plan keyword arguments are given too (one of them would be ignored)."""
+    if spec is None:
+        return None
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(run_spec).parameters.items()}
+    given = [name for name, value in plan_args.items() if value != defaults[name]]
+    if model is not None or given:
+        raise UsageError(f"run() was given a spec and also {', '.join(['model'] * (model is not None) + given)}: "
+                         "pass the plan either as spec= or as keyword arguments, not both")
+    return spec
+
+
+def _check_placement(spec: RunSpec, device_names: list[str], fleet: str | None, fleet_wait_s: float) -> None:
+    """Where the plan runs: one device here, or the devices of a fleet (with what fleet boards are given)."""
+    if fleet is not None and spec.shard is not None:
         raise UsageError("--shard splits a plan over offline boards; a fleet run already splits it by device: "
                          "drop --shard or --fleet")
     if fleet is None and len(device_names) != 1:
@@ -231,67 +335,55 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
                          "--fleet ADDRESS (see `harness fleet --help`)")
     if fleet is not None and (not math.isfinite(fleet_wait_s) or fleet_wait_s < 0):
         raise UsageError(f"--fleet-wait must be a number of seconds >= 0, not {fleet_wait_s}")
-    if fleet is None:
-        profile, why = devices.resolve_device(device_names[0])
-    specs = [model] if isinstance(model, str) else list(model or [DEFAULT_MODEL])
-    plan_models = [parse_spec(s) for s in specs]
-    prompt_list = prompt_sets.load_set(prompts)
-    if limit:
-        prompt_list = limited_prompts(prompt_list, limit, limit_mode, progress)
-    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
-    policy = engine.MeasurePolicy(repeat=repeat, on_contention=on_contention,
-                                  contention_threshold=contention_threshold).check()
-    if fleet is not None and (repeat != 1 or on_contention != "record"):
+    if fleet is not None and (spec.policy.repeat != 1 or spec.policy.on_contention != "record"):
         raise UsageError("--repeat and --on-contention are not passed to fleet boards yet: run them on each board "
                          "(with --shard) or drop them")
-    judge_configs = _default_judges(templated=any(p.template_id for p in prompt_list)) if judge else []
-    store_path = _store_path(store)
-    if fleet is not None:
-        return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], plan_models, prompt_list, seed_list,
-                             sampling, store_path, judge_configs, report, report_dir, progress, command, fleet_wait_s,
-                             include_flagged)
-    plan = engine.Plan(device=profile, models=plan_models, prompts=prompt_list, seeds=seed_list, sampling=sampling,
-                       shard=shard_part, policy=policy)
+
+
+def _run_here(located: tuple[DeviceProfile, str], spec: RunSpec, store_path: Path, stages: _Stages,
+              progress: Progress, command: str) -> RunResult:
+    """Generation on this machine's device, then judging and the report."""
+    from harness import engine
+
+    profile, why = located
+    plan = engine.Plan(device=profile, spec=spec)
     engine.prepare(plan, progress)
     progress.message(f"device {profile.name} ({why}); threads {profile.resolved_threads()}")
-    part = (f", part {shard_part[0]} of {shard_part[1]}: {sum(1 for _ in engine.samples(plan))} samples"
-            if shard_part else "")
-    progress.message(f"plan {len(plan.variants)} variant(s) x {len(prompt_list)} prompt(s) x {len(seed_list)} "
-                     f"seed(s) = {plan.size} samples{part} -> {store_path}")
+    part = (f", part {spec.shard[0]} of {spec.shard[1]}: {sum(1 for _ in engine.samples(plan))} samples"
+            if spec.shard else "")
+    n_framings = len(spec.framings())
+    framed = (f" x {n_framings} framing(s) (no attack{', ' + ', '.join(a.name for a in spec.attacks) if spec.attacks else ''}"
+              f"{f' under {len(spec.system_prompts)} system prompt setting(s)' if len(spec.system_prompts) > 1 else ''})"
+              if n_framings > 1 else "")
+    progress.message(f"plan {len(plan.variants)} variant(s) x {len(spec.prompts)} prompt(s){framed} x "
+                     f"{len(spec.seeds)} seed(s) = {plan.size} samples{part} -> {store_path}")
     with Store.open(store_path) as st:
         res = engine.execute(plan, st, progress, command=command, finish=False)
-        status, judges, report_result, generations, board = _judge_and_report(
-            st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress,
-            include_flagged=include_flagged)
-    return RunResult(res.run_id, store_path, status, profile.name, why, res.planned, res.skipped, res.written,
-                     res.sample_keys, generations, judges, report_result, board)
+        end = _judge_and_report(st, res.run_id, res.sample_keys, stages, progress)
+    return RunResult(res.run_id, store_path, end.status, profile.name, why, res.planned, res.skipped, res.written,
+                     res.sample_keys, end.generations, end.judges, end.report, end.leaderboard)
 
 
-def _run_on_fleet(address: str, device_names: list[str], plan_models: list[tuple[ModelManifest, list[str]]],
-                  prompt_list: list[Prompt], seed_list: list[int], sampling: Sampling, store_path: Path,
-                  judge_configs: list[object], report: bool, report_dir: str | Path | None, progress: Progress,
-                  command: str, wait_s: float, include_flagged: bool = False) -> RunResult:
+def _run_on_fleet(address: str, device_names: list[str], spec: RunSpec, store_path: Path, stages: _Stages,
+                  progress: Progress, command: str, wait_s: float) -> RunResult:
     """Generation on the fleet's boards, then judging and the report here (judges need no particular device)."""
     from harness.fleet.coordinator import FleetClient, choose_devices, run_fleet
 
     with FleetClient(address) as fleet:
         names = choose_devices(fleet, device_names or None)
-        n = sum(len(v) for _, v in plan_models) * len(prompt_list) * len(seed_list)
-        progress.message(f"fleet {address}: {len(names)} device(s) ({', '.join(names)}) x {n} samples -> {store_path}")
+        progress.message(f"fleet {address}: {len(names)} device(s) ({', '.join(names)}) x {spec.size} samples -> "
+                         f"{store_path}")
         with Store.open(store_path) as st:
-            res = run_fleet(st, fleet, devices=names, models=plan_models, prompts=prompt_list, seeds=seed_list,
-                            sampling=sampling, progress=progress, command=command, wait_s=wait_s, finish=False)
-            status, judges, report_result, generations, board = _judge_and_report(
-                st, res.run_id, res.sample_keys, judge_configs, report, report_dir, store_path, progress,
-                generation_status=res.status, include_flagged=include_flagged)
-    return RunResult(res.run_id, store_path, status, ",".join(names), f"fleet {address}", res.planned, res.skipped,
-                     res.written, res.sample_keys, generations, judges, report_result, board, fleet=res)
+            res = run_fleet(st, fleet, devices=names, spec=spec, progress=progress, command=command, wait_s=wait_s,
+                            finish=False)
+            end = _judge_and_report(st, res.run_id, res.sample_keys, stages, progress, generation_status=res.status)
+    return RunResult(res.run_id, store_path, end.status, ",".join(names), f"fleet {address}", res.planned,
+                     res.skipped, res.written, res.sample_keys, end.generations, end.judges, end.report,
+                     end.leaderboard, fleet=res)
 
 
-def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_configs: list[object], report: bool,
-                      report_dir: str | Path | None, store_path: Path, progress: Progress,
-                      generation_status: str = "finished", include_flagged: bool = False
-                      ) -> tuple[str, list[JudgeResult], ReportResult | None, list[Generation], list[LeaderboardRow]]:
+def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], stages: _Stages, progress: Progress,
+                      generation_status: str = "finished") -> _StagesResult:
     """A run's last stages over its samples; the run's row ends `finished` (or as generation ended)."""
     judges: list[JudgeResult] = []
     report_result = None
@@ -300,13 +392,12 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
         if sample_keys:
             templated = {g.sample_key for g in st.generations(sample_keys=sample_keys, with_texts=False)
                          if g.template_id}
-            for cfg in judge_configs:
+            for cfg in stages.judges:
                 keys = _outputs_to_judge(str(getattr(cfg, "mode", "")), sample_keys, templated)
                 if keys:
                     judges.append(_judge(st, cfg, sample_keys=keys, progress=progress))
-            if report:
-                report_result = _report(st, Path(report_dir) if report_dir else store_path.parent / "report",
-                                        include_flagged=include_flagged)
+            if stages.report:
+                report_result = _report(st, stages.report_dir, include_flagged=stages.include_flagged)
         status = generation_status
     except KeyboardInterrupt:
         status = "interrupted"
@@ -316,8 +407,8 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], judge_conf
     generations = st.generations(sample_keys=sample_keys)
     order = {k: i for i, k in enumerate(sample_keys)}
     generations.sort(key=lambda g: order[g.sample_key])
-    board = _leaderboard(st, sample_keys=sample_keys, include_flagged=include_flagged)
-    return status, judges, report_result, generations, board
+    board = _leaderboard(st, sample_keys=sample_keys, include_flagged=stages.include_flagged)
+    return _StagesResult(status, judges, report_result, generations, board)
 
 
 def _outputs_to_judge(mode: str, sample_keys: list[str], templated: set[str]) -> list[str]:
