@@ -79,3 +79,20 @@ def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
     """(line number from 1, line) of JSON Lines text, split on "\n" only (a trailing "\r" dropped)."""
     for n, line in enumerate(text.split("\n"), start=1):
         yield n, line[:-1] if line.endswith("\r") else line
+
+
+def jsonl_objects(text: str, where: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every non-blank line of JSON Lines text; UsageError naming the line that is not
+    JSON or not an object."""
+    from harness.errors import UsageError
+
+    for n, line in jsonl_lines(text):
+        if not line.strip():
+            continue
+        try:
+            d = loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{where}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
+        if not isinstance(d, dict):
+            raise UsageError(f"{where}:{n}: expected a JSON object, got {type(d).__name__}")
+        yield n, d

@@ -307,15 +307,7 @@ def csv_table(text: str, where: str) -> Table:
 def jsonl_table(text: str, where: str) -> Table:
     rows: list[tuple[int, Row]] = []
     columns: dict[str, None] = {}
-    for n, line in jsontext.jsonl_lines(text):
-        if not line.strip():
-            continue
-        try:
-            d = jsontext.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{where}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
-        if not isinstance(d, dict):
-            raise UsageError(f"{where}:{n}: expected a JSON object, got {type(d).__name__}")
+    for n, d in jsontext.jsonl_objects(text, where):
         if not rows:
             columns = dict.fromkeys(str(k) for k in d)
         rows.append((n, d))

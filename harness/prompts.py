@@ -105,15 +105,7 @@ def read_jsonl(path: Path, set_name: str | None = None) -> list[Prompt]:
     set_name = set_name or path.stem
     out: list[Prompt] = []
     seen: set[str] = set()
-    for n, line in jsontext.jsonl_lines(_read(path)):
-        if not line.strip():
-            continue
-        try:
-            d = jsontext.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
-        if not isinstance(d, dict):
-            raise UsageError(f"{path}:{n}: expected a JSON object, got {type(d).__name__}")
+    for n, d in jsontext.jsonl_objects(_read(path), str(path)):
         p = _record(d, f"{path}:{n}", set_name)
         if p.id in seen:
             raise UsageError(f"{path}:{n}: duplicate prompt id '{p.id}': ids must be unique within a set")
@@ -282,15 +274,7 @@ def import_jsonl(path: Path, cols: ColumnMap | None = None, set_name: str | None
     cols = cols or ColumnMap()
     set_name = set_name or path.stem
     prompts = []
-    for n, line in jsontext.jsonl_lines(_read(path)):
-        if not line.strip():
-            continue
-        try:
-            d = jsontext.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg}): one JSON object per line") from exc
-        if not isinstance(d, dict):
-            raise UsageError(f"{path}:{n}: expected a JSON object")
+    for n, d in jsontext.jsonl_objects(_read(path), str(path)):
         prompts.append(_map_row(d, cols, n, str(path), set_name, default_category))
     if not prompts:
         raise UsageError(f"{path} holds no prompts")
