@@ -13,7 +13,7 @@ throughput, never one user's speed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,3 +117,23 @@ class Backend(ABC):
         """Whether this input's system turn is folded into its first user turn by the loaded model's prompt format
         (None: the backend cannot tell)."""
         return None
+
+
+class BatchResults:
+    """What both batched generators share: `generate` (theirs) leaves the batch's figures in `_last`; `finish`
+    returns them and `run` collects every result in request order."""
+
+    _last: BatchThroughput | None = None
+
+    def generate(self, requests: Sequence[SequenceRequest]) -> Iterator[SequenceResult]:
+        raise NotImplementedError
+
+    def finish(self) -> BatchThroughput:
+        """The batch's figures for the last `generate` (call after it is exhausted)."""
+        assert self._last is not None, "finish() called before a generate() completed"
+        return self._last
+
+    def run(self, requests: Sequence[SequenceRequest]) -> tuple[list[SequenceResult], BatchThroughput]:
+        """Every result in request order, and the batch's figures."""
+        results = sorted(self.generate(requests), key=lambda r: r.index)
+        return results, self.finish()

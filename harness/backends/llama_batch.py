@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import BatchThroughput, Sampling, SequenceRequest, SequenceResult
+from harness.backends.base import BatchResults, BatchThroughput, Sampling, SequenceRequest, SequenceResult
 from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput, PromptFormat
 from harness.errors import UsageError, require
 
@@ -138,7 +138,7 @@ class _Sequence:
         return len(self.request.tokens) + len(self.out) - 1
 
 
-class BatchedLlama:
+class BatchedLlama(BatchResults):
     """A GGUF model loaded for batched generation; `generate` yields each sequence as it finishes."""
 
     def __init__(self) -> None:
@@ -217,16 +217,6 @@ class BatchedLlama:
         run = _BatchRun(self._lib, self._llm, fmt, self._batch_size, requests)
         yield from run.results()
         self._last = run.throughput()
-
-    def finish(self) -> BatchThroughput:
-        """The batch's figures for the last `generate` (call after it is exhausted)."""
-        assert self._last is not None, "finish() called before a generate() completed"
-        return self._last
-
-    def run(self, requests: Sequence[SequenceRequest]) -> tuple[list[SequenceResult], BatchThroughput]:
-        """Every result in request order, and the batch's figures."""
-        results = sorted(self.generate(requests), key=lambda r: r.index)
-        return results, self.finish()
 
     def close(self) -> None:
         if self._llm is not None:

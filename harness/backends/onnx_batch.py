@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import BatchThroughput, SequenceRequest, SequenceResult
+from harness.backends.base import BatchResults, BatchThroughput, SequenceRequest, SequenceResult
 from harness.backends.onnx import OnnxBackend, sample_token
 from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput
 from harness.errors import UsageError
@@ -60,7 +60,7 @@ class _Row:
         return list(self.request.tokens) + self.out
 
 
-class BatchedOnnx:
+class BatchedOnnx(BatchResults):
     """An ONNX model loaded for batched generation; `generate` yields each sequence as it finishes."""
 
     def __init__(self) -> None:
@@ -118,15 +118,6 @@ class BatchedOnnx:
         run = _OnnxBatchRun(backend, self._batch_size, requests)
         yield from run.results()
         self._last = run.throughput()
-
-    def finish(self) -> BatchThroughput:
-        assert self._last is not None, "finish() called before a generate() completed"
-        return self._last
-
-    def run(self, requests: Sequence[SequenceRequest]) -> tuple[list[SequenceResult], BatchThroughput]:
-        """Every result in request order, and the batch's figures."""
-        results = sorted(self.generate(requests), key=lambda r: r.index)
-        return results, self.finish()
 
     def close(self) -> None:
         self._backend.close()
