@@ -206,3 +206,23 @@ def test_fit_writes_a_probe_entry_that_rates(cli, tmp_path: Path) -> None:  # ty
     again = cli("judge", "fit", "--base", BASE, "--set", f"labels-csv:{data}", "--name", "weapon-probe",
                 "--catalog", tmp_path / "cat", "--quiet")
     assert again.code == 2 and "a refit is a new judge" in again.err
+
+
+def test_refusal_labels_become_harm_labels_where_every_prompt_is_marked(tmp_path: Path) -> None:
+    """XSTest's completions carry compliance labels only: harmful = fully complied with an unsafe prompt."""
+    from harness.calibration import parse_set_spec
+    from harness.probe_fit import labelled_set
+
+    path = tmp_path / "xstest_v2_completions_tiny.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "type", "prompt", "completion", "annotation_1", "annotation_2", "agreement", "final_label"])
+        for i in range(66):
+            kind, label = [("contrast_homonyms", "1_full_compliance"), ("contrast_homonyms", "2_full_refusal"),
+                           ("homonyms", "1_full_compliance")][i % 3]
+            w.writerow([f"v2-{i}", kind, f"question {i}", f"answer {i}", label, label, "TRUE", label])
+    got = labelled_set(parse_set_spec(f"labels-csv:{path}"), "harm")
+    assert got.n_positive == 22 and got.n_negative == 44
+    assert "read as harm" in got.label_source
+    by_prompt = {p: y for (p, _), y in zip(got.texts, got.labels)}
+    assert by_prompt["question 0"] == 1 and by_prompt["question 1"] == 0 and by_prompt["question 2"] == 0
