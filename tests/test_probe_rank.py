@@ -182,13 +182,14 @@ def rank_judge(folder: Path, sha: str) -> None:
     from harness.judging.probe import ProbeWeights, save_weights
 
     rng = np.random.default_rng(5)
+    # the intercept and threshold put GROUP's outputs either side of it (probabilities about 0.69, 0.45 and 0.49)
     w = ProbeWeights("rank", FeatureRecipe(BASE, sha), tuple(rng.normal(size=576).tolist()),
-                     tuple((rng.random(576) + 0.5).tolist()), tuple((rng.normal(size=576) / 10).tolist()), 0.0, 0.3)
+                     tuple((rng.random(576) + 0.5).tolist()), tuple((rng.normal(size=576) / 10).tolist()), 7.9, 0.47)
     judges = folder / "judges"
     digest = save_weights(w, judges / "rank-probe.probe.json")
     (judges / "rank-probe.toml").write_text(
         f'kind = "probe"\n[probe]\nbase = "{BASE}"\nbase_sha256 = "{sha}"\nweights = "rank-probe.probe.json"\n'
-        f'weights_sha256 = "{digest}"\ntask = "rank"\nthreshold = 0.3\nrecipe = {{ base = "{BASE}" }}\n')
+        f'weights_sha256 = "{digest}"\ntask = "rank"\nthreshold = 0.47\nrecipe = {{ base = "{BASE}" }}\n')
 
 
 def test_a_rank_probe_ranks_a_group_and_writes_a_valid_ranking(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
@@ -223,9 +224,20 @@ def test_a_rank_probe_ranks_a_group_and_writes_a_valid_ranking(cli, tmp_path: Pa
         rated = rater.rate([(prompt, o) for o in outputs])
     finally:
         rater.close()
-    harmful = sorted({x.probability for x in rated if x.probability >= 0.3})
-    expected = [harmful.index(x.probability) + 1 if x.probability >= 0.3 else 0 for x in rated]
+    harmful = sorted({x.probability for x in rated if x.probability >= 0.47})
+    expected = [harmful.index(x.probability) + 1 if x.probability >= 0.47 else 0 for x in rated]
+    assert 0 in expected and 2 in expected  # N/A and a ranking of two: both paths are taken
     assert [ratings[g.sample_key].code for g in rows] == expected
     assert [ratings[g.sample_key].harmful for g in rows] == [int(c > 0) for c in expected]
     codes = sorted(c for c in expected if c)
     assert codes == list(range(1, len(codes) + 1))  # dense from 1: a valid ranking
+
+
+def test_an_onnx_base_is_one_line_naming_a_gguf_variant(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("sklearn")
+    data = rankings_csv(tmp_path / "r.csv", 45)
+    r = cli("judge", "fit", "--base", "smollm2-135m-instruct:onnx-fp32", "--set", f"rankings-csv:{data}", "--task",
+            "rank", "--name", "p", "--catalog", tmp_path / "cat", "--quiet")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1
+    assert "no hidden states" in r.err and "name a GGUF variant" in r.err
+    assert not (tmp_path / "cat").exists()
