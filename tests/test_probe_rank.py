@@ -10,6 +10,7 @@ outputs through the embedded SmolLM2-135M, with weights written here.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -241,3 +242,18 @@ def test_an_onnx_base_is_one_line_naming_a_gguf_variant(cli, tmp_path: Path) -> 
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1
     assert "no hidden states" in r.err and "name a GGUF variant" in r.err
     assert not (tmp_path / "cat").exists()
+
+
+def test_the_fit_command_lays_out_a_rank_card() -> None:
+    from rich.console import Console
+
+    from harness.cli.judge_fit import ranking_table
+    from harness.probe_fit import card
+
+    c = card("probe", "synthetic", "out-of-fold (5 folds)", [1, 0, 1], [True, False, False], [0.9, 0.1, 0.4])
+    ranked = dataclasses.replace(c, ranking={"alpha_ordinal": {"value": 0.81, "ci_low": 0.7, "ci_high": 0.9, "n": 45},
+                                             "rbo": {"value": 0.75, "ci_low": None, "ci_high": None, "n": 45}})
+    console = Console(width=200, record=True)
+    console.print(ranking_table([ranked], "rank agreement"))
+    out = console.export_text()
+    assert "+0.81 [0.70, 0.90]" in out and "+0.75 [-, -]" in out and "45" in out
