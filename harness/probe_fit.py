@@ -4,7 +4,8 @@ Labelled sets are read by the importers of harness.humans (`FORMAT:PATH`, as `ha
 them). Each output's label comes from the set's people: for `--task harm` the harm verdict of the first reference
 (human-majority, human-final, human, expert: the majority of its verdicts), else, for preference pairs, the
 crowd's rejected reply (1) against its chosen one (0); for `--task refusal` refused or partly refused (1) against
-complied (0).
+complied (0); for `--task rank` the people's rankings (the study's triplets: the outputs of one prompt ranked
+together, code 0 = N/A, 1..h = least..most harmful), see "The rank task" below.
 
 The model is scikit-learn's L2 logistic regression on standardised features (scikit-learn is imported here only,
 from the `probe` extra; rating needs only the stored weights, harness.judging.probe). Every choice is nested: the
@@ -19,6 +20,24 @@ read as "harmful when it complied with a harmful prompt" (a prompt is harmful un
 no training). With several sets, the transfer table fits on each set, and on all but one, and cards each set it
 was not fitted on. The weights a judge entry keeps are refitted on every set, their choices made by the same
 grouped cross-validation.
+
+The rank task. A probe rates one output at a time, so it learns a pointwise score and ranks each item's outputs
+by sorting it: the outputs whose score reaches the threshold are ranked densely by score (1 = least harmful),
+the others are N/A, exactly as a rank judge's rating reads (harness.judging.modes.rank). The score is fitted on a
+graded target read from the people's ranking: t = code / k (code 0 = N/A .. h, the dense rank among the h harmful
+outputs; k the item's ranked outputs; several annotators of the reference: their mean code), through the
+fractional logit (each output fitted as harmful with weight t and as not harmful with weight 1 - t: the same L2
+logistic regression, so the same weights file and the same dot product rate it). Why this target: it keeps both
+things a ranking says, the N/A cut (t = 0 against t > 0) and the order of the harmful outputs within their item
+(a larger t), where "ranked most harmful" drops the N/A cut and the number of harmful outputs, and a 0/1 harmful
+target drops the order; its fitted score is monotone in the expected rank position, which is all a sort needs.
+The 0/1 label (harmful: code > 0, a split vote among annotators counting as harmful, as the rank mode's balanced
+orders do) stratifies the folds and chooses the threshold (Youden's J). Folds are grouped by prompt as for the
+other tasks, so an item's outputs are never split. The choices are made by the ranking agreement instead of AUROC:
+Krippendorff's ordinal alpha of the derived codes against the people's on the training fold's inner out-of-fold
+scores. Each card holds, besides the figures of the harmful cut, the ranking agreement a rank judge's card holds
+(harness.agreement: Krippendorff's alpha, Kendall tau-b, RBO, exact match, with bootstrap intervals over items),
+computed from the out-of-fold scores only, for the probe and for the TF-IDF control fitted the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +47,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +63,13 @@ if TYPE_CHECKING:
     from harness.judging.probe import ProbeWeights
     from harness.judging.probe_features import HiddenStates
 
-FIT_TASKS = ("harm", "refusal")
+FIT_TASKS = ("harm", "refusal", "rank")
 MIN_PER_CLASS = 20  # fewer labelled outputs of a class and the card would be meaningless
 CS = (0.001, 0.01, 0.1, 1.0, 10.0)  # L2 regularisation grid (inverse strength)
 INNER_FOLDS = 3
 RATERS = ("probe", "tfidf", "refusal-detector")
+RANK_BOOTSTRAP = 1000  # resamples of items behind a rank card's intervals
+CARD_RANK_METRICS = ("alpha_ordinal", "alpha_interval", "kendall_tau_b", "rbo", "exact_match")  # an entry's card
 
 
 def _sklearn() -> Any:
@@ -69,6 +90,18 @@ class LabelledSet:
     harmful_prompt: list[bool]  # for the refusal-detector control: the set does not mark the prompt benign
     label_source: str
     rejected: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)  # rank: the item each output was ranked in
+    codes: list[float] = field(default_factory=list)  # rank: the people's code (mean over the reference's annotators)
+
+    @property
+    def targets(self) -> list[float]:
+        """The fitted target: the 0/1 labels, or for a ranked set the graded t = code / k of its item's k outputs."""
+        if not self.codes:
+            return [float(v) for v in self.labels]
+        k: dict[str, int] = {}
+        for item in self.items:
+            k[item] = k.get(item, 0) + 1
+        return [code / k[item] for code, item in zip(self.codes, self.items)]
 
     @property
     def n_positive(self) -> int:
@@ -112,13 +145,35 @@ def _labels(ratings: Sequence[Any], task: str, benign: dict[str, bool | None]) -
     return {}, ""
 
 
+def rank_codes(ratings: Sequence[Any]) -> tuple[dict[str, float], dict[str, int], str]:
+    """Per output (sample key), the first reference's rank code (the mean over its annotators) and harm label (a
+    majority of its annotators, a split vote counting as harmful), and where they came from."""
+    from harness.calibration import references
+
+    people = [r for r in ratings if r.rater_kind in HUMAN_KINDS and r.valid and r.sample_key and r.task == "rank"
+              and r.code is not None]
+    for ref in references(people):
+        codes: dict[str, list[float]] = {}
+        for r in people:
+            if r.rater == ref:
+                codes.setdefault(r.sample_key, []).append(float(r.code))
+        if codes:
+            return ({k: sum(v) / len(v) for k, v in codes.items()},
+                    {k: int(2 * sum(c > 0 for c in v) >= len(v)) for k, v in codes.items()}, f"{ref} rankings")
+    return {}, {}, ""
+
+
 def labelled_set(cset: CalibrationSet, task: str) -> LabelledSet:
     """A set's outputs and their labels for `task`; UsageError when it has no such labels, one class only, or
     fewer than MIN_PER_CLASS outputs of a class."""
     from harness.calibration import load_set
 
     generations, ratings, rejected = load_set(cset)
-    labels, source = _labels(ratings, task, {g.sample_key: g.benign for g in generations})
+    codes: dict[str, float] = {}
+    if task == "rank":
+        codes, labels, source = rank_codes(ratings)
+    else:
+        labels, source = _labels(ratings, task, {g.sample_key: g.benign for g in generations})
     kept = [g for g in generations if g.sample_key in labels]
     if not kept:
         kinds = sorted({r.task for r in ratings if r.rater_kind in HUMAN_KINDS}) or ["none"]
@@ -127,12 +182,16 @@ def labelled_set(cset: CalibrationSet, task: str) -> LabelledSet:
     out = LabelledSet(cset.name, cset.spec, cset.digest, [(g.prompt, g.output or "") for g in kept],
                       [_prompt_group(g.prompt) for g in kept], [labels[g.sample_key] for g in kept],
                       [g.benign is not True for g in kept], source, rejected)
+    if task == "rank":
+        out.items = [g.item_id or _prompt_group(g.prompt) for g in kept]
+        out.codes = [codes[g.sample_key] for g in kept]
     check_classes(out.n_positive, out.n_negative, f"--set {cset.spec}", task)
     return out
 
 
 def check_classes(n_positive: int, n_negative: int, where: str, task: str) -> None:
-    what = ("harmful", "not harmful") if task == "harm" else ("refused", "complied")
+    what = {"harm": ("harmful", "not harmful"), "rank": ("ranked harmful", "N/A (not harmful)")}.get(
+        task, ("refused", "complied"))
     if not n_positive or not n_negative:
         only = what[1] if not n_positive else what[0]
         raise UsageError(f"{where}: every labelled output is {only} (one class only): a probe needs both; add a set "
@@ -226,6 +285,8 @@ class Card:
     specificity_ci: tuple[float | None, float | None]
     youden_j: float
     auroc: float | None
+    # the rank task: the ranking agreement of the codes derived from these scores with the people's (Ranked.figures)
+    ranking: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -246,9 +307,14 @@ def card(rater: str, set_name: str, fitted_on: str, labels: Sequence[int], verdi
 
 # -- learners --------------------------------------------------------------------------------------------------------
 class Learner:
-    """A linear model over some features of the outputs, with a grid of choices (made inside training data)."""
+    """A linear model over some features of the outputs, with a grid of choices (made inside training data).
+    `target`: what it fits when not the 0/1 labels it is given (the rank task's graded fractions)."""
 
     name = "learner"
+    target: np.ndarray | None = None
+
+    def fitted(self, y: np.ndarray) -> np.ndarray:
+        return y if self.target is None else self.target
 
     def choices(self) -> list[Any]:
         raise NotImplementedError
@@ -264,14 +330,35 @@ def _logistic(c: float, seed: int) -> Any:
     return LogisticRegression(C=c, max_iter=5000, random_state=seed)
 
 
+def fit_logistic(model: Any, x: Any, target: np.ndarray) -> Any:
+    """Fit a logistic regression on 0/1 labels, or on fractions in [0, 1] (the rank task's graded target) by the
+    fractional logit: each row once as 1 weighted by its fraction and once as 0 weighted by the rest."""
+    import numpy as np
+
+    t = np.asarray(target, dtype=np.float64)
+    if np.isin(t, (0.0, 1.0)).all():
+        return model.fit(x, t.astype(int))
+    if hasattr(x, "tocsr"):
+        from scipy.sparse import vstack
+
+        stacked = vstack([x, x]).tocsr()
+    else:
+        stacked = np.vstack([x, x])
+    y = np.concatenate([np.ones(len(t), dtype=int), np.zeros(len(t), dtype=int)])
+    w = np.concatenate([t, 1.0 - t])
+    keep = np.flatnonzero(w > 0)
+    return model.fit(stacked[keep], y[keep], sample_weight=w[keep])
+
+
 class ProbeLearner(Learner):
     """Standardised pooled hidden states, L2 logistic regression; choices: (pooling, C)."""
 
     name = "probe"
 
-    def __init__(self, features: dict[str, np.ndarray], seed: int) -> None:
+    def __init__(self, features: dict[str, np.ndarray], seed: int, target: np.ndarray | None = None) -> None:
         self.features = features
         self.seed = seed
+        self.target = target
 
     def choices(self) -> list[Any]:
         return [(pooling, c) for pooling in sorted(self.features) for c in CS]
@@ -282,7 +369,8 @@ class ProbeLearner(Learner):
 
         pooling, c = choice
         scaler = StandardScaler().fit(self.features[pooling][train])
-        lr = _logistic(c, self.seed).fit(scaler.transform(self.features[pooling][train]), y[train])
+        lr = fit_logistic(_logistic(c, self.seed), scaler.transform(self.features[pooling][train]),
+                          self.fitted(y)[train])
         return scaler, lr
 
     def probabilities(self, train: np.ndarray, test: np.ndarray, y: np.ndarray, choice: Any) -> np.ndarray:
@@ -296,9 +384,10 @@ class TfidfLearner(Learner):
 
     name = "tfidf"
 
-    def __init__(self, texts: Sequence[tuple[str, str]], seed: int) -> None:
+    def __init__(self, texts: Sequence[tuple[str, str]], seed: int, target: np.ndarray | None = None) -> None:
         self.docs = [f"{p}\n{o}" for p, o in texts]
         self.seed = seed
+        self.target = target
 
     def choices(self) -> list[Any]:
         return list(CS)
@@ -309,7 +398,8 @@ class TfidfLearner(Learner):
 
         vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50000)
         x_train = vec.fit_transform([self.docs[i] for i in train])
-        lr = _logistic(float(choice) * 10, self.seed).fit(x_train, y[train])  # sparse unit-norm rows: a larger C
+        lr = fit_logistic(_logistic(float(choice) * 10, self.seed), x_train,  # sparse unit-norm rows: a larger C
+                          self.fitted(y)[train])
         return lr.predict_proba(vec.transform([self.docs[i] for i in test]))[:, 1]
 
 
@@ -317,12 +407,66 @@ class TfidfLearner(Learner):
 class Choice:
     choice: Any
     threshold: float
-    inner_auroc: float | None
+    inner_score: float | None  # the inner criterion: AUROC, or for the rank task Krippendorff's ordinal alpha
 
 
-def choose(learner: Learner, y: np.ndarray, groups: np.ndarray, train: np.ndarray, seed: int) -> Choice:
+@dataclass(frozen=True)
+class Ranked:
+    """The rank task over every output of a fit (indexed as its labels): the item each output was ranked in and
+    the people's code; derives a rater's codes from its scores and verdicts, and measures them against people's."""
+
+    items: np.ndarray
+    codes: np.ndarray
+
+    def derived(self, rows: np.ndarray, scores: np.ndarray, verdicts: np.ndarray) -> np.ndarray:
+        """Per row, within its item (among `rows`): 0 (N/A) unless its verdict is harmful, else the dense rank of
+        its score among the item's harmful rows (1 = least harmful; equal scores share a rank)."""
+        import numpy as np
+
+        out = np.zeros(len(rows))
+        items = self.items[rows]
+        for item in np.unique(items):
+            mine = np.flatnonzero((items == item) & verdicts)
+            distinct = np.unique(scores[mine])
+            out[mine] = np.searchsorted(distinct, scores[mine]) + 1
+        return out
+
+    def alpha(self, rows: np.ndarray, scores: np.ndarray, verdicts: np.ndarray) -> float | None:
+        """Krippendorff's ordinal alpha of the derived codes against the people's over `rows` (None: undefined)."""
+        import numpy as np
+
+        from harness.agreement.metrics import alpha_from_coincidences
+
+        people = self.codes[rows]
+        derived = self.derived(rows, scores, verdicts)
+        values = np.unique(np.concatenate([people, derived]))
+        a, b = np.searchsorted(values, people), np.searchsorted(values, derived)
+        o = np.zeros((len(values), len(values)))
+        np.add.at(o, (a, b), 1.0)  # each output is a unit of two values: one coincidence each way
+        np.add.at(o, (b, a), 1.0)
+        value = float(alpha_from_coincidences(o, "ordinal", values))
+        return value if math.isfinite(value) else None
+
+    def figures(self, rows: np.ndarray, scores: np.ndarray, verdicts: np.ndarray, seed: int) -> dict[str, Any]:
+        """The ranking agreement a rank judge's card holds (harness.agreement's rank metrics with bootstrap
+        intervals over items): the derived codes against the people's, {metric: {value, ci_low, ci_high, n}}."""
+        from harness.agreement import agreement_rows
+
+        derived = self.derived(rows, scores, verdicts)
+        units = [{"rater": rater, "rater_kind": kind, "task": "rank", "item_id": str(self.items[i]), "model": str(i),
+                  "variant": "release", "code": float(code), "harmful": int(code > 0), "valid": 1}
+                 for rater, kind, codes in (("people", "human", self.codes[rows]), ("rater", "judge", derived))
+                 for i, code in zip(rows.tolist(), codes.tolist())]
+        out = agreement_rows(units, raters=["people", "rater"], bootstrap=RANK_BOOTSTRAP, seed=seed, task="rank",
+                             inter_annotator=False)
+        return {row["metric"]: {k: row.get(k) for k in ("value", "ci_low", "ci_high", "n")} for row in out}
+
+
+def choose(learner: Learner, y: np.ndarray, groups: np.ndarray, train: np.ndarray, seed: int,
+           ranked: Ranked | None = None) -> Choice:
     """The learner's choice and threshold made on `train` alone: grouped inner folds, the best pooled inner AUROC
-    (ties: the earlier, more regularised choice), the threshold with the best J on its inner predictions."""
+    (for the rank task: the best ordinal alpha of the codes derived at that threshold; ties: the earlier, more
+    regularised choice), the threshold with the best J on its inner predictions."""
     import numpy as np
 
     k = min(INNER_FOLDS, *(len(set(groups[train][y[train] == c])) for c in (0, 1)))
@@ -335,23 +479,26 @@ def choose(learner: Learner, y: np.ndarray, groups: np.ndarray, train: np.ndarra
         scores = np.zeros(len(train))
         for fit_idx, test_idx in inner:
             scores[test_idx] = learner.probabilities(train[fit_idx], train[test_idx], y, option)
-        a = auroc(y[train].tolist(), scores.tolist())
-        if best is None or (a or 0.0) > (best.inner_auroc or 0.0) + 1e-9:
-            best = Choice(option, youden_threshold(y[train].tolist(), scores.tolist()), a)
+        threshold = None if ranked is None else youden_threshold(y[train].tolist(), scores.tolist())
+        a = (auroc(y[train].tolist(), scores.tolist()) if ranked is None or threshold is None
+             else ranked.alpha(train, scores, scores >= threshold))
+        if best is None or (a or 0.0) > (best.inner_score or 0.0) + 1e-9:
+            best = Choice(option, threshold if threshold is not None else youden_threshold(y[train].tolist(),
+                                                                                           scores.tolist()), a)
     assert best is not None
     return best
 
 
 def held_out(learner: Learner, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray,
-             seed: int) -> tuple[np.ndarray, np.ndarray, Choice]:
+             seed: int, ranked: Ranked | None = None) -> tuple[np.ndarray, np.ndarray, Choice]:
     """Fit on `train` (choices nested inside it), predict `test`: probabilities, verdicts, the choice made."""
-    chosen = choose(learner, y, groups, train, seed)
+    chosen = choose(learner, y, groups, train, seed, ranked)
     p = learner.probabilities(train, test, y, chosen.choice)
     return p, p >= chosen.threshold, chosen
 
 
 def out_of_fold(learner: Learner, y: np.ndarray, groups: np.ndarray, folds: list[Split],
-                seed: int) -> tuple[np.ndarray, np.ndarray, list[Choice]]:
+                seed: int, ranked: Ranked | None = None) -> tuple[np.ndarray, np.ndarray, list[Choice]]:
     """Out-of-fold probabilities and verdicts over `folds` (indices into y), each fold's choices made inside it."""
     import numpy as np
 
@@ -359,7 +506,7 @@ def out_of_fold(learner: Learner, y: np.ndarray, groups: np.ndarray, folds: list
     v = np.zeros(len(y), dtype=bool)
     chosen = []
     for train, test in folds:
-        p[test], v[test], c = held_out(learner, y, groups, train, test, seed)
+        p[test], v[test], c = held_out(learner, y, groups, train, test, seed, ranked)
         chosen.append(c)
     return p, v, chosen
 
@@ -388,11 +535,21 @@ class FitReport:
         for name in sorted({c.set_name for c in self.transfer}):
             rows = {c.rater: c for c in self.transfer if c.set_name == name and c.fitted_on.startswith("all but")}
             p, t = rows.get("probe"), rows.get("tfidf")
-            if p and t:
+            if p and t and p.ranking is not None and t.ranking is not None:
+                a, b = (_alpha_ordinal(c) for c in (p, t))
+                beats = a > b
+                lines.append(f"{name}: out of set the probe {'beats' if beats else 'does NOT beat'} the bag-of-words "
+                             f"control (ordinal alpha {a:+.2f} vs {b:+.2f})")
+            elif p and t:
                 beats = p.youden_j > t.youden_j
                 lines.append(f"{name}: out of set the probe {'beats' if beats else 'does NOT beat'} the bag-of-words "
                              f"control (J {p.youden_j:+.2f} vs {t.youden_j:+.2f})")
         return lines
+
+
+def _alpha_ordinal(c: Card) -> float:
+    value = ((c.ranking or {}).get("alpha_ordinal") or {}).get("value")
+    return float(value) if value is not None else float("nan")
 
 
 def refusal_control(ls_texts: Sequence[tuple[str, str]], harmful_prompt: Sequence[bool], task: str) -> list[bool]:
@@ -407,9 +564,15 @@ def refusal_control(ls_texts: Sequence[tuple[str, str]], harmful_prompt: Sequenc
 
 
 def _cards_for(rows: np.ndarray, name: str, fitted_on: str, y: np.ndarray,
-               predictions: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Card]:
-    return [card(rater, name, fitted_on, y[rows].tolist(), v[rows].tolist(), p[rows].tolist())
-            for rater, (p, v) in predictions.items()]
+               predictions: dict[str, tuple[np.ndarray, np.ndarray]], ranked: Ranked | None = None,
+               seed: int = 0) -> list[Card]:
+    out = []
+    for rater, (p, v) in predictions.items():
+        c = card(rater, name, fitted_on, y[rows].tolist(), v[rows].tolist(), p[rows].tolist())
+        if ranked is not None:
+            c = replace(c, ranking=ranked.figures(rows, p[rows], v[rows], seed))
+        out.append(c)
+    return out
 
 
 def fit_probe(base: str, sets: Sequence[CalibrationSet], task: str, *, folds: int = 5, seed: int = 0,
@@ -446,11 +609,12 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
     y = np.asarray([v for ls in labelled for v in ls.labels])
     groups = np.asarray([g for ls in labelled for g in ls.groups])
     owner = np.asarray([i for i, ls in enumerate(labelled) for _ in ls.labels])
+    ranked, target = _rank_task(labelled, task)
     features = states.matrices(texts, progress)
     n_embedded = states.n_embedded
-    learners: list[Learner] = [ProbeLearner(features, seed)]
+    learners: list[Learner] = [ProbeLearner(features, seed, target)]
     if controls:
-        learners.append(TfidfLearner(texts, seed))
+        learners.append(TfidfLearner(texts, seed, target))
     rule = np.asarray([v for ls in labelled for v in refusal_control(ls.texts, ls.harmful_prompt, task)])
     cards: list[Card] = []
     chosen: list[dict[str, Any]] = []
@@ -462,15 +626,16 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
         outer = [(rows[a], rows[b]) for a, b in grouped_folds(y[rows].tolist(), groups[rows].tolist(), folds, seed)]
         predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for learner in learners:
-            p, v, picks = out_of_fold(learner, y, groups, outer, seed)
+            p, v, picks = out_of_fold(learner, y, groups, outer, seed, ranked)
             predictions[learner.name] = (p, v)
             if learner.name == "probe":
                 chosen += [{"set": name, "choice": list(c.choice), "threshold": c.threshold} for c in picks]
         if controls:
             predictions["refusal-detector"] = (rule.astype(float), rule)
-        cards += _cards_for(rows, name, f"out-of-fold ({folds} folds)", y, predictions)
-    transfer = _transfer(labelled, learners, y, groups, owner, rule, seed, controls) if len(labelled) > 1 else []
-    final = choose(learners[0], y, groups, np.arange(len(y)), seed)
+        cards += _cards_for(rows, name, f"out-of-fold ({folds} folds)", y, predictions, ranked, seed)
+    transfer = (_transfer(labelled, learners, y, groups, owner, rule, seed, controls, ranked) if len(labelled) > 1
+                else [])
+    final = choose(learners[0], y, groups, np.arange(len(y)), seed, ranked)
     pooling, c = final.choice
     probe = learners[0]
     assert isinstance(probe, ProbeLearner)
@@ -479,7 +644,8 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
                            states.recipe.n_ctx)
     weights = ProbeWeights(task, recipe, tuple(float(x) for x in scaler.mean_), tuple(float(x) for x in scaler.scale_),
                            tuple(float(x) for x in lr.coef_[0]), float(lr.intercept_[0]), final.threshold,
-                           {"C": c, "pooling": pooling, "inner_auroc": final.inner_auroc, "folds": folds,
+                           {"C": c, "pooling": pooling, ("inner_auroc" if ranked is None else "inner_alpha_ordinal"):
+                            final.inner_score, "folds": folds,
                             "seed": seed, "sets": [{"name": ls.name, "digest": ls.digest} for ls in labelled]})
     per_output = states.embed_s / n_embedded if n_embedded else None
     summaries = [{"name": ls.name, "spec": ls.spec, "digest": ls.digest, "n": len(ls.labels),
@@ -489,8 +655,21 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
                      per_output, states.load_s, chosen)
 
 
+def _rank_task(labelled: Sequence[LabelledSet], task: str) -> tuple[Ranked | None, np.ndarray | None]:
+    """For the rank task: the items and people's codes of every output (items kept apart per set), and the graded
+    target the learners fit; (None, None) for the other tasks."""
+    import numpy as np
+
+    if task != "rank":
+        return None, None
+    items = np.asarray([f"{i}:{item}" for i, ls in enumerate(labelled) for item in ls.items])
+    codes = np.asarray([c for ls in labelled for c in ls.codes], dtype=np.float64)
+    return Ranked(items, codes), np.asarray([t for ls in labelled for t in ls.targets], dtype=np.float64)
+
+
 def _transfer(labelled: Sequence[LabelledSet], learners: Sequence[Learner], y: np.ndarray, groups: np.ndarray,
-              owner: np.ndarray, rule: np.ndarray, seed: int, controls: bool) -> list[Card]:
+              owner: np.ndarray, rule: np.ndarray, seed: int, controls: bool,
+              ranked: Ranked | None = None) -> list[Card]:
     """Fit on each set (and on all but one), card on each set it was not fitted on."""
     import numpy as np
 
@@ -511,11 +690,11 @@ def _transfer(labelled: Sequence[LabelledSet], learners: Sequence[Learner], y: n
             for learner in learners:
                 p = np.zeros(len(y))
                 v = np.zeros(len(y), dtype=bool)
-                p[test], v[test], _ = held_out(learner, y, groups, train, test, seed)
+                p[test], v[test], _ = held_out(learner, y, groups, train, test, seed, ranked)
                 predictions[learner.name] = (p, v)
             if controls:
                 predictions["refusal-detector"] = (rule.astype(float), rule)
-            out += _cards_for(test, labelled[j].name, label, y, predictions)
+            out += _cards_for(test, labelled[j].name, label, y, predictions, ranked, seed)
     return out
 
 
@@ -542,7 +721,8 @@ def card_summary(report: FitReport) -> dict[str, Any]:
     def short(c: Card) -> dict[str, Any]:
         return {"rater": c.rater, "set": c.set_name, "fitted_on": c.fitted_on, "n": c.n, "positive": c.n_positive,
                 "negative": c.n_negative, "sensitivity": c.sensitivity, "specificity": c.specificity,
-                "youden_j": c.youden_j, "auroc": c.auroc}
+                "youden_j": c.youden_j, "auroc": c.auroc,
+                **({"ranking": {m: v for m, v in c.ranking.items() if m in CARD_RANK_METRICS}} if c.ranking else {})}
 
     return {"out_of_fold": [short(c) for c in report.cards], "transfer": [short(c) for c in report.transfer],
             "seconds_per_output": report.seconds_per_output}
@@ -618,5 +798,6 @@ def fit_and_write(base: str, set_specs: Sequence[str], task: str, name: str, *, 
     return report, write_probe_judge(report, name, target)
 
 
-__all__ = ["Card", "FitReport", "LabelledSet", "WrittenProbe", "auroc", "card", "fit_and_write", "fit_labelled", "fit_probe", "fit_labelled",
-           "grouped_folds", "labelled_set", "write_probe_judge", "youden_threshold"]
+__all__ = ["Card", "FitReport", "LabelledSet", "Ranked", "WrittenProbe", "auroc", "card", "fit_and_write", "fit_labelled",
+           "fit_logistic", "fit_probe", "fit_labelled", "grouped_folds", "labelled_set", "rank_codes",
+           "write_probe_judge", "youden_threshold"]

@@ -187,6 +187,7 @@ def test_a_probe_entry_is_read_with_its_mode_and_identity(tmp_path: Path) -> Non
     assert cfg.kind == "probe" and cfg.mode == "score" and cfg.model_name() == BASE
     refusal = parse_judge(probe_toml(task="refusal"), tmp_path / "p.toml", "p")
     assert refusal.mode == "refusal"
+    assert parse_judge(probe_toml(task="rank"), tmp_path / "p.toml", "p").mode == "rank"
     card_changed = parse_judge(probe_toml(card={"seconds_per_output": 9.0}), tmp_path / "p.toml", "p")
     assert card_changed.identity_hash() == cfg.identity_hash()  # the card describes the judge, it is not the judge
     refit = parse_judge(probe_toml(weights_sha256="c" * 64), tmp_path / "p.toml", "p")
@@ -198,7 +199,7 @@ def test_a_probe_entry_is_read_with_its_mode_and_identity(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("toml", "message"), [
     ({"kind": "probe"}, "needs a [probe] table"),
     ({"kind": "probe", "probe": "x"}, "[probe] must be a table"),
-    (probe_toml(task="rank"), "task 'rank' is unknown"),
+    (probe_toml(task="qos"), "task 'qos' is unknown"),
     (probe_toml(threshold=2), "threshold must be a probability"),
     ({"kind": "llama-cpp", "model": "m", "probe": {"task": "harm"}}, "'probe' is for kind = \"probe\" judges"),
 ])

@@ -23,8 +23,10 @@ def register_fit(actions: argparse._SubParsersAction) -> None:  # type: ignore[t
                                        "--task harm --name my-probe")
     f.add_argument("--base", required=True, metavar="MODEL[:VARIANT]", help="the base model (a GGUF variant)")
     f.add_argument("--set", dest="fit_sets", action="append", default=[], metavar="FORMAT:PATH", help=SET_HELP)
-    f.add_argument("--task", choices=("harm", "refusal"), default="harm",
-                   help="harm: harmful or not; refusal: refused (fully or partly) or complied")
+    f.add_argument("--task", choices=("harm", "refusal", "rank"), default="harm",
+                   help="harm: harmful or not; refusal: refused (fully or partly) or complied; rank: a harm score "
+                        "that ranks each prompt's outputs (fitted on people's rankings: rankings-csv, rankings-jsonl, "
+                        "llm-harm)")
     f.add_argument("--name", dest="fit_name", required=True, metavar="NAME", help="the new judge's name")
     f.add_argument("--folds", type=int, default=5, metavar="N", help="outer folds (default 5)")
     f.add_argument("--seed", dest="fit_seed", type=int, default=0, metavar="N", help="folds' seed (default 0)")
@@ -56,6 +58,28 @@ def cards_table(cards: list[Any], title: str) -> Any:
     return table
 
 
+def ranking_table(cards: list[Any], title: str) -> Any:
+    """The rank task's cards: the ranking agreement of the codes derived from each rater's scores with people's."""
+    from rich.table import Table
+
+    from harness.cli.console import text
+
+    metrics = (("alpha_ordinal", "alpha (ordinal)"), ("kendall_tau_b", "Kendall tau-b"), ("rbo", "RBO"),
+               ("exact_match", "exact match"))
+    table = Table(title=text(title))
+    for col in ("set", "fitted on", "rater", "items", *(label for _, label in metrics)):
+        table.add_column(text(col), justify="left" if col in ("set", "fitted on", "rater") else "right")
+    for c in cards:
+        figures = c.ranking or {}
+        cells = []
+        for metric, _ in metrics:
+            f = figures.get(metric) or {}
+            cells.append(f"{_num(f.get('value'), '+.2f')} [{_num(f.get('ci_low'), '.2f')}, {_num(f.get('ci_high'), '.2f')}]")
+        items = (figures.get("alpha_ordinal") or {}).get("n")
+        table.add_row(*(text(str(x)) for x in (c.set_name, c.fitted_on, c.rater, _num(items, "d"), *cells)))
+    return table
+
+
 def fit_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal, text
@@ -72,8 +96,13 @@ def fit_command(args: argparse.Namespace) -> int:
                        f"positive, {s['negative']} negative; labels: {s['labels']})"))
     out.print(cards_table(report.cards, f"{args.task} probe on {report.base}: out-of-fold cards ({report.folds} folds "
                                         "grouped by prompt, every choice nested), beside two controls"))
+    if any(c.ranking is not None for c in report.cards):
+        out.print(ranking_table(report.cards, "rank agreement with people of the codes derived from out-of-fold "
+                                              "scores (95% bootstrap over items)"))
     if report.transfer:
         out.print(cards_table(report.transfer, "transfer: fitted on other sets, carded on the held-out set"))
+        if any(c.ranking is not None for c in report.transfer):
+            out.print(ranking_table(report.transfer, "transfer: rank agreement on the held-out set"))
         for line in report.verdicts():
             out.print(text(f"  {line}"))
     fit = report.weights.fit

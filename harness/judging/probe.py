@@ -2,8 +2,9 @@
 
 A probe is a linear model over a base model's pooled hidden state (harness.judging.probe_features): each feature
 standardised by the training set's mean and scale, then weighted, plus an intercept; the logistic of that is the
-probability that the output is harmful (or, for a refusal probe, that it refuses), and the threshold chosen when
-it was fitted turns the probability into a verdict. The weights live in a small JSON file beside the judge's TOML;
+probability that the output is harmful (or, for a refusal probe, that it refuses; for a rank probe, a graded harm
+score fitted on the people's rank positions, harness.probe_fit), and the threshold chosen when it was fitted turns
+the probability into a verdict (a rank probe: ranked harmful, or N/A). The weights live in a small JSON file beside the judge's TOML;
 the entry records the file's sha256 and the base model file's sha256, and a file or a base that no longer hashes
 to them is refused (UsageError) before anything is rated: a refit is a new judge, never a silent change.
 
@@ -27,7 +28,7 @@ from harness.judging.probe_features import FeatureRecipe, HiddenStates, resolve_
 if TYPE_CHECKING:
     import numpy as np
 
-TASKS = ("harm", "refusal")
+TASKS = ("harm", "refusal", "rank")
 WEIGHTS_FORMAT = "harness-probe-weights/1"
 
 

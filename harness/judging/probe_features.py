@@ -89,8 +89,9 @@ def resolve_base(spec: str) -> tuple[Path, str, Any]:
     manifest, variants = parse_spec(spec)
     variant = variants[0] if ":" in spec else manifest.source_variant
     if variant_backend(variant) != "gguf":
-        raise UsageError(f"--base {spec}: a probe reads hidden states through llama.cpp: name a GGUF variant "
-                         f"(e.g. {manifest.name}:Q4_1), not {variant}")
+        raise UsageError(f"--base {spec}: a probe reads hidden states through llama.cpp, and the ONNX export "
+                         f"{variant} outputs logits and its KV cache only (no hidden states): name a GGUF variant "
+                         f"(e.g. {manifest.name}:Q4_1)")
     vf = resolve_variant(manifest, variant)
     return vf.path, vf.sha256, manifest
 

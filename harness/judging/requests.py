@@ -37,6 +37,7 @@ class JudgeRequest:
     output_text: str | None = None  # the single output, for judges that ask no model (refusal detector, probe)
     max_answer_chars: int | None = None  # what is kept of an answer (bounded by the request's max tokens)
     prompt_text: str | None = None  # its prompt, for judges that ask no model (a probe reads the conversation)
+    output_texts: tuple[str, ...] = ()  # every output in shown order, for judges that ask no model (a rank probe)
 
 
 @dataclass
@@ -67,7 +68,8 @@ def build_request(task: JudgeTask, cfg: JudgeConfig, rubric: Rubric | None) -> J
     k = len(shown)
     if not cfg.asks_a_model:
         return JudgeRequest(task.mode, None, None, k, output_text=str(shown[0].output_for_judges or ""),
-                            prompt_text=task.group.prompt)
+                            prompt_text=task.group.prompt,
+                            output_texts=tuple(str(g.output_for_judges or "") for g in shown))
     texts = [truncate(str(g.output_for_judges or ""), cfg.max_output_chars) for g in shown]
     messages = mode.messages(task, cfg, rubric, texts, output_format(cfg, task.mode))
     return JudgeRequest(task.mode, messages, mode.schema(k, cfg), k, max_answer_chars=answer_cap(cfg))

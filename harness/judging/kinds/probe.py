@@ -3,7 +3,8 @@
 Its options are the TOML's `[probe]` table as the fit writes it (base, base_sha256, weights, weights_sha256, task,
 threshold, recipe, card: harness.judging.probe.parse_probe_entry), a key no other kind may hold. It asks no model
 with a rubric: a harm probe judges in mode `score` (a harm verdict per output with its probability), a refusal probe
-in mode `refusal` (refusal or compliance, with the probability that it refuses). Its identity is the entry's
+in mode `refusal` (refusal or compliance, with the probability that it refuses), a rank probe in mode `rank` (the
+outputs of one prompt scored one by one, those at or above the threshold ranked by score, the others N/A). Its identity is the entry's
 (base file, weights file, task, threshold, recipe), so a refit is a new judge and old ratings keep theirs; the card
 of the fit is not part of it. The backend is harness.judging.probe_judge.ProbeJudge.
 """
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from harness.judging.kinds import JudgeBackend
     from harness.judging.probe import ProbeEntry
 
-TASK_MODES = {"harm": "score", "refusal": "refusal"}  # a probe's task -> the mode it judges in
+TASK_MODES = {"harm": "score", "refusal": "refusal", "rank": "rank"}  # a probe's task -> the mode it judges in
 
 
 @dataclass(frozen=True)
