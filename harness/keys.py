@@ -11,8 +11,9 @@ stores written by an earlier version stop resuming (tests/test_keys.py pins them
                  item and response text, so the same response imported twice is one row
   group_key      the outputs a rank or pairwise judge sees together: prompt, device, seed,
                  temperature and max tokens
-  request_key    what a judge is asked: its identity, rubric and version, mode, prompt and the
-                 outputs in shown order (keys the on-disk answer cache)
+  request_key    what a judge is asked: its identity, rubric and version, mode, prompt (and the
+                 conversation's earlier turns, when it has some) and the outputs in shown order
+                 (keys the on-disk answer cache)
   judgment_key   a judge's name plus the request key (keys the judgments table)
   judge_rating_key / import_rating_key   one rating per (rater, task, item, output): from our
                  judges, and from imported files (where it came from and what it rates, never
@@ -101,10 +102,14 @@ def group_key(prompt_sha256: str | None, prompt: str | None, device: str | None,
 
 # -- judgments and ratings --------------------------------------------------------------------------
 def request_key(identity: Mapping[str, Any], rubric: str | None, rubric_version: str | None, mode: str, prompt: str,
-                shown_outputs: Sequence[str]) -> str:
-    """Two requests with the same key get the same answer."""
-    return _sha_json({"judge": dict(identity), "rubric": rubric, "rubric_version": rubric_version, "mode": mode,
-                      "prompt": prompt, "outputs": list(shown_outputs)})[:32]
+                shown_outputs: Sequence[str], history: Sequence[tuple[str, str]] = ()) -> str:
+    """Two requests with the same key get the same answer. `history`, the conversation's (role, text) turns
+    before the prompt, enters only when there is one, so a single-turn request keeps its key."""
+    body: dict[str, Any] = {"judge": dict(identity), "rubric": rubric, "rubric_version": rubric_version, "mode": mode,
+                            "prompt": prompt, "outputs": list(shown_outputs)}
+    if history:
+        body["history"] = [[role, text] for role, text in history]
+    return _sha_json(body)[:32]
 
 
 def judgment_key(judge_name: str, req_key: str) -> str:

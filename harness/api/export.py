@@ -1,4 +1,6 @@
-"""Export one table of a store (generations, judgments, ratings, runs, model_loads) as JSON lines, CSV or Parquet.
+"""Export one table of a store (generations, judgments, ratings, runs, model_loads) as JSON lines, CSV or Parquet;
+or one of the figures under attack, computed from the store as the leaderboard computes them (`ATTACK_TABLES`:
+attacks, attack_summary, harm_by_category; the report's tables of the same names, harness.reporting).
 
 `harness export` is `export_table` with arguments parsed. The store is opened read-only; a file is written
 atomically and never over an existing file unless forced (harness.outputs).
@@ -10,11 +12,16 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from harness.errors import UsageError, require
+from harness.records import TABLES
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
+ATTACK_TABLES = ("attacks", "attack_summary", "harm_by_category")
 
 
 @dataclass(frozen=True)
@@ -34,15 +41,27 @@ def export_table(store: str | Path | None = None, table: str = "generations", fm
 
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format {fmt!r}: choose from {', '.join(EXPORT_FORMATS)}")
+    if table not in TABLES and table not in ATTACK_TABLES:
+        raise UsageError(f"unknown table '{table}': tables are {', '.join(TABLES)}, and the figures under attack "
+                         f"{', '.join(ATTACK_TABLES)}")
     target = output_file(out, force=force) if out else None
     if fmt == "parquet" and target is None:
         raise UsageError("parquet needs a file: pass --out FILE.parquet")
     if target is None and stream is None:
         raise UsageError("export needs a file (--out) or a stream to write to")
     with Store.open(store or DEFAULT_STORE, readonly=True) as st:
-        rows = [asdict(r) for r in st.records(table)]
+        rows = _attack_table_rows(st, table) if table in ATTACK_TABLES else [asdict(r) for r in st.records(table)]
     _export_rows(rows, fmt, target, stream)
     return Export(table, len(rows), target)
+
+
+def _attack_table_rows(store: Store, table: str) -> list[dict[str, Any]]:
+    """One of the figures under attack (`ATTACK_TABLES`) of every generation in the store, with the leaderboard's
+    raters and judge card; no rows when no generation was attacked."""
+    from harness.reporting import attack_tables
+    from harness.reporting._data import load_inputs
+
+    return attack_tables(load_inputs(store).tables()).get(table, [])
 
 
 def _flat(v: Any) -> Any:

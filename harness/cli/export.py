@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "as JSON lines, CSV (spreadsheet-safe cells) or Parquet, to a file or standard "
                                    "output. The store is opened read-only; an existing file is kept unless --force.")
     p.add_argument("--store", default=None, metavar="PATH", help="results store (default results/harness.sqlite)")
-    p.add_argument("--table", default="generations", help="generations, judgments, ratings, runs, model_loads")
+    p.add_argument("--table", default="generations", help="generations, judgments, ratings, runs, model_loads; or "
+                   "the figures under attack: attacks, attack_summary, harm_by_category")
     p.add_argument("--format", default="jsonl", choices=FORMATS)
     p.add_argument("--out", default=None, metavar="FILE", help="output file (default: standard output, with control characters "
                    "escaped; required for parquet)")

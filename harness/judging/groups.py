@@ -4,7 +4,9 @@ Single-output modes (score, refusal, guard) judge one generation per task; group
 pairwise) judge the outputs of every (model, variant) for the same prompt text, device, seed,
 temperature and max_tokens together (harness.keys.group_key). Groups are formed from generation
 fields only, so generations imported from the study (backend and device 'external') group the
-same way as our own. Modes (harness.judging.modes) turn a group into tasks; harness.judging.tasks plans them.
+same way as our own. A group carries the conversation its prompt ended (the judged history,
+harness.judging.conversation): its members were sent the same turns, since the prompt's sha256 covers them. Modes
+(harness.judging.modes) turn a group into tasks; harness.judging.tasks plans them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import keys
+from harness.judging.conversation import ConversationReader, Turn
 from harness.records import Generation
 
 
@@ -21,6 +24,7 @@ class Group:
     item_id: str
     prompt: str
     generations: list[Generation]  # canonical order: model, variant, sample_key
+    history: tuple[Turn, ...] = ()  # the conversation's turns before `prompt` (none: a single-turn prompt)
 
 
 @dataclass
@@ -58,9 +62,11 @@ def group_generations(rows: list[Generation], grouped: bool) -> list[Group]:
         key = group_key(g) if grouped else f"s:{g.sample_key}"
         groups.setdefault(key, []).append(g)
     out = []
+    reader = ConversationReader()
     for key, members in groups.items():
         members.sort(key=_canonical)
         prompt = str(members[0].prompt or "")
-        out.append(Group(key, members[0].item_id or keys.item_id(prompt), prompt, members))
+        out.append(Group(key, members[0].item_id or keys.item_id(prompt), prompt, members,
+                         reader.history(members[0])))
     out.sort(key=lambda grp: (grp.prompt, grp.key))
     return out

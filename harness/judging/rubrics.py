@@ -9,6 +9,12 @@ internals), and a rubric path must stay inside the catalog folder of the judge t
 The rubric's version is the sha256 of the template text, so editing a rubric changes every
 judgment key made with it and nothing stale is served from the cache.
 
+A conversation's earlier turns (`history`) may be shown by a part of the template between a `{# history #}`
+line and a `{# end history #}` line. A request without history renders the rubric without that part and is
+versioned by that text alone (`version`), so adding or editing the history part leaves every single-turn prompt,
+and its judgment key, as it was; a request with history renders, and is versioned by, the whole text
+(`version_with_history`). History turns are data exactly as the outputs are: rendered inside their message.
+
 Variables a template sees:
   prompt          the prompt the models answered
   outputs         list of {label, text} in SHOWN order (Content A, B, ...)
@@ -17,6 +23,8 @@ Variables a template sees:
   labels          ["A", "B", ...]
   output_format   "json" (structured output on), "digit" (one digit), or "text"
   max_score       the top of the harm scale (score mode)
+  history         the conversation's turns before the prompt: list of {role, text} (role "user" or "assistant"),
+                  empty for a single-turn prompt (harness.judging.conversation says which turns are shown)
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from harness import catalog
 from harness.errors import UsageError
 
 _SECTION = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
+_HISTORY_PART = re.compile(r"^[ \t]*\{#-?[ \t]*history[ \t]*-?#\}[ \t]*\n.*?"
+                           r"^[ \t]*\{#-?[ \t]*end history[ \t]*-?#\}[ \t]*(?:\n|\Z)", re.MULTILINE | re.DOTALL)
 TRUNCATION_MARK = " [...truncated]"
 
 
@@ -42,23 +52,37 @@ class Rubric:
     text: str
 
     @property
-    def version(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:12]
+    def single_turn_text(self) -> str:
+        """The template a request without history renders: the text without its history parts."""
+        return _HISTORY_PART.sub("", self.text)
 
-    def parts(self) -> list[tuple[str, str]]:
+    @property
+    def version(self) -> str:
+        """The version of a request without history (and of the rubric, for judge cards)."""
+        return _sha12(self.single_turn_text)
+
+    @property
+    def version_with_history(self) -> str:
+        return _sha12(self.text)
+
+    def version_for(self, history: bool) -> str:
+        return self.version_with_history if history else self.version
+
+    def parts(self, history: bool = False) -> list[tuple[str, str]]:
         """(role, template source) of each message, split before anything is rendered."""
-        return split_template(self.text, str(self.path))
+        return split_template(self.text if history else self.single_turn_text, str(self.path))
 
     def render(self, **variables: Any) -> list[dict[str, str]]:
-        """The chat messages for these variables."""
+        """The chat messages for these variables (`history`, when given and not empty, selects the whole text)."""
         import jinja2
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                                             keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+        variables.setdefault("history", [])
         messages = []
         try:
-            for role, source in self.parts():
+            for role, source in self.parts(history=bool(variables["history"])):
                 messages.append({"role": role, "content": env.from_string(source).render(**variables).strip()})
         except jinja2.TemplateError as exc:
             raise UsageError(f"rubric {self.path} does not render ({type(exc).__name__}: {exc}): "
@@ -66,6 +90,10 @@ class Rubric:
         if any(not m["content"] for m in messages):
             raise UsageError(f"rubric {self.path}: a section renders empty: fill it or remove its marker")
         return messages
+
+
+def _sha12(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def split_template(text: str, where: str) -> list[tuple[str, str]]:

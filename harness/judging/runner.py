@@ -81,10 +81,11 @@ class _Prepared:
     request: JudgeRequest
     request_key: str
     judgment_key: str
+    rubric_version: str | None = None  # of the text the request rendered (harness.judging.rubrics)
 
 
-def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None, rubric_version: str | None,
-                 resp: JudgeResponse, parsed: Parsed | None, identity: str | None = None) -> Judgment:
+def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None, resp: JudgeResponse,
+                 parsed: Parsed | None, identity: str | None = None) -> Judgment:
     value = None
     if parsed is not None and parsed.ok and parsed.value is not None:
         value = mode.from_shown(parsed.value, p.task)
@@ -96,7 +97,7 @@ def judgment_for(cfg: JudgeConfig, mode: Mode, p: _Prepared, rubric: str | None,
         judge_model=cfg.recorded_model(),
         mode=p.task.mode,
         rubric=rubric,
-        rubric_version=rubric_version,
+        rubric_version=p.rubric_version,
         item_id=p.task.group.item_id,
         sample_keys=p.task.sample_keys,
         shown_order=p.task.shown_order,
@@ -170,9 +171,11 @@ def plan_judging(store: Store, cfg: JudgeConfig, identity_extra: Callable[[], di
         identity = {**cfg.identity(), **identity_extra()}
         for task in tasks:
             req = build_request(task, cfg, rubric)
-            rkey = keys.request_key(identity, rubric_name, rubric_version, cfg.mode, task.group.prompt,
-                                    [str(g.output_for_judges or "") for g in task.shown_generations])
-            prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey)))
+            version = rubric.version_for(bool(task.group.history)) if rubric and fixed is None else rubric_version
+            rkey = keys.request_key(identity, rubric_name, version, cfg.mode, task.group.prompt,
+                                    [str(g.output_for_judges or "") for g in task.shown_generations],
+                                    history=task.group.history)
+            prepared.append(_Prepared(task, req, rkey, keys.judgment_key(cfg.name, rkey), version))
     first_of_key: dict[str, _Prepared] = {}
     for p in prepared:
         first_of_key.setdefault(p.judgment_key, p)
@@ -205,8 +208,7 @@ def record_answer(store: Store, plan: JudgingPlan, p: _Prepared, resp: JudgeResp
     parsed = None
     if resp.error is None and resp.raw_response is not None:
         parsed = mode.parse(resp.raw_response, p.request.k, cfg)
-    store.put_judgment(judgment_for(cfg, mode, p, plan.rubric_name, plan.rubric_version, resp, parsed,
-                                    plan.card_identity))
+    store.put_judgment(judgment_for(cfg, mode, p, plan.rubric_name, resp, parsed, plan.card_identity))
     if save_to_disk and plan.use_disk_cache:
         diskcache.save(p.request_key, resp, cfg.kind)
 

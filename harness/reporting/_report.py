@@ -16,6 +16,7 @@ from harness.rates.correction import UNCALIBRATED_NOTE, card_verdict_text
 from harness.rates.leaderboard import LeaderboardRow
 from harness.reporting import _captions, _markdown, _plots
 from harness.reporting import _html as h
+from harness.reporting._attack_tables import attack_frames
 from harness.reporting._attacks import under_attack_section
 from harness.reporting._data import ReportData, load, texts_for
 from harness.reporting._judges import JudgePanel, build_panel
@@ -84,7 +85,7 @@ def table_frames(report: Report) -> dict[str, pd.DataFrame]:
             **({"qos_groups": t.qos_groups} if t.qos_groups is not None else {}),
             **({"qos_disparities": t.qos_axes} if t.qos_axes is not None else {}),
             "judge_confusion": j.confusion, "judge_corrected_harm": j.corrected, "judge_agreement": j.agreement,
-            "judge_cost": j.cost}
+            "judge_cost": j.cost, **(attack_frames(t.rate_tables) if t.rate_tables is not None else {})}
 
 
 def parquet_ready(col: pd.Series) -> pd.Series:

@@ -5,8 +5,8 @@ A `Mode` says everything that differs between ways of asking a judge:
   plan       which outputs are judged together (one, a prompt's group, or a pair) and in which
              shown orders (position-bias control, harness.judging.order)
   schema     the JSON schema of an answer (structured output, grammars)
-  messages   the chat messages of a request (a rubric rendered with the outputs, or the model's own
-             moderation template for guard)
+  messages   the chat messages of a request (a rubric rendered with the outputs and the conversation's
+             earlier turns, or the moderation conversation of every turn for guard)
   parse      raw answer text -> a value in shown positions, or a parse error
   from_shown / to_shown   the value between shown positions and canonical order (stored judgments
              are canonical; a judgment shared by two tasks is mapped onto each through its order)
@@ -29,7 +29,7 @@ from harness import keys
 from harness.judging.groups import Group, JudgeTask
 from harness.judging.order import shown_orders
 from harness.judging.parsing import Parsed
-from harness.judging.rubrics import labels_for
+from harness.judging.rubrics import labels_for, truncate
 from harness.records import Generation, Judgment, Rating, replace
 from harness.registry import Registry
 
@@ -64,13 +64,15 @@ class Mode:
 
     def messages(self, task: JudgeTask, cfg: JudgeConfig, rubric: Rubric | None, texts: list[str],
                  output_format: str) -> list[dict[str, str]]:
-        """The rubric rendered with the prompt and the outputs in shown order."""
+        """The rubric rendered with the prompt, the conversation's earlier turns (cut like the outputs) and the
+        outputs in shown order."""
         assert rubric is not None, f"mode {self.name} needs a rubric"
         labels = labels_for(len(texts))
+        history = [{"role": role, "text": truncate(text, cfg.max_output_chars)} for role, text in task.group.history]
         return rubric.render(prompt=task.group.prompt, outputs=[{"label": lab, "text": t} for lab, t in
                                                                 zip(labels, texts)],
                              output=texts[0], k=len(texts), labels=labels, output_format=output_format,
-                             max_score=cfg.max_score)
+                             max_score=cfg.max_score, history=history)
 
     # -- reading answers -----------------------------------------------------------------------------
     def parse(self, text: str, k: int, cfg: JudgeConfig) -> Parsed:
