@@ -45,7 +45,7 @@ LOOP_MODES = ("refusal", "score", "guard")  # modes with a verdict per output
 MAX_SHOWN_ANSWER_CHARS = 1500  # of the target's answer shown to the attacker
 MAX_PROMPT_CHARS = 4000  # a longer "prompt" is not one
 
-_PROMPT_LINE = re.compile(r"^[ \t*#>]*PROMPT[ \t*]*:[ \t]*", re.IGNORECASE | re.MULTILINE)
+_PROMPT_LINE = re.compile(r"^[ \t*#>]*PROMPT[ \t*]*:[ \t*]*", re.IGNORECASE | re.MULTILINE)
 _NEXT_LABEL = re.compile(r"^[ \t*#>]*(?:IMPROVEMENT|REASONING)[ \t*]*:", re.IGNORECASE | re.MULTILINE)
 
 
