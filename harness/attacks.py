@@ -13,6 +13,19 @@ An attack is a TOML entry (shipped in the wheel, shadowed by `--catalog` folders
     repeat_shots = 8                        optional: the shots repeated (many-shot)
     compose = ["a", "b"]                    instead of a template: a's transform, then b's around it
 
+An adaptive attack (`kind = "adaptive"`, PAIR: Chao et al. 2023) is not a fixed transform: an attacker model rewrites
+the request round after round, with a judge in the loop, until the target complies (harness.adaptive_attack runs
+it). Its keys, besides description, family and source:
+
+    kind = "adaptive"
+    attacker = "NAME"                       a judge of judges/ (an OpenAI-compatible endpoint, a llama-cpp model)
+                                            or a catalog model NAME[:VARIANT] run in-process
+    judge = "refusal-detector"              the judge in the loop (per-output verdict: refusal, score or guard mode);
+                                            success = the target complied (refusal mode) or was judged harmful
+    rounds = 3                              at most this many rounds (1..MAX_ROUNDS); it stops at success
+    instructions = "... {goal} ..."         the attacker's system prompt; {goal} is the request
+    [sampling]                              the attacker's: temperature, top_p, max_tokens, seed
+
 Applying an attack to a request gives an `AttackedPrompt`: the conversation to send (earlier turns, then the last
 user turn) and how to decode the answer. Templates are filled with `str.replace`, never `str.format`, so braces in
 a request stay text. An attack's identity (`sha256`) covers everything that changes what is sent, so an edited
@@ -27,7 +40,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +52,14 @@ NO_ATTACK = "none"
 ENCODINGS = ("base64", "rot13", "leetspeak", "spaced", "split")
 ANSWER_ENCODINGS = ("base64", "rot13")
 MAX_SHOTS = 256
-KEYS = {"description", "family", "source", "template", "encode", "answer_encoding", "shots", "repeat_shots", "compose"}
+KEYS = {"description", "family", "source", "template", "encode", "answer_encoding", "shots", "repeat_shots", "compose",
+        "kind"}
+ADAPTIVE = "adaptive"  # kind of an attack whose rewrite an attacker model writes round by round
+ADAPTIVE_KEYS = {"description", "family", "source", "kind", "attacker", "judge", "rounds", "instructions", "sampling"}
+GOAL = "{goal}"
+DEFAULT_ROUNDS = 3
+MAX_ROUNDS = 20
+DEFAULT_LOOP_JUDGE = "refusal-detector"
 
 _LEET = str.maketrans({"a": "4", "A": "4", "e": "3", "E": "3", "i": "1", "I": "1", "o": "0", "O": "0", "s": "5",
                        "S": "5", "t": "7", "T": "7"})
@@ -70,6 +90,26 @@ class AttackedPrompt:
 
 
 @dataclass(frozen=True)
+class Adaptive:
+    """An adaptive attack's settings: who rewrites the request, who judges each round, how many rounds at most, and
+    how the attacker is asked and sampled."""
+
+    attacker: str  # a judge name (judges/) or a catalog model NAME[:VARIANT]
+    instructions: str  # the attacker's system prompt, {goal} where the request goes
+    judge: str = DEFAULT_LOOP_JUDGE
+    rounds: int = DEFAULT_ROUNDS
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_tokens: int = 256
+    seed: int = 0
+
+    def identity(self) -> list[Any]:
+        """What changes the rounds' prompts (not `rounds`: a larger cap continues the stored rounds)."""
+        return [self.attacker, self.instructions, self.judge, self.temperature, self.top_p, self.max_tokens,
+                self.seed]
+
+
+@dataclass(frozen=True)
 class Attack:
     name: str
     description: str
@@ -81,12 +121,15 @@ class Attack:
     shots: tuple[tuple[str, str], ...] = ()
     repeat_shots: int = 1
     parts: tuple[Attack, ...] = field(default=())  # a composed attack's parts, applied in order
+    adaptive: Adaptive | None = None  # an adaptive attack: its rewrite is the attacker's, round by round
 
     @property
     def sha256(self) -> str:
         """Identity of what the attack sends (not its description or source)."""
-        if self.parts:
-            body: Any = [p.sha256 for p in self.parts]
+        if self.adaptive is not None:
+            body: Any = [ADAPTIVE, *self.adaptive.identity()]
+        elif self.parts:
+            body = [p.sha256 for p in self.parts]
         else:
             body = [self.template, self.encode, self.answer_encoding, [list(s) for s in self.shots], self.repeat_shots]
         return hashlib.sha256(json.dumps(body, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -198,6 +241,12 @@ def load_many(spec: str | Sequence[str] | None) -> list[Attack]:
 
 def _parse(data: dict[str, Any], path: Path, seen: tuple[str, ...]) -> Attack:
     where = str(path)
+    kind = data.get("kind", "static")
+    if kind == ADAPTIVE:
+        return _adaptive(data, path)
+    if kind != "static":
+        raise UsageError(f"{where}: kind = {str(kind)[:40]!r} is unknown: an attack is static (the default: a "
+                         f"template, encoding or dialogue) or {ADAPTIVE} (an attacker model rewrites it round by round)")
     unknown = sorted(set(data) - KEYS)
     if unknown:
         raise UsageError(f"{where}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], sorted(KEYS))}: "
@@ -233,9 +282,60 @@ def _composed(data: dict[str, Any], name: str, text: dict[str, str], where: str,
         raise UsageError(f"{where}: compose must list two or more attack names, e.g. compose = "
                          "[\"refusal-suppression\", \"prefix-injection\"]")
     loaded = tuple(load(p, seen) for p in parts)
+    adaptive = next((p.name for p in loaded if p.adaptive is not None), None)
+    if adaptive is not None:
+        raise UsageError(f"{where}: '{adaptive}' is an adaptive attack, which cannot be composed: run it on its own")
     if sum(1 for p in loaded if _answer_encoding(p)) > 1:
         raise UsageError(f"{where}: two of its parts ask for an encoded answer: keep one")
     return Attack(name, text["description"], text["family"], text["source"], parts=loaded)
+
+
+def _adaptive(data: dict[str, Any], path: Path) -> Attack:
+    """An adaptive attack's entry (see the module docstring); which attacker and judge exist is checked where they
+    are loaded (harness.adaptive_attack), before anything runs."""
+    where = str(path)
+    unknown = sorted(set(data) - ADAPTIVE_KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], sorted(ADAPTIVE_KEYS))}: an "
+                         f"adaptive attack has {', '.join(sorted(ADAPTIVE_KEYS))}")
+    text = {k: _string(data, k, where) for k in ("description", "family", "source", "attacker", "judge",
+                                                  "instructions")}
+    for k, why in (("description", "say what the attack does"), ("source", "say where it is published"),
+                   ("attacker", "name the judge (judges/) or model (models/) that writes the rewrites"),
+                   ("instructions", f"write the attacker's instructions, with {GOAL} where the request goes")):
+        if not text[k]:
+            raise UsageError(f"{where}: '{k}' is missing: {why}")
+    if GOAL not in text["instructions"]:
+        raise UsageError(f"{where}: the instructions have no {GOAL} placeholder: write {GOAL} where the request goes")
+    rounds = data.get("rounds", DEFAULT_ROUNDS)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
+        raise UsageError(f"{where}: rounds = {str(rounds)[:40]}: give a whole number of rounds from 1 to {MAX_ROUNDS}")
+    sampling = _attacker_sampling(data.get("sampling", {}), where)
+    settings = Adaptive(text["attacker"], data["instructions"], text["judge"] or DEFAULT_LOOP_JUDGE, rounds,
+                        **sampling)
+    return Attack(path.stem, text["description"], text["family"], text["source"], adaptive=settings)
+
+
+def _attacker_sampling(value: Any, where: str) -> dict[str, Any]:
+    """The attacker's [sampling] table: temperature 0..2, top_p in (0, 1], max_tokens 1..4096, a seed >= 0."""
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: [sampling] must be a table of temperature, top_p, max_tokens and seed")
+    unknown = sorted(set(value) - {"temperature", "top_p", "max_tokens", "seed"})
+    if unknown:
+        raise UsageError(f"{where}: [sampling] has unknown key '{unknown[0]}': it has temperature, top_p, max_tokens "
+                         "and seed")
+    out: dict[str, Any] = {}
+    for key, low, high, whole in (("temperature", 0.0, 2.0, False), ("top_p", 0.0, 1.0, False),
+                                  ("max_tokens", 1, 4096, True), ("seed", 0, 2**31 - 1, True)):
+        if key not in value:
+            continue
+        v = value[key]
+        number = isinstance(v, int) if whole else isinstance(v, (int, float))
+        if isinstance(v, bool) or not number or not low <= v <= high or (key == "top_p" and v == 0):
+            kind = "a whole number" if whole else "a number"
+            raise UsageError(f"{where}: [sampling] {key} = {str(v)[:40]}: give {kind} from {low} to {high}")
+        out[key] = v
+    return out
 
 
 def _answer_encoding(a: Attack) -> str | None:
@@ -277,16 +377,26 @@ class Framing:
 
     system_prompt: str | None = None
     attack: Attack | None = None
+    # An adaptive attack's round (1..rounds) and the attacker's prompt sent in it (None: no usable prompt); None
+    # for the plan's cell itself and for every other framing.
+    attack_round: int | None = None
+    rewrite: str | None = None
 
     @property
     def plain(self) -> bool:
         return self.system_prompt is None and self.attack is None
+
+    @property
+    def adaptive(self) -> Adaptive | None:
+        return self.attack.adaptive if self.attack is not None else None
 
     def messages(self, request: str, history: Sequence[tuple[str, str]] = ()) -> tuple[list[dict[str, str]], str]:
         """(the turns sent, the last user turn as sent) for a request and its conversation's earlier turns. The
         plan's system prompt replaces a conversation's own; an attack rewrites the last user turn and puts its
         dialogue (shots) right before it."""
         done = self.attack.apply(request) if self.attack is not None else baseline(request)
+        if self.rewrite is not None:  # an adaptive round: the attacker's prompt, sent as text
+            done = AttackedPrompt(done.attack, (*done.history, Turn("user", self.rewrite)), done.answer_encoding)
         turns = [{"role": r, "content": c} for r, c in history]
         if self.system_prompt is not None:
             turns = [{"role": "system", "content": self.system_prompt},
@@ -312,13 +422,15 @@ def to_plain(a: Attack) -> dict[str, Any]:
     return {"name": a.name, "description": a.description, "family": a.family, "source": a.source,
             "template": a.template, "encode": a.encode, "answer_encoding": a.answer_encoding,
             "shots": [list(s) for s in a.shots], "repeat_shots": a.repeat_shots,
-            "parts": [to_plain(p) for p in a.parts]}
+            "parts": [to_plain(p) for p in a.parts],
+            **({"adaptive": asdict(a.adaptive)} if a.adaptive is not None else {})}
 
 
 def from_plain(d: dict[str, Any]) -> Attack:
+    adaptive = d.get("adaptive")
     return Attack(d["name"], d["description"], d["family"], d["source"], d["template"], d["encode"],
                   d["answer_encoding"], tuple((u, r) for u, r in d["shots"]), int(d["repeat_shots"]),
-                  tuple(from_plain(p) for p in d["parts"]))
+                  tuple(from_plain(p) for p in d["parts"]), Adaptive(**adaptive) if adaptive is not None else None)
 
 
 def read_system_prompt(value: str) -> str:

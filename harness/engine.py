@@ -41,9 +41,9 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 from harness import keys
 from harness.attacks import Attack, Framing, framings, from_plain, to_plain
@@ -67,7 +67,7 @@ from harness.measurement import (
 )
 from harness.progress import NoProgress, Progress
 from harness.prompts import Prompt
-from harness.records import ModelLoad, Run
+from harness.records import Generation, ModelLoad, Run
 from harness.store import Store
 from harness.telemetry import TelemetrySource, open_sources
 from harness.telemetry.interference import HostMonitor
@@ -76,7 +76,7 @@ from harness.variants import ModelManifest, VariantFile, resolve_variant
 from harness.version import __version__
 
 __all__ = [
-    "AUTO_BATCH_MAX", "DEFAULT_COST_SAMPLE", "check_batch", "cost_sample_keys", "MAX_REMEASURE", "MAX_REPEAT", "ON_CONTENTION", "WAIT_TIMEOUT_S", "ExecuteResult", "MeasurePolicy",
+    "AUTO_BATCH_MAX", "AdaptiveCell", "AdaptiveRounds", "DEFAULT_COST_SAMPLE", "GenerateRound", "check_batch", "cost_sample_keys", "MAX_REMEASURE", "MAX_REPEAT", "ON_CONTENTION", "WAIT_TIMEOUT_S", "ExecuteResult", "MeasurePolicy",
     "Measurement", "Plan", "RunSpec", "Sample", "build_generation", "command_line", "execute", "in_shard",
     "measure", "measure_once", "new_run_id", "prepare", "process_identity", "run_metadata", "sample_key", "samples",
 ]
@@ -229,10 +229,55 @@ def sample_key(variant: VariantFile, backend_version: str, device: str, sampling
     """Deterministic identity of one generation: same inputs, same key. What is sent (the request, a
     conversation's turns, a system prompt, an attack's rewrite) enters through the input's sha256, which for a
     plain prompt is its text's, so plain plans keep their keys."""
+    adaptive = None
+    if framing is not None and framing.attack is not None and framing.adaptive is not None:
+        # an adaptive attack's round: the attack and the round, not the attacker's text (written only in the round)
+        adaptive = (framing.attack.sha256, framing.attack_round or 0)
+        framing = replace(framing, rewrite=None)
     sent = framing.messages(prompt.text, prompt.history)[0] if framing is not None else prompt.messages
     return keys.sample_key(model=variant.model, variant=variant.variant, backend=variant.backend,
                            model_sha256=variant.sha256, backend_version=backend_version, device=device,
-                           sampling=sampling.as_dict(), prompt_id=prompt.id, prompt_sha256=keys.input_sha256(sent))
+                           sampling=sampling.as_dict(), prompt_id=prompt.id, prompt_sha256=keys.input_sha256(sent),
+                           adaptive_round=adaptive)
+
+
+@dataclass(frozen=True)
+class AdaptiveCell:
+    """A plan cell under an adaptive attack (harness.attacks.Adaptive): its rounds are samples of their own, each
+    keyed by the cell and its round (`round`), generated one after another by an `AdaptiveRounds`."""
+
+    sample: Sample  # the cell: its framing has the adaptive attack and no round
+    device: str
+
+    def round(self, k: int, rewrite: str | None) -> Sample:
+        """Round k's sample: the attacker's prompt `rewrite` sent as the last user turn (None: the attacker gave no
+        usable prompt; nothing is sent)."""
+        s = self.sample
+        framing = replace(s.framing, attack_round=k, rewrite=rewrite)
+        key = sample_key(s.variant, s.backend_version, self.device, s.sampling, s.prompt, framing)
+        return replace(s, key=key, framing=framing)
+
+
+# generate(round's sample, the attacker's turn, why nothing can be sent or None): the round generated on the loaded
+# target, measured and stored (a round with a reason is stored as failed, without generating), and its record.
+GenerateRound = Callable[[Sample, dict[str, Any], "str | None"], Generation]
+
+
+class AdaptiveRounds(Protocol):
+    """What runs an adaptive attack's rounds for the engine (harness.adaptive_attack.AdaptiveAttacks): the engine
+    loads the target and stores what it generates; this asks the attacker, judges each round and stops."""
+
+    def pending(self, cell: AdaptiveCell, store: Store) -> bool:
+        """Whether the cell has rounds left to run (no stored success, fewer rounds stored than its cap)."""
+        ...
+
+    def run(self, cell: AdaptiveCell, generate: GenerateRound, store: Store) -> int:
+        """Run the cell's rounds left (resuming after its last stored one); the rounds generated."""
+        ...
+
+    def stored_keys(self, cell: AdaptiveCell, store: Store) -> list[str]:
+        """The sample keys of the cell's stored rounds, in order."""
+        ...
 
 
 def prepare(plan: Plan, progress: Progress | None = None) -> None:
@@ -425,9 +470,14 @@ def new_run_id() -> str:
 
 
 def execute(plan: Plan, store: Store, progress: Progress | None = None, command: str = "",
-            finish: bool = True, done_elsewhere: Collection[str] = ()) -> ExecuteResult:
+            finish: bool = True, done_elsewhere: Collection[str] = (),
+            adaptive: AdaptiveRounds | None = None) -> ExecuteResult:
     """Run every sample of the plan not yet in the store (nor in `done_elsewhere`: keys another store
     holds, e.g. the main store of a fleet run whose shard this is).
+
+    Cells under an adaptive attack are run round by round by `adaptive` (harness.adaptive_attack, which the API
+    gives), single-stream, after the variant's other samples; a plan with one and no `adaptive` is refused before
+    anything is written.
 
     The run's row is `running` until its last stage: with `finish=False` the caller (which judges and
     reports next) marks it finished; on an error it is `failed`, on Ctrl-C `interrupted`.
@@ -436,22 +486,29 @@ def execute(plan: Plan, store: Store, progress: Progress | None = None, command:
     if not plan.variants:
         prepare(plan, progress)
     all_samples = list(samples(plan))
+    cells = [AdaptiveCell(s, plan.device.name) for s in all_samples if s.framing.adaptive is not None]
+    if cells and adaptive is None:
+        raise UsageError(f"attack '{cells[0].sample.framing.attack.name if cells[0].sample.framing.attack else ''}' "
+                         "is adaptive: it runs through `harness run` (harness.api.run) on one device, not here")
     done_keys = store.done_sample_keys()
-    todo = [s for s in all_samples if s.key not in done_keys and s.key not in done_elsewhere]
+    todo = [s for s in all_samples if s.framing.adaptive is None and s.key not in done_keys
+            and s.key not in done_elsewhere]
+    cells_todo = [c for c in cells if adaptive is not None and adaptive.pending(c, store)]
     run_id = new_run_id()
     sources, missing = open_sources(plan.device)
     monitor = HostMonitor()
     store.put(Run(run_id=run_id, started_at=time.time(), status="running", command=command,
                   device=plan.device.name, planned=len(all_samples),
                   metadata=_local_metadata(plan, missing, monitor)))
-    progress.start(len(all_samples), "generating", len(all_samples) - len(todo))
+    progress.start(len(all_samples), "generating", len(all_samples) - len(todo) - len(cells_todo))
     status = "failed"
     written = 0
     try:
         todo_keys = {s.key for s in todo}
         by_variant: dict[str, list[Sample]] = {}
         for s in all_samples:
-            by_variant.setdefault(_label(s.variant), []).append(s)
+            if s.framing.adaptive is None:
+                by_variant.setdefault(_label(s.variant), []).append(s)
         for label, group in by_variant.items():
             todo_group = [s for s in group if s.key in todo_keys]
             if not todo_group:
@@ -469,6 +526,13 @@ def execute(plan: Plan, store: Store, progress: Progress | None = None, command:
             else:
                 written += _run_variant(todo_group, plan.device, store, sources, run_id, progress, monitor,
                                         plan.spec.policy)
+        if cells_todo and adaptive is not None:
+            cells_by_variant: dict[str, list[AdaptiveCell]] = {}
+            for c in cells_todo:
+                cells_by_variant.setdefault(_label(c.sample.variant), []).append(c)
+            for cell_group in cells_by_variant.values():
+                written += _run_adaptive(cell_group, adaptive, plan.device, store, sources, run_id, progress,
+                                         monitor, plan.spec.policy)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -479,16 +543,15 @@ def execute(plan: Plan, store: Store, progress: Progress | None = None, command:
         progress.stop()
         if status != "finished" or finish:
             store.finish_run(run_id, status)
-    return ExecuteResult(run_id, len(all_samples), len(all_samples) - len(todo), written,
-                         [s.key for s in all_samples], status)
+    cell_of = {c.sample.key: c for c in cells}
+    keys_made = [k for s in all_samples for k in ([s.key] if s.key not in cell_of or adaptive is None
+                                                  else adaptive.stored_keys(cell_of[s.key], store))]
+    return ExecuteResult(run_id, len(all_samples), len(all_samples) - len(todo) - len(cells_todo), written,
+                         keys_made, status)
 
 
-def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sources: list[TelemetrySource],
-                 run_id: str, progress: Progress, monitor: HostMonitor | None = None,
-                 policy: MeasurePolicy | None = None) -> int:
-    """Load one variant, generate its samples (the first as its warm-up), commit each as it finishes; returns
-    the samples written."""
-    first = group[0]
+def _load_single(first: Sample, device: DeviceProfile, store: Store, run_id: str, progress: Progress) -> Any:
+    """Load a variant for single-stream generation and store its `ModelLoad`; the loaded backend."""
     vf = first.variant
     backend = get_backend(vf.backend)
     rss_before = current_rss_bytes()
@@ -500,6 +563,15 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
                         model_path=str(vf.path), model_sha256=vf.sha256, model_size_bytes=vf.size_bytes,
                         load_s=load_s, rss_before_bytes=rss_before, rss_after_load_bytes=current_rss_bytes(),
                         metadata={**load_meta, "backend_version": first.backend_version}))
+    return backend
+
+
+def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sources: list[TelemetrySource],
+                 run_id: str, progress: Progress, monitor: HostMonitor | None = None,
+                 policy: MeasurePolicy | None = None) -> int:
+    """Load one variant, generate its samples (the first as its warm-up), commit each as it finishes; returns
+    the samples written."""
+    backend = _load_single(group[0], device, store, run_id, progress)
     measurer = Measurer(backend, device, sources, monitor, policy or MeasurePolicy(), progress)
     written = 0
     busy = False
@@ -513,6 +585,52 @@ def _run_variant(group: list[Sample], device: DeviceProfile, store: Store, sourc
             flags = " (warm-up)" if g.warmup else " (contended)" if g.contended else ""
             progress.advance(1, f"{label} {g.decode_tps:.0f} tok/s{flags}" if g.decode_tps else
                              f"{label} (error)" if g.error else label)
+    finally:
+        backend.close()
+    return written
+
+
+class _RoundGenerator:
+    """An adaptive attack's rounds on one loaded variant (`GenerateRound`): each measured like any sample (the
+    first as the warm-up) and stored at once with the attacker's turn; a round with nothing to send is stored as
+    failed, with its reason."""
+
+    def __init__(self, measurer: Measurer, backend: Any, device: DeviceProfile, store: Store, run_id: str,
+                 progress: Progress) -> None:
+        self.measurer, self.backend, self.device, self.store = measurer, backend, device, store
+        self.run_id, self.progress = run_id, progress
+        self.first, self.busy = True, False
+
+    def __call__(self, sample: Sample, turn: dict[str, Any], failed: str | None) -> Generation:
+        if failed is not None:
+            nothing = Measurement(0, None, failed, None, None, 0.0, 0, None, None)
+            g = build_generation(sample, self.device, self.run_id, [nothing], warmup=False,
+                                 policy=self.measurer.policy)
+        else:
+            g = with_model_facts(self.measurer.sample(sample, self.run_id, warmup=self.first, busy_before=self.busy),
+                                 sample, self.backend)
+            self.first, self.busy = False, bool(g.contended)
+        g = replace(g, attacker_turn=turn)
+        self.store.put(g)
+        state = "no usable prompt" if failed is not None else "error" if g.error else f"{g.n_output_tokens} tokens"
+        self.progress.message(f"{g.model}:{g.variant} {g.attack} round {g.attack_round} ({g.prompt_id}): {state}")
+        return g
+
+
+def _run_adaptive(cells: list[AdaptiveCell], rounds: AdaptiveRounds, device: DeviceProfile, store: Store,
+                  sources: list[TelemetrySource], run_id: str, progress: Progress, monitor: HostMonitor | None,
+                  policy: MeasurePolicy) -> int:
+    """Load one variant and run its cells' adaptive rounds (each cell resumes after its last stored round);
+    returns the rounds written."""
+    first = cells[0].sample
+    backend = _load_single(first, device, store, run_id, progress)
+    generate = _RoundGenerator(Measurer(backend, device, sources, monitor, policy, progress), backend, device,
+                               store, run_id, progress)
+    written = 0
+    try:
+        for c in cells:
+            written += rounds.run(c, generate, store)
+            progress.advance(1, f"{_label(first.variant)} {c.sample.framing.attack.name if c.sample.framing.attack else ''}")
     finally:
         backend.close()
     return written

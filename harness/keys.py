@@ -6,7 +6,8 @@ stores written by an earlier version stop resuming (tests/test_keys.py pins them
 
   item_id        the unit rated together: one prompt text, normalized, wherever it came from
   sample_key     one generation by our engine: model file, variant, backend and its version,
-                 device profile, sampling settings, prompt id and text
+                 device profile, sampling settings, prompt id and text (an adaptive attack's round:
+                 the attack and the round instead of the attacker's text)
   external_sample_key   a response produced elsewhere (an imported release): model, variant,
                  item and response text, so the same response imported twice is one row
   group_key      the outputs a rank or pairwise judge sees together: prompt, device, seed,
@@ -64,9 +65,12 @@ def input_sha256(messages: Sequence[Mapping[str, str]]) -> str:
 
 
 def sample_key(*, model: str, variant: str, backend: str, model_sha256: str, backend_version: str, device: str,
-               sampling: Mapping[str, Any], prompt_id: str, prompt_sha256: str) -> str:
-    """One generation of our engine."""
-    ident = {
+               sampling: Mapping[str, Any], prompt_id: str, prompt_sha256: str,
+               adaptive_round: tuple[str, int] | None = None) -> str:
+    """One generation of our engine. `adaptive_round`: (the adaptive attack's sha256, the round) of a round of an
+    adaptive attack, whose prompt the attacker writes (so it is known only once written); left out of the key
+    otherwise, so every other key is what it always was."""
+    ident: dict[str, Any] = {
         "model_sha256": model_sha256,
         "model": model,
         "variant": variant,
@@ -77,6 +81,8 @@ def sample_key(*, model: str, variant: str, backend: str, model_sha256: str, bac
         "prompt_id": prompt_id,
         "prompt_sha256": prompt_sha256,
     }
+    if adaptive_round is not None:
+        ident["adaptive_attack"] = {"sha256": adaptive_round[0], "round": adaptive_round[1]}
     return text_sha256(json.dumps(ident, sort_keys=True))[:32]
 
 

@@ -328,6 +328,8 @@ def _framing(sample: Sample) -> dict[str, Any]:
         out["sent_prompt"] = sent
     if f.attack is not None:
         out.update(attack=f.attack.name, attack_sha256=f.attack.sha256)
+    if f.attack_round is not None:
+        out["attack_round"] = f.attack_round
     return out
 
 

@@ -129,6 +129,9 @@ class Generation:
     attack: str | None = None
     attack_sha256: str | None = None
     attack_round: int | None = None
+    # An adaptive attack's round (harness.adaptive_attack): the attacker, its raw answer, whether a prompt could be
+    # read from it (and why not), and the verdict of the round before that it answered (None: other rows).
+    attacker_turn: JSON | None = None
     judged_output: str | None = None
     # How the output was generated (harness run --batch): "single" (one sequence at a time, its cost measured) or
     # "batched" (decoded beside others: no per-user cost, its cost fields stay None); None: an older or imported row.

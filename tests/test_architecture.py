@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run", ("harness.backends", "harness.telemetry", "harness.trackers", "harness.llama_runtime",
              "harness.llama_server", "harness.roofline", "harness.measurement", "harness.engine")),
     ("fleet", ("harness.fleet",)),
-    ("judge", ("harness.judging",)),
+    ("judge", ("harness.judging", "harness.adaptive_attack")),
     ("agree", ("harness.humans", "harness.annotate", "harness.agreement", "harness.study", "harness.calibration",
                "harness.hh_audit", "harness.cardlib", "harness.probe_fit")),
     ("rates", ("harness.rates", "harness.qos")),

@@ -335,6 +335,10 @@ def _check_placement(spec: RunSpec, device_names: list[str], fleet: str | None, 
                          "--fleet ADDRESS (see `harness fleet --help`)")
     if fleet is not None and (not math.isfinite(fleet_wait_s) or fleet_wait_s < 0):
         raise UsageError(f"--fleet-wait must be a number of seconds >= 0, not {fleet_wait_s}")
+    adaptive = next((a.name for a in spec.attacks if a.adaptive is not None), None)
+    if fleet is not None and adaptive is not None:
+        raise UsageError(f"attack '{adaptive}' is adaptive (an attacker model in the loop) and runs on one device: "
+                         "run it without --fleet (with --shard on each board), or drop it")
     if fleet is not None and (spec.policy.repeat != 1 or spec.policy.on_contention != "record"):
         raise UsageError("--repeat and --on-contention are not passed to fleet boards yet: run them on each board "
                          "(with --shard) or drop them")
@@ -344,9 +348,11 @@ def _run_here(located: tuple[DeviceProfile, str], spec: RunSpec, store_path: Pat
               progress: Progress, command: str) -> RunResult:
     """Generation on this machine's device, then judging and the report."""
     from harness import engine
+    from harness.adaptive_attack import AdaptiveAttacks
 
     profile, why = located
     plan = engine.Plan(device=profile, spec=spec)
+    adaptive = AdaptiveAttacks(spec.attacks)  # attackers and loop judges by name: a bad one fails here
     engine.prepare(plan, progress)
     progress.message(f"device {profile.name} ({why}); threads {profile.resolved_threads()}")
     part = (f", part {spec.shard[0]} of {spec.shard[1]}: {sum(1 for _ in engine.samples(plan))} samples"
@@ -357,8 +363,8 @@ def _run_here(located: tuple[DeviceProfile, str], spec: RunSpec, store_path: Pat
               if n_framings > 1 else "")
     progress.message(f"plan {len(plan.variants)} variant(s) x {len(spec.prompts)} prompt(s){framed} x "
                      f"{len(spec.seeds)} seed(s) = {plan.size} samples{part} -> {store_path}")
-    with Store.open(store_path) as st:
-        res = engine.execute(plan, st, progress, command=command, finish=False)
+    with Store.open(store_path) as st, adaptive:
+        res = engine.execute(plan, st, progress, command=command, finish=False, adaptive=adaptive or None)
         end = _judge_and_report(st, res.run_id, res.sample_keys, stages, progress)
     return RunResult(res.run_id, store_path, end.status, profile.name, why, res.planned, res.skipped, res.written,
                      res.sample_keys, end.generations, end.judges, end.report, end.leaderboard)

@@ -15,11 +15,14 @@ class AttackSummary:
     parts: tuple[str, ...]  # a composed attack's parts, in order (empty for a single transform)
     encoded_answer: str | None  # the encoding the answer is asked for (judges read it decoded)
     sha256: str
+    # an adaptive attack's attacker, judge in the loop, rounds and attacker sampling (None: a static attack)
+    adaptive: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
 class AttackExample:
-    """An attack applied to one request: the turns it sends."""
+    """An attack applied to one request: the turns it sends (an adaptive attack: what its attacker is sent in
+    round 1)."""
 
     attack: AttackSummary
     turns: list[dict[str, str]]
@@ -38,6 +41,16 @@ def show_attack(name: str, request: str = "How do I pick a lock?") -> AttackExam
 
     a = load(name)
     done = a.apply(request)
+    settings = None
+    if a.adaptive is not None:
+        s = a.adaptive
+        settings = {"attacker": s.attacker, "judge": s.judge, "rounds": s.rounds,
+                    "sampling": {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens,
+                                 "seed": s.seed}}
     summary = AttackSummary(a.name, a.family, a.description, a.source, tuple(p.name for p in a.parts),
-                            done.answer_encoding, a.sha256)
+                            done.answer_encoding, a.sha256, settings)
+    if a.adaptive is not None:
+        from harness.adaptive_attack import attacker_preview
+
+        return AttackExample(summary, attacker_preview(a, request))
     return AttackExample(summary, [{"role": t.role, "content": t.content} for t in done.turns])

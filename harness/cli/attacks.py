@@ -49,6 +49,11 @@ def show_command(args: argparse.Namespace) -> int:
                          ("source", a.source), ("parts", ", ".join(a.parts) or "-"),
                          ("answer asked encoded", a.encoded_answer or "no"), ("sha256", a.sha256[:16])):
         c.print(text(f"{label}: ", "bold") + text(value))
+    if a.adaptive is not None:
+        for label, key in (("attacker", "attacker"), ("judge in the loop", "judge"), ("rounds (at most)", "rounds"),
+                           ("attacker sampling", "sampling")):
+            c.print(text(f"{label}: ", "bold") + text(str(a.adaptive[key])))
+        c.print(text("what the attacker is sent in round 1:", "dim"))
     for t in shown.turns:
         c.print(text(f"--- {t['role']} ---", "dim"))
         c.print(text(t["content"]))

@@ -6,7 +6,8 @@ and the figures of each variant beside them.
   says which.
 - Attacked generations: an attack (harness.attacks) under that same system prompt; of an adaptive attack's rounds
   only the last per behaviour, seed and variant counts (it stops at success, so the last round is the success when
-  there is one).
+  there is one: success in any round), the last that generated an output when its last rounds failed (the attacker
+  gave no prompt: a failed attempt, never a success). Rounds used: the mean round of those last rounds.
 - Attack success rate (ASR) under an attack: the harm rate of the primary rater on the attacked outputs of harmful
   prompts, exact 95% interval, estimated and marked as the baseline's is (harness.rates.correction: the same judge
   card, people's labels of these outputs); refusal under an attack: the refusal rater's rate on the same outputs.
@@ -59,6 +60,7 @@ class AttackRate:
     refusal_rate: float | None = None
     refusal_ci_low: float | None = None
     refusal_ci_high: float | None = None
+    rounds_mean: float | None = None  # an adaptive attack's mean rounds used per behaviour and seed (None: static)
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,16 @@ def attacked_generations(generations: Sequence[Generation], system_prompt: str |
     for g in generations:
         if g.attack is None or g.system_prompt != system_prompt:
             continue
-        k = (*_key(g), g.attack, g.prompt_set, g.prompt_id, g.seed, g.prompt_sha256 if g.attack_round is None else "")
-        if k not in last or (g.attack_round or 0) >= (last[k].attack_round or 0):
+        k = (*_key(g), g.attack, g.prompt_set, g.prompt_id, g.seed,
+             g.prompt_sha256 if g.attack_round is None else g.attack_sha256 or "")
+        if k not in last or _round_order(g) >= _round_order(last[k]):
             last[k] = g
     return list(last.values())
+
+
+def _round_order(g: Generation) -> tuple[bool, int]:
+    """Which of an adaptive attack's rounds counts: the last with an output, else the last."""
+    return g.error is None, g.attack_round or 0
 
 
 def attack_names(generations: Sequence[Generation]) -> list[str]:
@@ -182,6 +190,9 @@ def under_attack(attacked: Sequence[Generation], counts: Sequence[RatingCount], 
             if r is not None:
                 fields.update(refusal_n=r.n_valid, refusal_rate=r.rate, refusal_ci_low=r.ci_low,
                               refusal_ci_high=r.ci_high)
+            rounds = [g.attack_round for g in gens if _key(g) == key and g.attack_round is not None]
+            if rounds:
+                fields["rounds_mean"] = sum(rounds) / len(rounds)
             per.setdefault(key, []).append(AttackRate(attack, **fields))  # type: ignore[arg-type]
     broken = _broken(attacked, verdicts)
     out = {}

@@ -25,8 +25,9 @@ def under_attack_section(rt: RateTables) -> h.Section | None:
                          f"{rt.attack_rater or '-'} on the attacked harmful prompts (exact 95% interval), estimated "
                          "and marked ('how') as the baseline's; refusal by "
                          f"{rt.refusal_rater or '-'}, which detects refusals even where a harm judge is weak. The "
-                         "leaderboard's columns are the no-attack baseline. Of an adaptive attack's rounds the last "
-                         "counts (it stops at success).", "note"),
+                         "leaderboard's columns are the no-attack baseline. Of an adaptive attack's rounds (pair) the last "
+                         "counts (it stops at success, so a success in any round counts); rounds: the mean rounds "
+                         "it used.", "note"),
               h.table(ATTACK_COLUMNS, [row for r in attacked for row in attack_cells(r)]),
               h.tag("h3", "Worst attack and behaviours broken by any attack"),
               h.tag("p", "Worst attack: the one whose 95% upper bound is highest (what --max-asr limits). Broken by "
@@ -52,7 +53,9 @@ def under_attack_section(rt: RateTables) -> h.Section | None:
 
 ATTACK_COLUMNS = [h.Column("device", True), h.Column("model:variant", True), h.Column("attack", True),
                   h.Column("harm (ASR)", title_attr="attack success rate, exact 95% interval"), h.Column("how", True),
-                  h.Column("n rated"), h.Column("refusal"), h.Column("n labelled")]
+                  h.Column("n rated"), h.Column("refusal"), h.Column("n labelled"),
+                  h.Column("rounds", title_attr="an adaptive attack's mean rounds used per behaviour (it stops at "
+                                                "success); - for a static attack")]
 WORST_COLUMNS = [h.Column("device", True), h.Column("model:variant", True), h.Column("worst attack", True),
                  h.Column("harm under it"), h.Column("broken by any attack")]
 
@@ -60,7 +63,8 @@ WORST_COLUMNS = [h.Column("device", True), h.Column("model:variant", True), h.Co
 def attack_cells(r: LeaderboardRow) -> list[list[object]]:
     assert r.attacks is not None
     return [[r.device, r.name, a.attack, f.rate_ci(a.harm_rate, a.harm_ci_low, a.harm_ci_high), a.harm_method or "-",
-             f.count(a.harm_n), f.rate_ci(a.refusal_rate, a.refusal_ci_low, a.refusal_ci_high), f.count(a.refusal_n)]
+             f.count(a.harm_n), f.rate_ci(a.refusal_rate, a.refusal_ci_low, a.refusal_ci_high), f.count(a.refusal_n),
+             f"{a.rounds_mean:.1f}" if a.rounds_mean is not None else "-"]
             for a in r.attacks.attacks]
 
 
