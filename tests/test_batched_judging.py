@@ -89,3 +89,23 @@ def test_the_helpers() -> None:
     assert max_new_tokens(2000, 100, 2048) == 1948
     assert incomplete_utf8("é".encode()[:1]) == 1 and incomplete_utf8(b"abc") == 0
     assert judge_batch_size(None) == 1 and judge_batch_size("auto") == 8 and judge_batch_size(4) == 4
+
+
+def test_probe_features_batched_equal_one_at_a_time() -> None:
+    from harness.judging.probe_features import FeatureRecipe, HiddenStates, resolve_base
+
+    path, sha, manifest = resolve_base("smollm2-135m-instruct:Q4_1")
+    recipe = FeatureRecipe("smollm2-135m-instruct:Q4_1", sha, n_ctx=256)  # 256 tokens a decode: groups of 2-3 texts
+    states = HiddenStates(recipe, path, manifest, use_disk_cache=False)
+    try:
+        single = [states.features(p, o) for p, o in PAIRS]
+        assert states.n_embedded == len(PAIRS)
+        batched = states.features_many(PAIRS, 4)
+        assert states.n_embedded == 2 * len(PAIRS)
+    finally:
+        states.close()
+    assert len(batched) == len(single)
+    for s, b in zip(single, batched, strict=True):
+        for pooling in ("mean", "last"):
+            assert b[pooling].shape == s[pooling].shape and s[pooling].shape[0] > 100
+            np.testing.assert_allclose(b[pooling], s[pooling], atol=1e-4, rtol=0)
