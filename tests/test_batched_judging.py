@@ -75,7 +75,7 @@ def test_batched_score_judgments_equal_one_at_a_time(tmp_path: Path, judge: str)
 def test_batched_generated_json_answers_equal_one_at_a_time(tmp_path: Path) -> None:
     single = judged(tmp_path, "smollm2-rank", 1, "single")
     batched = judged(tmp_path, "smollm2-rank", 4, "batched")
-    assert set(batched) == set(single) and len(single) == 4  # one judgment per prompt with two outputs
+    assert set(batched) == set(single) and len(single) == 2  # one per prompt with two outputs (the first two)
     for key, j in single.items():
         assert batched[key].raw_response == j.raw_response and batched[key].parsed == j.parsed
         assert batched[key].n_output_tokens == j.n_output_tokens

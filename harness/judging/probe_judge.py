@@ -32,7 +32,7 @@ class ProbeJudge:
     def rater(self) -> ProbeRater:
         """The probe, its weights file and base model checked against the entry (UsageError when changed)."""
         if self._rater is None:
-            from harness.judging.probe import ProbeRater, ProbeRating
+            from harness.judging.probe import ProbeRater
 
             self._rater = ProbeRater(self.cfg.entry())
         return self._rater
