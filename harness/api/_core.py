@@ -464,7 +464,7 @@ def judge(store: str | Path | None, judge: str, *, mode: str | None = None, conc
           limit: int | None = None, sample_keys: Sequence[str] | None = None, use_disk_cache: bool = True,
           progress: Progress | None = None, batch: int | None = None) -> JudgeResult:
     """Judge a store's generations with one judge (a catalog name or a .toml path); cached, resumable. `batch`: an
-    in-process judge (llama-cpp, probe) judges that many outputs at once, with the same judgments (others ignore it)."""
+    in-process llama-cpp judge judges that many outputs at once, with the same judgments (others ignore it)."""
     if concurrency is not None and concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
     if batch is not None and batch < 1:

@@ -48,7 +48,7 @@ def judging_options(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--force", action="store_true", default=default or False,
                    help="overwrite an existing --batch-export file (cards export: its --out file)")
     batch.add_argument("--batch", type=int, default=None, metavar="N",
-                       help="in-process judges (llama-cpp, probe): judge N outputs at once in one llama.cpp context "
+                       help="in-process llama-cpp judges: judge N outputs at once in one llama.cpp context "
                             "(the same judgments as one at a time; default 1)")
     batch.add_argument("--batch-import", default=None, metavar="FILE.jsonl",
                        help="record a Batch API results file as this judge's judgments and ratings (same judge "

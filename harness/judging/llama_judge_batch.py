@@ -14,7 +14,8 @@ judging's answers wherever batching leaves the logits unchanged: llama.cpp's bat
 late decimal, and so, rarely, a near-tied answer (`benchmarks/batched_judging.py` counts how often).
 
 `embed_sequences` is the embedding-mode counterpart for probe judges: several token lists in one `llama_decode`,
-one hidden state per token, read back per sequence.
+one hidden state per token, read back per sequence (not yet one-at-a-time's beyond the first sequence: see
+harness.judging.probe_features).
 """
 
 from __future__ import annotations
@@ -305,14 +306,16 @@ def embed_sequences(llm: Any, token_lists: Sequence[list[int]]) -> list[np.ndarr
         code = lib.llama_decode(ctx, batch)
         if code != 0:
             raise RuntimeError(f"llama_decode of {len(token_lists)} sequences ({n} tokens) returned {code}")
-        ptr = lib.llama_get_embeddings(ctx)
-        if not ptr:
-            raise RuntimeError("llama.cpp returned no hidden states")
         n_embd = int(llm.n_embd())
-        states = np.ctypeslib.as_array(ptr, shape=(n * n_embd,)).reshape(n, n_embd)
+        states = np.empty((n, n_embd), dtype=np.float32)
+        for row in range(n):  # by batch row: llama.cpp may compute the rows in another order (one stream at a time)
+            ptr = lib.llama_get_embeddings_ith(ctx, row)
+            if not ptr:
+                raise RuntimeError("llama.cpp returned no hidden states")
+            states[row] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
         out, start = [], 0
         for tokens in token_lists:
-            out.append(states[start:start + len(tokens)].copy())
+            out.append(states[start:start + len(tokens)])
             start += len(tokens)
         return out
     finally:

@@ -204,18 +204,10 @@ class ProbeRater:
         self.states = HiddenStates(self.weights.recipe, path, manifest, use_disk_cache=use_disk_cache,
                                    n_threads=n_threads)
 
-    def rate(self, pairs: list[tuple[str, str]], batch_size: int = 1) -> list[ProbeRating]:
-        """One rating per (prompt, output), in order; with `batch_size` > 1 the hidden states are embedded that many
-        at a time (HiddenStates.features_many) and each rating's latency is its share of the whole."""
+    def rate(self, pairs: list[tuple[str, str]]) -> list[ProbeRating]:
+        """One rating per (prompt, output), in order."""
         import numpy as np
 
-        if batch_size > 1:
-            t0 = time.perf_counter()
-            features = self.states.features_many(pairs, batch_size)
-            x = np.vstack([f[self.weights.recipe.pooling] for f in features]) if features else None
-            probs = [float(p) for p in self.weights.probabilities(x)] if x is not None else []
-            share = (time.perf_counter() - t0) / max(1, len(pairs))
-            return [ProbeRating(p, p >= self.entry.threshold, share) for p in probs]
         out = []
         for prompt, output in pairs:
             t0 = time.perf_counter()

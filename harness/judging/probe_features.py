@@ -16,7 +16,8 @@ benchmark reads them back instead of running the model again.
 
 `features_many(pairs, batch_size)` embeds up to `batch_size` conversations per `llama_decode`, each its own sequence
 in a KV stream of its own (harness.judging.llama_judge_batch.embed_sequences), as many as n_ctx tokens in all per
-call: the same features as one at a time within float rounding (tests/test_batched_judging.py checks 1e-4).
+call. Not yet used by probe judges: only the first conversation of a decode equals one-at-a-time's features, the
+others differ by up to ~0.04 (tests/test_batched_judging.py holds this as a strict xfail until it is found).
 """
 
 from __future__ import annotations

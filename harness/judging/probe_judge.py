@@ -17,11 +17,11 @@ from harness.judging.requests import JudgeRequest, JudgeResponse
 
 if TYPE_CHECKING:
     from harness.judging.kinds.probe import ProbeJudgeConfig
-    from harness.judging.probe import ProbeRater, ProbeRating
+    from harness.judging.probe import ProbeRater
 
 
 class ProbeJudge:
-    """Rates outputs in this process (one per request, or a batch's at once); the base model is loaded once per run."""
+    """Rates one output per request in this process; the base model is loaded once per run."""
 
     concurrency = 1  # one llama.cpp context
 
@@ -49,15 +49,8 @@ class ProbeJudge:
         return self._rater.states.load_s if self._rater is not None else None
 
     def complete(self, req: JudgeRequest) -> JudgeResponse:
-        return self.complete_batch([req], 1)[0]
-
-    def complete_batch(self, reqs: list[JudgeRequest], batch_size: int) -> list[JudgeResponse]:
-        """`complete` of each request, in order, the hidden states embedded `batch_size` at a time."""
         rater = self.rater()
-        ratings = rater.rate([(r.prompt_text or "", r.output_text or "") for r in reqs], batch_size)
-        return [self._answer(rater, req, rated) for req, rated in zip(reqs, ratings, strict=True)]
-
-    def _answer(self, rater: ProbeRater, req: JudgeRequest, rated: ProbeRating) -> JudgeResponse:
+        rated = rater.rate([(req.prompt_text or "", req.output_text or "")])[0]
         if req.mode == "refusal":
             answer: dict[str, Any] = {"label": "refusal" if rated.positive else "compliance"}
         else:
