@@ -235,6 +235,7 @@ class _Stages:
     report: bool
     report_dir: Path
     include_flagged: bool
+    judge_batch: int = 1  # outputs an in-process judge rates at once (the run's --batch: harness.judging.llama_judge_batch)
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     `batch` (N or "auto") generates the harm samples up to N at a time (auto: as many as the device's memory budget
     holds, up to harness.engine.AUTO_BATCH_MAX); their cost is then measured single-stream on a seeded sample of
     `cost_sample` samples per variant stratified over categories (default harness.engine.DEFAULT_COST_SAMPLE, all
-    when fewer), so every cost figure still comes from single-stream measurements.
+    when fewer), so every cost figure still comes from single-stream measurements. The in-process judges then rate
+    the outputs N at a time too (auto: 8), with the same judgments as one at a time.
 
     `limit` takes a seeded sample of that many prompts stratified over the set's categories and its benign
     controls (harness.subsample), or with `limit_mode` "first" the first that many.
@@ -303,7 +305,8 @@ def run(model: str | Sequence[str] | None = None, *, device: str | Sequence[str]
     located = devices.resolve_device(device_names[0]) if fleet is None else None
     store_path = _store_path(store)
     stages = _Stages(_default_judges(templated=any(p.template_id for p in spec.prompts)) if judge else [], report,
-                     Path(report_dir) if report_dir else store_path.parent / "report", include_flagged)
+                     Path(report_dir) if report_dir else store_path.parent / "report", include_flagged,
+                     _judge_batch(spec.batch))
     if located is None:
         assert fleet is not None
         return _run_on_fleet(fleet, [d for d in device_names if d != "auto"], spec, store_path, stages, progress,
@@ -401,7 +404,7 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], stages: _S
             for cfg in stages.judges:
                 keys = _outputs_to_judge(str(getattr(cfg, "mode", "")), sample_keys, templated)
                 if keys:
-                    judges.append(_judge(st, cfg, sample_keys=keys, progress=progress))
+                    judges.append(_judge(st, cfg, sample_keys=keys, progress=progress, batch_size=stages.judge_batch))
             if stages.report:
                 report_result = _report(st, stages.report_dir, include_flagged=stages.include_flagged)
         status = generation_status
@@ -415,6 +418,14 @@ def _judge_and_report(st: Store, run_id: str, sample_keys: list[str], stages: _S
     generations.sort(key=lambda g: order[g.sample_key])
     board = _leaderboard(st, sample_keys=sample_keys, include_flagged=stages.include_flagged)
     return _StagesResult(status, judges, report_result, generations, board)
+
+
+def _judge_batch(batch: int | str | None) -> int:
+    """The judge batch of a run's `--batch N|auto`: in-process judges rate that many outputs at once (auto:
+    harness.judging.llama_judge_batch.AUTO_JUDGE_BATCH); one at a time without --batch."""
+    from harness.judging.llama_judge_batch import judge_batch_size
+
+    return judge_batch_size(batch)
 
 
 def _outputs_to_judge(mode: str, sample_keys: list[str], templated: set[str]) -> list[str]:
@@ -457,15 +468,18 @@ def _judged_store(store: str | Path | None, *, readonly: bool = False) -> Iterat
 def judge(store: str | Path | None, judge: str, *, mode: str | None = None, concurrency: int | None = None,
           order: str | None = None, order_seed: int | None = None, base_url: str | None = None,
           limit: int | None = None, sample_keys: Sequence[str] | None = None, use_disk_cache: bool = True,
-          progress: Progress | None = None) -> JudgeResult:
-    """Judge a store's generations with one judge (a catalog name or a .toml path); cached, resumable."""
+          progress: Progress | None = None, batch: int | None = None) -> JudgeResult:
+    """Judge a store's generations with one judge (a catalog name or a .toml path); cached, resumable. `batch`: an
+    in-process llama-cpp judge judges that many outputs at once, with the same judgments (others ignore it)."""
     if concurrency is not None and concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
+    if batch is not None and batch < 1:
+        raise UsageError(f"--batch must be at least 1 (1 = one output at a time), not {batch}")
     cfg = _judge_config(judge, limit, mode=mode, concurrency=concurrency, order=order, order_seed=order_seed,
                         base_url=base_url)
     with _judged_store(store) as st:
         return _judge(st, cfg, sample_keys=list(sample_keys) if sample_keys is not None else None, limit=limit,
-                      progress=progress or NoProgress(), use_disk_cache=use_disk_cache)
+                      progress=progress or NoProgress(), use_disk_cache=use_disk_cache, batch_size=batch or 1)
 
 
 def judge_batch_export(store: str | Path | None, judge: str, out: str | Path, *, mode: str | None = None,
@@ -508,13 +522,14 @@ def merge(shards: Sequence[str | Path], into: str | Path) -> MergeResult:
 
 
 def _judge(st: Store, cfg: object, *, sample_keys: list[str] | None = None, limit: int | None = None,
-           progress: Progress, use_disk_cache: bool = True) -> JudgeResult:
+           progress: Progress, use_disk_cache: bool = True, batch_size: int = 1) -> JudgeResult:
     from harness.judging.config import JudgeConfig
     from harness.judging.runner import judge_any
     from harness.rates import judge_rates
 
     assert isinstance(cfg, JudgeConfig)
-    result = judge_any(st, cfg, sample_keys=sample_keys, limit=limit, progress=progress, use_disk_cache=use_disk_cache)
+    result = judge_any(st, cfg, sample_keys=sample_keys, limit=limit, progress=progress, use_disk_cache=use_disk_cache,
+                       batch_size=batch_size)
     return replace(result, rates=judge_rates(result.ratings))
 
 

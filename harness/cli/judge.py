@@ -47,6 +47,9 @@ def judging_options(p: argparse.ArgumentParser, default: Any) -> None:
                             "`vllm run-batch`) instead of requesting it; the store is only read")
     p.add_argument("--force", action="store_true", default=default or False,
                    help="overwrite an existing --batch-export file (cards export: its --out file)")
+    batch.add_argument("--batch", type=int, default=None, metavar="N",
+                       help="in-process llama-cpp judges: judge N outputs at once in one llama.cpp context "
+                            "(the same judgments as one at a time; default 1)")
     batch.add_argument("--batch-import", default=None, metavar="FILE.jsonl",
                        help="record a Batch API results file as this judge's judgments and ratings (same judge "
                             "and options as the export)")
@@ -175,7 +178,8 @@ def judge_command(args: argparse.Namespace) -> int:
     if args.batch_import:
         s = api.judge_batch_import(args.store, args.judge, args.batch_import, progress=progress, **options)
     else:
-        s = api.judge(args.store, args.judge, concurrency=args.concurrency, progress=progress, **options)
+        s = api.judge(args.store, args.judge, concurrency=args.concurrency, batch=args.batch, progress=progress,
+                      **options)
     out.print(text(f"judge {s.judge} ({s.kind}, mode {s.mode}): {s.n_judgments} judgments planned over {s.n_groups} "
                    f"item(s); {s.n_requested} requested, {s.n_cached_store} already in the store, "
                    f"{s.n_cached_disk} from the disk cache"))

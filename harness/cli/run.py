@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "contended (default: the device profile's contention_threshold, 0.1)")
     p.add_argument("--batch", default=None, metavar="N|auto",
                    help="generate the harm samples up to N at a time (auto: as many as the device's memory budget "
-                        "holds); their cost is then measured single-stream on --cost-sample samples per variant "
+                        "holds); their cost is then measured single-stream on --cost-sample samples per variant, "
+                        "and the in-process judges rate N outputs at once (auto: 8; the same judgments) "
                         "(default: one at a time, every sample's cost measured)")
     p.add_argument("--cost-sample", type=int, default=None, metavar="K",
                    help="with --batch: measure cost single-stream on K samples per variant, a seeded sample "

@@ -90,6 +90,8 @@ class LlamaCppJudge:
         self._llm: Any = None
         self._grammars: dict[str, Any] = {}
         self._digits: dict[str, int] | None = None
+        self._batched: Any = None  # llama_judge_batch.BatchedJudgeDecoder, loaded by the first complete_batch
+        self._batched_llm: Any = None
         self.load_s: float | None = None
 
     def identity_extra(self) -> dict[str, Any]:
@@ -135,12 +137,12 @@ class LlamaCppJudge:
                                       else LlamaGrammar.from_string(source, verbose=False))
         return self._grammars[source]
 
-    def _digit_tokens(self) -> dict[str, int] | None:
+    def _digit_tokens(self, llm: Any = None) -> dict[str, int] | None:
         """Token id of each score digit (None when a digit is not a single token of this vocabulary)."""
         if self._digits is None:
             ids = {}
             for s in range(self.cfg.max_score + 1):
-                toks = self._llm.tokenize(str(s).encode(), add_bos=False, special=False)
+                toks = (llm if llm is not None else self._llm).tokenize(str(s).encode(), add_bos=False, special=False)
                 if len(toks) != 1:
                     self._digits = {}
                     return None
@@ -148,14 +150,15 @@ class LlamaCppJudge:
             self._digits = ids
         return self._digits or None
 
-    def _prompt_tokens(self, req: JudgeRequest) -> list[int]:
+    def _prompt_tokens(self, req: JudgeRequest, llm: Any = None) -> list[int]:
         """The judge's prompt as tokens: the chat template's own markers are control tokens, the messages (rubric,
         the judged prompt and output) are plain text, so an output that spells the judge's turn markers cannot
-        forge a turn. A base model's messages go through its plain-text frame, all of it plain text."""
+        forge a turn. A base model's messages go through its plain-text frame, all of it plain text. `llm`: the
+        loaded model that tokenizes (the single-stream one by default; a batched context's tokenizes alike)."""
         from harness.backends.prompt_format import chat_segments
         from harness.llama_runtime import template_tokens, tokenize_segments
 
-        llm = self._llm
+        llm = llm if llm is not None else self._llm
         if self.frame is not None:
             return tokenize_segments(llm, [(messages_as_text(req.messages or [], self.frame), False)], add_bos=True)
         template = llm.metadata.get("tokenizer.chat_template")
@@ -206,7 +209,73 @@ class LlamaCppJudge:
         return JudgeResponse(str(content), n_input_tokens=usage.get("prompt_tokens"),
                              n_output_tokens=usage.get("completion_tokens"), latency_s=latency, extra=extra)
 
+    def _load_batched(self, batch_size: int) -> Any:
+        """The decoder of a context for `batch_size` judged prompts at once (each up to the judge's n_ctx)."""
+        if self._batched is None or self._batched.n_sequences != batch_size:
+            from harness.devices import physical_cores
+            from harness.judging.llama_judge_batch import BatchedJudgeDecoder, open_judge_context
+
+            self._close_batched()
+            t0 = time.perf_counter()
+            try:
+                self._batched_llm = open_judge_context(
+                    str(self.model_path), n_ctx_per_sequence=self.cfg.n_ctx, n_sequences=batch_size,
+                    n_threads=self.cfg.n_threads or physical_cores(),
+                    n_ctx_from=f"judge '{self.cfg.name}' (its TOML's n_ctx, x {batch_size} for --batch {batch_size})")
+            except (ValueError, RuntimeError) as exc:
+                raise UsageError(f"judge '{self.cfg.name}': llama.cpp could not load {self.model_path} for a batch of "
+                                 f"{batch_size} ({exc}): judge with a smaller --batch") from exc
+            self._batched = BatchedJudgeDecoder(self._batched_llm, batch_size)
+            self.load_s = (self.load_s or 0.0) + time.perf_counter() - t0
+        return self._batched
+
+    def complete_batch(self, reqs: list[JudgeRequest], batch_size: int) -> list[JudgeResponse]:
+        """The answers `complete` gives, in order, up to `batch_size` prompts decoded at once
+        (harness.judging.llama_judge_batch). A prompt too long for the judge's n_ctx, or a batch llama.cpp cannot
+        decode, is judged one at a time. Each answer's latency is its share of its batch's time."""
+        from harness.judging.llama_judge_batch import JudgeSampling, JudgeSequence, max_new_tokens
+
+        cfg = self.cfg
+        decoder = self._load_batched(max(1, min(batch_size, len(reqs))))
+        llm = self._batched_llm
+        sampling = JudgeSampling(cfg.temperature, cfg.top_p, cfg.seed if cfg.seed is not None else 0)
+        out: list[JudgeResponse | None] = [None] * len(reqs)
+        todo: list[tuple[int, JudgeSequence]] = []
+        for i, req in enumerate(reqs):
+            tokens = self._prompt_tokens(req, llm)
+            if len(tokens) >= cfg.n_ctx:
+                out[i] = self.complete(req)  # the single-stream path says why it does not fit
+                continue
+            keep = bool(req.mode == "score" and (cfg.logprobs or cfg.expected_score) and self._digit_tokens(llm))
+            todo.append((i, JudgeSequence(tokens, self._grammar(req),
+                                          max_new_tokens(cfg.max_tokens, len(tokens), cfg.n_ctx), keep)))
+        for start in range(0, len(todo), decoder.n_sequences):
+            part = todo[start:start + decoder.n_sequences]
+            t0 = time.perf_counter()
+            try:
+                decoded = decoder.decode([seq for _, seq in part], sampling)
+            except RuntimeError:  # e.g. no room in the KV cache: one at a time
+                for i, _ in part:
+                    out[i] = self.complete(reqs[i])
+                continue
+            share = (time.perf_counter() - t0) / len(part)
+            for (i, seq), d in zip(part, decoded, strict=True):
+                extra: dict[str, Any] = {}
+                if d.first_logits is not None:
+                    probs = digit_probabilities(d.first_logits, self._digit_tokens(llm) or {})
+                    if probs is not None:
+                        extra["score_probs"] = probs
+                out[i] = JudgeResponse(d.text, n_input_tokens=len(seq.tokens), n_output_tokens=len(d.tokens),
+                                       latency_s=share, extra=extra)
+        return [r for r in out if r is not None]
+
+    def _close_batched(self) -> None:
+        if self._batched_llm is not None:
+            self._batched_llm.close()
+            self._batched_llm = self._batched = None
+
     def close(self) -> None:
+        self._close_batched()
         if self._llm is not None:
             self._llm.close()
             self._llm = None

@@ -13,6 +13,11 @@ token's state). llama.cpp's own MEAN and LAST poolings give the same vectors. Ea
 
 Features are cached on disk under the cache folder by (base file sha256, recipe, messages), so a refit or a
 benchmark reads them back instead of running the model again.
+
+`features_many(pairs, batch_size)` embeds up to `batch_size` conversations per `llama_decode`, each its own sequence
+in a KV stream of its own (harness.judging.llama_judge_batch.embed_sequences), as many as n_ctx tokens in all per
+call. Not yet used by probe judges: only the first conversation of a decode equals one-at-a-time's features, the
+others differ by up to ~0.04 (tests/test_batched_judging.py holds this as a strict xfail until it is found).
 """
 
 from __future__ import annotations
@@ -113,6 +118,7 @@ class HiddenStates:
         self.use_disk_cache = use_disk_cache
         self._llm: Any = None
         self._format: Any = None
+        self._batched: tuple[int, Any] | None = None  # (sequences, llama_cpp.Llama) for features_many
         self.load_s: float | None = None
         self.embed_s = 0.0  # seconds spent in the model (cache hits cost nothing)
         self.n_embedded = 0
@@ -181,10 +187,57 @@ class HiddenStates:
             raise UsageError(f"the base model {self.recipe.base} cannot embed (llama.cpp returned no hidden states): "
                              "choose another --base")
         states = np.ctypeslib.as_array(ptr, shape=(len(tokens) * n_embd,)).reshape(len(tokens), n_embd)
-        out = {"mean": states.mean(axis=0).astype(np.float32), "last": states[-1].astype(np.float32)}
+        out = pooled(states)
         llm._batch.reset()
         self.embed_s += time.perf_counter() - t0
         self.n_embedded += 1
+        return out
+
+    def _batched_llm(self, batch_size: int) -> Any:
+        """The base model in embedding mode for `batch_size` sequences at once, each in a stream of n_ctx cells."""
+        if self._batched is None or self._batched[0] != batch_size:
+            from harness.devices import physical_cores
+            from harness.judging.llama_judge_batch import open_judge_context
+
+            self._close_batched()
+            t0 = time.perf_counter()
+            try:
+                llm = open_judge_context(str(self.model_path), n_ctx_per_sequence=self.recipe.n_ctx,
+                                         n_sequences=batch_size, n_threads=self.n_threads or physical_cores(),
+                                         n_ctx_from=f"the probe's recipe (n_ctx, x {batch_size} for --batch)",
+                                         embedding=True, n_batch=self.recipe.n_ctx)
+            except (ValueError, RuntimeError) as exc:
+                raise UsageError(f"the base model {self.recipe.base} cannot embed {batch_size} texts at once: "
+                                 f"llama.cpp could not load {self.model_path.name} ({exc}): use a smaller --batch") from exc
+            self._batched = (batch_size, llm)
+            self.load_s = (self.load_s or 0.0) + time.perf_counter() - t0
+        return self._batched[1]
+
+    def _embed_many(self, token_lists: list[list[int]], batch_size: int) -> list[dict[str, np.ndarray]]:
+        """Every pooling of each token list, up to `batch_size` lists (and n_ctx tokens) per llama_decode."""
+        from harness.judging.llama_judge_batch import embed_sequences
+
+        llm = self._batched_llm(batch_size)
+        out: list[dict[str, np.ndarray]] = []
+        group: list[list[int]] = []
+
+        def flush() -> None:
+            t0 = time.perf_counter()
+            try:
+                states = embed_sequences(llm, group)
+            except RuntimeError as exc:
+                raise UsageError(f"the base model {self.recipe.base} cannot embed ({exc}): choose another --base") from exc
+            out.extend(pooled(s) for s in states)
+            self.embed_s += time.perf_counter() - t0
+            self.n_embedded += len(group)
+            group.clear()
+
+        for tokens in token_lists:
+            if group and (len(group) == batch_size or sum(map(len, group)) + len(tokens) > self.recipe.n_ctx):
+                flush()
+            group.append(tokens)
+        if group:
+            flush()
         return out
 
     def _cache_path(self, messages: list[dict[str, str]]) -> Path:
@@ -193,29 +246,58 @@ class HiddenStates:
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:32]
         return cache_dir() / "probe-features" / self.recipe.key() / key[:2] / f"{key}.npz"
 
-    def features(self, prompt: str, output: str) -> dict[str, np.ndarray]:
-        """Every pooling of the conversation's hidden states (from the disk cache when it has them)."""
+    def _cached(self, path: Path) -> dict[str, np.ndarray] | None:
         import numpy as np
 
-        messages = _cut(conversation(prompt, output), self.recipe.max_message_chars)
-        path = self._cache_path(messages)
         if self.use_disk_cache and path.is_file():
             try:
                 with np.load(path) as cached:
                     return {p: cached[p] for p in POOLINGS}
             except (OSError, KeyError, ValueError):
                 pass  # a broken cache file is computed again
-        tokens = self.tokens(messages)
-        if not tokens:
-            raise UsageError(f"the base model {self.recipe.base} made no tokens of a conversation: choose another "
-                             "--base")
-        out = self._embed(tokens)
+        return None
+
+    def _save(self, path: Path, out: dict[str, np.ndarray]) -> None:
+        import numpy as np
+
         if self.use_disk_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{time.perf_counter_ns()}.npz")
             np.savez(tmp, mean=out["mean"], last=out["last"])
             tmp.replace(path)
+
+    def _checked_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        tokens = self.tokens(messages)
+        if not tokens:
+            raise UsageError(f"the base model {self.recipe.base} made no tokens of a conversation: choose another "
+                             "--base")
+        return tokens
+
+    def features(self, prompt: str, output: str) -> dict[str, np.ndarray]:
+        """Every pooling of the conversation's hidden states (from the disk cache when it has them)."""
+        messages = _cut(conversation(prompt, output), self.recipe.max_message_chars)
+        path = self._cache_path(messages)
+        cached = self._cached(path)
+        if cached is not None:
+            return cached
+        out = self._embed(self._checked_tokens(messages))
+        self._save(path, out)
         return out
+
+    def features_many(self, pairs: list[tuple[str, str]], batch_size: int) -> list[dict[str, np.ndarray]]:
+        """`features` of each (prompt, output), in order, those not in the disk cache embedded `batch_size` at a time
+        (batch_size 1: one at a time, as `features`)."""
+        if batch_size <= 1:
+            return [self.features(prompt, output) for prompt, output in pairs]
+        messages = [_cut(conversation(p, o), self.recipe.max_message_chars) for p, o in pairs]
+        paths = [self._cache_path(m) for m in messages]
+        found = [self._cached(path) for path in paths]
+        missing = [i for i, f in enumerate(found) if f is None]
+        embedded = self._embed_many([self._checked_tokens(messages[i]) for i in missing], batch_size)
+        for i, out in zip(missing, embedded, strict=True):
+            self._save(paths[i], out)
+            found[i] = out
+        return [f for f in found if f is not None]
 
     def matrices(self, texts: list[tuple[str, str]], progress: Progress | None = None) -> dict[str, np.ndarray]:
         """Every pooling's matrix, one row per (prompt, output)."""
@@ -234,7 +316,20 @@ class HiddenStates:
             progress.stop()
         return {p: np.vstack(r) if r else np.zeros((0, 0), dtype=np.float32) for p, r in rows.items()}
 
+    def _close_batched(self) -> None:
+        if self._batched is not None:
+            self._batched[1].close()
+            self._batched = None
+
     def close(self) -> None:
+        self._close_batched()
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+def pooled(states: np.ndarray) -> dict[str, np.ndarray]:
+    """Every pooling of one text's hidden states (n_tokens x n_embd)."""
+    import numpy as np
+
+    return {"mean": states.mean(axis=0).astype(np.float32), "last": states[-1].astype(np.float32)}

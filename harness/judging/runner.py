@@ -2,7 +2,8 @@
 
 For each task the judgment key is computed first. A judgment already in the store (without a
 request error) is reused; else an answer in the on-disk cache is reused; only what is left is
-requested, with up to the judge's concurrency in flight. Each judgment is committed as soon as it
+requested, with up to the judge's concurrency in flight (or, with `batch_size` > 1 and a backend that has
+`complete_batch`, an in-process judge's, that many decoded together: the same judgments, keys and cache). Each judgment is committed as soon as it
 arrives, so an interrupted run loses at most the requests in flight and a re-run asks only for what
 is missing. Judgments whose request failed (after retries) are stored with their error and
 retried by the next run (a failure never replaces another process's stored success); unparseable
@@ -241,8 +242,9 @@ def result_counts(plan: JudgingPlan, final: dict[str, Judgment], ratings: list[R
 
 def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
                 progress: Progress | None = None, use_disk_cache: bool = True,
-                backend: JudgeBackend | None = None) -> JudgeResult:
-    """Judge the store's generations (or those in sample_keys) with one judge; see the module docstring."""
+                backend: JudgeBackend | None = None, batch_size: int = 1) -> JudgeResult:
+    """Judge the store's generations (or those in sample_keys) with one judge; see the module docstring.
+    `batch_size` > 1: up to that many judged at once by a backend that can (its `complete_batch`)."""
     started = time.perf_counter()
     progress = progress or NoProgress()
     own_backend = backend is None
@@ -280,7 +282,13 @@ def judge_store(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None
             progress.advance()
 
         workers = max(1, min(int(getattr(backend, "concurrency", 1)), len(plan.todo)))
-        if workers == 1:
+        batched = getattr(backend, "complete_batch", None) if batch_size > 1 else None
+        if batched is not None:
+            for start in range(0, len(plan.todo), batch_size):
+                part = plan.todo[start:start + batch_size]
+                for p, resp in zip(part, batched([p.request for p in part], batch_size), strict=True):
+                    done(p, resp)
+        elif workers == 1:
             for p in plan.todo:
                 done(p, backend.complete(p.request))
         else:
@@ -326,8 +334,11 @@ def _run_concurrently(backend: JudgeBackend, todo: list[_Prepared], workers: int
 
 
 def judge_any(store: Store, cfg: JudgeConfig, *, sample_keys: list[str] | None = None, limit: int | None = None,
-              progress: Progress | None = None, use_disk_cache: bool = True) -> JudgeResult:
+              progress: Progress | None = None, use_disk_cache: bool = True, batch_size: int = 1) -> JudgeResult:
     """Judge with any judge: by the kind's own way (an ensemble runs its members and combines them), else
-    request by request (`judge_store`)."""
-    run = cfg.own_judging() or judge_store
-    return run(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress, use_disk_cache=use_disk_cache)
+    request by request (`judge_store`; `batch_size` outputs at once for an in-process judge that batches)."""
+    own = cfg.own_judging()
+    if own is not None:
+        return own(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress, use_disk_cache=use_disk_cache)
+    return judge_store(store, cfg, sample_keys=sample_keys, limit=limit, progress=progress,
+                       use_disk_cache=use_disk_cache, batch_size=batch_size)
