@@ -31,11 +31,13 @@ class FlagRule:
 
     columns: tuple[str, ...]
     missing: str = "unknown"
+    not_in_file: tuple[str, ...] = ()  # of the moderation set's flags, those no row has (so not read)
 
     def describe(self) -> str:
         miss = "a missing flag is unknown (the row is rejected unless another flag is 1)" \
             if self.missing == "unknown" else "a missing flag is read as 0"
-        return f"harm from the flags {', '.join(self.columns)}: harmful when any is 1; {miss}"
+        absent = f"; {', '.join(self.not_in_file)}: in no row, not read" if self.not_in_file else ""
+        return f"harm from the flags {', '.join(self.columns)}: harmful when any is 1; {miss}{absent}"
 
 
 @dataclass(frozen=True)
@@ -104,4 +106,5 @@ def flag_rule(header: Sequence[str], flags: str | None, missing: str | None, whe
                              f"(columns: {', '.join(header[:20]) or 'none'}): name columns the file has in ?flags=")
         return FlagRule(tuple(dict.fromkeys(by_name[f.casefold()] for f in named)), missing)
     present = tuple(by_name[f.casefold()] for f in MODERATION_FLAGS if f.casefold() in by_name)
-    return FlagRule(present, missing) if present else None
+    absent = tuple(f for f in MODERATION_FLAGS if f.casefold() not in by_name)
+    return FlagRule(present, missing, absent) if present else None
