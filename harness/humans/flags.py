@@ -106,5 +106,5 @@ def flag_rule(header: Sequence[str], flags: str | None, missing: str | None, whe
                              f"(columns: {', '.join(header[:20]) or 'none'}): name columns the file has in ?flags=")
         return FlagRule(tuple(dict.fromkeys(by_name[f.casefold()] for f in named)), missing)
     present = tuple(by_name[f.casefold()] for f in MODERATION_FLAGS if f.casefold() in by_name)
-    absent = tuple(f for f in MODERATION_FLAGS if f.casefold() not in by_name)
-    return FlagRule(present, missing, absent) if present else None
+    not_in_file = tuple(f for f in MODERATION_FLAGS if f.casefold() not in by_name)
+    return FlagRule(present, missing, not_in_file) if present else None

@@ -219,8 +219,8 @@ def parse_labels(path: Path, store: Any = None, model: str | None = None, flags:
         prompt = "" if layout.prompt is None else _text(row, layout.prompt)
         output = _text(row, layout.output)
         if prompt is None or output is None:
-            col = layout.output if output is None else layout.prompt
-            report.reject(path.name, row_no, f"{col!r} is {_json_kind(row.get(col or ''))}, not a string")
+            col = layout.output if output is None else str(layout.prompt)
+            report.reject(path.name, row_no, f"{col!r} is {_json_kind(row.get(col))}, not a string")
             continue
         if not prompt and layout.prompt is not None:
             report.reject(path.name, row_no, f"empty {layout.prompt}")
