@@ -180,7 +180,7 @@ def test_an_import_whose_every_row_is_rejected_exits_2(cli, tmp_path: Path) -> N
     store = tmp_path / "s.sqlite"
     r = cli("humans", "import", "labels-jsonl", unknown, "--store", store)
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
-    assert "every row was rejected (3 rejection(s) of 3 row(s)" in r.err and "harm unknown" in r.err
+    assert "every row was rejected (3 row(s) read, 3 rejection(s)" in r.err and "harm unknown" in r.err
     assert "?missing=negative" in r.err and not store.exists()
     ok = cli("humans", "import", "labels-jsonl", f"{unknown}?missing=negative", "--store", store)
     assert ok.code == 0 and "wrote 3 of 3 ratings" in ok.out, ok.err

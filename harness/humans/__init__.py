@@ -125,7 +125,7 @@ def every_row_rejected(path: Path, fmt: str, report: ImportReport, shown: int = 
 
     options = FORMAT_OPTIONS.get(fmt, ())
     named = f" and its options ({', '.join(f'?{o}=' for o in options)}) are right" if options else ""
-    return (f"{path}: every row was rejected ({len(report.rejected)} rejection(s) of {report.rows_read} row(s); "
+    return (f"{path}: every row was rejected ({report.rows_read} row(s) read, {len(report.rejected)} rejection(s); "
             f"{first}{more}), so nothing was imported: fix those rows, or check that it is a {fmt} file{named}")
 
 
