@@ -1,7 +1,9 @@
 """Judge cards: how well a judge agrees with people, measured on human-labelled sets (`harness judge calibrate`).
 
 For each set (`FORMAT:PATH`, read by the importers of harness.humans: the study's release, JailbreakBench's
-judge comparison, XSTest completions, HH-RLHF pairs, or a user's labelled CSV/JSONL), the set's outputs and
+judge comparison, XSTest completions, HH-RLHF pairs, texts labelled alone such as OpenAI's moderation evaluation set
+(`labels-jsonl:samples-1680.jsonl`, its options after the path: `?flags=S,H&missing=negative`), or a user's
+labelled CSV/JSONL), the set's outputs and
 people's labels are imported into a private work store, the judge judges the outputs there (cached like
 any judgment), and its verdicts are compared with people's:
 
@@ -51,7 +53,7 @@ MIN_RELIABLE = MIN_CARD_ITEMS  # one threshold for a card's items: harness.inter
 # Which people a card's headline figures compare with, most preferred first.
 REFERENCE_ORDER = ("human-majority", "human-final", "human", "expert")
 STUDY_JUDGES = ("gpt4o", "sonnet", "llama")
-SET_FORMATS = ("llm-harm", "labels-csv", "pairwise-jsonl", "rankings-csv", "rankings-jsonl")
+SET_FORMATS = ("llm-harm", "labels-csv", "labels-jsonl", "pairwise-jsonl", "rankings-csv", "rankings-jsonl")
 
 
 @dataclass(frozen=True)
@@ -59,22 +61,29 @@ class CalibrationSet:
     format: str
     path: Path
     name: str
-    digest: str  # sha256 over the set's files (names and bytes)
+    digest: str  # sha256 over the set's files (names and bytes), and its options when it has any
+    options: tuple[tuple[str, str], ...] = ()  # the importer's options written after the path (?flags=S,H)
 
     @property
     def spec(self) -> str:
-        return f"{self.format}:{self.path}"
+        from harness.humans.query import options_text
+
+        return f"{self.format}:{self.path}{options_text(dict(self.options))}"
 
 
 def parse_set_spec(spec: str) -> CalibrationSet:
-    """`FORMAT:PATH` -> a set; UsageError naming the formats or the missing path."""
+    """`FORMAT:PATH[?name=value&...]` -> a set; UsageError naming the formats, the missing path or an option the
+    format does not take."""
+    from harness.humans.query import split_options
+
     fmt, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise UsageError(f"--set {spec!r}: write FORMAT:PATH, FORMAT one of {', '.join(SET_FORMATS)} "
                          "(e.g. --set labels-csv:judge-comparison.csv)")
     if fmt not in SET_FORMATS:
         raise UsageError(f"--set {spec!r}: unknown set format {fmt!r}: use one of {', '.join(SET_FORMATS)}")
-    path = Path(rest).expanduser()
+    written, options = split_options(rest, fmt)
+    path = Path(written).expanduser()
     if not path.exists():
         raise UsageError(f"--set {spec!r}: {path} does not exist: pass the path of your copy of the set")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -82,7 +91,9 @@ def parse_set_spec(spec: str) -> CalibrationSet:
     for f in files:
         h.update(f.name.encode("utf-8", "replace"))
         h.update(hashlib.sha256(f.read_bytes()).digest())
-    return CalibrationSet(fmt, path, path.name, h.hexdigest())
+    for name, value in sorted(options.items()):  # other flags are other labels: another set
+        h.update(f"?{name}={value}".encode())
+    return CalibrationSet(fmt, path, path.name, h.hexdigest(), tuple(sorted(options.items())))
 
 
 def judge_identity(cfg: JudgeConfig) -> str:
@@ -436,7 +447,7 @@ def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating], list
         from harness.humans.llm_harm import DEFAULT_REVERSE_GROUPS
 
         options["reverse_groups"] = set(DEFAULT_REVERSE_GROUPS)
-    generations, ratings, report = parse_path(cset.format, cset.path, **options)
+    generations, ratings, report = parse_path(cset.format, cset.path, **options, **dict(cset.options))
     generations = [g for g in generations if g.output is not None]
     if not generations:
         raise UsageError(f"--set {cset.spec}: the set holds no outputs to judge")

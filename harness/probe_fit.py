@@ -180,7 +180,8 @@ def labelled_set(cset: CalibrationSet, task: str) -> LabelledSet:
         raise UsageError(f"--set {cset.spec}: the set has no people's {task} labels (its labels: {', '.join(kinds)}):"
                          f" pass a set labelled for --task {task}")
     out = LabelledSet(cset.name, cset.spec, cset.digest, [(g.prompt, g.output or "") for g in kept],
-                      [_prompt_group(g.prompt) for g in kept], [labels[g.sample_key] for g in kept],
+                      [_prompt_group(g.prompt or g.output or "") for g in kept],  # a text alone: its own group
+                      [labels[g.sample_key] for g in kept],
                       [g.benign is not True for g in kept], source, rejected)
     if task == "rank":
         out.items = [g.item_id or _prompt_group(g.prompt) for g in kept]

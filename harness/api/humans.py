@@ -32,8 +32,9 @@ def import_ratings(fmt: str, path: str | Path, store: str | Path | None = None, 
     """Import a file or folder of ratings; importing the same file twice adds nothing. Labels of a store's own
     outputs (label-studio, plan-csv) need that store and update answers that changed; other formats create the
     store when missing (after the file parsed). Options apply to their formats: `reverse_groups` llm-harm;
-    `reverse`, `value`, `rater` rankings-*; `rater` pairwise-jsonl; `model` labels-csv; `annotator` plan-csv."""
+    `reverse`, `value`, `rater` rankings-*; `rater` pairwise-jsonl; `model` labels-csv, labels-jsonl (whose path may end in ?flags=A,B&missing=negative); `annotator` plan-csv."""
     from harness.humans import COLLECTED_FORMATS, parse_path, write_parsed
+    from harness.humans.query import split_options
     from harness.store import DEFAULT_STORE, Store
 
     options: dict[str, object] = {}
@@ -43,13 +44,14 @@ def import_ratings(fmt: str, path: str | Path, store: str | Path | None = None, 
         options.update(reverse=reverse, value=value, rater=rater)
     elif fmt == "pairwise-jsonl":
         options["rater"] = rater
-    elif fmt == "labels-csv":
+    elif fmt in ("labels-csv", "labels-jsonl"):
         options["model"] = model
     elif fmt == "plan-csv":
         options["annotator"] = annotator
-    source = Path(path)
-    if not source.exists():
-        raise UsageError(f"{source} does not exist: pass the path of the {fmt} file or folder")
+    source = Path(path)  # it may end in its format's options (PATH?flags=S,H): parse_path reads them
+    written = Path(split_options(str(path), fmt)[0])
+    if not written.exists():
+        raise UsageError(f"{written} does not exist: pass the path of the {fmt} file or folder")
     store_path = Path(store) if store else DEFAULT_STORE
     collected = fmt in COLLECTED_FORMATS
     if collected and not store_path.exists():

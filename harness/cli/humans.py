@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                     "Formats: "
                                     + ", ".join(formats))
     i.add_argument("format", choices=formats, metavar="FORMAT", help=" | ".join(formats))
-    i.add_argument("path", metavar="PATH", help="the file, or for llm-harm the release folder")
+    i.add_argument("path", metavar="PATH", help="the file, or for llm-harm the release folder; labels-*: options may "
+                                                "follow, PATH?flags=S,H&missing=negative (which 0/1 flags give harm)")
     i.add_argument("--store", default=None, metavar="PATH", help="SQLite results store (default results/harness.sqlite)")
     i.add_argument("--reverse-groups", default="", metavar="N,N",
                    help="llm-harm: groups whose Ranking uses 1 = most harmful (the study's Group 10; "
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     i.add_argument("--reverse", action="store_true", help="rankings-*: rank 1 = most harmful (default: higher = more harmful)")
     i.add_argument("--value", choices=["rank", "score"], default="rank", help="rankings-* wide format: what the cells hold")
     i.add_argument("--rater", default=None, help="rankings-*, pairwise-jsonl: rater name (default: 'human' or the rater column)")
-    i.add_argument("--model", default=None, help="labels-csv: model that wrote the responses (default: from the file name)")
+    i.add_argument("--model", default=None, help="labels-*: model that wrote the responses (default: from the file name)")
     i.add_argument("--annotator", default=None, help="plan-csv: annotator of rows whose annotator cell is empty")
     i.add_argument("--json", action="store_true", help="print the import report as JSON")
     i.set_defaults(func=import_command)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-SET_HELP = ("a human-labelled set (repeatable): llm-harm:DIR, labels-csv:FILE, pairwise-jsonl:FILE, rankings-csv:FILE, "
+SET_HELP = ("a human-labelled set (repeatable): llm-harm:DIR, labels-csv:FILE, labels-jsonl:FILE (labels-*: texts "
+            "alone too; ?flags=A,B&missing=negative after the path), pairwise-jsonl:FILE, rankings-csv:FILE, "
             "rankings-jsonl:FILE")
 
 

@@ -12,9 +12,14 @@ Formats (see each module's docstring):
   rankings-jsonl  the same as JSON Lines
   pairwise-jsonl  chosen / rejected preference pairs (HH-RLHF harmless-base format)
   labels-csv      per-response labels by several annotators and judges (JailbreakBench judge
-                  comparison; XSTest compliance labels)
+                  comparison; XSTest compliance labels), or texts labelled alone, by flags or a label
+  labels-jsonl    the same as JSON Lines (OpenAI's moderation evaluation set: a prompt and its flags)
   label-studio    Label Studio's JSON export of a project made from a labelling plan
   plan-csv        a filled tasks.csv of a labelling plan (spreadsheets, crowd platforms)
+
+Options may follow the path: `PATH?flags=S,H,V&missing=negative` (labels-*: which 0/1 flags give the harm label,
+and whether a missing flag is unknown or 0; harness.humans.query, harness.humans.flags). A file whose every row is
+rejected is a UsageError naming the first reasons: nothing is imported and nothing is judged.
 
 The last two are labels collected on this store's own outputs (harness.humans.plan): they need the
 store the plan was drawn from, and re-importing a newer export updates answers that changed.
@@ -30,7 +35,8 @@ from harness.errors import UsageError
 from harness.humans.report import ImportReport
 from harness.records import Generation, Rating
 
-FORMATS = ["llm-harm", "rankings-csv", "rankings-jsonl", "pairwise-jsonl", "labels-csv", "label-studio", "plan-csv"]
+FORMATS = ["llm-harm", "rankings-csv", "rankings-jsonl", "pairwise-jsonl", "labels-csv", "labels-jsonl", "label-studio",
+           "plan-csv"]
 COLLECTED_FORMATS = ("label-studio", "plan-csv")  # labels of this store's outputs: need the store, update answers
 
 Parsed = tuple[list[Generation], list[Rating], ImportReport]
@@ -49,10 +55,10 @@ def _parser(fmt: str) -> Callable[..., Parsed]:
         from harness.humans.pairwise import parse_pairwise
 
         return parse_pairwise
-    if fmt == "labels-csv":
+    if fmt in ("labels-csv", "labels-jsonl"):
         from harness.humans.labels import parse_labels
 
-        return parse_labels
+        return lambda path, store=None, **kw: parse_labels(path, store=store, fmt=fmt, **kw)
     if fmt == "label-studio":
         from harness.humans.labelstudio import parse_export
 
@@ -92,15 +98,35 @@ def _answer(r: Rating) -> tuple[Any, ...]:
 
 
 def parse_path(fmt: str, path: str | Path, store: Any = None, **options: Any) -> Parsed:
-    """Parse one file or folder without writing: (generations, ratings, report). `store` is only read."""
+    """Parse one file or folder without writing: (generations, ratings, report). `store` is only read. The path may
+    carry its format's options (`PATH?flags=S,H`, harness.humans.query); UsageError when every row is rejected."""
+    from harness.humans.query import split_options
+
     parse = _parser(fmt)
-    p = Path(path).expanduser()
+    written, query = split_options(str(path), fmt)
+    p = Path(written).expanduser()
     if not p.exists():
         raise UsageError(f"{p} does not exist: pass the path of the {fmt} file or folder")
-    generations, ratings, report = parse(p, store=store, **options)
+    generations, ratings, report = parse(p, store=store, **{**options, **query})
     if report.rows_read == 0:
         raise UsageError(f"{p} holds no rows (only a header, or nothing): pass a {fmt} file with data")
+    if report.rejected and not any(r.valid for r in ratings):
+        raise UsageError(every_row_rejected(p, fmt, report))
     return generations, ratings, report
+
+
+def every_row_rejected(path: Path, fmt: str, report: ImportReport, shown: int = 3) -> str:
+    """The one line said when a file's rows were all rejected: how many, the first reasons, and the fix."""
+    reasons = list(dict.fromkeys(r.reason for r in report.rejected))
+    more = f"; and {len(reasons) - shown} other reason(s)" if len(reasons) > shown else ""
+    first = "; ".join(f"{r.file} row {r.row}: {r.reason}" for r in
+                      [next(x for x in report.rejected if x.reason == reason) for reason in reasons[:shown]])
+    from harness.humans.query import FORMAT_OPTIONS
+
+    options = FORMAT_OPTIONS.get(fmt, ())
+    named = f" and its options ({', '.join(f'?{o}=' for o in options)}) are right" if options else ""
+    return (f"{path}: every row was rejected ({report.rows_read} row(s) read, {len(report.rejected)} rejection(s); "
+            f"{first}{more}), so nothing was imported: fix those rows, or check that it is a {fmt} file{named}")
 
 
 def import_path(store: Any, fmt: str, path: str | Path, **options: Any) -> ImportReport:
@@ -109,4 +135,5 @@ def import_path(store: Any, fmt: str, path: str | Path, **options: Any) -> Impor
     return write_parsed(store, generations, ratings, report)
 
 
-__all__ = ["COLLECTED_FORMATS", "FORMATS", "ImportReport", "import_path", "parse_path", "write_parsed"]
+__all__ = ["COLLECTED_FORMATS", "FORMATS", "ImportReport", "every_row_rejected", "import_path", "parse_path",
+           "write_parsed"]
