@@ -9,8 +9,9 @@ continuous batching) runs the same plan at each batch size N. Prints, per N:
 
 and for every output that differs: the first differing token position, the two tokens there, and single-stream's
 logits at that position (its own prefix, evaluated alone): the gap between its top two candidates and the gap between
-the token single-stream took and the one batched took. A gap of a few thousandths is a near-tie that a last-bit
-rounding difference flips (numerics); a wide gap is a bug.
+the token single-stream took and the one batched took. A small gap is a near-tie that another rounding flips
+(numerics: llama.cpp computes a token alone in a micro-batch with other kernels than inside a prompt); a wide gap
+is a bug.
 
     python benchmarks/batched_identity.py [--model smollm2-135m-instruct] [--variant Q4_1] [--prompts 32]
         [--max-tokens 64] [--batch 1,2,4,8,16] [--n-ctx N] [--threads N]
@@ -86,14 +87,17 @@ def batched_outputs(generator: BatchedLlama, prompts: list[Prompt], sampling: Sa
     return [Output(r.text, r.finish_reason, r.tokens) for r in results]
 
 
-def logits_after(backend: LlamaCppBackend, tokens: list[int]) -> Any:
-    """Single-stream's logits for the token after `tokens` (evaluated from an empty cache, as `stream` does)."""
+def logits_after(backend: LlamaCppBackend, prompt_tokens: list[int], generated: tuple[int, ...]) -> Any:
+    """Single-stream's logits for the token after a prompt and generated tokens, evaluated as `stream` evaluates them
+    (the prompt at once from an empty cache, then one token at a time: a prefix evaluated at once rounds otherwise)."""
     import llama_cpp
     import numpy as np
 
     llm = backend._llm
     llm.reset()
-    llm.eval(tokens)
+    llm.eval(prompt_tokens)
+    for token in generated:
+        llm.eval((token,))
     row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
     return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy()
 
@@ -104,7 +108,7 @@ def divergence(backend: LlamaCppBackend, index: int, prompt_tokens: list[int], s
     position = first_difference(single.tokens, batched.tokens)
     if position is None:
         return None
-    logits = logits_after(backend, prompt_tokens + list(single.tokens[:position]))
+    logits = logits_after(backend, prompt_tokens, single.tokens[:position])
     top = sorted(logits.tolist(), reverse=True)[:2]
     s_tok = single.tokens[position] if position < len(single.tokens) else None
     b_tok = batched.tokens[position] if position < len(batched.tokens) else None
