@@ -1,18 +1,25 @@
 """Batched generation through llama.cpp: several sequences decoded at once in one context (continuous batching).
 
 One llama.cpp context holds N sequences (`n_seq_max = N`), each with a KV cache of its own of the device profile's
-n_ctx cells (llama.cpp's non-unified KV cache: N streams, N x n_ctx cells in all). Every step is one `llama_decode`
-of a batch holding the next token of every decoding sequence and prompt tokens of newly admitted ones, in sequence-id
-order (llama.cpp splits a batch over several KV streams into runs of consecutive ids). A finished sequence's cells are
-removed (`llama_memory_seq_rm`) and its id goes to the next waiting prompt.
+n_ctx cells (llama.cpp's non-unified KV cache: N streams, N x n_ctx cells in all). A newly admitted prompt is
+prefilled alone, in the `llama_decode` calls of the chunks single-stream evaluates it in; every other step is one
+`llama_decode` of the next token of every decoding sequence, in sequence-id order (llama.cpp splits a batch over
+several KV streams into runs of consecutive ids). A finished sequence's cells are removed (`llama_memory_seq_rm`) and
+its id goes to the next waiting prompt.
+
+Why prompts are prefilled alone: the non-unified cache cuts a batch mixing sequences into micro-batches of as many
+tokens from each, so two prompts of 47 and 48 tokens decoded together leave the 48th token alone in a micro-batch of
+its own. A token alone takes the attention's vector kernels, where inside single-stream's whole prompt it took the
+matrix ones; the last prompt token's logits then moved by up to 0.66 (measured, SmolLM2-135M Q4_1), enough to flip
+the first generated tokens of 1 prompt in 16 at N = 2 (`benchmarks/batched_identity.py`). A decode step computes
+each sequence's one token as single-stream's decode does: measured, its logits are bit-identical to single-stream's.
 
 Prompts come in as tokens made by the single-stream path (`prompt_tokens`: the same prompt format, untrusted text
-tokenized as text). Each sequence has a sampler chain of its own, built as llama-cpp-python builds the single-stream
-one (repeat penalty, top-k, typical, top-p, min-p, temperature and a distribution seeded with the sequence's seed;
-greedy at temperature 0), and stops as single-stream does (an end-of-generation token, a stop string in the last
-tokens, max_tokens). So a prompt, its settings and its seed give single-stream's tokens wherever batching leaves
-the logits unchanged; llama.cpp's batched kernels can move a logit in a late decimal, and so, rarely, a token
-(`benchmarks/batched_sweep.py` measures how often).
+tokenized as text). Plain greedy settings take the first token of highest logit, as single-stream does
+(`llama_cpp.greedy_tokens`); every other setting gets a sampler chain per sequence, built as llama-cpp-python builds
+the single-stream one (repeat penalty, top-k, typical, top-p, min-p, temperature and a distribution seeded with the
+sequence's seed; greedy at temperature 0). Each sequence stops as single-stream does (an end-of-generation token, a
+stop string in the last tokens, max_tokens). So a prompt, its settings and its seed give single-stream's tokens.
 
 `BatchThroughput.batch_generated_tps` is the generated tokens of all sequences over the batch's own time: the
 batch's throughput, never one user's speed (cost is measured single-stream).
@@ -26,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import BatchResults, BatchThroughput, Sampling, SequenceRequest, SequenceResult
+from harness.backends.llama_cpp import is_plain_greedy
 from harness.backends.prompt_format import STOP_WINDOW_TOKENS, ModelInput, PromptFormat
 from harness.errors import UsageError, require
 
@@ -120,18 +128,13 @@ def make_sampler(llm: Any, sampling: Sampling) -> Any:
 
 @dataclass
 class _Sequence:
-    """A request being generated in one of the context's sequence slots."""
+    """A request being generated in one of the context's sequence slots (its prompt already in the KV cache)."""
 
     index: int
     request: SequenceRequest
     seq_id: int
-    sampler: Any
-    n_fed: int = 0  # prompt tokens already in the KV cache
+    sampler: Any  # None: plain greedy, the argmax of the logits row (as single-stream takes it)
     out: list[int] = field(default_factory=list)
-
-    @property
-    def prefilling(self) -> bool:
-        return self.n_fed < len(self.request.tokens)
 
     def next_position(self) -> int:
         """The position of the generated token decoded next."""
@@ -224,8 +227,35 @@ class BatchedLlama(BatchResults):
             self._llm = None
 
 
+class _Batch:
+    """A `llama_batch` of up to `capacity` tokens, one sequence id each, written through numpy views."""
+
+    def __init__(self, lib: Any, capacity: int) -> None:
+        import numpy as np
+
+        self._lib = lib
+        self.raw = lib.llama_batch_init(capacity, 0, 1)
+        self._token = np.ctypeslib.as_array(self.raw.token, shape=(capacity,))
+        self._pos = np.ctypeslib.as_array(self.raw.pos, shape=(capacity,))
+        self._logits = np.ctypeslib.as_array(self.raw.logits, shape=(capacity,))
+        np.ctypeslib.as_array(self.raw.n_seq_id, shape=(capacity,))[:] = 1
+
+    def set(self, tokens: Sequence[int], positions: Sequence[int], seq_ids: Sequence[int], outputs: Any) -> None:
+        """The batch's tokens, their positions and sequence ids, and which rows give logits (a bool per token)."""
+        n = len(tokens)
+        self._token[:n], self._pos[:n], self._logits[:n] = tokens, positions, outputs
+        seq_id = self.raw.seq_id
+        for i, sid in enumerate(seq_ids):
+            seq_id[i][0] = sid
+        self.raw.n_tokens = n
+
+    def free(self) -> None:
+        self._lib.llama_batch_free(self.raw)
+
+
 class _BatchRun:
-    """One continuous-batching pass over a list of requests."""
+    """One continuous-batching pass over a list of requests: each admitted prompt prefilled alone (see the module's
+    docstring for why), then one `llama_decode` a step for the next token of every running sequence."""
 
     def __init__(self, lib: Any, llm: Any, fmt: PromptFormat, batch_size: int,
                  requests: Sequence[SequenceRequest]) -> None:
@@ -233,7 +263,9 @@ class _BatchRun:
         self._ctx = llm._ctx.ctx
         self._memory = lib.llama_get_memory(self._ctx)
         self._vocab = llm._model.vocab
+        self._n_vocab = llm.n_vocab()
         self._n_batch = llm.n_batch
+        self._prefill_chunk = min(llm.n_batch, int(lib.llama_n_ctx_seq(self._ctx)))  # single-stream's n_batch
         self._batch_size = batch_size
         self._requests = requests
         self._waiting = list(range(len(requests)))[::-1]  # popped from the end: request order
@@ -246,74 +278,91 @@ class _BatchRun:
     def results(self) -> Iterator[SequenceResult]:
         if not self._requests:
             return
-        batch = self._lib.llama_batch_init(self._n_batch, 0, 1)
+        batch = _Batch(self._lib, max(self._n_batch, self._batch_size))
         try:
             for sid in range(self._batch_size):  # a clean cache for every slot
                 self._lib.llama_memory_seq_rm(self._memory, sid, -1, -1)
             while self._waiting or self._active:
                 started = time.perf_counter()
-                self._admit()
-                finished = self._step(batch)
+                finished = self._admit(batch)
+                if self._active:
+                    finished += self._step(batch)
                 self._busy_s += time.perf_counter() - started
                 yield from finished
         finally:
             for seq in list(self._active.values()):
                 self._release(seq)
-            self._lib.llama_batch_free(batch)
+            batch.free()
 
     def throughput(self) -> BatchThroughput:
         return BatchThroughput(self._batch_size, len(self._requests), sum(len(r.tokens) for r in self._requests),
                                self._n_generated, self._n_decode_calls, self._busy_s)
 
-    def _admit(self) -> None:
+    def _decode(self, batch: _Batch, what: str) -> None:
+        code = self._lib.llama_decode(self._ctx, batch.raw)
+        self._n_decode_calls += 1
+        if code != 0:
+            raise RuntimeError(f"llama_decode of {what} returned {code}")
+
+    def _admit(self, batch: _Batch) -> list[SequenceResult]:
+        """Waiting requests into free slots, each prompt prefilled and its first token taken; the results of those
+        already done (an end-of-generation token first, or max_tokens 1)."""
+        done = []
         while self._waiting and self._free:
             index, sid = self._waiting.pop(), self._free.pop()
             request = self._requests[index]
-            self._active[sid] = _Sequence(index, request, sid, make_sampler(self._llm, request.sampling))
-
-    def _plan(self) -> list[tuple[_Sequence, list[int], int]]:
-        """This step's tokens per sequence, in sequence-id order: the next token of each decoding sequence, then as
-        many prompt tokens of prefilling ones as the batch has room for."""
-        order = sorted(self._active.values(), key=lambda s: s.seq_id)
-        room = self._n_batch - sum(not s.prefilling for s in order)
-        plan = []
-        for seq in order:
-            if not seq.prefilling:
-                plan.append((seq, [seq.out[-1]], seq.next_position()))
-            elif room > 0:
-                chunk = list(seq.request.tokens[seq.n_fed:seq.n_fed + room])
-                room -= len(chunk)
-                plan.append((seq, chunk, seq.n_fed))
-        return plan
-
-    def _step(self, batch: Any) -> list[SequenceResult]:
-        plan = self._plan()
-        sampled: list[tuple[_Sequence, int]] = []
-        n = 0
-        for seq, tokens, first_pos in plan:
-            prompt_ends = seq.prefilling and seq.n_fed + len(tokens) == len(seq.request.tokens)
-            for k, token in enumerate(tokens):
-                batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, first_pos + k, 1
-                batch.seq_id[n][0] = seq.seq_id
-                batch.logits[n] = False
-                n += 1
-            if not seq.prefilling or prompt_ends:
-                batch.logits[n - 1] = True
-                sampled.append((seq, n - 1))
-            if seq.prefilling:
-                seq.n_fed += len(tokens)
-        batch.n_tokens = n
-        code = self._lib.llama_decode(self._ctx, batch)
-        self._n_decode_calls += 1
-        if code != 0:
-            raise RuntimeError(f"llama_decode of a batch of {n} tokens over {len(plan)} sequences returned {code}")
-        done = []
-        for seq, row in sampled:
-            result = self._advance(seq, int(seq.sampler.sample(self._llm._ctx, row)))
+            sampler = None if is_plain_greedy(request.sampling) else make_sampler(self._llm, request.sampling)
+            seq = self._active[sid] = _Sequence(index, request, sid, sampler)
+            row = self._prefill(batch, seq)
+            result = self._advance(seq, self._pick(seq, row, self._row_logits(row)))
             if result is not None:
                 done.append(result)
                 self._release(seq)
         return done
+
+    def _prefill(self, batch: _Batch, seq: _Sequence) -> int:
+        """A prompt into its sequence's cells, alone, in single-stream's chunks; the batch row of its last logits."""
+        tokens, step = seq.request.tokens, self._prefill_chunk
+        for first in range(0, len(tokens), step):
+            chunk = tokens[first:first + step]
+            outputs = [False] * len(chunk)
+            outputs[-1] = True
+            batch.set(chunk, range(first, first + len(chunk)), [seq.seq_id] * len(chunk), outputs)
+            self._decode(batch, f"a prompt chunk of {len(chunk)} tokens")
+        return len(tokens) - 1 - (len(tokens) - 1) // step * step
+
+    def _step(self, batch: _Batch) -> list[SequenceResult]:
+        """The next token of every running sequence, in sequence-id order, in one `llama_decode`."""
+        order = sorted(self._active.values(), key=lambda s: s.seq_id)
+        batch.set([s.out[-1] for s in order], [s.next_position() for s in order], [s.seq_id for s in order],
+                  [True] * len(order))
+        self._decode(batch, f"a step of {len(order)} sequences")
+        logits = self._all_logits(len(order))
+        done = []
+        for row, seq in enumerate(order):
+            result = self._advance(seq, self._pick(seq, row, logits[row]))
+            if result is not None:
+                done.append(result)
+                self._release(seq)
+        return done
+
+    def _row_logits(self, row: int) -> Any:
+        import numpy as np
+
+        return np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+
+    def _all_logits(self, n_rows: int) -> Any:
+        """The last decode's logits, a row per token that asked for them, in batch order."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(self._lib.llama_get_logits(self._ctx), shape=(n_rows, self._n_vocab))
+
+    def _pick(self, seq: _Sequence, row: int, logits: Any) -> int:
+        """The token a sequence takes from its logits (batch row `row`): the first of the highest logit for plain
+        greedy, as single-stream takes it (`greedy_tokens`), else its own sampler chain's."""
+        if seq.sampler is None:
+            return int(logits.argmax())
+        return int(seq.sampler.sample(self._llm._ctx, row))
 
     def _advance(self, seq: _Sequence, token: int) -> SequenceResult | None:
         """Take a sampled token as single-stream generation does; the result when the sequence is done."""
@@ -338,7 +387,8 @@ class _BatchRun:
     def _release(self, seq: _Sequence) -> None:
         """Free a sequence's slot: its KV cells removed, its sampler closed, its id back to the free list."""
         self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
-        seq.sampler.close()
+        if seq.sampler is not None:
+            seq.sampler.close()
         del self._active[seq.seq_id]
         self._free.append(seq.seq_id)
         self._free.sort(reverse=True)
