@@ -117,7 +117,7 @@ def labelled_set(cset: CalibrationSet, task: str) -> LabelledSet:
         kinds = sorted({r.task for r in ratings if r.rater_kind in HUMAN_KINDS}) or ["none"]
         raise UsageError(f"--set {cset.spec}: the set has no people's {task} labels (its labels: {', '.join(kinds)}):"
                          f" pass a set labelled for --task {task}")
-    out = LabelledSet(cset.name, cset.spec, cset.digest, [(g.prompt, g.output or "") for g in kept],
+    out = LabelledSet(cset.name, cset.spec, cset.digest, [(g.prompt, g.output_for_judges or "") for g in kept],
                       [_prompt_group(g.prompt) for g in kept], [labels[g.sample_key] for g in kept],
                       [g.benign is not True for g in kept], source, rejected)
     check_classes(out.n_positive, out.n_negative, f"--set {cset.spec}", task)
@@ -450,6 +450,7 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
     scopes = [(np.flatnonzero(owner == i), ls.name) for i, ls in enumerate(labelled)]
     if len(labelled) > 1:
         scopes.append((np.arange(len(y)), "all sets"))
+    held = np.zeros(len(y))  # the probe's out-of-fold probability of each output (the last scope's: all sets)
     progress.message("cross-validating (grouped by prompt, nested)")
     for rows, name in scopes:
         outer = [(rows[a], rows[b]) for a, b in grouped_folds(y[rows].tolist(), groups[rows].tolist(), folds, seed)]
@@ -459,6 +460,7 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
             predictions[learner.name] = (p, v)
             if learner.name == "probe":
                 chosen += [{"set": name, "choice": list(c.choice), "threshold": c.threshold} for c in picks]
+                held[rows] = p[rows]
         if controls:
             predictions["refusal-detector"] = (rule.astype(float), rule)
         cards += _cards_for(rows, name, f"out-of-fold ({folds} folds)", y, predictions)
@@ -473,13 +475,25 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
     weights = ProbeWeights(task, recipe, tuple(float(x) for x in scaler.mean_), tuple(float(x) for x in scaler.scale_),
                            tuple(float(x) for x in lr.coef_[0]), float(lr.intercept_[0]), final.threshold,
                            {"C": c, "pooling": pooling, "inner_auroc": final.inner_auroc, "folds": folds,
-                            "seed": seed, "sets": [{"name": ls.name, "digest": ls.digest} for ls in labelled]})
+                            "seed": seed, "sets": [{"name": ls.name, "digest": ls.digest} for ls in labelled]},
+                           out_of_fold_by_content(texts, held.tolist()))
     per_output = states.embed_s / n_embedded if n_embedded else None
     summaries = [{"name": ls.name, "spec": ls.spec, "digest": ls.digest, "n": len(ls.labels),
                   "positive": ls.n_positive, "negative": ls.n_negative, "labels": ls.label_source,
                   "prompts": len(set(ls.groups)), "not_used": len(ls.rejected)} for ls in labelled]
     return FitReport(task, base, states.recipe.base_sha256, folds, seed, summaries, cards, transfer, weights,
                      per_output, states.load_s, chosen)
+
+
+def out_of_fold_by_content(texts: Sequence[tuple[str, str]], probabilities: Sequence[float]) -> dict[str, float]:
+    """Each fitted (prompt, output)'s out-of-fold probability by harness.judging.probe.content_key (the mean where
+    one conversation was labelled more than once), for ProbeWeights.out_of_fold."""
+    from harness.judging.probe import content_key
+
+    acc: dict[str, list[float]] = {}
+    for (prompt, output), p in zip(texts, probabilities):
+        acc.setdefault(content_key(prompt, output), []).append(float(p))
+    return {k: sum(ps) / len(ps) for k, ps in sorted(acc.items())}
 
 
 def _transfer(labelled: Sequence[LabelledSet], learners: Sequence[Learner], y: np.ndarray, groups: np.ndarray,
