@@ -1,7 +1,8 @@
 """Fitting probe judges (`harness judge fit`): a linear model on a base model's hidden states, with honest cards.
 
 Labelled sets are read by the importers of harness.humans (`FORMAT:PATH`, as `harness judge calibrate` names
-them). Each output's label comes from the set's people: for `--task harm` the harm verdict of the first reference
+them), or are a results store's own outputs that people labelled (`store:PATH`, harness.humans.store_set: the
+labelling page's answers and imported labels). Each output's label comes from the set's people: for `--task harm` the harm verdict of the first reference
 (human-majority, human-final, human, expert: the majority of its verdicts), else, for preference pairs, the
 crowd's rejected reply (1) against its chosen one (0); for `--task refusal` refused or partly refused (1) against
 complied (0).
@@ -18,7 +19,9 @@ model on the same texts (its vocabulary learnt inside each training fold), and t
 read as "harmful when it complied with a harmful prompt" (a prompt is harmful unless its set marks it benign;
 no training). With several sets, the transfer table fits on each set, and on all but one, and cards each set it
 was not fitted on. The weights a judge entry keeps are refitted on every set, their choices made by the same
-grouped cross-validation.
+grouped cross-validation; they keep each fitted output's out-of-fold probability (the "all sets" scope's with
+several sets), which the probe rates that output with: a prediction made without its own label, as PPI++ from the
+same people's labels needs (harness.rates.correction).
 """
 
 from __future__ import annotations
