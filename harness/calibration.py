@@ -39,6 +39,7 @@ from typing import Any
 
 from harness import cardlib, keys
 from harness.errors import UsageError
+from harness.humans import store_set
 from harness.humans.report import not_used_note
 from harness.intervals import MIN_CARD_ITEMS
 from harness.judging.config import JudgeConfig, load_judge
@@ -53,7 +54,7 @@ MIN_RELIABLE = MIN_CARD_ITEMS  # one threshold for a card's items: harness.inter
 # Which people a card's headline figures compare with, most preferred first.
 REFERENCE_ORDER = ("human-majority", "human-final", "human", "expert")
 STUDY_JUDGES = ("gpt4o", "sonnet", "llama")
-SET_FORMATS = ("llm-harm", "labels-csv", "labels-jsonl", "pairwise-jsonl", "rankings-csv", "rankings-jsonl")
+SET_FORMATS = ("llm-harm", "labels-csv", "labels-jsonl", "pairwise-jsonl", "rankings-csv", "rankings-jsonl", "store")
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,15 @@ def parse_set_spec(spec: str) -> CalibrationSet:
     from harness.humans.query import split_options
 
     fmt, sep, rest = spec.partition(":")
-    if not sep or not rest:
+    if not sep or (not rest and fmt != store_set.STORE_FORMAT):
         raise UsageError(f"--set {spec!r}: write FORMAT:PATH, FORMAT one of {', '.join(SET_FORMATS)} "
                          "(e.g. --set labels-csv:judge-comparison.csv)")
     if fmt not in SET_FORMATS:
         raise UsageError(f"--set {spec!r}: unknown set format {fmt!r}: use one of {', '.join(SET_FORMATS)}")
+    if fmt == store_set.STORE_FORMAT:  # a results store's own labelled outputs (harness.humans.store_set)
+        path = store_set.store_file(rest, spec)
+        return CalibrationSet(fmt, path, Path(rest).name or path.parent.name,
+                              store_set.digest(*store_set.labelled_outputs(path, spec)))
     written, options = split_options(rest, fmt)
     path = Path(written).expanduser()
     if not path.exists():
@@ -442,6 +447,8 @@ def load_set(cset: CalibrationSet) -> tuple[list[Generation], list[Rating], list
     """The set's outputs and labels, and the importer's rejections (one line each)."""
     from harness.humans import parse_path
 
+    if cset.format == store_set.STORE_FORMAT:
+        return (*store_set.labelled_outputs(cset.path, cset.spec), [])
     options: dict[str, Any] = {}
     if cset.format == "llm-harm":
         from harness.humans.llm_harm import DEFAULT_REVERSE_GROUPS

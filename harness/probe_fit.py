@@ -1,7 +1,8 @@
 """Fitting probe judges (`harness judge fit`): a linear model on a base model's hidden states, with honest cards.
 
 Labelled sets are read by the importers of harness.humans (`FORMAT:PATH`, as `harness judge calibrate` names
-them). Each output's label comes from the set's people: for `--task harm` the harm verdict of the first reference
+them), or are a results store's own outputs that people labelled (`store:PATH`, harness.humans.store_set: the
+labelling page's answers and imported labels). Each output's label comes from the set's people: for `--task harm` the harm verdict of the first reference
 (human-majority, human-final, human, expert: the majority of its verdicts), else, for preference pairs, the
 crowd's rejected reply (1) against its chosen one (0); for `--task refusal` refused or partly refused (1) against
 complied (0); for `--task rank` the people's rankings (the study's triplets: the outputs of one prompt ranked
@@ -19,7 +20,9 @@ model on the same texts (its vocabulary learnt inside each training fold), and t
 read as "harmful when it complied with a harmful prompt" (a prompt is harmful unless its set marks it benign;
 no training). With several sets, the transfer table fits on each set, and on all but one, and cards each set it
 was not fitted on. The weights a judge entry keeps are refitted on every set, their choices made by the same
-grouped cross-validation.
+grouped cross-validation; they keep each fitted output's out-of-fold probability (the "all sets" scope's with
+several sets), which the probe rates that output with: a prediction made without its own label, as PPI++ from the
+same people's labels needs (harness.rates.correction).
 
 The rank task. A probe rates one output at a time, so it learns a pointwise score and ranks each item's outputs
 by sorting it: the outputs whose score reaches the threshold are ranked densely by score (1 = least harmful),
@@ -179,8 +182,8 @@ def labelled_set(cset: CalibrationSet, task: str) -> LabelledSet:
         kinds = sorted({r.task for r in ratings if r.rater_kind in HUMAN_KINDS}) or ["none"]
         raise UsageError(f"--set {cset.spec}: the set has no people's {task} labels (its labels: {', '.join(kinds)}):"
                          f" pass a set labelled for --task {task}")
-    out = LabelledSet(cset.name, cset.spec, cset.digest, [(g.prompt, g.output or "") for g in kept],
-                      [_prompt_group(g.prompt or g.output or "") for g in kept],  # a text alone: its own group
+    out = LabelledSet(cset.name, cset.spec, cset.digest, [(g.prompt, g.output_for_judges or "") for g in kept],
+                      [_prompt_group(g.prompt or g.output_for_judges or "") for g in kept],  # a text alone: its own group
                       [labels[g.sample_key] for g in kept],
                       [g.benign is not True for g in kept], source, rejected)
     if task == "rank":
@@ -622,6 +625,7 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
     scopes = [(np.flatnonzero(owner == i), ls.name) for i, ls in enumerate(labelled)]
     if len(labelled) > 1:
         scopes.append((np.arange(len(y)), "all sets"))
+    held = np.zeros(len(y))  # the probe's out-of-fold probability of each output (the last scope's: all sets)
     progress.message("cross-validating (grouped by prompt, nested)")
     for rows, name in scopes:
         outer = [(rows[a], rows[b]) for a, b in grouped_folds(y[rows].tolist(), groups[rows].tolist(), folds, seed)]
@@ -631,6 +635,7 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
             predictions[learner.name] = (p, v)
             if learner.name == "probe":
                 chosen += [{"set": name, "choice": list(c.choice), "threshold": c.threshold} for c in picks]
+                held[rows] = p[rows]
         if controls:
             predictions["refusal-detector"] = (rule.astype(float), rule)
         cards += _cards_for(rows, name, f"out-of-fold ({folds} folds)", y, predictions, ranked, seed)
@@ -647,7 +652,8 @@ def fit_labelled(base: str, labelled: Sequence[LabelledSet], task: str, states: 
                            tuple(float(x) for x in lr.coef_[0]), float(lr.intercept_[0]), final.threshold,
                            {"C": c, "pooling": pooling, ("inner_auroc" if ranked is None else "inner_alpha_ordinal"):
                             final.inner_score, "folds": folds,
-                            "seed": seed, "sets": [{"name": ls.name, "digest": ls.digest} for ls in labelled]})
+                            "seed": seed, "sets": [{"name": ls.name, "digest": ls.digest} for ls in labelled]},
+                           out_of_fold_by_content(texts, held.tolist()))
     per_output = states.embed_s / n_embedded if n_embedded else None
     summaries = [{"name": ls.name, "spec": ls.spec, "digest": ls.digest, "n": len(ls.labels),
                   "positive": ls.n_positive, "negative": ls.n_negative, "labels": ls.label_source,
@@ -666,6 +672,17 @@ def _rank_task(labelled: Sequence[LabelledSet], task: str) -> tuple[Ranked | Non
     items = np.asarray([f"{i}:{item}" for i, ls in enumerate(labelled) for item in ls.items])
     codes = np.asarray([c for ls in labelled for c in ls.codes], dtype=np.float64)
     return Ranked(items, codes), np.asarray([t for ls in labelled for t in ls.targets], dtype=np.float64)
+
+
+def out_of_fold_by_content(texts: Sequence[tuple[str, str]], probabilities: Sequence[float]) -> dict[str, float]:
+    """Each fitted (prompt, output)'s out-of-fold probability by harness.judging.probe.content_key (the mean where
+    one conversation was labelled more than once), for ProbeWeights.out_of_fold."""
+    from harness.judging.probe import content_key
+
+    acc: dict[str, list[float]] = {}
+    for (prompt, output), p in zip(texts, probabilities):
+        acc.setdefault(content_key(prompt, output), []).append(float(p))
+    return {k: sum(ps) / len(ps) for k, ps in sorted(acc.items())}
 
 
 def _transfer(labelled: Sequence[LabelledSet], learners: Sequence[Learner], y: np.ndarray, groups: np.ndarray,

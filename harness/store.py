@@ -435,6 +435,20 @@ class Store:
             GROUP BY r.sample_key, r.rater, r.task, answer""", list(tasks))
         return [(a, b, c, str(d), int(e)) for a, b, c, d, e in rows]
 
+    def rating_probabilities(self, tasks: Sequence[str]) -> list[tuple[str, str, str, float]]:
+        """Per (sample_key, rater, task) over valid harm verdicts of stored generations in these tasks that kept
+        the probability behind them (a probe judge's, `extra.probability`): (sample_key, rater, task, mean
+        probability). Other raters' ratings have none and give no row."""
+        marks = ", ".join("?" for _ in tasks)
+        rows = self._rows_of_stored_generations(f"""
+            SELECT r.sample_key, r.rater, r.task,
+                   AVG(CASE WHEN json_valid(r.extra) THEN json_extract(r.extra, '$.probability') END)
+            FROM ratings r JOIN generations g ON g.sample_key = r.sample_key
+            WHERE r.task IN ({marks}) AND r.valid = 1 AND r.harmful IS NOT NULL
+                  AND CASE WHEN json_valid(r.extra) THEN json_type(r.extra, '$.probability') END IN ('real', 'integer')
+            GROUP BY r.sample_key, r.rater, r.task""", list(tasks))
+        return [(a, b, c, float(d)) for a, b, c, d in rows]
+
     def output_verdict_counts(self, tasks: Sequence[str]) -> list[tuple[str, str, str, str, int, int]]:
         """Per (rater, task, output) over every valid harm verdict in the store, stored generation or not:
         (rater, rater_kind, task, output_key, n_valid, n_harmful). An output is its sample_key, or

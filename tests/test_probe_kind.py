@@ -158,7 +158,8 @@ def test_a_refusal_probe_labels_refusal_or_compliance(cli, catalog: Path, tmp_pa
     weights = load_weights(judges / f"{NAME}.probe.json", entry["weights_sha256"])
     # the harm probe's weights negated: a stand-in that calls the refusals "refusal"
     flipped = dataclasses.replace(weights, task="refusal", coef=tuple(-c for c in weights.coef),
-                                  intercept=-weights.intercept, threshold=1.0 - weights.threshold)
+                                  intercept=-weights.intercept, threshold=1.0 - weights.threshold,
+                                  out_of_fold={k: 1.0 - p for k, p in weights.out_of_fold.items()})
     digest = save_weights(flipped, judges / "refusal-probe.probe.json")
     text = (judges / f"{NAME}.toml").read_text()
     text = (text.replace(entry["weights_sha256"], digest).replace(f"{NAME}.probe.json", "refusal-probe.probe.json")

@@ -49,7 +49,8 @@ class ProbeFit:
 def fit_probe(base: str, sets: list[str], task: str, name: str, *, folds: int = 5, seed: int = 0,
               catalog_dir: str | Path | None = None, progress: Progress | None = None) -> ProbeFit:
     """`harness judge fit`: fit a probe judge on a base model's hidden states from human-labelled sets, card it out
-    of fold (grouped by prompt, every choice nested) and write its entry into the user catalog (or `catalog_dir`)."""
+    of fold (grouped by prompt, every choice nested) and write its entry into the user catalog (or `catalog_dir`).
+    `sets` are FORMAT:PATH specs; `store:PATH` is a results store's own outputs that people labelled."""
     from harness.errors import UsageError
     from harness.probe_fit import fit_and_write
 

@@ -80,7 +80,8 @@ def register_calibrate(actions: argparse._SubParsersAction) -> None:  # type: ig
                                        "and specificity against people (what corrects its harm rates), with every "
                                        "agreement metric and their bootstrap intervals. Sets: llm-harm:DIR, "
                                        "labels-csv:FILE, labels-jsonl:FILE[?flags=A,B&missing=negative], pairwise-jsonl:FILE, "
-                                       "rankings-csv:FILE, rankings-jsonl:FILE. "
+                                       "rankings-csv:FILE, rankings-jsonl:FILE, "
+                                       "store:PATH (the outputs people labelled in a results store). "
                                        "Example: harness judge calibrate --judge smollm2-score --set "
                                        "labels-csv:judge-comparison.csv")
     judge_option(c, KEEP)

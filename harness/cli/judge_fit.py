@@ -7,7 +7,8 @@ from typing import Any
 
 SET_HELP = ("a human-labelled set (repeatable): llm-harm:DIR, labels-csv:FILE, labels-jsonl:FILE (labels-*: texts "
             "alone too; ?flags=A,B&missing=negative after the path), pairwise-jsonl:FILE, rankings-csv:FILE, "
-            "rankings-jsonl:FILE")
+            "rankings-jsonl:FILE, or store:PATH (the outputs people labelled in a results store or its folder, "
+            "e.g. store:results)")
 
 
 def register_fit(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,7 +22,7 @@ def register_fit(actions: argparse._SubParsersAction) -> None:  # type: ignore[t
                                        "fitted without it. Writes judges/NAME.toml (kind = \"probe\") and its weights "
                                        "into the user catalog (needs the `probe` extra: scikit-learn). Example: harness "
                                        "judge fit --base smollm2-135m-instruct:Q4_1 --set labels-csv:judge-comparison.csv "
-                                       "--task harm --name my-probe")
+                                       "--task harm --name my-probe; on your own labelled outputs: --set store:results")
     f.add_argument("--base", required=True, metavar="MODEL[:VARIANT]", help="the base model (a GGUF variant)")
     f.add_argument("--set", dest="fit_sets", action="append", default=[], metavar="FORMAT:PATH", help=SET_HELP)
     f.add_argument("--task", choices=("harm", "refusal", "rank"), default="harm",

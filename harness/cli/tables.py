@@ -270,6 +270,10 @@ def harm_caption(rows: Sequence[LeaderboardRow]) -> Text | None:
                      + "; assumes it errs on these outputs as it did there")
     if "human-checked" in methods:
         lines.append("human-checked harm: prediction-powered estimate from people's labels of these outputs")
+        lines.extend(f"  {r.name} on {r.device}: interval {abs(gain):.0%} {'narrower' if gain >= 0 else 'wider'} "
+                     f"than people's {r.harm_human_n} labels alone" for r in rows
+                     if r.harm_method == "human-checked" and (gain := r.harm_narrower_than_labels) is not None
+                     and (r.harm_note or "").startswith("PPI++"))
     lines.extend(f"WARNING {r.name} on {r.device}: {r.harm_judge_warning}" for r in rows if r.harm_judge_warning)
     warn = "uncalibrated" in methods or any(r.harm_judge_warning for r in rows)
     return text("\n".join(lines), style="yellow" if warn else "") if lines else None

@@ -44,11 +44,18 @@ class ProbeWeights:
     intercept: float
     threshold: float
     fit: dict[str, Any] = field(default_factory=dict)  # C, folds, seed, sets: what the fit chose and read
+    # the out-of-fold probability of each (prompt, output) it was fitted on, by content_key: what the probe says of
+    # its own training outputs, so that people's labels of them still check it honestly (PPI++ needs a prediction
+    # made without the label it is compared with)
+    out_of_fold: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": WEIGHTS_FORMAT, "task": self.task, "recipe": self.recipe.as_dict(), "mean": list(self.mean),
-                "scale": list(self.scale), "coef": list(self.coef), "intercept": self.intercept,
-                "threshold": self.threshold, "fit": self.fit}
+        d = {"format": WEIGHTS_FORMAT, "task": self.task, "recipe": self.recipe.as_dict(), "mean": list(self.mean),
+             "scale": list(self.scale), "coef": list(self.coef), "intercept": self.intercept,
+             "threshold": self.threshold, "fit": self.fit}
+        if self.out_of_fold:
+            d["out_of_fold"] = dict(self.out_of_fold)
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> ProbeWeights:
@@ -59,7 +66,8 @@ class ProbeWeights:
             weights = cls(task=str(d["task"]), recipe=FeatureRecipe.from_dict(dict(d["recipe"]), where),
                           mean=tuple(float(x) for x in d["mean"]), scale=tuple(float(x) for x in d["scale"]),
                           coef=tuple(float(x) for x in d["coef"]), intercept=float(d["intercept"]),
-                          threshold=float(d["threshold"]), fit=dict(d.get("fit") or {}))
+                          threshold=float(d["threshold"]), fit=dict(d.get("fit") or {}),
+                          out_of_fold={str(k): float(v) for k, v in dict(d.get("out_of_fold") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{where}: a probe weights file with a missing or malformed field ({exc}): refit the "
                              "probe") from None
@@ -68,6 +76,8 @@ class ProbeWeights:
         if not n or len(weights.mean) != n or len(weights.scale) != n:
             raise UsageError(f"{where}: mean, scale and coef must be of one length (the features'): refit the probe")
         numbers = (*weights.mean, *weights.scale, *weights.coef, weights.intercept, weights.threshold)
+        if not all(0.0 <= p <= 1.0 for p in weights.out_of_fold.values()):
+            raise UsageError(f"{where}: out_of_fold holds probabilities (0..1): refit the probe")
         if not all(math.isfinite(x) for x in numbers) or any(s <= 0 for s in weights.scale):
             raise UsageError(f"{where}: weights must be finite numbers and scales positive: refit the probe")
         if not 0.0 <= weights.threshold <= 1.0:
@@ -84,6 +94,11 @@ class ProbeWeights:
                              f"{x.shape[-1] if x.ndim else 0}: the base model is not the one it was fitted on; refit")
         z = ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -500, 500))))
+
+
+def content_key(prompt: str, output: str) -> str:
+    """What a probe's out-of-fold probabilities are kept under: the conversation it rates (as judge requests are)."""
+    return hashlib.sha256(json.dumps([prompt, output], ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
 
 
 def weights_bytes(weights: ProbeWeights) -> bytes:
@@ -206,12 +221,17 @@ class ProbeRater:
                                    n_threads=n_threads)
 
     def rate(self, pairs: list[tuple[str, str]]) -> list[ProbeRating]:
-        """One rating per (prompt, output), in order."""
+        """One rating per (prompt, output), in order; an output the probe was fitted on gets its out-of-fold
+        probability (ProbeWeights.out_of_fold), every other one the fitted probe's."""
         import numpy as np
 
         out = []
         for prompt, output in pairs:
             t0 = time.perf_counter()
+            held = self.weights.out_of_fold.get(content_key(prompt, output)) if self.weights.out_of_fold else None
+            if held is not None:
+                out.append(ProbeRating(held, held >= self.entry.threshold, time.perf_counter() - t0))
+                continue
             x = self.states.features(prompt, output)[self.weights.recipe.pooling]
             p = float(self.weights.probabilities(np.asarray(x)[None, :])[0])
             out.append(ProbeRating(p, p >= self.entry.threshold, time.perf_counter() - t0))

@@ -70,12 +70,13 @@ from harness.rates.harm import (
     choose_primary_rater,
     harm_rates,
     one_answer_warnings,
+    output_probabilities,
     output_verdicts,
     people_verdicts,
     rater_keys,
     worst_categories,
 )
-from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, VariantKey, label_counts
+from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, RatingProbability, VariantKey, label_counts
 from harness.rates.judge import JudgeRate, judge_rates
 from harness.rates.ladder import (
     GGUF_REFERENCES,
@@ -97,10 +98,10 @@ __all__ = [
     "COST_FIELDS", "GGUF_REFERENCES", "MIN_MEASUREMENTS_TO_COMPARE", "NO_CONTENDED_COST", "ONE_ANSWER_MIN",
     "ONE_ANSWER_SHARE", "ONNX_REFERENCE", "UNCALIBRATED_NOTE", "AnswerCount", "ContendedCost", "CostSummary",
     "Fastest", "Flip", "HarmEstimate", "HarmRate", "JudgeRate", "LabelCount", "LadderStep", "LeaderboardRow",
-    "LeastHarmful", "RateTables", "RatingCount", "RefusalRate", "VariantKey", "candidates", "card_label",
+    "LeastHarmful", "RateTables", "RatingCount", "RatingProbability", "RefusalRate", "VariantKey", "candidates", "card_label",
     "card_reason", "card_verdict_text", "choose_primary_rater", "choose_refusal_rater", "clearly_faster",
     "clearly_less_harmful", "contended_cost", "corrected_harm", "cost_columns", "cost_measurements",
     "cost_summaries", "failure_reasons", "fastest", "harm_rates", "judge_rates", "label_counts",
-    "ladder_references", "least_harmful", "one_answer_warnings", "output_verdicts", "people_verdicts",
+    "ladder_references", "least_harmful", "one_answer_warnings", "output_probabilities", "output_verdicts", "people_verdicts",
     "quantization_ladder", "rate_tables", "rater_keys", "refusal_events", "refusal_rates", "worst_categories",
 ]

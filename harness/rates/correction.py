@@ -2,8 +2,13 @@
 
 - `human`: the primary rater is people (or an expert);
 - `human-checked`: people labelled at least two of this variant's own outputs: the prediction-powered estimate
-  (PPI++) from their labels and the judge's verdicts on all outputs, or with few labels the labels' own rate with
-  its exact interval (harness.intervals.checked_rate), beside the people-only interval;
+  (PPI++) from their labels and the judge's predictions on all outputs, or with few labels the labels' own rate with
+  its exact interval (harness.intervals.checked_rate), beside the people-only interval. A judge that keeps the
+  probability behind its verdict (a probe judge) predicts with that probability, else with its 0/1 verdict: PPI++
+  is valid for any prediction made without the labels, and a probability carries more of the judge's information
+  than its thresholded verdict (a probe rates the outputs it was fitted on with their out-of-fold probability,
+  harness.judging.probe.ProbeWeights.out_of_fold). The note says how much narrower PPI++'s interval is than the
+  labels-only one;
 - `calibrated`: a judge card that `can correct` (its Youden J interval excludes 0 on 30+ items) measured the
   judge's sensitivity and specificity against people on another set: the Rogan-Gladen corrected rate with the
   exact intervals of the run's rate and the card's pushed through the correction (harness.intervals
@@ -16,8 +21,9 @@ A leaderboard row's `harm_raw_*` always holds the judge's raw rate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from harness.intervals import CAN_CORRECT, NOT_BETTER_THAN_CHANCE, TOO_FEW_ITEMS, checked_rate, corrected_rate
 from harness.records import JudgeCard
@@ -36,6 +42,16 @@ class HarmEstimate:
     human_ci_low: float | None = None
     human_ci_high: float | None = None
     note: str | None = None
+
+    @property
+    def narrower_than_labels(self) -> float | None:
+        """How much narrower the human-checked interval is than people's labels alone (0.3 = 30% narrower; negative
+        when wider); None unless both intervals exist."""
+        if self.method != "human-checked" or None in (self.ci_low, self.ci_high, self.human_ci_low,
+                                                       self.human_ci_high):
+            return None
+        labels_only = self.human_ci_high - self.human_ci_low  # type: ignore[operator]
+        return None if labels_only <= 0 else 1 - (self.ci_high - self.ci_low) / labels_only  # type: ignore[operator]
 
 
 UNCALIBRATED_NOTE = ("uncalibrated: the judge's raw rate; no judge card or human labels measured its errors "
@@ -66,9 +82,11 @@ def card_reason(card: JudgeCard) -> str:
 
 
 def corrected_harm(raw: Rate, keys: Sequence[str], judge: dict[str, int], people: dict[str, int],
-                   card: JudgeCard | None, judge_is_human: bool) -> HarmEstimate:
+                   card: JudgeCard | None, judge_is_human: bool,
+                   probabilities: Mapping[str, float] | None = None) -> HarmEstimate:
     """How the harm rate of one variant is estimated from its judge's verdicts, people's labels of its outputs
-    and the judge's card (see the module docstring). `keys` are the variant's outputs on harmful prompts."""
+    and the judge's card (see the module docstring). `keys` are the variant's outputs on harmful prompts;
+    `probabilities` the probability behind the judge's verdict of each output, where it keeps one."""
     if judge_is_human:
         return HarmEstimate("human", raw.rate, raw.ci_low, raw.ci_high)
     labelled = [k for k in keys if k in people]
@@ -78,10 +96,7 @@ def corrected_harm(raw: Rate, keys: Sequence[str], judge: dict[str, int], people
     extra = {} if human is None else {"human_n": human.n, "human_rate": human.rate, "human_ci_low": human.ci_low,
                                       "human_ci_high": human.ci_high}
     if human is not None and len(both) >= 2:  # one label is shown beside the judge's rate, not instead of it
-        iv = checked_rate([float(people[k]) for k in both], [float(judge[k]) for k in both],
-                          [float(judge[k]) for k in unlabelled])
-        return HarmEstimate("human-checked", iv.rate, iv.ci_low, iv.ci_high, note=iv.note,
-                            **extra)  # type: ignore[arg-type]
+        return _checked(both, unlabelled, judge, people, probabilities or {}, extra)
     if card is not None and card.verdict == CAN_CORRECT and raw.n:
         assert card.tp is not None and card.fn is not None and card.fp is not None and card.tn is not None
         rg = corrected_rate(raw.k, raw.n, card.tp, card.fn, card.fp, card.tn)
@@ -93,3 +108,27 @@ def corrected_harm(raw: Rate, keys: Sequence[str], judge: dict[str, int], people
     note = UNCALIBRATED_NOTE if card is None else card_reason(card)
     return HarmEstimate("uncalibrated", raw.rate, raw.ci_low, raw.ci_high, card=None if card is None else card_label(card),
                         note=note, **extra)  # type: ignore[arg-type]
+
+
+def _checked(both: Sequence[str], unlabelled: Sequence[str], judge: dict[str, int], people: dict[str, int],
+             probabilities: Mapping[str, float], extra: dict[str, Any]) -> HarmEstimate:
+    """The human-checked estimate: PPI++ predicting with the judge's probability where it keeps one, else its
+    verdict; the note says so and how much narrower it is than the labels alone."""
+    def f(k: str) -> float:
+        p = probabilities.get(k)
+        return float(judge[k]) if p is None else p
+
+    iv = checked_rate([float(people[k]) for k in both], [f(k) for k in both], [f(k) for k in unlabelled])
+    est = HarmEstimate("human-checked", iv.rate, iv.ci_low, iv.ci_high, note=iv.note, **extra)
+    if not (iv.note or "").startswith("PPI++"):
+        return est
+    used = sum(1 for k in (*both, *unlabelled) if k in probabilities)
+    note = str(iv.note)
+    if used:
+        total = len(both) + len(unlabelled)
+        note += ("; the judge predicts with its probabilities" if used == total else
+                 f"; the judge predicts with its probabilities on {used} of {total} outputs, its verdicts elsewhere")
+    gain = est.narrower_than_labels
+    if gain is not None:
+        note += f"; {abs(gain):.0%} {'narrower' if gain >= 0 else 'wider'} than people's labels alone"
+    return replace(est, note=note)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UsageError
-from harness.rates.inputs import AnswerCount, RatingCount, VariantKey, by_sample_key
+from harness.rates.inputs import AnswerCount, RatingCount, RatingProbability, VariantKey, by_sample_key
 from harness.records import HUMAN_KINDS, Generation
 from harness.stats import Rate, majority
 
@@ -169,6 +169,20 @@ def output_verdicts(generations: Sequence[Generation], counts: Sequence[RatingCo
         v = majority(h, n)
         if v is not None:
             out[sk] = v
+    return out
+
+
+def output_probabilities(generations: Sequence[Generation], probabilities: Sequence[RatingProbability],
+                         counts: Sequence[RatingCount], rater: str) -> dict[str, float]:
+    """Per generation on a harmful prompt: the probability behind the rater's verdict, where it keeps one (a probe
+    judge's; harness.rates.correction predicts with it)."""
+    gens = by_sample_key(generations)
+    names = rater_keys(counts)
+    out = {}
+    for p in probabilities:
+        g = gens.get(p.sample_key)
+        if g is not None and not g.benign and names.get((p.rater, p.task)) == rater:
+            out[p.sample_key] = p.probability
     return out
 
 

@@ -1,6 +1,6 @@
 """What rates are computed from: the store's counts of harm verdicts, answers and refusal labels per output, and
 the key of a variant. The store supplies the counts (harness.store.Store.rating_counts / answer_counts /
-label_counts); the rest of harness.rates turns them into rates."""
+label_counts) and the probabilities behind verdicts (rating_probabilities); the rest of harness.rates turns them into rates."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ class AnswerCount:
     task: str
     answer: str
     n: int
+
+
+@dataclass(frozen=True)
+class RatingProbability:
+    """The probability behind one rater's harm verdicts of one output in one task (a probe judge keeps it)."""
+
+    sample_key: str
+    rater: str
+    task: str
+    probability: float
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,12 @@ from harness.rates.harm import (
     choose_primary_rater,
     harm_rates,
     one_answer_warnings,
+    output_probabilities,
     output_verdicts,
     people_verdicts,
     worst_categories,
 )
-from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, VariantKey
+from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, RatingProbability, VariantKey
 from harness.rates.refusal import RefusalRate, choose_refusal_rater, refusal_events, refusal_rates
 from harness.records import HUMAN_KINDS, Generation, JudgeCard
 from harness.stats import Rate, pareto_front
@@ -116,6 +117,13 @@ class LeaderboardRow:
         return f"{self.model}:{self.variant}"
 
     @property
+    def harm_narrower_than_labels(self) -> float | None:
+        """How much narrower the human-checked harm interval is than people's labels alone (0.3 = 30%)."""
+        return HarmEstimate(self.harm_method or "", self.harm_rate, self.harm_ci_low, self.harm_ci_high,
+                            human_ci_low=self.harm_human_ci_low,
+                            human_ci_high=self.harm_human_ci_high).narrower_than_labels
+
+    @property
     def key(self) -> VariantKey:
         return self.cost.key
 
@@ -174,11 +182,13 @@ class RateTables:
 def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount], labels: Sequence[LabelCount],
                 rater: str | None = None, cards: Mapping[str, JudgeCard] | None = None,
                 include_flagged: bool = False, qos_labels: Sequence[QosLabel] = (),
-                answers: Sequence[AnswerCount] = (), models: Mapping[str, ModelFacts] | None = None) -> RateTables:
+                answers: Sequence[AnswerCount] = (), models: Mapping[str, ModelFacts] | None = None,
+                probabilities: Sequence[RatingProbability] = ()) -> RateTables:
     """Every figure of every surface, computed once. `cards`: the judge card to correct each rater with (by rater
     key; harness.calibration.cards_for_correction chooses them). Cost medians leave out warm-up and contended
     samples unless `include_flagged`. `qos_labels`: the quality-of-service judge's labels (harness.qos). `models`:
-    the catalog's facts of the models (harness.variants.manifest.model_facts): base models, shipped variants."""
+    the catalog's facts of the models (harness.variants.manifest.model_facts): base models, shipped variants.
+    `probabilities`: the probabilities behind verdicts (a probe judge's), which human-checked rates predict with."""
     models = dict(models or {})
     main, system_prompt = main_generations(generations)
     attacked = attacked_generations(generations, system_prompt)
@@ -195,6 +205,7 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
                                                       for r in refusals if r.rater == refusal_rater}
     verdicts = output_verdicts(main, counts, primary) if primary else {}
     people = people_verdicts(main, counts) if primary else {}
+    probs = output_probabilities(main, probabilities, counts, primary) if primary else {}
     harmful_keys: dict[VariantKey, list[str]] = {}
     for g in main:
         if not g.benign:
@@ -213,7 +224,7 @@ def rate_tables(generations: Sequence[Generation], counts: Sequence[RatingCount]
         est = None
         if h is not None and h.rate is not None:
             est = corrected_harm(Rate.of(h.n_harmful, h.n_valid), harmful_keys.get(key, []), verdicts, people, card,
-                                 h.rater_kind in HUMAN_KINDS)
+                                 h.rater_kind in HUMAN_KINDS, probs)
         rows.append(LeaderboardRow(
             rank=0, cost=c, harm_rater=primary, **_harm_columns(h, est, worst.get(key)),
             refusal_rater=refusal_rater, **_refusal_columns(ref.get((key, "harmful")), ref.get((key, "benign"))),

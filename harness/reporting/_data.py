@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import UsageError, require
 from harness.qos import QOS_TASK, QosLabel, qos_labels
 from harness.rates.harm import rater_keys
-from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, label_counts
+from harness.rates.inputs import AnswerCount, LabelCount, RatingCount, RatingProbability, label_counts
 from harness.rates.leaderboard import RateTables, rate_tables
 from harness.records import HARM_TASKS, Generation, JudgeCard
 from harness.store import Store
@@ -78,11 +78,12 @@ class RateInputs:
     qos_labels: list[QosLabel] = field(default_factory=list)
     answers: list[AnswerCount] = field(default_factory=list)
     models: dict[str, ModelFacts] = field(default_factory=dict)  # the catalog's facts of the models
+    probabilities: list[RatingProbability] = field(default_factory=list)  # behind verdicts (a probe judge's)
 
     def tables(self, rater: str | None = None, include_flagged: bool = False) -> RateTables:
         return rate_tables(self.gens, self.counts, self.labels, rater, self.cards,
                            include_flagged=include_flagged, qos_labels=self.qos_labels, answers=self.answers,
-                           models=self.models)
+                           models=self.models, probabilities=self.probabilities)
 
 
 def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: list[str] | None = None,
@@ -104,7 +105,8 @@ def load_inputs(store: Store, run_ids: list[str] | None = None, sample_keys: lis
     cards = cards_for_correction(cardlib.merged(store.cards(), cardlib.library_cards()), raters, identities, card)
     qos = qos_labels(store.label_counts(QOS_TASK)) if any(g.template_id for g in gens) else []
     answers = [AnswerCount(*row) for row in store.answer_counts(HARM_TASKS)]
-    return RateInputs(gens, counts, labels, cards, qos, answers, model_facts(g.model for g in gens))
+    probabilities = [RatingProbability(*row) for row in store.rating_probabilities(HARM_TASKS)]
+    return RateInputs(gens, counts, labels, cards, qos, answers, model_facts(g.model for g in gens), probabilities)
 
 
 def load(store: Store, run_ids: list[str] | None = None, card: str | None = None) -> ReportData:
