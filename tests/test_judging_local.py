@@ -96,6 +96,7 @@ def test_harness_run_judges_by_default(tmp_path: Path) -> None:
                     "--no-report", "--quiet", "--store", store)
     assert r.returncode == 0, r.stderr
     assert "judged refusal-detector" in r.stderr and "judged smollm2-score" in r.stderr
+    assert f"--set store:{store}" in " ".join(r.stderr.split())  # how to fit a probe judge on the user's labels
     ratings = _rows(store, "ratings")
     assert sorted((x["rater"], x["task"]) for x in ratings) == [
         ("refusal-detector", "refusal"), ("refusal-detector", "refusal"),

@@ -30,3 +30,14 @@ def print_judge_line(s: JudgeResult, console: Console) -> None:
         line.append(*part)
     line.append(f" ({s.elapsed_s:.1f} s)")
     console.print(line)
+
+
+def print_probe_hint(judges: list[JudgeResult], store: object, console: Console) -> None:
+    """After a run judged by a small generative local judge and no probe: one line on how to fit a probe judge from
+    the user's own labels (a 135M model cannot write a reliable verdict; a probe on its hidden states can learn one,
+    README "Learn a judge from your own labels")."""
+    if not any(j.kind == "llama-cpp" and j.mode == "score" for j in judges) or any(j.kind == "probe" for j in judges):
+        return
+    console.print(text(f"the local harm judge is a small generative model, near chance on people's labels: label "
+                       f"outputs (harness annotate --task label --store {store}), then fit a judge on them (harness judge fit "
+                       f"--base smollm2-135m-instruct --set store:{store} --name my-probe)", style="dim"))

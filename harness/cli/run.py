@@ -117,7 +117,7 @@ def command_line() -> str:
 def run_command(args: argparse.Namespace) -> int:
     from harness import api
     from harness.cli.console import terminal, text
-    from harness.cli.present import print_judge_line
+    from harness.cli.present import print_judge_line, print_probe_hint
     from harness.cli.progress import RichProgress
     from harness.cli.tables import leaderboard_table, print_table
 
@@ -144,6 +144,7 @@ def run_command(args: argparse.Namespace) -> int:
         print_fleet_lines(result.fleet, console)
     for j in result.judges:
         print_judge_line(j, console)
+    print_probe_hint(result.judges, result.store, console)
     if result.report is not None and result.report.skipped:
         console.print(text(f"report skipped: {result.report.skipped}", style="yellow"))
     print_table(leaderboard_table(result.leaderboard, wide=args.wide, width=out.width,
