@@ -124,7 +124,7 @@ def annotate_server(*args: str, timeout_s: float = 60) -> Iterator[Served]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=60)  # a loaded host can take long to unwind the server
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)

@@ -88,7 +88,7 @@ def test_the_helpers() -> None:
     assert max_new_tokens(1, 100, 2048) == 1 and max_new_tokens(None, 100, 2048) == 1948
     assert max_new_tokens(2000, 100, 2048) == 1948
     assert incomplete_utf8(b"ab" + "é".encode()[:1]) == 1 and incomplete_utf8(b"abc") == 0
-    assert judge_batch_size(None) == 1 and judge_batch_size("auto") == 8 and judge_batch_size(4) == 4
+    assert judge_batch_size(None) == 1 and judge_batch_size("auto") == 4 and judge_batch_size(4) == 4
 
 
 @pytest.mark.xfail(strict=True, reason="not yet: the first conversation of a decode matches one-at-a-time exactly, "
