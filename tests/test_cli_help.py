@@ -116,3 +116,17 @@ def test_a_misspelt_command_gets_a_suggestion(cli, args: list[str], wanted: str)
 def test_a_calibrate_option_without_calibrate_names_the_sub_command(cli) -> None:  # type: ignore[no-untyped-def]
     r = cli("judge", "--judge", "refusal-detector", "--set", "labels-csv:x.csv")
     assert r.code == 2 and "--set is for `harness judge calibrate`" in r.err
+
+
+def test_a_harness_process_started_with_sigint_ignored_still_stops_on_ctrl_c() -> None:
+    """A shell without job control starts `cmd &` with SIGINT ignored; harness puts KeyboardInterrupt back, as the
+    labelling server's Ctrl-C and a fleet coordinator's SIGINT to its workers need."""
+    import subprocess
+    import sys
+
+    code = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "from harness.cli import main\n"
+            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr

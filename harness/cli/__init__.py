@@ -103,7 +103,19 @@ def describe(parser: argparse.ArgumentParser) -> None:
                 describe(sub)
 
 
+def _honour_interrupts() -> None:
+    """SIGINT raises KeyboardInterrupt even when this process inherited it ignored (started as `cmd &` by a shell
+    without job control, where Python installs no handler): Ctrl-C must stop `harness annotate`, and a fleet's
+    coordinator stops its workers with SIGINT before it would kill them."""
+    import signal
+    import threading
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _honour_interrupts()
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         # Tables written to a file or a pipe are read in full: don't truncate them to 80 columns.
         os.environ["COLUMNS"] = "200"

@@ -41,11 +41,6 @@ def annotate_command(args: argparse.Namespace) -> int:
         done = f", {page.labelled} labelled" if page.labelled is not None else ""
         echo(f"labelling {page.items} items of plan {page.plan_id} ({args.task}{who}{done}) at {page.url}")
         echo("every answer is stored at once; Ctrl-C stops the server")
-        import signal
-
-        # Ctrl-C (SIGINT) stops the server even when the shell started it with SIGINT ignored (`cmd &` without job
-        # control), where Python would otherwise install no KeyboardInterrupt handler
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             page.server.serve_forever()
         except KeyboardInterrupt:
